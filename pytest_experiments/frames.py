@@ -1,0 +1,89 @@
+"""Recorded runs as a pandas DataFrame. The only module that imports pandas."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pytest_experiments.locate import find_store
+from pytest_experiments.records import RunRecord
+from pytest_experiments.store import Store
+
+#: The columns every frame has, in order; ``params.<name>`` and ``metrics.<name>`` follow,
+#: then ``error``.
+BASE_COLUMNS = (
+    "run_id", "node_id", "experiment", "module", "status", "started_at", "finished_at",
+    "duration", "session_id", "worker", "dir",
+)  # fmt: skip
+
+
+def load(
+    store: str | Path | Store | None = None,
+    *,
+    experiment: str | Iterable[str] | None = None,
+    status: str | Iterable[str] | None = None,
+    history: bool = False,
+) -> pd.DataFrame:
+    """Recorded runs as a DataFrame.
+
+    One row per grid point (module, experiment function and parameter hash) holding its
+    latest run, or with ``history=True`` one row per run, oldest first. ``store=None``
+    finds the store as pytest would from the current directory. Columns: ``run_id``,
+    ``node_id``, ``experiment``, ``module``, ``status``, ``started_at`` / ``finished_at``
+    (tz-aware UTC), ``duration`` (seconds), ``session_id``, ``worker``, ``dir`` (absolute
+    path of the run folder), ``params.<name>``, ``metrics.<name>`` and ``error``.
+    """
+    if isinstance(store, Store):
+        return runs_frame(store.runs(experiment=experiment, status=status, history=history))
+    with Store.open(find_store() if store is None else store) as opened:
+        return runs_frame(opened.runs(experiment=experiment, status=status, history=history))
+
+
+def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
+    """Build the frame of :func:`load` from run records."""
+    columns: dict[str, list[Any]] = {name: [] for name in BASE_COLUMNS}
+    params: dict[str, list[Any]] = {}
+    metrics: dict[str, list[Any]] = {}
+    for row, record in enumerate(records):
+        columns["run_id"].append(record.run_id)
+        columns["node_id"].append(record.node_id)
+        columns["experiment"].append(record.experiment)
+        columns["module"].append(record.module)
+        columns["status"].append(record.status)
+        columns["started_at"].append(record.started_at)
+        columns["finished_at"].append(record.finished_at)
+        columns["duration"].append(record.duration)
+        columns["session_id"].append(record.session_id)
+        columns["worker"].append(record.worker)
+        columns["dir"].append(str(record.dir))
+        _spread(params, {**record.params, **record.logged_params}, row)
+        _spread(metrics, record.metrics, row)
+    count = len(records)
+    data: dict[str, Any] = dict(columns)
+    data["started_at"] = pd.to_datetime(pd.Series(columns["started_at"], dtype="float64"), unit="s", utc=True)
+    data["finished_at"] = pd.to_datetime(pd.Series(columns["finished_at"], dtype="float64"), unit="s", utc=True)
+    data["duration"] = pd.Series(columns["duration"], dtype="float64")
+    for name, values in params.items():
+        data[f"params.{name}"] = _pad(values, count, None)
+    for name, values in metrics.items():
+        data[f"metrics.{name}"] = pd.Series(_pad(values, count, float("nan")), dtype="float64")
+    data["error"] = [record.error for record in records]
+    frame: pd.DataFrame = pd.DataFrame(data)
+    return frame
+
+
+def _spread(target: dict[str, list[Any]], values: dict[str, Any], row: int) -> None:
+    """Append ``values`` to per-name columns, padding columns first seen at ``row``."""
+    for name, value in values.items():
+        column = target.setdefault(name, [])
+        if len(column) < row:
+            column.extend([None] * (row - len(column)))
+        column.append(value)
+
+
+def _pad(values: list[Any], count: int, fill: Any) -> list[Any]:
+    padded = [fill if value is None else value for value in values]
+    return padded + [fill] * (count - len(values))

@@ -1,0 +1,59 @@
+"""Hooks (callbacks) of pytest-experiments.
+
+Implement them in a ``conftest.py`` or in any plugin. Run hooks are called in the
+process that runs the experiment (an xdist worker under ``-n``), through the item's
+``ihook``, so a ``conftest.py`` hook applies to the experiments of its own directory
+only. Session hooks are called once, in the controlling process.
+
+Example (``conftest.py``)::
+
+    def pytest_experiments_run_end(run):
+        run.metadata["gpu"] = "none"
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_experiments.run import ExperimentSession, Run, SessionSummary
+
+
+@pytest.hookspec
+def pytest_experiments_run_start(run: Run) -> None:
+    """Called before an experiment's body runs (after the run is written as ``running``).
+
+    ``run`` exposes ``id``, ``node_id``, ``experiment``, ``params``, ``dir`` (created on
+    first use) and a mutable ``metadata`` dict, which is stored when the run ends. An
+    exception raised here makes the run an ``error``.
+    """
+
+
+@pytest.hookspec
+def pytest_experiments_run_end(run: Run) -> None:
+    """Called once the run's outcome is known, before the run is stored.
+
+    ``run.status``, ``run.metrics``, ``run.result`` and the captured ``run.stdout`` /
+    ``run.stderr`` are set; changes made to ``run.metadata`` (and files written to
+    ``run.dir``) are kept with the run.
+    """
+
+
+@pytest.hookspec
+def pytest_experiments_session_start(session: ExperimentSession) -> None:
+    """Called once per pytest invocation, at its start, in the controlling process.
+
+    Add what is the same for every run of the session to ``session.metadata`` (it is
+    collected once, not per run): the built-in collectors store git state, host,
+    package versions and the command line there.
+    """
+
+
+@pytest.hookspec
+def pytest_experiments_session_finish(session: ExperimentSession, summary: SessionSummary) -> None:
+    """Called once at the end of the invocation, in the controlling process.
+
+    ``summary.counts`` holds the number of runs the session recorded, by status.
+    """

@@ -1,0 +1,243 @@
+"""The life cycle of one run, in the process that runs it.
+
+setup (tryfirst)     the run is written as ``running`` and ``run_start`` hooks are called,
+                     before any fixture, so a crash at any later point leaves evidence
+pyfunc_call          the experiment is called by us, its return value kept as the result
+makereport           the setup / call / teardown reports are observed
+protocol (wrapper)   after teardown: status, ``run_end`` hooks, and the completed run is
+                     written in one transaction; an interrupt stores ``interrupted``
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import socket
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_experiments.records import SessionStart
+from pytest_experiments.run import Run, new_id
+from pytest_experiments.rundirs import relative_run_dir
+from pytest_experiments.store import Store
+from pytest_experiments.values import metrics_from_result, param_hash, to_json_value, volatile_params
+
+RUN_KEY = pytest.StashKey[Run]()
+REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
+RESULT_KEY = pytest.StashKey[Any]()
+
+
+class PytestExperimentsWarning(pytest.PytestWarning):
+    """A warning about what pytest-experiments could record."""
+
+
+def is_experiment(item: pytest.Item) -> bool:
+    """Marked ``experiment`` (function, class or module), or requesting ``xp`` / ``xp_dir``."""
+    if not isinstance(item, pytest.Function):
+        return False
+    names = item.fixturenames
+    return "xp" in names or "xp_dir" in names or item.get_closest_marker("experiment") is not None
+
+
+def experiment_name(item: pytest.Function) -> str:
+    """The test function's name, qualified by its classes (``TestModel.test_fit``)."""
+    classes = [part for part in item.nodeid.split("::")[1:-1] if part != "()"]
+    return ".".join([*classes, item.originalname])
+
+
+@dataclass
+class StoreHandle:
+    """This process's store, opened (and created) when the first run starts."""
+
+    path: Path
+    session: SessionStart
+    _store: Store | None = field(default=None, init=False)
+
+    def get(self) -> Store:
+        """The store, created if needed, with this session recorded in it."""
+        if self._store is None:
+            store = Store.open(self.path, create=True)
+            store.record_session(self.session)
+            self._store = store
+        return self._store
+
+    def existing(self) -> Store | None:
+        """The store if it exists (never creates it)."""
+        if self._store is None:
+            from pytest_experiments.sqlite_store import DB_NAME
+
+            if not (self.path / DB_NAME).exists():
+                return None
+            self._store = Store.open(self.path)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def derive_status(reports: dict[str, pytest.TestReport]) -> tuple[str, pytest.TestReport | None]:
+    """The run's status from its phase reports, and the report holding its error if any."""
+    setup, call, teardown = reports.get("setup"), reports.get("call"), reports.get("teardown")
+    if setup is not None and setup.failed:
+        return "error", setup
+    for report in (setup, call):
+        if report is not None and report.skipped:
+            return ("xfailed" if hasattr(report, "wasxfail") else "skipped"), None
+    if call is None:
+        return "interrupted", None
+    if call.failed:
+        return "failed", call
+    if teardown is not None and teardown.failed:
+        return "error", teardown
+    return ("xpassed" if hasattr(call, "wasxfail") else "passed"), None
+
+
+class Recorder:
+    """Records every experiment that runs in this process."""
+
+    def __init__(self, store: StoreHandle, worker: str) -> None:
+        self._store = store
+        self._worker = worker
+        self._host = socket.gethostname()
+        self._pid = os.getpid()
+        self._warned_volatile: set[tuple[str, str]] = set()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if not is_experiment(item):
+            return
+        assert isinstance(item, pytest.Function)
+        params = dict(item.callspec.params) if hasattr(item, "callspec") else {}
+        stored = to_json_value(params)
+        experiment = experiment_name(item)
+        run_id = new_id()
+        run = Run(
+            run_id=run_id,
+            session_id=self._store.session.session_id,
+            node_id=item.nodeid,
+            module=item.nodeid.split("::", 1)[0],
+            experiment=experiment,
+            params=params,
+            param_hash=param_hash(stored),
+            stored_params=stored,
+            store_root=self._store.path,
+            relative_dir=relative_run_dir(experiment, run_id),
+            worker=self._worker,
+            host=self._host,
+            pid=self._pid,
+            function=getattr(item, "function", None),
+        )
+        self._store.get().start_run(run.start_record())
+        item.stash[RUN_KEY] = run
+        item.stash[REPORTS_KEY] = {}
+        item.ihook.pytest_experiments_run_start(run=run)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
+        run = pyfuncitem.stash.get(RUN_KEY, None)
+        function = pyfuncitem.obj
+        if run is None or inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+            return None
+        funcargs = pyfuncitem.funcargs
+        # The same call pytest's own pytest_pyfunc_call makes; we keep the return value
+        # instead of warning that a test returned something.
+        result = function(**{name: funcargs[name] for name in pyfuncitem._fixtureinfo.argnames})
+        self._keep_result(run, pyfuncitem, result)
+        return True
+
+    def _keep_result(self, run: Run, item: pytest.Function, result: Any) -> None:
+        """Store the return value; warnings are issued here, inside the test's own call."""
+        run.result = result
+        reprs: list[str] = []
+        item.stash[RESULT_KEY] = to_json_value(result, reprs)
+        for name, value in metrics_from_result(result).items():
+            run.metrics[name] = value
+        if reprs:
+            warnings.warn(
+                PytestExperimentsWarning(
+                    f"{item.nodeid} returned values JSON cannot hold ({reprs[0][:60]}...); they are stored as their repr"
+                ),
+                stacklevel=1,
+            )
+        for name in volatile_params(run.stored_params):
+            if (run.experiment, name) not in self._warned_volatile:
+                self._warned_volatile.add((run.experiment, name))
+                warnings.warn(
+                    PytestExperimentsWarning(
+                        f"{run.experiment}: parameter {name!r} is stored as a repr holding a memory address, "
+                        "which changes every session: its runs can never count as done; give it an id or a plain value"
+                    ),
+                    stacklevel=1,
+                )
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        report = yield
+        reports = item.stash.get(REPORTS_KEY, None)
+        if reports is not None:
+            reports[report.when] = report
+            if report.failed and call.excinfo is not None:
+                run = item.stash[RUN_KEY]
+                if run.error_type is None:
+                    run.error_type = call.excinfo.typename
+                    run.error_message = str(call.excinfo.value)
+        return report
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        try:
+            outcome = yield
+        except BaseException as exc:
+            # KeyboardInterrupt, pytest.exit, a fatal error: the run never finished.
+            if RUN_KEY in item.stash:
+                run = item.stash[RUN_KEY]
+                run.error_type = run.error_type or type(exc).__name__
+                run.error_message = run.error_message or str(exc)
+                self._finish(item, "interrupted")
+            raise
+        if RUN_KEY in item.stash:
+            self._finish(item, None)
+        return outcome
+
+    def _finish(self, item: pytest.Item, forced_status: str | None) -> None:
+        run = item.stash[RUN_KEY]
+        reports = item.stash[REPORTS_KEY]
+        status, failing = derive_status(reports)
+        run.status = forced_status or status
+        if failing is not None:
+            run.traceback = failing.longreprtext
+        elif run.status not in ("failed", "error", "interrupted"):
+            run.error_type = run.error_message = None
+            reason = _skip_reason(reports)
+            if reason:
+                run.metadata["reason"] = reason
+        last = reports.get("teardown") or reports.get("call") or reports.get("setup")
+        if last is not None:
+            run.stdout, run.stderr = last.capstdout, last.capstderr
+        call = reports.get("call")
+        if call is not None:
+            run.metadata.setdefault("timing", {})["call"] = call.duration
+        run.finished_at = time.time()
+        try:
+            item.ihook.pytest_experiments_run_end(run=run)
+        finally:
+            # Stored even when a run_end hook raised: the run's results are never lost.
+            self._store.get().finish_run(run.end_record(item.stash.get(RESULT_KEY, None)))
+            del item.stash[RUN_KEY]
+
+
+def _skip_reason(reports: dict[str, pytest.TestReport]) -> str | None:
+    for report in reports.values():
+        wasxfail = getattr(report, "wasxfail", None)
+        if wasxfail:
+            return str(wasxfail)
+        if report.skipped and isinstance(report.longrepr, tuple):
+            return str(report.longrepr[2])
+    return None

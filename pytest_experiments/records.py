@@ -1,0 +1,127 @@
+"""Plain data exchanged between the recorder and a store (no pytest, no pandas)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Every status a run can have. ``running`` is only ever seen while a run is in flight;
+#: a ``running`` run whose process is gone reads back as ``interrupted``.
+STATUSES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "interrupted", "running")
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What is known of a run when it starts: written at once as a ``running`` row."""
+
+    run_id: str
+    session_id: str
+    node_id: str
+    module: str
+    experiment: str
+    param_hash: str
+    params: dict[str, Any]
+    started_at: float
+    worker: str
+    host: str
+    pid: int
+    dir: str  # relative to the store root, so a moved store stays valid
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One logged value of a metric series, in logging order."""
+
+    name: str
+    seq: int
+    step: int | None
+    value: float
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """The outcome of a run, written when it finishes."""
+
+    run_id: str
+    status: str
+    finished_at: float
+    duration: float
+    result: Any
+    metrics: dict[str, float]
+    points: list[MetricPoint]
+    logged_params: dict[str, Any]
+    metadata: dict[str, Any]
+    code_sha256: str | None = None
+    code_source: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionStart:
+    """A pytest invocation, written by whichever process records its first run."""
+
+    session_id: str
+    started_at: float
+    host: str
+    pid: int
+    metadata: dict[str, Any]
+
+
+@dataclass
+class RunRecord:
+    """A stored run, as read back.
+
+    ``dir`` is absolute; ``status`` is ``interrupted`` for a ``running`` run whose
+    process is known to be dead. ``metadata`` holds the run's own metadata; ``session``
+    (filled by :meth:`Store.run` only) the metadata shared by its whole session.
+    """
+
+    run_id: str
+    session_id: str
+    node_id: str
+    module: str
+    experiment: str
+    param_hash: str
+    params: dict[str, Any]
+    logged_params: dict[str, Any]
+    status: str
+    started_at: float
+    finished_at: float | None
+    duration: float | None
+    worker: str
+    host: str
+    pid: int
+    dir: Path
+    metrics: dict[str, float]
+    error_type: str | None
+    error_message: str | None
+    code_sha256: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
+    traceback: str | None = None
+    code_source: str | None = None
+    session: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def error(self) -> str | None:
+        """``"Type: message"`` of a failed or errored run, else None."""
+        if self.error_type is None:
+            return None
+        return f"{self.error_type}: {self.error_message}" if self.error_message else self.error_type
+
+
+@dataclass
+class SessionRecord:
+    """A stored session with its run counts by status."""
+
+    session_id: str
+    started_at: float
+    finished_at: float | None
+    host: str
+    pid: int
+    exitstatus: int | None
+    metadata: dict[str, Any]
+    counts: dict[str, int]

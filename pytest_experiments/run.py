@@ -1,0 +1,217 @@
+"""The run handle: what the ``xp`` fixture gives a test and what run hooks receive."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_experiments.records import MetricPoint, RunEnd, RunStart
+from pytest_experiments.rundirs import inside
+from pytest_experiments.values import as_number, to_json_value
+
+
+def new_id() -> str:
+    """A sortable, unique id: UTC time to the second, then 48 random bits.
+
+    The random part keeps ids unique when many processes start runs in the same
+    microsecond, which a timestamp alone cannot.
+    """
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(6)
+
+
+class Run:
+    """One run of an experiment: its identity, parameters, and what it records.
+
+    The ``xp`` fixture returns it to the test; ``pytest_experiments_run_start`` and
+    ``pytest_experiments_run_end`` hooks receive it. ``metadata`` is saved with the run,
+    so hooks and tests may add JSON-friendly values to it.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        session_id: str,
+        node_id: str,
+        module: str,
+        experiment: str,
+        params: dict[str, Any],
+        param_hash: str,
+        stored_params: dict[str, Any],
+        store_root: Path,
+        relative_dir: str,
+        worker: str,
+        host: str,
+        pid: int,
+        function: Callable[..., Any] | None,
+    ) -> None:
+        self.id = run_id
+        self.session_id = session_id
+        self.node_id = node_id
+        self.module = module
+        self.experiment = experiment
+        #: The parameter values the test was called with (the objects themselves).
+        self.params = params
+        self.param_hash = param_hash
+        self.stored_params = stored_params
+        self.worker = worker
+        self.host = host
+        self.pid = pid
+        #: The experiment function (for hooks that inspect the code).
+        self.function = function
+        self.started_at = time.time()
+        self.finished_at: float | None = None
+        self.metadata: dict[str, Any] = {}
+        #: Set once the outcome is known: one of the statuses in ``records.STATUSES``.
+        self.status: str | None = None
+        #: The test function's return value (None until it returned).
+        self.result: Any = None
+        #: Each metric's latest value.
+        self.metrics: dict[str, float] = {}
+        self.logged_params: dict[str, Any] = {}
+        self.stdout = ""
+        self.stderr = ""
+        self.error_type: str | None = None
+        self.error_message: str | None = None
+        self.traceback: str | None = None
+        self.code_source: str | None = None
+        self.code_sha256: str | None = None
+        self._store_root = store_root
+        self._relative_dir = relative_dir
+        self._dir: Path | None = None
+        self._points: list[MetricPoint] = []
+
+    @property
+    def run_id(self) -> str:
+        """The run's unique id (also ``run.id``)."""
+        return self.id
+
+    @property
+    def dir(self) -> Path:
+        """The run's own folder inside the store, created on first use; files there are artefacts."""
+        if self._dir is None:
+            path = inside(self._store_root, self._relative_dir)
+            path.mkdir(parents=True, exist_ok=True)
+            self._dir = path
+        return self._dir
+
+    def log_metric(self, name: str, value: float, step: int | None = None) -> None:
+        """Record ``value`` for metric ``name``; with ``step``, as one point of a series.
+
+        The run's value of a metric is the last one logged.
+        """
+        __tracebackhide__ = True
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"xp.log_metric: a metric name must be a non-empty string, not {name!r}")
+        number = as_number(value)
+        if number is None:
+            raise TypeError(f"xp.log_metric({name!r}): value must be a real number, not {type(value).__name__}")
+        if step is not None:
+            step_number = as_number(step)
+            if step_number is None or step_number != int(step_number):
+                raise TypeError(f"xp.log_metric({name!r}): step must be an integer, not {step!r}")
+            step = int(step_number)
+        self._points.append(MetricPoint(name, len(self._points), step, number))
+        self.metrics[name] = number
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Record several metrics at once (same rules as :meth:`log_metric`)."""
+        __tracebackhide__ = True
+        for name, value in metrics.items():
+            self.log_metric(name, value, step)
+
+    def log_param(self, name: str, value: Any) -> None:
+        """Record a derived parameter; it is shown with the others but is not part of the run's identity."""
+        __tracebackhide__ = True
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"xp.log_param: a parameter name must be a non-empty string, not {name!r}")
+        if name in self.params:
+            raise ValueError(
+                f"xp.log_param({name!r}): {name!r} is already a parameter of this run; log it under another name"
+            )
+        self.logged_params[name] = to_json_value(value)
+
+    @contextlib.contextmanager
+    def time_block(self, name: str) -> Iterator[None]:
+        """Time the ``with`` block; its seconds are added to ``metadata["timing"][name]``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            timing = self.metadata.setdefault("timing", {})
+            timing[name] = timing.get(name, 0.0) + time.perf_counter() - start
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} {self.node_id} {self.status or 'running'}>"
+
+    # -- conversion to store records (used by the recorder) -----------------------------
+    def start_record(self) -> RunStart:
+        """The ``running`` row written before the body starts."""
+        return RunStart(
+            run_id=self.id,
+            session_id=self.session_id,
+            node_id=self.node_id,
+            module=self.module,
+            experiment=self.experiment,
+            param_hash=self.param_hash,
+            params=self.stored_params,
+            started_at=self.started_at,
+            worker=self.worker,
+            host=self.host,
+            pid=self.pid,
+            dir=self._relative_dir,
+        )
+
+    def end_record(self, result_json: Any) -> RunEnd:
+        """The completed row; ``result_json`` is the return value already made JSON-safe."""
+        finished = self.finished_at if self.finished_at is not None else time.time()
+        return RunEnd(
+            run_id=self.id,
+            status=self.status or "interrupted",
+            finished_at=finished,
+            duration=finished - self.started_at,
+            result=result_json,
+            metrics=dict(self.metrics),
+            points=list(self._points),
+            logged_params=dict(self.logged_params),
+            metadata=to_json_value(self.metadata),
+            code_sha256=self.code_sha256,
+            code_source=self.code_source,
+            error_type=self.error_type,
+            error_message=self.error_message,
+            traceback=self.traceback,
+        )
+
+
+@dataclass
+class ExperimentSession:
+    """One pytest invocation, as seen by the session hooks (on the xdist controller only)."""
+
+    id: str
+    started_at: float
+    #: Where runs are recorded.
+    store_path: Path
+    #: The pytest config of the invocation.
+    config: Any
+    #: Saved once for the whole session (git state, host, packages, command line...).
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """What a session recorded, given to ``pytest_experiments_session_finish``."""
+
+    #: Runs recorded by this session, by status.
+    counts: dict[str, int]
+    store_path: Path
+    exitstatus: int
+
+    @property
+    def total(self) -> int:
+        """How many runs the session recorded."""
+        return sum(self.counts.values())

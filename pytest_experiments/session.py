@@ -1,0 +1,68 @@
+"""The session side, in the controlling process: session hooks, closing the session in
+the store, the summary line, and handing the session to xdist workers."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import pytest
+
+from pytest_experiments.recorder import StoreHandle
+from pytest_experiments.run import ExperimentSession, SessionSummary
+from pytest_experiments.values import to_json_value
+
+WORKERINPUT_KEY = "xp_session"
+
+
+class SessionRecorder:
+    """Calls the session hooks and closes the session in the store (controller only)."""
+
+    def __init__(self, config: pytest.Config, handle: StoreHandle) -> None:
+        self._config = config
+        self._handle = handle
+        self.session = ExperimentSession(
+            id=handle.session.session_id,
+            started_at=handle.session.started_at,
+            store_path=handle.path,
+            config=config,
+        )
+        self.summary: SessionSummary | None = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # tryfirst: before xdist starts its workers, which receive this metadata.
+        self._config.hook.pytest_experiments_session_start(session=self.session)
+        metadata = to_json_value(self.session.metadata)
+        self._handle.session = dataclasses.replace(self._handle.session, metadata=metadata)
+
+    @pytest.hookimpl
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        counts: dict[str, int] = {}
+        store = self._handle.existing()
+        if store is not None:
+            store.finish_session(self.session.id, time.time(), int(exitstatus))
+            counts = store.status_counts(self.session.id)
+        self.summary = SessionSummary(counts=counts, store_path=self._handle.path, exitstatus=int(exitstatus))
+        self._config.hook.pytest_experiments_session_finish(session=self.session, summary=self.summary)
+
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.summary is None or not self.summary.total:
+            return
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(self.summary.counts.items(), key=lambda kv: -kv[1]))
+        runs = "run" if self.summary.total == 1 else "runs"
+        terminalreporter.write_line(f"xp: {self.summary.total} {runs} recorded ({counts}) in {self.summary.store_path}")
+
+
+class XdistSessionHandover:
+    """Gives each xdist worker the session it records into (registered only with xdist)."""
+
+    def __init__(self, handle: StoreHandle) -> None:
+        self._handle = handle
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        # Builtin types only: anything else on the xdist channel aborts the session.
+        node.workerinput[WORKERINPUT_KEY] = dataclasses.asdict(self._handle.session)

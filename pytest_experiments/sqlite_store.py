@@ -1,0 +1,435 @@
+"""The default store: one SQLite database in WAL mode plus a ``runs/`` tree of run folders.
+
+Concurrency: every process (each xdist worker, each pytest invocation) has its own
+connection. Writers wait for each other through SQLite's busy timeout, and every
+read-then-write runs under ``BEGIN IMMEDIATE`` so that a transaction never has to
+upgrade its lock (which fails at once instead of waiting). On top of that, a write that
+still meets a locked database is retried: "database is locked" never reaches the user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pytest_experiments.records import RunEnd, RunRecord, RunStart, SessionRecord, SessionStart
+from pytest_experiments.store import Store, StoreError
+from pytest_experiments.values import dumps
+
+DB_NAME = "experiments.sqlite"
+RUNS_DIR = "runs"
+#: Marks a database as ours ("XPST"), so another application's SQLite file is refused.
+APPLICATION_ID = 0x58505354
+SCHEMA_VERSION = 1
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_BUSY_TIMEOUT_S = 30.0
+_RETRY_FOR_S = 300.0
+
+_SCHEMA = """
+CREATE TABLE sessions (
+    session_id   TEXT PRIMARY KEY,
+    started_at   REAL NOT NULL,
+    finished_at  REAL,
+    heartbeat_at REAL,
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    exitstatus   INTEGER,
+    metadata     TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE code (
+    sha256 TEXT PRIMARY KEY,
+    source TEXT NOT NULL
+);
+CREATE TABLE runs (
+    run_id        TEXT PRIMARY KEY,
+    session_id    TEXT NOT NULL,
+    node_id       TEXT NOT NULL,
+    module        TEXT NOT NULL,
+    experiment    TEXT NOT NULL,
+    param_hash    TEXT NOT NULL,
+    params        TEXT NOT NULL,
+    logged_params TEXT NOT NULL DEFAULT '{}',
+    status        TEXT NOT NULL,
+    started_at    REAL NOT NULL,
+    finished_at   REAL,
+    duration      REAL,
+    worker        TEXT NOT NULL,
+    host          TEXT NOT NULL,
+    pid           INTEGER NOT NULL,
+    dir           TEXT NOT NULL,
+    code_sha256   TEXT,
+    metrics       TEXT NOT NULL DEFAULT '{}',
+    result        TEXT,
+    metadata      TEXT NOT NULL DEFAULT '{}',
+    error_type    TEXT,
+    error_message TEXT,
+    traceback     TEXT
+);
+CREATE INDEX runs_by_grid_point ON runs (module, experiment, param_hash, started_at);
+CREATE INDEX runs_by_session ON runs (session_id, status);
+CREATE TABLE metric_points (
+    run_id TEXT NOT NULL,
+    name   TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    step   INTEGER,
+    value  REAL,
+    PRIMARY KEY (run_id, name, seq)
+) WITHOUT ROWID;
+"""
+
+# Columns read for listings; the bulky ones (result, traceback) only by ``run()``.
+_LIST_COLUMNS = (
+    "run_id, session_id, node_id, module, experiment, param_hash, params, logged_params, "
+    "status, started_at, finished_at, duration, worker, host, pid, dir, code_sha256, "
+    "metrics, metadata, error_type, error_message"
+)
+
+T = TypeVar("T")
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _retrying(action: Callable[[], T]) -> T:
+    """Run ``action``, retrying while the database is locked by another process."""
+    deadline = time.monotonic() + _RETRY_FOR_S
+    delay = 0.005
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
+def pid_is_dead(pid: int) -> bool:
+    """True when no live process has ``pid`` on this host (zombies count as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        # Linux: a killed child not yet reaped by its parent still answers kill(0).
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def check_store_path(root: Path) -> None:
+    """Raise :class:`StoreError` unless ``root`` is, or can become, a store. Changes nothing."""
+    if root.exists():
+        if not root.is_dir():
+            raise StoreError(f"{root} is a file, not a store folder; give --xp-store a folder path")
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise StoreError(f"store folder {root} is not writable; fix its permissions or choose another --xp-store")
+        database = root / DB_NAME
+        if database.exists():
+            _check_database(database)
+        return
+    parent = root.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise StoreError(f"cannot create store {root}: {parent} is a file, not a folder; choose another --xp-store")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot create store {root}: {parent} is not writable; choose another --xp-store")
+
+
+def _check_database(database: Path) -> None:
+    try:
+        with database.open("rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise StoreError(f"cannot read store database {database}: {exc.strerror}") from None
+    if header and header != _SQLITE_HEADER:
+        raise StoreError(f"{database} is not a pytest-experiments database; move it away or choose another --xp-store")
+    if not header:
+        return  # an empty file is what SQLite itself creates first: still to be initialised
+    connection = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S)
+    try:
+        _retrying(lambda: _check_schema(connection, database))
+    finally:
+        connection.close()
+
+
+def _check_schema(connection: sqlite3.Connection, database: Path) -> bool:
+    """Validate the schema; return True when the database still has to be initialised."""
+    try:
+        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+            raise
+        raise StoreError(
+            f"{database} is not a pytest-experiments database ({exc}); move it away or choose another --xp-store"
+        ) from None
+    if application_id == 0 and version == 0 and tables == 0:
+        return True
+    if application_id != APPLICATION_ID:
+        raise StoreError(f"{database} is an SQLite database of another application; choose another --xp-store")
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{database} has schema version {version}, newer than this pytest-experiments reads "
+            f"({SCHEMA_VERSION}); upgrade pytest-experiments"
+        )
+    return False
+
+
+class SQLiteStore(Store):
+    """The embedded default store. See :meth:`Store.open`."""
+
+    def __init__(self, root: Path, *, create: bool = False) -> None:
+        self.root = root.resolve()
+        self.database = self.root / DB_NAME
+        self._host = socket.gethostname()
+        check_store_path(self.root)
+        if not self.database.exists():
+            if not create:
+                raise StoreError(f"no experiment store at {self.root}: run some experiments first")
+            self._create_folder()
+        self._db = sqlite3.connect(str(self.database), isolation_level=None, timeout=_BUSY_TIMEOUT_S)
+        try:
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable against crashes, fsync only at checkpoints
+            _retrying(self._use_wal)
+            _retrying(self._initialise)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _create_folder(self) -> None:
+        (self.root / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+        gitignore = self.root / ".gitignore"
+        if not gitignore.exists():
+            # Written under a unique name then renamed, so concurrent creators never see half a file.
+            partial = self.root / f".gitignore.{os.getpid()}.tmp"
+            partial.write_text("# Created by pytest-experiments: the store is data, never committed.\n*\n")
+            os.replace(partial, gitignore)
+
+    def _use_wal(self) -> None:
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError("database is locked (could not switch to WAL)")
+
+    def _initialise(self) -> None:
+        # BEGIN IMMEDIATE serialises schema creation between processes creating the store at once.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if _check_schema(self._db, self.database):
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _write(
+        self, statements: Sequence[tuple[str, Sequence[Any]]], many: Sequence[tuple[str, list[Sequence[Any]]]] = ()
+    ) -> int:
+        """Execute ``statements`` (and ``executemany`` batches) in one immediate transaction."""
+
+        def transaction() -> int:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                changed = 0
+                for sql, args in statements:
+                    changed += self._db.execute(sql, args).rowcount
+                for sql, rows in many:
+                    self._db.executemany(sql, rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return changed
+
+        return _retrying(transaction)
+
+    # -- writing --------------------------------------------------------------------
+    def record_session(self, session: SessionStart) -> None:
+        sql = "INSERT OR IGNORE INTO sessions (session_id, started_at, heartbeat_at, host, pid, metadata) VALUES (?, ?, ?, ?, ?, ?)"
+        args = (
+            session.session_id,
+            session.started_at,
+            session.started_at,
+            session.host,
+            session.pid,
+            dumps(session.metadata),
+        )
+        _retrying(lambda: self._db.execute(sql, args))
+
+    def start_run(self, start: RunStart) -> None:
+        sql = (
+            "INSERT INTO runs (run_id, session_id, node_id, module, experiment, param_hash, params, status, "
+            "started_at, worker, host, pid, dir) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)"
+        )
+        args = (
+            start.run_id, start.session_id, start.node_id, start.module, start.experiment, start.param_hash,
+            dumps(start.params), start.started_at, start.worker, start.host, start.pid, start.dir,
+        )  # fmt: skip
+        _retrying(lambda: self._db.execute(sql, args))
+
+    def finish_run(self, end: RunEnd) -> None:
+        statements: list[tuple[str, Sequence[Any]]] = []
+        if end.code_sha256 is not None and end.code_source is not None:
+            statements.append(
+                ("INSERT OR IGNORE INTO code (sha256, source) VALUES (?, ?)", (end.code_sha256, end.code_source))
+            )
+        statements.append((
+            "UPDATE runs SET status = ?, finished_at = ?, duration = ?, result = ?, metrics = ?, logged_params = ?, "
+            "metadata = ?, code_sha256 = ?, error_type = ?, error_message = ?, traceback = ? WHERE run_id = ?",
+            (
+                end.status, end.finished_at, end.duration, dumps(end.result), dumps(end.metrics),
+                dumps(end.logged_params), dumps(end.metadata), end.code_sha256, end.error_type,
+                end.error_message, end.traceback, end.run_id,
+            ),
+        ))  # fmt: skip
+        points: list[Sequence[Any]] = [(end.run_id, p.name, p.seq, p.step, p.value) for p in end.points]
+        many = [
+            ("INSERT OR REPLACE INTO metric_points (run_id, name, seq, step, value) VALUES (?, ?, ?, ?, ?)", points)
+        ]
+        self._write(statements, many if points else ())
+
+    def finish_session(self, session_id: str, finished_at: float, exitstatus: int) -> None:
+        self._write([
+            ("UPDATE sessions SET finished_at = ?, heartbeat_at = ?, exitstatus = ? WHERE session_id = ?",
+             (finished_at, finished_at, exitstatus, session_id)),
+            ("UPDATE runs SET status = 'interrupted', finished_at = ?, duration = ? - started_at "
+             "WHERE session_id = ? AND status = 'running'", (finished_at, finished_at, session_id)),
+        ])  # fmt: skip
+
+    # -- reading --------------------------------------------------------------------
+    def _live_status(self, status: str, host: str, pid: int) -> str:
+        if status == "running" and host == self._host and pid_is_dead(pid):
+            return "interrupted"
+        return status
+
+    def _record(self, row: sqlite3.Row) -> RunRecord:
+        keys = row.keys()
+        return RunRecord(
+            run_id=row["run_id"],
+            session_id=row["session_id"],
+            node_id=row["node_id"],
+            module=row["module"],
+            experiment=row["experiment"],
+            param_hash=row["param_hash"],
+            params=json.loads(row["params"]),
+            logged_params=json.loads(row["logged_params"]),
+            status=self._live_status(row["status"], row["host"], row["pid"]),
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            duration=row["duration"],
+            worker=row["worker"],
+            host=row["host"],
+            pid=row["pid"],
+            dir=self.root / row["dir"],
+            metrics=json.loads(row["metrics"]),
+            error_type=row["error_type"],
+            error_message=row["error_message"],
+            code_sha256=row["code_sha256"],
+            metadata=json.loads(row["metadata"]),
+            result=json.loads(row["result"]) if "result" in keys and row["result"] is not None else None,
+            traceback=row["traceback"] if "traceback" in keys else None,
+        )
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        cursor = self._db.cursor()
+        cursor.row_factory = sqlite3.Row
+        return _retrying(lambda: cursor.execute(sql, args).fetchall())
+
+    def runs(
+        self,
+        *,
+        experiment: str | Iterable[str] | None = None,
+        status: str | Iterable[str] | None = None,
+        history: bool = False,
+        session_id: str | None = None,
+    ) -> list[RunRecord]:
+        where, args = [], []
+        if experiment is not None:
+            names = [experiment] if isinstance(experiment, str) else list(experiment)
+            where.append(f"experiment IN ({', '.join('?' * len(names))})")
+            args.extend(names)
+        if session_id is not None:
+            where.append("session_id = ?")
+            args.append(session_id)
+        condition = f"WHERE {' AND '.join(where)}" if where else ""
+        if history:
+            sql = f"SELECT {_LIST_COLUMNS} FROM runs {condition} ORDER BY started_at, rowid"
+        else:
+            sql = (
+                f"SELECT {_LIST_COLUMNS} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY module, experiment, "
+                f"param_hash ORDER BY started_at DESC, rowid DESC) AS newness FROM runs {condition}) "
+                "WHERE newness = 1 ORDER BY started_at, run_id"
+            )
+        records = [self._record(row) for row in self._query(sql, args)]
+        if status is not None:
+            wanted = {status} if isinstance(status, str) else set(status)
+            records = [record for record in records if record.status in wanted]
+        return records
+
+    def run(self, run_id: str) -> RunRecord:
+        rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise KeyError(run_id)
+        record = self._record(rows[0])
+        if record.code_sha256:
+            code = self._query("SELECT source FROM code WHERE sha256 = ?", (record.code_sha256,))
+            record.code_source = code[0]["source"] if code else None
+        session = self._query("SELECT metadata FROM sessions WHERE session_id = ?", (record.session_id,))
+        record.session = json.loads(session[0]["metadata"]) if session else {}
+        return record
+
+    def metric_series(self, run_id: str, name: str) -> list[tuple[int | None, float]]:
+        rows = self._query(
+            "SELECT step, value FROM metric_points WHERE run_id = ? AND name = ? ORDER BY seq", (run_id, name)
+        )
+        if rows:
+            return [(row["step"], row["value"]) for row in rows]
+        record = self.run(run_id)
+        return [(None, record.metrics[name])] if name in record.metrics else []
+
+    def status_counts(self, session_id: str) -> dict[str, int]:
+        rows = self._query(
+            "SELECT status, host, pid, count(*) AS n FROM runs WHERE session_id = ? GROUP BY status, host, pid",
+            (session_id,),
+        )
+        counts: dict[str, int] = {}
+        for row in rows:
+            status = self._live_status(row["status"], row["host"], row["pid"])
+            counts[status] = counts.get(status, 0) + row["n"]
+        return counts
+
+    def sessions(self) -> list[SessionRecord]:
+        rows = self._query("SELECT * FROM sessions ORDER BY started_at, session_id")
+        return [
+            SessionRecord(
+                session_id=row["session_id"],
+                started_at=row["started_at"],
+                finished_at=row["finished_at"],
+                host=row["host"],
+                pid=row["pid"],
+                exitstatus=row["exitstatus"],
+                metadata=json.loads(row["metadata"]),
+                counts=self.status_counts(row["session_id"]),
+            )
+            for row in rows
+        ]
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,104 @@
+"""The storage interface every backend implements, and how a store is opened.
+
+The SQLite store is the default and only backend for now; a server store (for many
+hosts at once) will implement the same :class:`Store` interface.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+from pathlib import Path
+
+from pytest_experiments.records import RunEnd, RunRecord, RunStart, SessionRecord, SessionStart
+
+
+class StoreError(Exception):
+    """A store that cannot be used; the message says what is wrong and what to do."""
+
+
+class Store(abc.ABC):
+    """A place where experiment runs are recorded and read back.
+
+    Open one with :meth:`Store.open`. Reading::
+
+        store = Store.open(".experiments")
+        for run in store.runs(experiment="test_train"):
+            print(run.node_id, run.status, run.metrics)
+    """
+
+    #: The folder holding the store (its database and its ``runs/`` tree).
+    root: Path
+
+    @staticmethod
+    def open(path: str | Path, *, create: bool = False) -> Store:
+        """Open the store at ``path``; with ``create``, make it if it does not exist.
+
+        Raises :class:`StoreError` when ``path`` is not a usable store.
+        """
+        from pytest_experiments.sqlite_store import SQLiteStore
+
+        return SQLiteStore(Path(path), create=create)
+
+    # -- writing (the plugin) -------------------------------------------------------
+    @abc.abstractmethod
+    def record_session(self, session: SessionStart) -> None:
+        """Write ``session`` unless it is already there (any process may be first)."""
+
+    @abc.abstractmethod
+    def start_run(self, start: RunStart) -> None:
+        """Write a run as ``running``, durably, before its body starts."""
+
+    @abc.abstractmethod
+    def finish_run(self, end: RunEnd) -> None:
+        """Complete a started run with its outcome, metrics and metadata, atomically."""
+
+    @abc.abstractmethod
+    def finish_session(self, session_id: str, finished_at: float, exitstatus: int) -> None:
+        """Close a session; its runs still ``running`` can never finish and become ``interrupted``."""
+
+    # -- reading --------------------------------------------------------------------
+    @abc.abstractmethod
+    def runs(
+        self,
+        *,
+        experiment: str | Iterable[str] | None = None,
+        status: str | Iterable[str] | None = None,
+        history: bool = False,
+        session_id: str | None = None,
+    ) -> list[RunRecord]:
+        """Runs, oldest first: the latest per grid point, or every run with ``history``.
+
+        A grid point is a module, an experiment function and a parameter hash. Filters
+        apply after the latest run is chosen, so ``status="failed"`` lists grid points
+        whose latest run failed.
+        """
+
+    @abc.abstractmethod
+    def run(self, run_id: str) -> RunRecord:
+        """One run with everything recorded: result, traceback, code, session metadata.
+
+        Raises ``KeyError`` for an unknown id.
+        """
+
+    @abc.abstractmethod
+    def metric_series(self, run_id: str, name: str) -> list[tuple[int | None, float]]:
+        """The ``(step, value)`` pairs logged for one metric of one run, in logging order."""
+
+    @abc.abstractmethod
+    def sessions(self) -> list[SessionRecord]:
+        """Every session, oldest first, with its run counts by status."""
+
+    @abc.abstractmethod
+    def status_counts(self, session_id: str) -> dict[str, int]:
+        """How many runs ``session_id`` recorded, by status."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the store's connection; the object cannot be used afterwards."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
