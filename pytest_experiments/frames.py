@@ -67,7 +67,7 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
     data["finished_at"] = pd.to_datetime(pd.Series(columns["finished_at"], dtype="float64"), unit="s", utc=True)
     data["duration"] = pd.Series(columns["duration"], dtype="float64")
     for name, values in params.items():
-        data[f"params.{name}"] = _pad(values, count, None)
+        data[f"params.{name}"] = _param_column(_pad(values, count, None))
     for name, values in metrics.items():
         data[f"metrics.{name}"] = pd.Series(_pad(values, count, float("nan")), dtype="float64")
     data["error"] = [record.error for record in records]
@@ -82,6 +82,14 @@ def _spread(target: dict[str, list[Any]], values: dict[str, Any], row: int) -> N
         if len(column) < row:
             column.extend([None] * (row - len(column)))
         column.append(value)
+
+
+def _param_column(values: list[Any]) -> Any:
+    """Integers stay integers (nullable ``Int64``) where other experiments lack the parameter."""
+    present = [value for value in values if value is not None]
+    if present and all(isinstance(value, int) and not isinstance(value, bool) for value in present):
+        return pd.array(values, dtype="Int64")
+    return values
 
 
 def _pad(values: list[Any], count: int, fill: Any) -> list[Any]:

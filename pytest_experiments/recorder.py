@@ -37,11 +37,14 @@ class PytestExperimentsWarning(pytest.PytestWarning):
 
 
 def is_experiment(item: pytest.Item) -> bool:
-    """Marked ``experiment`` (function, class or module), or requesting ``xp`` / ``xp_dir``."""
+    """Marked ``experiment`` or ``grid`` (function, class or module), or requesting ``xp`` / ``xp_dir``."""
     if not isinstance(item, pytest.Function):
         return False
     names = item.fixturenames
-    return "xp" in names or "xp_dir" in names or item.get_closest_marker("experiment") is not None
+    if "xp" in names or "xp_dir" in names:
+        return True
+    # A grid mark means nothing without this plugin: a grid is always an experiment.
+    return item.get_closest_marker("experiment") is not None or item.get_closest_marker("grid") is not None
 
 
 def experiment_name(item: pytest.Function) -> str:
