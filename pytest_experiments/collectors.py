@@ -47,6 +47,12 @@ def function_source(function: Any) -> str | None:
     return source
 
 
+def function_hash(function: Any) -> str | None:
+    """sha256 of :func:`function_source` (what ``--xp-rerun-changed`` compares)."""
+    source = function_source(function)
+    return None if source is None else hashlib.sha256(source.encode()).hexdigest()
+
+
 class CodeCollector:
     """``xp-code``: what code ran. Editing a grid mark leaves the hash unchanged."""
 

@@ -15,17 +15,16 @@ import os
 import socket
 import time
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_experiments.records import SessionStart
+from pytest_experiments.handle import StoreHandle
+from pytest_experiments.identity import grid_point, is_experiment
 from pytest_experiments.run import Run, new_id
 from pytest_experiments.rundirs import relative_run_dir
-from pytest_experiments.store import Store
-from pytest_experiments.values import metrics_from_result, param_hash, to_json_value, volatile_params
+from pytest_experiments.sqlite_store import pid_namespace
+from pytest_experiments.values import metrics_from_result, to_json_value, volatile_params
 
 RUN_KEY = pytest.StashKey[Run]()
 REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -34,55 +33,6 @@ RESULT_KEY = pytest.StashKey[Any]()
 
 class PytestExperimentsWarning(pytest.PytestWarning):
     """A warning about what pytest-experiments could record."""
-
-
-def is_experiment(item: pytest.Item) -> bool:
-    """Marked ``experiment`` or ``grid`` (function, class or module), or requesting ``xp`` / ``xp_dir``."""
-    if not isinstance(item, pytest.Function):
-        return False
-    names = item.fixturenames
-    if "xp" in names or "xp_dir" in names:
-        return True
-    # A grid mark means nothing without this plugin: a grid is always an experiment.
-    return item.get_closest_marker("experiment") is not None or item.get_closest_marker("grid") is not None
-
-
-def experiment_name(item: pytest.Function) -> str:
-    """The test function's name, qualified by its classes (``TestModel.test_fit``)."""
-    classes = [part for part in item.nodeid.split("::")[1:-1] if part != "()"]
-    return ".".join([*classes, item.originalname])
-
-
-@dataclass
-class StoreHandle:
-    """This process's store, opened (and created) when the first run starts."""
-
-    path: Path
-    session: SessionStart
-    _store: Store | None = field(default=None, init=False)
-
-    def get(self) -> Store:
-        """The store, created if needed, with this session recorded in it."""
-        if self._store is None:
-            store = Store.open(self.path, create=True)
-            store.record_session(self.session)
-            self._store = store
-        return self._store
-
-    def existing(self) -> Store | None:
-        """The store if it exists (never creates it)."""
-        if self._store is None:
-            from pytest_experiments.sqlite_store import DB_NAME
-
-            if not (self.path / DB_NAME).exists():
-                return None
-            self._store = Store.open(self.path)
-        return self._store
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
 
 
 def derive_status(reports: dict[str, pytest.TestReport]) -> tuple[str, pytest.TestReport | None]:
@@ -105,39 +55,55 @@ def derive_status(reports: dict[str, pytest.TestReport]) -> tuple[str, pytest.Te
 class Recorder:
     """Records every experiment that runs in this process."""
 
-    def __init__(self, store: StoreHandle, worker: str) -> None:
+    def __init__(self, store: StoreHandle, worker: str, claim_since: float | None = None) -> None:
         self._store = store
         self._worker = worker
+        #: With resume / retry: claim each run in the store, skipping what another session
+        #: started, or finished after this moment (the snapshot's).
+        self._claim_since = claim_since
         self._host = socket.gethostname()
         self._pid = os.getpid()
+        self._pid_namespace = pid_namespace()
         self._warned_volatile: set[tuple[str, str]] = set()
+
+    @pytest.hookimpl
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:  # tell the controller whether this worker used the store
+            workeroutput["xp_recorded"] = self._store.recorded
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         if not is_experiment(item):
             return
         assert isinstance(item, pytest.Function)
-        params = dict(item.callspec.params) if hasattr(item, "callspec") else {}
-        stored = to_json_value(params)
-        experiment = experiment_name(item)
+        point = grid_point(item)
         run_id = new_id()
         run = Run(
             run_id=run_id,
             session_id=self._store.session.session_id,
             node_id=item.nodeid,
-            module=item.nodeid.split("::", 1)[0],
-            experiment=experiment,
-            params=params,
-            param_hash=param_hash(stored),
-            stored_params=stored,
+            module=point.module,
+            experiment=point.experiment,
+            params=point.params,
+            param_hash=point.param_hash,
+            stored_params=point.stored_params,
             store_root=self._store.path,
-            relative_dir=relative_run_dir(experiment, run_id),
+            relative_dir=relative_run_dir(point.experiment, run_id),
             worker=self._worker,
             host=self._host,
             pid=self._pid,
+            pid_namespace=self._pid_namespace,
             function=getattr(item, "function", None),
         )
-        self._store.get().start_run(run.start_record())
+        if self._claim_since is None:
+            self._store.get().start_run(run.start_record())
+        else:
+            taken_by = self._store.get().claim_run(run.start_record(), self._claim_since)
+            if taken_by is not None:
+                # A plain tryfirst hook, not a wrapper: a skip raised from a setup wrapper
+                # breaks the logging plugin's teardown.
+                pytest.skip(taken_by)
         item.stash[RUN_KEY] = run
         item.stash[REPORTS_KEY] = {}
         item.ihook.pytest_experiments_run_start(run=run)

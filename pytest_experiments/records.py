@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 #: Every status a run can have. ``running`` is only ever seen while a run is in flight;
 #: a ``running`` run whose process is gone reads back as ``interrupted``.
@@ -27,6 +27,8 @@ class RunStart:
     host: str
     pid: int
     dir: str  # relative to the store root, so a moved store stays valid
+    #: Tells processes apart across containers that share a hostname (Linux pid namespace).
+    pid_namespace: str = ""
 
 
 @dataclass(frozen=True)
@@ -125,3 +127,14 @@ class SessionRecord:
     exitstatus: int | None
     metadata: dict[str, Any]
     counts: dict[str, int]
+
+
+class GridPointState(NamedTuple):
+    """The latest run of one grid point, as resume and retry see it."""
+
+    module: str
+    experiment: str
+    param_hash: str
+    #: Effective status (``interrupted`` for a dead ``running`` run).
+    status: str
+    code_sha256: str | None

@@ -48,6 +48,7 @@ class Run:
         worker: str,
         host: str,
         pid: int,
+        pid_namespace: str = "",
         function: Callable[..., Any] | None,
     ) -> None:
         self.id = run_id
@@ -62,6 +63,7 @@ class Run:
         self.worker = worker
         self.host = host
         self.pid = pid
+        self.pid_namespace = pid_namespace
         #: The experiment function (for hooks that inspect the code).
         self.function = function
         self.started_at = time.time()
@@ -165,6 +167,7 @@ class Run:
             host=self.host,
             pid=self.pid,
             dir=self._relative_dir,
+            pid_namespace=self.pid_namespace,
         )
 
     def end_record(self, result_json: Any) -> RunEnd:

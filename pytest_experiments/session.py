@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
-from pytest_experiments.recorder import StoreHandle
+from pytest_experiments.handle import StoreHandle
 from pytest_experiments.run import ExperimentSession, SessionSummary
+from pytest_experiments.selection import Snapshot
 from pytest_experiments.values import to_json_value
 
 WORKERINPUT_KEY = "xp_session"
+SNAPSHOT_KEY = "xp_snapshot"
 
 
 class SessionRecorder:
@@ -29,6 +31,9 @@ class SessionRecorder:
             config=config,
         )
         self.summary: SessionSummary | None = None
+        # Whether any process of the session may have recorded a run; if none did, the
+        # store is not touched at all (a suite without experiments writes nothing).
+        self._workers_recorded = False
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -37,10 +42,18 @@ class SessionRecorder:
         metadata = to_json_value(self.session.metadata)
         self._handle.session = dataclasses.replace(self._handle.session, metadata=metadata)
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object | None) -> None:
+        # A crashed worker cannot say what it did: assume it recorded.
+        if error is not None or getattr(node, "workeroutput", {}).get("xp_recorded", True):
+            self._workers_recorded = True
+
     @pytest.hookimpl
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         counts: dict[str, int] = {}
-        store = self._handle.existing()
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        may_have_runs = self._handle.recorded or self._workers_recorded or interrupted
+        store = self._handle.existing() if may_have_runs else None
         if store is not None:
             store.finish_session(self.session.id, time.time(), int(exitstatus))
             counts = store.status_counts(self.session.id)
@@ -59,10 +72,17 @@ class SessionRecorder:
 class XdistSessionHandover:
     """Gives each xdist worker the session it records into (registered only with xdist)."""
 
-    def __init__(self, handle: StoreHandle) -> None:
+    def __init__(self, handle: StoreHandle, snapshot: Snapshot | None) -> None:
         self._handle = handle
+        self._snapshot = snapshot
+        self._wire: bytes | None = None
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         # Builtin types only: anything else on the xdist channel aborts the session.
         node.workerinput[WORKERINPUT_KEY] = dataclasses.asdict(self._handle.session)
+        if self._snapshot is not None:
+            # The same snapshot for every worker, a restarted one included: same selection.
+            if self._wire is None:
+                self._wire = self._snapshot.to_wire()
+            node.workerinput[SNAPSHOT_KEY] = self._wire

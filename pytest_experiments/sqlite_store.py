@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pytest_experiments.records import RunEnd, RunRecord, RunStart, SessionRecord, SessionStart
+from pytest_experiments.records import GridPointState, RunEnd, RunRecord, RunStart, SessionRecord, SessionStart
 from pytest_experiments.store import Store, StoreError
 from pytest_experiments.values import dumps
 
@@ -62,6 +62,7 @@ CREATE TABLE runs (
     worker        TEXT NOT NULL,
     host          TEXT NOT NULL,
     pid           INTEGER NOT NULL,
+    pid_namespace TEXT NOT NULL DEFAULT '',
     dir           TEXT NOT NULL,
     code_sha256   TEXT,
     metrics       TEXT NOT NULL DEFAULT '{}',
@@ -84,13 +85,54 @@ CREATE TABLE metric_points (
 """
 
 # Columns read for listings; the bulky ones (result, traceback) only by ``run()``.
-_LIST_COLUMNS = (
-    "run_id, session_id, node_id, module, experiment, param_hash, params, logged_params, "
-    "status, started_at, finished_at, duration, worker, host, pid, dir, code_sha256, "
-    "metrics, metadata, error_type, error_message"
+_LIST_COLUMNS = ", ".join(
+    f"r.{column}"
+    for column in [
+        "run_id",
+        "session_id",
+        "node_id",
+        "module",
+        "experiment",
+        "param_hash",
+        "params",
+        "logged_params",
+        "status",
+        "started_at",
+        "finished_at",
+        "duration",
+        "worker",
+        "host",
+        "pid",
+        "pid_namespace",
+        "dir",
+        "code_sha256",
+        "metrics",
+        "metadata",
+        "error_type",
+        "error_message",
+    ]
 )
+# What liveness needs of a run's session: a run can only be in flight while its session lives.
+_SESSION_COLUMNS = "s.heartbeat_at AS session_heartbeat, s.finished_at AS session_finished"
+_WITH_SESSION = "LEFT JOIN sessions s ON s.session_id = r.session_id"
+#: A session that has not renewed its heartbeat for this long is dead, whatever host it ran on.
+DEFAULT_LEASE_S = 300.0
 
 T = TypeVar("T")
+
+_INSERT_RUN = (
+    "INSERT INTO runs (run_id, session_id, node_id, module, experiment, param_hash, params, status, "
+    "started_at, worker, host, pid, pid_namespace, dir) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)"
+)
+# Outcomes that mean another session already did a grid point's work.
+_FINISHED = frozenset({"passed", "failed", "error", "xfailed", "xpassed"})
+
+
+def _start_args(start: RunStart) -> tuple[Any, ...]:
+    return (
+        start.run_id, start.session_id, start.node_id, start.module, start.experiment, start.param_hash,
+        dumps(start.params), start.started_at, start.worker, start.host, start.pid, start.pid_namespace, start.dir,
+    )  # fmt: skip
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -110,6 +152,14 @@ def _retrying(action: Callable[[], T]) -> T:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 0.25)
+
+
+def pid_namespace() -> str:
+    """This process's pid namespace (Linux), so that containers sharing a hostname differ."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
 
 
 def pid_is_dead(pid: int) -> bool:
@@ -158,7 +208,9 @@ def _check_database(database: Path) -> None:
         raise StoreError(f"{database} is not a pytest-experiments database; move it away or choose another --xp-store")
     if not header:
         return  # an empty file is what SQLite itself creates first: still to be initialised
-    connection = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S)
+    # mode=rw (never creates, writes nothing): a read-only connection to a WAL database leaves
+    # -wal/-shm files behind, touching a store that is then refused; this one removes them on close.
+    connection = sqlite3.connect(f"{database.resolve().as_uri()}?mode=rw", uri=True, timeout=_BUSY_TIMEOUT_S)
     try:
         _retrying(lambda: _check_schema(connection, database))
     finally:
@@ -168,9 +220,12 @@ def _check_database(database: Path) -> None:
 def _check_schema(connection: sqlite3.Connection, database: Path) -> bool:
     """Validate the schema; return True when the database still has to be initialised."""
     try:
-        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        # One statement, so one snapshot: read separately (autocommit), the three values could
+        # straddle another process's schema creation and show tables without the application id.
+        application_id, version, tables = connection.execute(
+            "SELECT (SELECT application_id FROM pragma_application_id), "
+            "(SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)"
+        ).fetchone()
     except sqlite3.DatabaseError as exc:
         if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
             raise
@@ -192,10 +247,12 @@ def _check_schema(connection: sqlite3.Connection, database: Path) -> bool:
 class SQLiteStore(Store):
     """The embedded default store. See :meth:`Store.open`."""
 
-    def __init__(self, root: Path, *, create: bool = False) -> None:
+    def __init__(self, root: Path, *, create: bool = False, lease: float = DEFAULT_LEASE_S) -> None:
         self.root = root.resolve()
         self.database = self.root / DB_NAME
+        self.lease = lease
         self._host = socket.gethostname()
+        self._pid_namespace = pid_namespace()
         check_store_path(self.root)
         if not self.database.exists():
             if not create:
@@ -274,15 +331,46 @@ class SQLiteStore(Store):
         _retrying(lambda: self._db.execute(sql, args))
 
     def start_run(self, start: RunStart) -> None:
-        sql = (
-            "INSERT INTO runs (run_id, session_id, node_id, module, experiment, param_hash, params, status, "
-            "started_at, worker, host, pid, dir) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)"
-        )
-        args = (
-            start.run_id, start.session_id, start.node_id, start.module, start.experiment, start.param_hash,
-            dumps(start.params), start.started_at, start.worker, start.host, start.pid, start.dir,
-        )  # fmt: skip
-        _retrying(lambda: self._db.execute(sql, args))
+        _retrying(lambda: self._db.execute(_INSERT_RUN, _start_args(start)))
+
+    def claim_run(self, start: RunStart, since: float) -> str | None:
+        # Check and insert in one immediate transaction: of two sessions claiming the same
+        # grid point at once, the second sees the first one's row.
+        def transaction() -> str | None:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                reason = self._claimed_elsewhere(start, since)
+                if reason is None:
+                    self._db.execute(_INSERT_RUN, _start_args(start))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return reason
+
+        return _retrying(transaction)
+
+    def _claimed_elsewhere(self, start: RunStart, since: float) -> str | None:
+        cursor = self._db.cursor()
+        cursor.row_factory = sqlite3.Row
+        latest = cursor.execute(
+            f"SELECT r.status, r.session_id, r.started_at, r.host, r.pid, r.pid_namespace, {_SESSION_COLUMNS} "
+            f"FROM runs r {_WITH_SESSION} WHERE r.module = ? AND r.experiment = ? AND r.param_hash = ? "
+            "ORDER BY r.started_at DESC, r.rowid DESC LIMIT 1",
+            (start.module, start.experiment, start.param_hash),
+        ).fetchone()
+        if latest is None or latest["session_id"] == start.session_id:
+            return None
+        status = self._live_status(latest)
+        if status == "running":
+            return f"running in session {latest['session_id']}"
+        if latest["started_at"] >= since and status in _FINISHED:
+            return f"done in session {latest['session_id']}"
+        return None
+
+    def heartbeat(self, session_id: str) -> None:
+        sql = "UPDATE sessions SET heartbeat_at = ? WHERE session_id = ? AND finished_at IS NULL"
+        _retrying(lambda: self._db.execute(sql, (time.time(), session_id)))
 
     def finish_run(self, end: RunEnd) -> None:
         statements: list[tuple[str, Sequence[Any]]] = []
@@ -314,8 +402,18 @@ class SQLiteStore(Store):
         ])  # fmt: skip
 
     # -- reading --------------------------------------------------------------------
-    def _live_status(self, status: str, host: str, pid: int) -> str:
-        if status == "running" and host == self._host and pid_is_dead(pid):
+    def _is_live(self, row: sqlite3.Row) -> bool:
+        """Whether a ``running`` run can still be in flight."""
+        if row["session_finished"] is not None:
+            return False
+        if row["host"] == self._host and row["pid_namespace"] == self._pid_namespace:
+            return not pid_is_dead(row["pid"])  # same machine: the process decides at once
+        heartbeat = row["session_heartbeat"]
+        return heartbeat is not None and heartbeat >= time.time() - self.lease
+
+    def _live_status(self, row: sqlite3.Row) -> str:
+        status: str = row["status"]
+        if status == "running" and not self._is_live(row):
             return "interrupted"
         return status
 
@@ -330,7 +428,7 @@ class SQLiteStore(Store):
             param_hash=row["param_hash"],
             params=json.loads(row["params"]),
             logged_params=json.loads(row["logged_params"]),
-            status=self._live_status(row["status"], row["host"], row["pid"]),
+            status=self._live_status(row),
             started_at=row["started_at"],
             finished_at=row["finished_at"],
             duration=row["duration"],
@@ -363,19 +461,22 @@ class SQLiteStore(Store):
         where, args = [], []
         if experiment is not None:
             names = [experiment] if isinstance(experiment, str) else list(experiment)
-            where.append(f"experiment IN ({', '.join('?' * len(names))})")
+            where.append(f"r.experiment IN ({', '.join('?' * len(names))})")
             args.extend(names)
         if session_id is not None:
-            where.append("session_id = ?")
+            where.append("r.session_id = ?")
             args.append(session_id)
         condition = f"WHERE {' AND '.join(where)}" if where else ""
         if history:
-            sql = f"SELECT {_LIST_COLUMNS} FROM runs {condition} ORDER BY started_at, rowid"
+            sql = (
+                f"SELECT {_LIST_COLUMNS}, {_SESSION_COLUMNS} FROM runs r {_WITH_SESSION} {condition} "
+                "ORDER BY r.started_at, r.rowid"
+            )
         else:
             sql = (
-                f"SELECT {_LIST_COLUMNS} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY module, experiment, "
-                f"param_hash ORDER BY started_at DESC, rowid DESC) AS newness FROM runs {condition}) "
-                "WHERE newness = 1 ORDER BY started_at, run_id"
+                f"SELECT {_LIST_COLUMNS}, {_SESSION_COLUMNS} FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY "
+                "r.module, r.experiment, r.param_hash ORDER BY r.started_at DESC, r.rowid DESC) AS newness "
+                f"FROM runs r {condition}) r {_WITH_SESSION} WHERE r.newness = 1 ORDER BY r.started_at, r.run_id"
             )
         records = [self._record(row) for row in self._query(sql, args)]
         if status is not None:
@@ -383,8 +484,35 @@ class SQLiteStore(Store):
             records = [record for record in records if record.status in wanted]
         return records
 
+    def grid_states(self) -> list[GridPointState]:
+        # A plain scan, newest run per grid point picked here: for 100,000 grid points it
+        # is twice as fast as a GROUP BY that looks every newest row up through the index.
+        rows = _retrying(
+            lambda: self._db.execute(
+                "SELECT module, experiment, param_hash, status, code_sha256, started_at, run_id FROM runs"
+            ).fetchall()
+        )
+        newest: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+        for row in rows:
+            key = (row[0], row[1], row[2])
+            seen = newest.get(key)
+            if seen is None or row[5] >= seen[5]:
+                newest[key] = row
+        running = self._running_statuses() if any(row[3] == "running" for row in newest.values()) else {}
+        return [
+            GridPointState(key[0], key[1], key[2], running.get(row[6], row[3]), row[4]) for key, row in newest.items()
+        ]
+
+    def _running_statuses(self) -> dict[str, str]:
+        """run id -> live status (``running`` or ``interrupted``) of every run stored as running."""
+        rows = self._query(
+            f"SELECT r.run_id, r.status, r.host, r.pid, r.pid_namespace, {_SESSION_COLUMNS} "
+            f"FROM runs r {_WITH_SESSION} WHERE r.status = 'running'"
+        )
+        return {row["run_id"]: self._live_status(row) for row in rows}
+
     def run(self, run_id: str) -> RunRecord:
-        rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        rows = self._query(f"SELECT r.*, {_SESSION_COLUMNS} FROM runs r {_WITH_SESSION} WHERE r.run_id = ?", (run_id,))
         if not rows:
             raise KeyError(run_id)
         record = self._record(rows[0])
@@ -404,19 +532,28 @@ class SQLiteStore(Store):
         record = self.run(run_id)
         return [(None, record.metrics[name])] if name in record.metrics else []
 
-    def status_counts(self, session_id: str) -> dict[str, int]:
+    def _counts(self, session_id: str | None) -> dict[str, dict[str, int]]:
+        """Run counts by status, per session (all sessions when ``session_id`` is None)."""
+        condition = "WHERE r.session_id = ?" if session_id is not None else ""
         rows = self._query(
-            "SELECT status, host, pid, count(*) AS n FROM runs WHERE session_id = ? GROUP BY status, host, pid",
-            (session_id,),
+            f"SELECT r.session_id, r.status, r.host, r.pid, r.pid_namespace, {_SESSION_COLUMNS}, count(*) AS n "
+            f"FROM runs r {_WITH_SESSION} {condition} "
+            "GROUP BY r.session_id, r.status, r.host, r.pid, r.pid_namespace",
+            () if session_id is None else (session_id,),
         )
-        counts: dict[str, int] = {}
+        counts: dict[str, dict[str, int]] = {}
         for row in rows:
-            status = self._live_status(row["status"], row["host"], row["pid"])
-            counts[status] = counts.get(status, 0) + row["n"]
+            per_session = counts.setdefault(row["session_id"], {})
+            status = self._live_status(row)
+            per_session[status] = per_session.get(status, 0) + row["n"]
         return counts
+
+    def status_counts(self, session_id: str) -> dict[str, int]:
+        return self._counts(session_id).get(session_id, {})
 
     def sessions(self) -> list[SessionRecord]:
         rows = self._query("SELECT * FROM sessions ORDER BY started_at, session_id")
+        counts = self._counts(None)
         return [
             SessionRecord(
                 session_id=row["session_id"],
@@ -426,7 +563,7 @@ class SQLiteStore(Store):
                 pid=row["pid"],
                 exitstatus=row["exitstatus"],
                 metadata=json.loads(row["metadata"]),
-                counts=self.status_counts(row["session_id"]),
+                counts=counts.get(row["session_id"], {}),
             )
             for row in rows
         ]

@@ -10,7 +10,7 @@ import abc
 from collections.abc import Iterable
 from pathlib import Path
 
-from pytest_experiments.records import RunEnd, RunRecord, RunStart, SessionRecord, SessionStart
+from pytest_experiments.records import GridPointState, RunEnd, RunRecord, RunStart, SessionRecord, SessionStart
 
 
 class StoreError(Exception):
@@ -31,14 +31,16 @@ class Store(abc.ABC):
     root: Path
 
     @staticmethod
-    def open(path: str | Path, *, create: bool = False) -> Store:
+    def open(path: str | Path, *, create: bool = False, lease: float | None = None) -> Store:
         """Open the store at ``path``; with ``create``, make it if it does not exist.
 
-        Raises :class:`StoreError` when ``path`` is not a usable store.
+        ``lease``: seconds after which a session that stopped renewing its heartbeat
+        counts as dead (its ``running`` runs as ``interrupted``). Raises
+        :class:`StoreError` when ``path`` is not a usable store.
         """
-        from pytest_experiments.sqlite_store import SQLiteStore
+        from pytest_experiments.sqlite_store import DEFAULT_LEASE_S, SQLiteStore
 
-        return SQLiteStore(Path(path), create=create)
+        return SQLiteStore(Path(path), create=create, lease=DEFAULT_LEASE_S if lease is None else lease)
 
     # -- writing (the plugin) -------------------------------------------------------
     @abc.abstractmethod
@@ -48,6 +50,20 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def start_run(self, start: RunStart) -> None:
         """Write a run as ``running``, durably, before its body starts."""
+
+    @abc.abstractmethod
+    def claim_run(self, start: RunStart, since: float) -> str | None:
+        """Start a run only if no other session got to its grid point first.
+
+        In one atomic step: when another live session is running the grid point, or
+        another session finished it (passed, failed...) at or after ``since``, return the
+        reason ("running in session ..." / "done in session ...") and write nothing;
+        otherwise write the run as ``running`` and return None.
+        """
+
+    @abc.abstractmethod
+    def heartbeat(self, session_id: str) -> None:
+        """Renew a live session's heartbeat, which keeps its running runs from counting as dead."""
 
     @abc.abstractmethod
     def finish_run(self, end: RunEnd) -> None:
@@ -73,6 +89,10 @@ class Store(abc.ABC):
         apply after the latest run is chosen, so ``status="failed"`` lists grid points
         whose latest run failed.
         """
+
+    @abc.abstractmethod
+    def grid_states(self) -> list[GridPointState]:
+        """The latest run of every grid point, lean, for deciding what resume runs."""
 
     @abc.abstractmethod
     def run(self, run_id: str) -> RunRecord:

@@ -53,9 +53,21 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
+# One encoder for every hash: json.dumps with options builds a new encoder per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def is_plain(params: Mapping[str, Any]) -> bool:
+    """Whether every value is a str, int, float, bool or None (already JSON, nothing to convert)."""
+    return all(type(value) in _PLAIN_TYPES for value in params.values())
+
+
 def canonical_json(params: Mapping[str, Any]) -> str:
     """Canonical JSON of a parameter mapping: sorted keys, compact, JSON types only."""
-    return json.dumps(to_json_value(params), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # Fast path for the usual grid of plain values (resume hashes every collected item).
+    converted = params if is_plain(params) else to_json_value(params)
+    return _CANONICAL.encode(converted)
 
 
 def param_hash(params: Mapping[str, Any]) -> str:

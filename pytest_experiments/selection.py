@@ -1,0 +1,302 @@
+"""Resume, retry failures and grid status: which experiments run.
+
+Every process decides from one snapshot of the store, taken by the controller before any
+run starts and handed to xdist workers, so that all workers deselect exactly the same
+items (xdist aborts when they collect different tests), including a worker that xdist
+restarts late while the others are writing runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_experiments.identity import is_experiment, point_key
+from pytest_experiments.sqlite_store import DB_NAME
+from pytest_experiments.store import Store
+
+# Categories of a collected experiment, from its latest run in the snapshot.
+NEVER_RUN = "never run"
+DONE = "done"
+DONE_OLDER_CODE = "done with older code"  # kept: --xp-rerun-changed is off
+CODE_CHANGED = "code changed"  # runs: --xp-rerun-changed is on
+FAILED = "failed"
+ERROR = "error"
+INTERRUPTED = "interrupted"
+SKIPPED = "skipped"
+RUNNING = "running elsewhere"
+_DONE_STATUSES = frozenset({"passed", "xfailed", "xpassed"})
+_CATEGORY_OF_STATUS = {
+    "failed": FAILED,
+    "error": ERROR,
+    "interrupted": INTERRUPTED,
+    "skipped": SKIPPED,
+    "running": RUNNING,
+}
+_TO_RESUME = frozenset({NEVER_RUN, INTERRUPTED, SKIPPED, CODE_CHANGED})
+_TO_RETRY = frozenset({FAILED, ERROR, INTERRUPTED})
+
+
+@dataclass(frozen=True)
+class SelectionOptions:
+    """The ``--xp-resume`` / ``--xp-retry-failed`` / ``--xp-rerun-changed`` / ``--xp-status`` flags."""
+
+    resume: bool = False
+    retry_failed: bool = False
+    rerun_changed: bool = False
+    status: bool = False
+
+    @property
+    def active(self) -> bool:
+        """Whether any selection is asked for (a snapshot is needed)."""
+        return self.resume or self.retry_failed or self.status
+
+    @property
+    def claims(self) -> bool:
+        """Whether runs are claimed in the store before they start (two sessions split the work)."""
+        return self.resume or self.retry_failed
+
+
+GridKey = tuple[str, str, str]  # (module, experiment, parameter hash)
+
+
+@dataclass
+class Snapshot:
+    """The latest status and code hash of every grid point in the store, at one moment."""
+
+    taken_at: float
+    #: grid point -> (status, code sha256 or None)
+    states: dict[GridKey, tuple[str, str | None]] = field(default_factory=dict)
+
+    @classmethod
+    def take(cls, store_path: Path, lease: float) -> Snapshot:
+        """Read the store at ``store_path`` (an absent store is an empty snapshot)."""
+        taken_at = time.time()
+        if not (store_path / DB_NAME).exists():
+            return cls(taken_at)
+        interned: dict[Any, Any] = {}  # the same status / code / name strings, shared: less memory, faster gc
+        with Store.open(store_path, lease=lease) as store:
+            states = {
+                (
+                    interned.setdefault(s.module, s.module),
+                    interned.setdefault(s.experiment, s.experiment),
+                    s.param_hash,
+                ): (
+                    interned.setdefault(s.status, s.status),
+                    interned.setdefault(s.code_sha256, s.code_sha256),
+                )
+                for s in store.grid_states()
+            }
+        return cls(taken_at, states)
+
+    def to_wire(self) -> bytes:
+        """Compact bytes for the xdist channel (100,000 grid points: about 1.3 MB)."""
+        names: dict[tuple[str, str], int] = {}
+        codes: dict[str | None, int] = {}
+        rows = [
+            [names.setdefault((module, experiment), len(names)), digest, status, codes.setdefault(code, len(codes))]
+            for (module, experiment, digest), (status, code) in self.states.items()
+        ]
+        payload = {"taken_at": self.taken_at, "names": list(names), "codes": list(codes), "rows": rows}
+        return zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 6)
+
+    @classmethod
+    def from_wire(cls, data: bytes) -> Snapshot:
+        """The snapshot :meth:`to_wire` sent."""
+        payload = json.loads(zlib.decompress(data))
+        names = [tuple(name) for name in payload["names"]]
+        codes = payload["codes"]
+        statuses: dict[str, str] = {}
+        states = {
+            (*names[name], digest): (statuses.setdefault(status, status), codes[code])
+            for name, digest, status, code in payload["rows"]
+        }
+        return cls(payload["taken_at"], states)
+
+
+def categorise(state: tuple[str, str | None] | None, current_code: str | None, rerun_changed: bool) -> str:
+    """The category of a grid point whose latest run is ``state``."""
+    if state is None:
+        return NEVER_RUN
+    status, code = state
+    if status in _DONE_STATUSES:
+        if current_code is not None and code is not None and code != current_code:
+            return CODE_CHANGED if rerun_changed else DONE_OLDER_CODE
+        return DONE
+    return _CATEGORY_OF_STATUS.get(status, NEVER_RUN)
+
+
+def runs_under(options: SelectionOptions, category: str) -> bool:
+    """Whether an experiment of ``category`` runs under the given flags."""
+    if options.resume and options.retry_failed:
+        return category in _TO_RESUME or category in _TO_RETRY
+    if options.resume:
+        return category in _TO_RESUME
+    return category in _TO_RETRY
+
+
+class Selection:
+    """Deselects what resume / retry say not to run, and reports it (see module doc)."""
+
+    def __init__(self, config: pytest.Config, options: SelectionOptions, snapshot: Snapshot, store_path: Path) -> None:
+        self._config = config
+        self.options = options
+        self.snapshot = snapshot
+        self._store_path = store_path
+        self._code_hashes: dict[object, str | None] = {}
+        #: category -> node ids (of the experiments collected in this process)
+        self.categories: dict[str, list[str]] = {}
+        #: (module, experiment) -> Counter of categories, for --xp-status
+        self.per_experiment: dict[tuple[str, str], Counter[str]] = {}
+        self.deselected = 0
+        self.summary: str | None = None
+
+    def _current_code(self, item: pytest.Function) -> str | None:
+        """sha256 of the experiment function's code as collected now (once per function)."""
+        from pytest_experiments.collectors import function_hash
+
+        key = (item.parent, item.originalname)
+        if key not in self._code_hashes:
+            self._code_hashes[key] = function_hash(item.function)
+        return self._code_hashes[key]
+
+    @pytest.hookimpl(trylast=True)  # after -k / -m have deselected their share
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        selected: list[pytest.Item] = []
+        deselected: list[pytest.Item] = []
+        for item in items:
+            if not is_experiment(item):
+                retry_only = self.options.retry_failed and not self.options.resume and not self.options.status
+                (deselected if retry_only else selected).append(item)
+                continue
+            assert isinstance(item, pytest.Function)
+            key = point_key(item)
+            state = self.snapshot.states.get(key)
+            # The code hash only matters for done runs (older code or not).
+            code = self._current_code(item) if state is not None and state[0] in _DONE_STATUSES else None
+            category = categorise(state, code, self.options.rerun_changed)
+            self.categories.setdefault(category, []).append(item.nodeid)
+            counts = self.per_experiment.get(key[:2])
+            if counts is None:
+                counts = self.per_experiment[key[:2]] = Counter()
+            counts[category] += 1
+            if self.options.status or runs_under(self.options, category):
+                selected.append(item)
+            else:
+                deselected.append(item)
+        if deselected:
+            self.deselected = len(deselected)
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = selected
+        self.summary = self.describe(len(selected))
+        if hasattr(config, "workeroutput"):
+            config.workeroutput["xp_selection"] = {"summary": self.summary, "deselected": self.deselected}
+
+    def describe(self, selected: int) -> str:
+        """One line: what runs, what is kept, and why."""
+        count = {category: len(node_ids) for category, node_ids in self.categories.items()}
+        to_run = [NEVER_RUN, INTERRUPTED, SKIPPED, CODE_CHANGED]
+        mode = "resume"
+        if self.options.retry_failed:
+            mode = "resume + retry-failed" if self.options.resume else "retry-failed"
+            to_run = [*to_run, FAILED, ERROR] if self.options.resume else [FAILED, ERROR, INTERRUPTED]
+        running = [f"{count[c]} {c}" for c in to_run if count.get(c)]
+        done = count.get(DONE, 0) + count.get(DONE_OLDER_CODE, 0)
+        line = f"xp: {mode}: {done} done, {sum(count.get(c, 0) for c in to_run)} to run"
+        line += f" ({', '.join(running)})" if running else ""
+        kept = count.get(FAILED, 0) + count.get(ERROR, 0)
+        if kept and not self.options.retry_failed:
+            line += f"; {kept} failed kept (--xp-retry-failed)"
+        if count.get(RUNNING):
+            line += f"; {count[RUNNING]} running in another session"
+        if count.get(DONE_OLDER_CODE):
+            older = ", ".join(
+                f"{experiment}: {counts[DONE_OLDER_CODE]}"
+                for (_, experiment), counts in sorted(self.per_experiment.items())
+                if counts.get(DONE_OLDER_CODE)
+            )
+            line += f"; {count[DONE_OLDER_CODE]} done with older code ({older}; --xp-rerun-changed reruns them)"
+        if selected == 0:
+            line += "; nothing left to run"
+        return line
+
+    @pytest.hookimpl
+    def pytest_report_collectionfinish(self, config: pytest.Config) -> list[str] | None:
+        if self.options.status:
+            return self.status_table(config.get_verbosity())
+        if self.summary is not None and config.get_verbosity() >= -1:
+            return [self.summary]
+        return None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        return True if self.options.status else None  # --xp-status runs nothing
+
+    def status_table(self, verbosity: int) -> list[str]:
+        """The ``--xp-status`` report: per experiment function, its grid by status."""
+        if not self.per_experiment:
+            return [f"xp status: no experiments collected (store: {self._store_path})"]
+        columns = {
+            "grid": (DONE, DONE_OLDER_CODE, CODE_CHANGED, FAILED, ERROR, INTERRUPTED, SKIPPED, RUNNING, NEVER_RUN),
+            "done": (DONE, DONE_OLDER_CODE, CODE_CHANGED),
+            "failed": (FAILED,),
+            "error": (ERROR,),
+            "interrupted": (INTERRUPTED,),
+            "skipped": (SKIPPED,),
+            "running": (RUNNING,),
+            "never run": (NEVER_RUN,),
+            "older code": (DONE_OLDER_CODE, CODE_CHANGED),
+        }
+        names = {key: "::".join(key) for key in self.per_experiment}
+        width = max(len("experiment"), *(len(name) for name in names.values()))
+        lines = [f"xp status (store: {self._store_path})", f"{'experiment':<{width}}  " + "  ".join(columns)]
+        for key, counts in sorted(self.per_experiment.items()):
+            name = names[key]
+            cells = [f"{sum(counts[c] for c in categories):>{len(title)}}" for title, categories in columns.items()]
+            lines.append(f"{name:<{width}}  " + "  ".join(cells))
+        if verbosity > 0:
+            for category, node_ids in sorted(self.categories.items()):
+                lines.append(f"{category}:")
+                lines.extend(f"  {node_id}" for node_id in node_ids)
+        return lines
+
+
+class SelectionController:
+    """Controller-side reporting and exit status of a selection (registered with the selection flags)."""
+
+    def __init__(self, options: SelectionOptions, selection: Selection | None) -> None:
+        self._options = options
+        self._selection = selection
+        self._worker_report: dict[str, Any] | None = None
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        # Every worker decided the same; the first report is the session's.
+        report = getattr(node, "workeroutput", {}).get("xp_selection")
+        if report is not None and self._worker_report is None:
+            self._worker_report = report
+
+    def _deselected(self) -> int:
+        if self._worker_report is not None:
+            return int(self._worker_report["deselected"])
+        return self._selection.deselected if self._selection is not None else 0
+
+    @pytest.hookimpl
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        # Nothing left to run is success, not pytest's "no tests collected" (5): cluster
+        # scripts run under ``set -e``.
+        nothing_left = exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self._deselected() > 0
+        if nothing_left or (self._options.status and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED):
+            session.exitstatus = pytest.ExitCode.OK
+
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self._worker_report is not None:  # under xdist the controller never collected
+            terminalreporter.write_line(self._worker_report["summary"])
