@@ -78,7 +78,7 @@ def point_key(item: pytest.Function) -> tuple[str, str, str]:
     return module, experiment, param_hash(callspec.params if callspec is not None else {})
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class GridPoint:
     """Where a run belongs: its module, experiment and parameters."""
 

@@ -8,15 +8,9 @@ pytest does.
 
 from __future__ import annotations
 
-import configparser
 import os
 import sys
 from pathlib import Path
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 ENV_VAR = "PYTEST_XP_STORE"
 INI_KEY = "xp_store"
@@ -80,6 +74,14 @@ def _find_ini(start: Path) -> tuple[Path, str] | None:
 
 def _read_ini(path: Path) -> str | None:
     """The ``xp_store`` value of a pytest config file ("" when unset), or None if not a pytest config."""
+    # Imported here: only load() and the command line look for ini files themselves.
+    import configparser
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -66,8 +66,19 @@ class Recorder:
         self._pid_namespace = pid_namespace()
         self._warned_volatile: set[tuple[str, str]] = set()
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # No experiment to run in this process: step aside, so that every other test runs
+        # without paying for our per-test hooks.
+        if not any(is_experiment(item) for item in session.items):
+            session.config.pluginmanager.unregister(self)
+            self._report_to_controller(session)
+
     @pytest.hookimpl
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self._report_to_controller(session)
+
+    def _report_to_controller(self, session: pytest.Session) -> None:
         workeroutput = getattr(session.config, "workeroutput", None)
         if workeroutput is not None:  # tell the controller whether this worker used the store
             workeroutput["xp_recorded"] = self._store.recorded
@@ -135,7 +146,9 @@ class Recorder:
                 ),
                 stacklevel=1,
             )
-        for name in volatile_params(run.stored_params):
+        # Only a repr can hold a memory address, and plain parameters have none.
+        volatile = [] if run.stored_params is run.params else volatile_params(run.stored_params)
+        for name in volatile:
             if (run.experiment, name) not in self._warned_volatile:
                 self._warned_volatile.add((run.experiment, name))
                 warnings.warn(

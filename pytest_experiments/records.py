@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 STATUSES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "interrupted", "running")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RunStart:
     """What is known of a run when it starts: written at once as a ``running`` row."""
 
@@ -31,7 +31,7 @@ class RunStart:
     pid_namespace: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MetricPoint:
     """One logged value of a metric series, in logging order."""
 
@@ -41,7 +41,7 @@ class MetricPoint:
     value: float
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RunEnd:
     """The outcome of a run, written when it finishes."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -21,7 +22,12 @@ def new_id() -> str:
     The random part keeps ids unique when many processes start runs in the same
     microsecond, which a timestamp alone cannot.
     """
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(6)
+    return _utc_second(int(time.time())) + "-" + secrets.token_hex(6)
+
+
+@functools.lru_cache(maxsize=2)
+def _utc_second(seconds: int) -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(seconds))
 
 
 class Run:

@@ -7,13 +7,15 @@ store moved elsewhere stays valid.
 
 from __future__ import annotations
 
+import functools
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _MAX_NAME = 100
 
 
+@functools.lru_cache(maxsize=4096)  # a few experiment names, asked once per run
 def safe_name(name: str) -> str:
     """``name`` reduced to letters, digits, ``_``, ``.`` and ``-``, never ``.``/``..`` or empty."""
     cleaned = _UNSAFE.sub("_", name).strip("._-")[:_MAX_NAME]
@@ -22,7 +24,7 @@ def safe_name(name: str) -> str:
 
 def relative_run_dir(experiment: str, run_id: str) -> str:
     """The run folder of ``run_id``, relative to the store root (POSIX separators)."""
-    return str(PurePosixPath("runs", safe_name(experiment), safe_name(run_id)))
+    return f"runs/{safe_name(experiment)}/{_UNSAFE.sub('_', run_id) or 'run'}"
 
 
 def inside(root: Path, relative: str) -> Path:

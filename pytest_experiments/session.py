@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pytest_experiments.handle import StoreHandle
+from pytest_experiments.identity import is_experiment
 from pytest_experiments.run import ExperimentSession, SessionSummary
 from pytest_experiments.selection import Snapshot
 from pytest_experiments.values import to_json_value
@@ -34,13 +35,30 @@ class SessionRecorder:
         # Whether any process of the session may have recorded a run; if none did, the
         # store is not touched at all (a suite without experiments writes nothing).
         self._workers_recorded = False
+        #: Whether the session_start hooks ran (the finish hooks run only then).
+        self.started = False
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        # tryfirst: before xdist starts its workers, which receive this metadata.
+    def _start(self) -> None:
+        """Call the session_start hooks (once) and keep their metadata for the session row."""
+        if self.started:
+            return
+        self.started = True
         self._config.hook.pytest_experiments_session_start(session=self.session)
         metadata = to_json_value(self.session.metadata)
         self._handle.session = dataclasses.replace(self._handle.session, metadata=metadata)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # Under xdist the workers are about to start and receive this metadata (tryfirst:
+        # before xdist starts them). Without xdist it waits for collection, so that a
+        # suite without experiments pays nothing for it.
+        if self._config.pluginmanager.has_plugin("dsession"):
+            self._start()
+
+    @pytest.hookimpl
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if any(is_experiment(item) for item in session.items):
+            self._start()
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
@@ -58,7 +76,8 @@ class SessionRecorder:
             store.finish_session(self.session.id, time.time(), int(exitstatus))
             counts = store.status_counts(self.session.id)
         self.summary = SessionSummary(counts=counts, store_path=self._handle.path, exitstatus=int(exitstatus))
-        self._config.hook.pytest_experiments_session_finish(session=self.session, summary=self.summary)
+        if self.started:
+            self._config.hook.pytest_experiments_session_finish(session=self.session, summary=self.summary)
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -66,7 +85,10 @@ class SessionRecorder:
             return
         counts = ", ".join(f"{n} {status}" for status, n in sorted(self.summary.counts.items(), key=lambda kv: -kv[1]))
         runs = "run" if self.summary.total == 1 else "runs"
-        terminalreporter.write_line(f"xp: {self.summary.total} {runs} recorded ({counts}) in {self.summary.store_path}")
+        line = f"xp: {self.summary.total} {runs} recorded ({counts}) in {self.summary.store_path}"
+        if self.summary.counts.get("interrupted"):
+            line += "; --xp-resume runs the interrupted ones again"
+        terminalreporter.write_line(line)
 
 
 class XdistSessionHandover:

@@ -50,12 +50,13 @@ def to_json_value(value: Any, reprs: list[str] | None = None) -> Any:
 
 def dumps(value: Any) -> str:
     """Serialise JSON-typed ``value`` compactly (NaN and infinities allowed, as Python reads them)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(value)
 
 
 _PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
 # One encoder for every hash: json.dumps with options builds a new encoder per call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def is_plain(params: Mapping[str, Any]) -> bool:

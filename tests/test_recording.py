@@ -386,7 +386,8 @@ def test_timing_host_versions_packages_command_and_worker(pytester: pytest.Pytes
     session = run.session
     assert session["host"]["hostname"] == socket.gethostname()
     assert session["host"]["python"] == platform.python_version()
-    assert session["host"]["platform"] == platform.platform()
+    uname = os.uname()
+    assert session["host"]["platform"] == f"{uname.sysname}-{uname.release}-{uname.machine}"
     assert session["versions"] == {"pytest": pytest.__version__, "pytest_experiments": pytest_experiments.__version__}
     packages = {name.lower(): version for name, version in session["packages"].items()}
     assert packages["pytest"] == pytest.__version__
