@@ -1,6 +1,6 @@
 """Print the results of the store pytest uses from the current directory, one table per experiment.
 
-    python examples/show_results.py
+python examples/show_results.py
 """
 
 import pandas as pd

@@ -43,7 +43,11 @@ def pytest_experiments_run_end(run: Run) -> None:
 
 @pytest.hookspec
 def pytest_experiments_session_start(session: ExperimentSession) -> None:
-    """Called once per pytest invocation, at its start, in the controlling process.
+    """Called once per pytest invocation, in the controlling process, before any experiment runs.
+
+    Under xdist it is called at session start (the workers receive the metadata);
+    without xdist, once collection has found experiments; a session without
+    experiments never calls it (nor ``session_finish``), so it costs such suites nothing.
 
     Add what is the same for every run of the session to ``session.metadata`` (it is
     collected once, not per run): the built-in collectors store git state, host,
@@ -53,7 +57,8 @@ def pytest_experiments_session_start(session: ExperimentSession) -> None:
 
 @pytest.hookspec
 def pytest_experiments_session_finish(session: ExperimentSession, summary: SessionSummary) -> None:
-    """Called once at the end of the invocation, in the controlling process.
+    """Called once at the end of the invocation, in the controlling process, when
+    ``session_start`` was called.
 
     ``summary.counts`` holds the number of runs the session recorded, by status.
     """

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 ENV_VAR = "PYTEST_XP_STORE"
 INI_KEY = "xp_store"
@@ -20,16 +21,16 @@ DEFAULT_DIRNAME = ".experiments"
 def resolve(option: str | None, ini_value: str, ini_dir: Path, rootdir: Path, cwd: Path) -> Path:
     """Apply the precedence rule; relative paths are taken from where each value was given."""
     if option:
-        return _absolute(option, cwd)
+        return absolute(option, cwd)
     env = os.environ.get(ENV_VAR)
     if env:
-        return _absolute(env, cwd)
+        return absolute(env, cwd)
     if ini_value:
-        return _absolute(ini_value, ini_dir)
+        return absolute(ini_value, ini_dir)
     return rootdir / DEFAULT_DIRNAME
 
 
-def _absolute(path: str, base: Path) -> Path:
+def absolute(path: str, base: Path) -> Path:
     candidate = Path(os.path.expanduser(path))
     return candidate if candidate.is_absolute() else base / candidate
 
@@ -37,12 +38,21 @@ def _absolute(path: str, base: Path) -> Path:
 def find_store(start: str | Path | None = None) -> Path:
     """The store pytest would use when started in ``start`` (default: the current directory)."""
     cwd = Path(start or os.getcwd()).resolve()
-    found = _find_ini(cwd)
+    found = find_ini(cwd)
     if found is None:
         rootdir = _find_upwards(cwd, "setup.py") or _find_upwards(cwd, "pyproject.toml") or cwd
         return resolve(None, "", rootdir, rootdir, cwd)
-    ini_dir, value = found
-    return resolve(None, value, ini_dir, ini_dir, cwd)
+    ini_dir, values = found
+    return resolve(None, str(values.get(INI_KEY, "")), ini_dir, ini_dir, cwd)
+
+
+def ini_lines(key: str, start: str | Path | None = None) -> list[str]:
+    """A line-list ini key (such as ``xp_compare``) of the pytest config pytest would use."""
+    found = find_ini(Path(start or os.getcwd()).resolve())
+    value = found[1].get(key, "") if found else ""
+    if isinstance(value, list):
+        return [str(line) for line in value]
+    return [line for line in str(value).splitlines() if line.strip()]
 
 
 def _find_upwards(start: Path, filename: str) -> Path | None:
@@ -52,8 +62,8 @@ def _find_upwards(start: Path, filename: str) -> Path | None:
     return None
 
 
-def _find_ini(start: Path) -> tuple[Path, str] | None:
-    """The first directory upwards with a pytest configuration, and its ``xp_store`` value."""
+def find_ini(start: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The first directory upwards with a pytest configuration, and that configuration's values."""
     for directory in (start, *start.parents):
         for name in (
             "pytest.toml",
@@ -66,14 +76,14 @@ def _find_ini(start: Path) -> tuple[Path, str] | None:
         ):
             path = directory / name
             if path.is_file():
-                value = _read_ini(path)
-                if value is not None:
-                    return directory, value
+                values = _read_ini(path)
+                if values is not None:
+                    return directory, values
     return None
 
 
-def _read_ini(path: Path) -> str | None:
-    """The ``xp_store`` value of a pytest config file ("" when unset), or None if not a pytest config."""
+def _read_ini(path: Path) -> dict[str, Any] | None:
+    """The pytest section of a config file, or None if the file is not a pytest config."""
     # Imported here: only load() and the command line look for ini files themselves.
     import configparser
 
@@ -92,12 +102,12 @@ def _read_ini(path: Path) -> str | None:
                 section = tool.get("ini_options", tool)
             else:
                 section = data.get("pytest", data)
-            return str(section.get(INI_KEY, ""))
+            return dict(section) if isinstance(section, dict) else None
         parser = configparser.ConfigParser(interpolation=None)
         parser.read(path, encoding="utf-8")
     except (OSError, ValueError, configparser.Error):
         return None
     section_name = "tool:pytest" if path.name == "setup.cfg" else "pytest"
-    if path.name in ("pytest.ini", ".pytest.ini") or parser.has_section(section_name):
-        return parser.get(section_name, INI_KEY, fallback="")
-    return None
+    if parser.has_section(section_name):
+        return dict(parser.items(section_name))
+    return {} if path.name in ("pytest.ini", ".pytest.ini") else None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from pytest_experiments import locate
+from pytest_experiments.compare import Rule, RuleError, parse_rule, parse_rules
 from pytest_experiments.selection import SelectionOptions
 from pytest_experiments.sqlite_store import DEFAULT_LEASE_S
 
@@ -23,6 +24,46 @@ class Settings:
     selection: SelectionOptions
     #: Seconds after which a session without a heartbeat counts as dead.
     lease: float
+    comparison: ComparisonOptions
+
+
+@dataclass(frozen=True)
+class ComparisonOptions:
+    """``--xp-baseline`` and friends: what to compare runs with, and how."""
+
+    baseline: Path | None = None
+    save_baseline: Path | None = None
+    report_md: Path | None = None
+    #: Rules by metric from the xp_compare ini key and --xp-compare-rule (markers add their own).
+    rules: dict[str, Rule] = field(default_factory=dict)
+    #: Parameters that are noise (seeds): --xp-compare-over.
+    over: tuple[str, ...] = ()
+    alpha: float = 0.05
+
+    @property
+    def active(self) -> bool:
+        """Whether the comparison plugin is needed at all."""
+        return bool(self.baseline or self.save_baseline or self.report_md)
+
+
+def alpha_level(text: str) -> float:
+    """Parse a significance level: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a significance level between 0 and 1, e.g. 0.05")
+    return value
+
+
+def compare_rule(text: str) -> str:
+    """Check a comparison rule's syntax when the option is parsed."""
+    try:
+        parse_rule(text)
+    except RuleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def lease_seconds(text: str) -> float:
@@ -85,7 +126,57 @@ def add_options(parser: pytest.Parser) -> None:
         help=f"a running run whose session sent no heartbeat for this long counts as interrupted, on any host "
         f"(default {DEFAULT_LEASE_S:.0f})",
     )
+    group.addoption(
+        "--xp-baseline",
+        dest="xp_baseline",
+        metavar="FILE",
+        default=None,
+        help="compare each run's metrics with this baseline file; a regression beyond tolerance fails the test",
+    )
+    group.addoption(
+        "--xp-save-baseline",
+        dest="xp_save_baseline",
+        metavar="FILE",
+        default=None,
+        help="at the end of the session, write a baseline file from this session's passed runs",
+    )
+    group.addoption(
+        "--xp-compare-rule",
+        dest="xp_compare_rule",
+        metavar="RULE",
+        action="append",
+        type=compare_rule,
+        default=[],
+        help="a comparison rule, e.g. 'acc higher 0.01' or 'loss lower 5%%' (repeatable; adds to the xp_compare ini key)",
+    )
+    group.addoption(
+        "--xp-compare-over",
+        dest="xp_compare_over",
+        metavar="PARAM",
+        action="append",
+        default=[],
+        help="compare groups of runs that differ only in PARAM (e.g. seed), with a significance test (repeatable)",
+    )
+    group.addoption(
+        "--xp-alpha",
+        dest="xp_alpha",
+        metavar="LEVEL",
+        type=alpha_level,
+        default=None,
+        help="significance level of seed-group comparisons (default 0.05)",
+    )
+    group.addoption(
+        "--xp-report-md",
+        dest="xp_report_md",
+        metavar="FILE",
+        default=None,
+        help="write the baseline comparison as a markdown table (for a CI job summary)",
+    )
     parser.addini(locate.INI_KEY, "folder of the experiment store, relative to the ini file", default="")
+    parser.addini(
+        "xp_compare", "comparison rules, one per line: '<metric> higher|lower <tolerance>[%]'", type="linelist"
+    )
+    parser.addini("xp_alpha", "significance level of seed-group comparisons", default="")
     parser.addini("xp_resume", "always resume (as --xp-resume)", type="bool", default=False)
     parser.addini("xp_rerun_changed", "with resume, rerun done runs of changed code", type="bool", default=False)
     parser.addini("xp_lease", "seconds without heartbeat after which a session is dead", default="")
@@ -121,4 +212,26 @@ def read_settings(config: pytest.Config) -> Settings:
             lease = lease_seconds(ini_lease) if ini_lease else DEFAULT_LEASE_S
         except argparse.ArgumentTypeError as exc:
             raise pytest.UsageError(f"xp: ini key xp_lease: {exc}") from None
-    return Settings(store_path=store_path, worker=worker, selection=selection, lease=lease)
+    return Settings(store_path, worker, selection, lease, _comparison(config))
+
+
+def _comparison(config: pytest.Config) -> ComparisonOptions:
+    base = config.invocation_params.dir
+
+    def path(option: str) -> Path | None:
+        value = config.getoption(option)
+        return None if not value else locate.absolute(value, base)
+
+    over = tuple(name for value in config.getoption("xp_compare_over") for name in value.split(",") if name)
+    try:
+        rules = parse_rules([*config.getini("xp_compare"), *config.getoption("xp_compare_rule")], over)
+    except RuleError as exc:
+        raise pytest.UsageError(f"xp: ini key xp_compare: {exc}") from None
+    alpha = config.getoption("xp_alpha")
+    if alpha is None:
+        ini_alpha = str(config.getini("xp_alpha")).strip()
+        try:
+            alpha = alpha_level(ini_alpha) if ini_alpha else 0.05
+        except argparse.ArgumentTypeError as exc:
+            raise pytest.UsageError(f"xp: ini key xp_alpha: {exc}") from None
+    return ComparisonOptions(path("xp_baseline"), path("xp_save_baseline"), path("xp_report_md"), rules, over, alpha)

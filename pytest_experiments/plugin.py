@@ -84,6 +84,13 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.register(SelectionController(settings.selection, selection), "xp-selection-report")
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(XdistSessionHandover(handle, snapshot), "xp-xdist")
+    if settings.comparison.active:
+        from pytest_experiments.comparing import ComparisonReport, RunComparison
+
+        config.pluginmanager.register(RunComparison(settings.comparison), "xp-compare")
+        if workerinput is None:
+            report = ComparisonReport(settings.comparison, session.session_id, settings.store_path)
+            config.pluginmanager.register(report, "xp-compare-report")
     for name, collector in BUILTIN_COLLECTORS.items():
         if not config.pluginmanager.is_blocked(name):
             config.pluginmanager.register(collector(), name)

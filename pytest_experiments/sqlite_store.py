@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pytest_experiments.records import GridPointState, RunEnd, RunRecord, RunStart, SessionRecord, SessionStart
+from pytest_experiments.rundirs import inside
 from pytest_experiments.store import Store, StoreError
 from pytest_experiments.values import dumps
 
@@ -27,7 +29,6 @@ RUNS_DIR = "runs"
 #: Marks a database as ours ("XPST"), so another application's SQLite file is refused.
 APPLICATION_ID = 0x58505354
 SCHEMA_VERSION = 1
-_SQLITE_HEADER = b"SQLite format 3\x00"
 _BUSY_TIMEOUT_S = 30.0
 _RETRY_FOR_S = 300.0
 
@@ -127,6 +128,8 @@ _INSERT_RUN = (
 )
 # Outcomes that mean another session already did a grid point's work.
 _FINISHED = frozenset({"passed", "failed", "error", "xfailed", "xpassed"})
+# Ids per DELETE statement: well under SQLite's limit on bound variables (999 before 3.32).
+_DELETE_BATCH = 500
 
 
 def _start_args(start: RunStart) -> tuple[Any, ...]:
@@ -200,15 +203,11 @@ def check_store_path(root: Path) -> None:
 
 
 def _check_database(database: Path) -> None:
-    try:
-        with database.open("rb") as handle:
-            header = handle.read(len(_SQLITE_HEADER))
-    except OSError as exc:
-        raise StoreError(f"cannot read store database {database}: {exc.strerror}") from None
-    if header and header != _SQLITE_HEADER:
-        raise StoreError(f"{database} is not a pytest-experiments database; move it away or choose another --xp-store")
-    if not header:
-        return  # an empty file is what SQLite itself creates first: still to be initialised
+    # Only through SQLite, never open() + close(): closing any descriptor of the file drops
+    # every POSIX lock this process holds on it, SQLite's too, and another process closing
+    # its connection would then delete the WAL that our live connections still write to.
+    if database.stat().st_size == 0:
+        return  # what SQLite itself creates first: still to be initialised
     # mode=rw (never creates, writes nothing): a read-only connection to a WAL database leaves
     # -wal/-shm files behind, touching a store that is then refused; this one removes them on close.
     connection = sqlite3.connect(f"{database.resolve().as_uri()}?mode=rw", uri=True, timeout=_BUSY_TIMEOUT_S)
@@ -231,7 +230,7 @@ def _check_schema(connection: sqlite3.Connection, database: Path) -> bool:
         if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
             raise
         raise StoreError(
-            f"{database} is not a pytest-experiments database ({exc}); move it away or choose another --xp-store"
+            f"{database} is not a pytest-experiments database; move it away or choose another --xp-store"
         ) from None
     if application_id == 0 and version == 0 and tables == 0:
         return True
@@ -266,9 +265,10 @@ class SQLiteStore(Store):
             # Checkpoint (and fsync) every ~32 MB of WAL instead of every 4 MB: fewer stalls per run.
             self._db.execute("PRAGMA wal_autocheckpoint=8000")
             _retrying(self._use_wal)
-            _retrying(self._initialise)
+            # Serialises schema creation between processes creating the store at once.
+            self._immediate(self._create_schema)
         except BaseException:
-            self._db.close()
+            self.close()
             raise
 
     def _create_folder(self) -> None:
@@ -285,41 +285,45 @@ class SQLiteStore(Store):
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError("database is locked (could not switch to WAL)")
 
-    def _initialise(self) -> None:
-        # BEGIN IMMEDIATE serialises schema creation between processes creating the store at once.
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            if _check_schema(self._db, self.database):
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+    def _immediate(self, body: Callable[[], T]) -> T:
+        """Run ``body`` in one ``BEGIN IMMEDIATE`` transaction, retried while the database is locked.
+
+        IMMEDIATE takes the write lock first, so a read-then-write never has to upgrade a
+        read lock (which fails at once instead of waiting for the busy timeout).
+        """
+
+        def transaction() -> T:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = body()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return result
+
+        return _retrying(transaction)
+
+    def _create_schema(self) -> None:
+        if _check_schema(self._db, self.database):
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _write(
         self, statements: Sequence[tuple[str, Sequence[Any]]], many: Sequence[tuple[str, list[Sequence[Any]]]] = ()
     ) -> int:
         """Execute ``statements`` (and ``executemany`` batches) in one immediate transaction."""
 
-        def transaction() -> int:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                changed = 0
-                for sql, args in statements:
-                    changed += self._db.execute(sql, args).rowcount
-                for sql, rows in many:
-                    self._db.executemany(sql, rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        def body() -> int:
+            changed = sum(self._db.execute(sql, args).rowcount for sql, args in statements)
+            for sql, rows in many:
+                self._db.executemany(sql, rows)
             return changed
 
-        return _retrying(transaction)
+        return self._immediate(body)
 
     # -- writing --------------------------------------------------------------------
     def record_session(self, session: SessionStart) -> None:
@@ -340,19 +344,13 @@ class SQLiteStore(Store):
     def claim_run(self, start: RunStart, since: float) -> str | None:
         # Check and insert in one immediate transaction: of two sessions claiming the same
         # grid point at once, the second sees the first one's row.
-        def transaction() -> str | None:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                reason = self._claimed_elsewhere(start, since)
-                if reason is None:
-                    self._db.execute(_INSERT_RUN, _start_args(start))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        def body() -> str | None:
+            reason = self._claimed_elsewhere(start, since)
+            if reason is None:
+                self._db.execute(_INSERT_RUN, _start_args(start))
             return reason
 
-        return _retrying(transaction)
+        return self._immediate(body)
 
     def _claimed_elsewhere(self, start: RunStart, since: float) -> str | None:
         cursor = self._db.cursor()
@@ -577,6 +575,44 @@ class SQLiteStore(Store):
             )
             for row in rows
         ]
+
+    # -- maintenance ----------------------------------------------------------------
+    def delete_runs(self, run_ids: Iterable[str]) -> int:
+        ids = list(dict.fromkeys(run_ids))
+        folders: list[str] = []
+
+        def transaction() -> int:
+            folders.clear()  # a retried transaction starts over
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = 0
+                for start in range(0, len(ids), _DELETE_BATCH):
+                    batch = ids[start : start + _DELETE_BATCH]
+                    marks = ", ".join("?" * len(batch))
+                    rows = self._db.execute(f"SELECT dir FROM runs WHERE run_id IN ({marks})", batch).fetchall()
+                    folders.extend(row[0] for row in rows)
+                    self._db.execute(f"DELETE FROM metric_points WHERE run_id IN ({marks})", batch)
+                    deleted += self._db.execute(f"DELETE FROM runs WHERE run_id IN ({marks})", batch).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return deleted
+
+        deleted = _retrying(transaction) if ids else 0
+        for relative in folders:
+            self._remove_run_folder(relative)
+        return deleted
+
+    def _remove_run_folder(self, relative: str) -> None:
+        """Remove one run folder, refusing anything but a folder strictly inside ``runs/``."""
+        runs_root = (self.root / RUNS_DIR).resolve()
+        try:
+            path = inside(self.root, relative)
+        except ValueError:
+            return  # a stored path leaving the store is never followed
+        if path != runs_root and path.is_relative_to(runs_root) and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
 
     def close(self) -> None:
         self._db.close()

@@ -113,6 +113,15 @@ class Store(abc.ABC):
     def status_counts(self, session_id: str) -> dict[str, int]:
         """How many runs ``session_id`` recorded, by status."""
 
+    # -- maintenance ----------------------------------------------------------------
+    @abc.abstractmethod
+    def delete_runs(self, run_ids: Iterable[str]) -> int:
+        """Delete these runs, their metric series and their run folders; return how many runs went.
+
+        Unknown ids are ignored. The rows go in one transaction; folders are removed
+        afterwards, and only ones inside the store's ``runs/`` tree.
+        """
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release the store's connection; the object cannot be used afterwards."""

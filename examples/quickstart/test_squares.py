@@ -1,7 +1,7 @@
 """The simplest experiment: a grid of numbers, each run returning its square.
 
-    pytest examples/quickstart
-    python -c "import pytest_experiments as xp; print(xp.load())"
+pytest examples/quickstart
+python -c "import pytest_experiments as xp; print(xp.load())"
 """
 
 import pytest

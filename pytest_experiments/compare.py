@@ -1,0 +1,470 @@
+"""Comparing runs with a baseline: rules, baseline files and verdicts.
+
+Pure functions shared by the plugin (``--xp-baseline``) and the command line
+(``pytest-experiments compare``). No pytest, no pandas.
+
+A rule says which direction is better for one metric and how much worse is tolerated::
+
+    acc higher 0.01          # absolute tolerance
+    loss lower 5%            # relative to the baseline value
+    acc higher 0.01 over=seed  # judge groups of seeds, not single runs (see compare_groups)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_experiments.records import RunRecord
+from pytest_experiments.values import canonical_json
+
+BASELINE_FORMAT = 1
+_RULE_EXAMPLES = "e.g. 'acc higher 0.01' or 'loss lower 5%'"
+_NO_SCIPY = "comparing over seeds (over=...) needs scipy: pip install 'pytest-experiments[stats]'"
+
+# Verdicts, per metric.
+REGRESSED = "regressed"
+IMPROVED = "improved"
+OK = "ok"
+SHOWN = "shown"  # no rule: shown, never judged
+NEW = "new"  # no baseline entry with these parameters
+
+
+class RuleError(ValueError):
+    """A comparison rule that cannot be parsed; the message names it and shows the form."""
+
+
+class BaselineError(ValueError):
+    """A baseline file that cannot be read; the message names it and what to do."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How to judge one metric: the better direction and the tolerated worsening."""
+
+    metric: str
+    higher_is_better: bool
+    tolerance: float
+    relative: bool = False
+    #: Parameters that only add noise (seeds): runs differing in them are judged as a group.
+    over: tuple[str, ...] = ()
+
+    def allowed(self, base: float) -> float:
+        """The tolerated worsening, in the metric's units, for a baseline value ``base``."""
+        return self.tolerance * abs(base) if self.relative else self.tolerance
+
+    def worsening(self, base: float, new: float) -> float:
+        """How much worse ``new`` is than ``base`` (negative when it is better)."""
+        return base - new if self.higher_is_better else new - base
+
+    def describe(self) -> str:
+        """The rule as written (``acc higher 0.01``)."""
+        tolerance = f"{self.tolerance * 100:g}%" if self.relative else f"{self.tolerance:g}"
+        over = f" over={','.join(self.over)}" if self.over else ""
+        return f"{self.metric} {'higher' if self.higher_is_better else 'lower'} {tolerance}{over}"
+
+
+def parse_rule(text: str) -> Rule:
+    """Parse ``"<metric> higher|lower <tolerance>[%] [over=<param>[,<param>]]"``."""
+    words = text.split()
+    if len(words) < 3:
+        raise RuleError(f"comparison rule {text!r} needs a metric, a direction and a tolerance, {_RULE_EXAMPLES}")
+    metric, direction, tolerance_text, *rest = words
+    if direction not in ("higher", "lower"):
+        raise RuleError(
+            f"comparison rule {text!r}: direction must be 'higher' or 'lower', not {direction!r}; {_RULE_EXAMPLES}"
+        )
+    relative = tolerance_text.endswith("%")
+    try:
+        tolerance = float(tolerance_text.rstrip("%"))
+    except ValueError:
+        tolerance = -1.0
+    if not tolerance >= 0 or math.isinf(tolerance):
+        raise RuleError(
+            f"comparison rule {text!r}: tolerance must be a number >= 0 (or a percentage), {_RULE_EXAMPLES}"
+        )
+    over: tuple[str, ...] = ()
+    for word in rest:
+        if not word.startswith("over=") or not word[5:]:
+            raise RuleError(f"comparison rule {text!r}: unexpected {word!r}; only over=<parameter> may follow")
+        over += tuple(name for name in word[5:].split(",") if name)
+    return Rule(metric, direction == "higher", tolerance / 100 if relative else tolerance, relative, over)
+
+
+def parse_rules(lines: Iterable[str], over: Iterable[str] = ()) -> dict[str, Rule]:
+    """Rules by metric from rule lines (blank lines and ``#`` comments skipped); later lines win.
+
+    ``over`` adds noise parameters to every rule (``--xp-compare-over seed``).
+    """
+    extra = tuple(over)
+    rules: dict[str, Rule] = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if line:
+            rule = parse_rule(line)
+            if extra:
+                rule = Rule(rule.metric, rule.higher_is_better, rule.tolerance, rule.relative, rule.over + extra)
+            rules[rule.metric] = rule
+    return rules
+
+
+def parse_marker_rules(compare: Any, where: str) -> dict[str, Rule]:
+    """Rules from ``@pytest.mark.experiment(compare={"acc": "higher 0.01"})``."""
+    if not isinstance(compare, Mapping):
+        raise RuleError(f"{where}: experiment(compare=...) must be a dict such as {{'acc': 'higher 0.01'}}")
+    return {str(metric): parse_rule(f"{metric} {spec}") for metric, spec in compare.items()}
+
+
+# -- baselines ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One run as a comparison sees it: identity, parameters and metrics."""
+
+    node_id: str
+    module: str
+    experiment: str
+    param_hash: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+
+    @classmethod
+    def of_run(cls, run: RunRecord) -> Entry:
+        return cls(run.node_id, run.module, run.experiment, run.param_hash, run.params, dict(run.metrics))
+
+
+def baseline_text(entries: Iterable[Entry]) -> str:
+    """A deterministic, diff-friendly baseline: sorted keys, one entry per node id."""
+    runs = {
+        entry.node_id: {
+            "experiment": entry.experiment,
+            "metrics": entry.metrics,
+            "module": entry.module,
+            "param_hash": entry.param_hash,
+            "params": entry.params,
+        }
+        for entry in entries
+    }
+    return json.dumps({"pytest_experiments_baseline": BASELINE_FORMAT, "runs": runs}, sort_keys=True, indent=2) + "\n"
+
+
+def write_baseline(path: Path, entries: Iterable[Entry]) -> int:
+    """Write a baseline file atomically; return how many entries it holds."""
+    entries = list(entries)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(baseline_text(entries), encoding="utf-8")
+    partial.replace(path)
+    return len(entries)
+
+
+def read_baseline(path: Path) -> dict[str, Entry]:
+    """The entries of a baseline file, by node id."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BaselineError(f"baseline {path} does not exist; write one with --xp-save-baseline {path}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BaselineError(f"baseline {path} is not a readable JSON file ({exc})") from None
+    if not isinstance(data, dict) or data.get("pytest_experiments_baseline") != BASELINE_FORMAT:
+        raise BaselineError(f"{path} is not a pytest-experiments baseline (format {BASELINE_FORMAT})")
+    try:
+        return {
+            node_id: Entry(node_id, item["module"], item["experiment"], item["param_hash"], item["params"],
+                           {name: float(value) for name, value in item["metrics"].items()})
+            for node_id, item in data["runs"].items()
+        }  # fmt: skip
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BaselineError(f"baseline {path} has a malformed entry ({exc!r}); save it again") from None
+
+
+# -- single runs -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricVerdict:
+    """One metric of one run (or group of runs) against its baseline."""
+
+    label: str  # node id, or the group's description
+    metric: str
+    base: float | None
+    new: float | None
+    verdict: str
+    tolerance: float | None = None  # in the metric's units
+    rule: str | None = None
+    p_value: float | None = None
+    base_interval: tuple[float, float] | None = None
+    new_interval: tuple[float, float] | None = None
+
+    @property
+    def delta(self) -> float | None:
+        """``new - base``, when both exist."""
+        return None if self.base is None or self.new is None else self.new - self.base
+
+    def message(self) -> str:
+        """One line for a failing test or a summary."""
+        text = f"{self.metric} {self.verdict}: baseline {_number(self.base)}, now {_number(self.new)}"
+        if self.delta is not None:
+            text += f", delta {self.delta:+.6g}"
+        if self.tolerance is not None:
+            text += f", tolerance {self.tolerance:.6g}"
+        if self.p_value is not None:
+            text += f", p={self.p_value:.3g}"
+        return text + (f" (rule: {self.rule})" if self.rule else "")
+
+    def to_json(self) -> dict[str, Any]:
+        """Builtin types only (it crosses the xdist channel)."""
+        return {
+            "label": self.label, "metric": self.metric, "base": self.base, "new": self.new,
+            "verdict": self.verdict, "tolerance": self.tolerance, "rule": self.rule, "p_value": self.p_value,
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MetricVerdict:
+        """The verdict :meth:`to_json` made."""
+        return cls(
+            str(data["label"]), str(data["metric"]), data.get("base"), data.get("new"), str(data["verdict"]),
+            data.get("tolerance"), data.get("rule"), data.get("p_value"),
+        )  # fmt: skip
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def judge(label: str, metric: str, base: float, new: float, rule: Rule | None) -> MetricVerdict:
+    """The verdict of one metric value against its baseline value."""
+    if rule is None:
+        return MetricVerdict(label, metric, base, new, SHOWN)
+    allowed = rule.allowed(base)
+    worsening = rule.worsening(base, new)
+    verdict = REGRESSED if _beyond(worsening, allowed) else IMPROVED if _beyond(-worsening, allowed) else OK
+    return MetricVerdict(label, metric, base, new, verdict, allowed, rule.describe())
+
+
+def _beyond(change: float, allowed: float) -> bool:
+    """``change > allowed``, but a change of exactly the tolerance is within it despite float
+    rounding (``0.9 - 0.89`` is ``0.010000000000000009``)."""
+    return change > allowed and not math.isclose(change, allowed, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def compare_run(new: Entry, base: Entry | None, rules: Mapping[str, Rule]) -> list[MetricVerdict]:
+    """Every metric of ``new`` against ``base`` (the baseline entry of its node id).
+
+    A run without an entry, or whose parameters changed, is ``new``; metrics whose rule
+    judges groups (``over=``) are left to :func:`compare_groups`.
+    """
+    if base is None or base.param_hash != new.param_hash:
+        return [MetricVerdict(new.node_id, "", None, None, NEW)]
+    verdicts = []
+    for metric in sorted(set(new.metrics) | set(base.metrics)):
+        rule = rules.get(metric)
+        if rule is not None and rule.over:
+            continue
+        if metric not in base.metrics or metric not in new.metrics:
+            verdicts.append(
+                MetricVerdict(new.node_id, metric, base.metrics.get(metric), new.metrics.get(metric), SHOWN)
+            )
+            continue
+        verdicts.append(judge(new.node_id, metric, base.metrics[metric], new.metrics[metric], rule))
+    return verdicts
+
+
+def compare_entries(
+    new: Iterable[Entry], base: Mapping[str, Entry], rules: Mapping[str, Rule], alpha: float
+) -> list[MetricVerdict]:
+    """All verdicts: per run for plain rules, per group for rules with ``over=``."""
+    new = list(new)
+    verdicts = [verdict for entry in new for verdict in compare_run(entry, base.get(entry.node_id), rules)]
+    grouped = {metric: rule for metric, rule in rules.items() if rule.over}
+    if grouped:
+        verdicts.extend(compare_groups(new, list(base.values()), grouped, alpha))
+    return verdicts
+
+
+def has_regression(verdicts: Iterable[MetricVerdict]) -> bool:
+    """Whether anything regressed."""
+    return any(verdict.verdict == REGRESSED for verdict in verdicts)
+
+
+# -- groups of seeds ---------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    label: str
+    base: dict[str, list[float]] = field(default_factory=dict)
+    new: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _group_key(entry: Entry, over: tuple[str, ...]) -> tuple[str, str, str]:
+    kept = {name: value for name, value in entry.params.items() if name not in over}
+    return entry.module, entry.experiment, canonical_json(kept)
+
+
+def compare_groups(new: list[Entry], base: list[Entry], rules: Mapping[str, Rule], alpha: float) -> list[MetricVerdict]:
+    """Judge groups of runs that differ only in their noise parameters (``over=``, e.g. seeds).
+
+    Per group and metric, the baseline's and the new runs' values are two samples. Their
+    means are compared with Welch's t-test, one-sided in the direction of "worse" (it does
+    not assume equal variances and suits a handful of seeds), and each mean gets a 95%
+    confidence interval. A regression is called only when the mean got worse by more than
+    the tolerance AND the test is significant at ``alpha``; an improvement likewise. With
+    fewer than two values on a side no test is possible and the means are judged by the
+    tolerance alone.
+    """
+    verdicts = []
+    for metric, rule in sorted(rules.items()):
+        groups: dict[tuple[str, str, str], _Group] = {}
+        for side, entries in (("base", base), ("new", new)):
+            for entry in entries:
+                if metric not in entry.metrics:
+                    continue
+                key = _group_key(entry, rule.over)
+                group = groups.setdefault(key, _Group(f"{entry.module}::{entry.experiment}{_params_label(key[2])}"))
+                getattr(group, side).setdefault(metric, []).append(entry.metrics[metric])
+        for group in sorted(groups.values(), key=lambda g: g.label):
+            base_values, new_values = group.base.get(metric, []), group.new.get(metric, [])
+            if not new_values:
+                continue
+            if not base_values:
+                verdicts.append(MetricVerdict(group.label, metric, None, _mean(new_values), NEW, rule=rule.describe()))
+                continue
+            verdicts.append(_judge_samples(group.label, metric, base_values, new_values, rule, alpha))
+    return verdicts
+
+
+def _params_label(params_json: str) -> str:
+    params = json.loads(params_json)
+    return "[" + "-".join(f"{k}={v}" for k, v in params.items()) + "]" if params else ""
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _judge_samples(
+    label: str, metric: str, base: list[float], new: list[float], rule: Rule, alpha: float
+) -> MetricVerdict:
+    base_mean, new_mean = _mean(base), _mean(new)
+    allowed = rule.allowed(base_mean)
+    worsening = rule.worsening(base_mean, new_mean)
+    p_worse, p_better, base_ci, new_ci = _welch(base, new, rule.higher_is_better)
+    significant_worse = p_worse is None or p_worse < alpha
+    significant_better = p_better is None or p_better < alpha
+    verdict = OK
+    if _beyond(worsening, allowed) and significant_worse:
+        verdict = REGRESSED
+    elif _beyond(-worsening, allowed) and significant_better:
+        verdict = IMPROVED
+    p_value = p_worse if worsening > 0 else p_better
+    return MetricVerdict(
+        label, metric, base_mean, new_mean, verdict, allowed, rule.describe(), p_value, base_ci, new_ci
+    )
+
+
+def require_scipy() -> None:
+    """A :class:`RuleError` when comparisons over seeds cannot work (scipy is missing); imports nothing."""
+    if importlib.util.find_spec("scipy") is None:
+        raise RuleError(_NO_SCIPY)
+
+
+def _scipy_stats() -> Any:
+    try:
+        from scipy import stats
+    except ImportError:
+        raise RuleError(_NO_SCIPY) from None
+    return stats
+
+
+def _welch(
+    base: list[float], new: list[float], higher_is_better: bool
+) -> tuple[float | None, float | None, tuple[float, float] | None, tuple[float, float] | None]:
+    """One-sided Welch p-values (worse, better) and 95% intervals of both means.
+
+    None where a side has fewer than two values. Uses scipy.
+    """
+    if len(base) < 2 or len(new) < 2:
+        return None, None, None, None
+    stats = _scipy_stats()
+
+    def interval(values: list[float]) -> tuple[float, float]:
+        mean = _mean(values)
+        spread = stats.sem(values) * stats.t.ppf(0.975, len(values) - 1) if len(set(values)) > 1 else 0.0
+        return mean - spread, mean + spread
+
+    if len(set(base)) == 1 and len(set(new)) == 1:  # no variance at all: the difference is exact
+        difference = _mean(new) - _mean(base)
+        worse = difference < 0 if higher_is_better else difference > 0
+        better = difference > 0 if higher_is_better else difference < 0
+        return (0.0 if worse else 1.0), (0.0 if better else 1.0), interval(base), interval(new)
+    worse_side = "less" if higher_is_better else "greater"
+    better_side = "greater" if higher_is_better else "less"
+    p_worse = float(stats.ttest_ind(new, base, equal_var=False, alternative=worse_side).pvalue)
+    p_better = float(stats.ttest_ind(new, base, equal_var=False, alternative=better_side).pvalue)
+    return p_worse, p_better, interval(base), interval(new)
+
+
+# -- reports -----------------------------------------------------------------------------
+
+
+def markdown_report(verdicts: list[MetricVerdict]) -> str:
+    """The comparison as a markdown table (for a CI job summary)."""
+    lines = ["| run | metric | baseline | new | delta | verdict |", "| --- | --- | ---: | ---: | ---: | --- |"]
+    for verdict in _ordered(verdicts):
+        delta = "" if verdict.delta is None else f"{verdict.delta:+.6g}"
+        base, new = (
+            _with_interval(verdict.base, verdict.base_interval),
+            _with_interval(verdict.new, verdict.new_interval),
+        )
+        mark = {REGRESSED: "❌ regressed", IMPROVED: "✅ improved", NEW: "🆕 new"}.get(verdict.verdict, verdict.verdict)
+        if verdict.p_value is not None and verdict.verdict != NEW:
+            mark += f" (p={verdict.p_value:.3g})"
+        cells = [_md(verdict.label), _md(verdict.metric), base, new, delta, mark]
+        lines.append("| " + " | ".join(cells) + " |")
+    counts = summary_counts(verdicts)
+    lines.append("")
+    lines.append(", ".join(f"{n} {name}" for name, n in counts.items() if n) or "nothing compared")
+    return "\n".join(lines) + "\n"
+
+
+def text_report(verdicts: list[MetricVerdict]) -> list[str]:
+    """The comparison as aligned text lines."""
+    rows = [("run", "metric", "baseline", "new", "delta", "verdict")]
+    for verdict in _ordered(verdicts):
+        delta = "" if verdict.delta is None else f"{verdict.delta:+.6g}"
+        mark = verdict.verdict + (f" p={verdict.p_value:.3g}" if verdict.p_value is not None else "")
+        rows.append((verdict.label, verdict.metric, _number(verdict.base), _number(verdict.new), delta, mark))
+    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def summary_counts(verdicts: Iterable[MetricVerdict]) -> dict[str, int]:
+    """How many verdicts of each kind (``new`` counted once per run)."""
+    counts = {REGRESSED: 0, IMPROVED: 0, OK: 0, SHOWN: 0, NEW: 0}
+    for verdict in verdicts:
+        counts[verdict.verdict] = counts.get(verdict.verdict, 0) + 1
+    return counts
+
+
+def _ordered(verdicts: list[MetricVerdict]) -> list[MetricVerdict]:
+    rank = {REGRESSED: 0, IMPROVED: 1, NEW: 2, OK: 3, SHOWN: 4}
+    return sorted(verdicts, key=lambda v: (rank.get(v.verdict, 5), v.label, v.metric))
+
+
+def _with_interval(value: float | None, interval: tuple[float, float] | None) -> str:
+    if value is None:
+        return "-"
+    if interval is None:
+        return f"{value:.6g}"
+    return f"{value:.6g} ± {(interval[1] - interval[0]) / 2:.2g}"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")

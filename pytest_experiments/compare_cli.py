@@ -1,0 +1,162 @@
+"""The ``baseline`` and ``compare`` subcommands of ``pytest-experiments``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from pytest_experiments import locate
+from pytest_experiments.cli import CLIError
+from pytest_experiments.compare import (
+    REGRESSED,
+    BaselineError,
+    Entry,
+    RuleError,
+    compare_entries,
+    markdown_report,
+    parse_rules,
+    read_baseline,
+    text_report,
+    write_baseline,
+)
+from pytest_experiments.sqlite_store import DB_NAME
+from pytest_experiments.store import Store, StoreError
+
+_BASELINE_EXAMPLE = """example:
+  pytest-experiments baseline save experiments/baseline.json --experiment test_train
+"""
+_COMPARE_EXAMPLE = """BASE and NEW are each a baseline file, a store folder (its latest runs) or a
+session id (or a unique prefix of one) in the store. NEW defaults to the store's latest runs.
+Rules come from --rule, else the xp_compare ini key; exit code 1 when anything regressed.
+
+examples:
+  pytest-experiments compare experiments/baseline.json
+  pytest-experiments compare baseline.json --rule "acc higher 0.01" --rule "loss lower 5%" --format markdown
+  pytest-experiments compare 20261101-120000-3f2a 20261102-090000-77b1 --over seed
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add ``baseline save`` and ``compare`` to the command line."""
+    baseline = subparsers.add_parser(
+        "baseline",
+        help="write a baseline file from the latest passed runs",
+        epilog=_BASELINE_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = baseline.add_subparsers(dest="baseline_action", required=True, metavar="save")
+    save = actions.add_parser(
+        "save",
+        help="write FILE from the latest passed run of each grid point",
+        epilog=_BASELINE_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    save.add_argument("file", type=Path, metavar="FILE")
+    save.add_argument("--experiment", action="append", help="only this experiment function (repeatable)")
+    save.set_defaults(handler=save_baseline)
+
+    compare = subparsers.add_parser(
+        "compare",
+        help="compare two sets of runs metric by metric; exit 1 on a regression",
+        epilog=_COMPARE_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    compare.add_argument("base", metavar="BASE")
+    compare.add_argument("new", metavar="NEW", nargs="?")
+    compare.add_argument(
+        "--rule", action="append", default=[], metavar="RULE", help="e.g. 'acc higher 0.01' (repeatable)"
+    )
+    compare.add_argument(
+        "--over", action="append", default=[], metavar="PARAM", help="judge groups of seeds (repeatable)"
+    )
+    compare.add_argument("--alpha", type=float, default=0.05, help="significance level for --over (default 0.05)")
+    compare.add_argument("--format", choices=("text", "markdown"), default="text")
+    compare.set_defaults(handler=compare_command)
+
+
+def _store_path(args: argparse.Namespace) -> Path:
+    given = getattr(args, "store", None)
+    return locate.absolute(given, Path.cwd()) if given else locate.find_store()
+
+
+def _open_store(args: argparse.Namespace) -> Store:
+    path = _store_path(args)
+    if not (path / DB_NAME).exists():
+        raise CLIError(f"no experiment store at {path}; run some experiments or pass --store")
+    try:
+        return Store.open(path)
+    except StoreError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def save_baseline(args: argparse.Namespace) -> int:
+    """``baseline save FILE``: the latest passed run of each grid point."""
+    with _open_store(args) as store:
+        runs = store.runs(experiment=args.experiment, status="passed")
+    if not runs:
+        raise CLIError("no passed run to save; run the experiments first (or check --experiment)")
+    count = write_baseline(args.file, (Entry.of_run(run) for run in runs))
+    print(f"baseline of {count} runs written to {args.file}")
+    return 0
+
+
+def _entries(source: str, args: argparse.Namespace) -> tuple[list[Entry], str]:
+    """The runs named by ``source`` (file, store folder or session id) and a description."""
+    path = Path(os.path.expanduser(source))
+    if path.is_file():
+        try:
+            return list(read_baseline(path).values()), f"baseline {path}"
+        except BaselineError as exc:
+            raise CLIError(str(exc)) from None
+    if path.is_dir():
+        if not (path / DB_NAME).exists():
+            raise CLIError(f"{path} is a folder but not an experiment store")
+        try:
+            with Store.open(path) as store:
+                return [Entry.of_run(run) for run in store.runs() if run.metrics], f"latest runs of {path}"
+        except StoreError as exc:
+            raise CLIError(str(exc)) from None
+    with _open_store(args) as store:
+        sessions = [session.session_id for session in store.sessions() if session.session_id.startswith(source)]
+        if len(sessions) != 1:
+            what = "no file, store or session" if not sessions else f"{len(sessions)} sessions"
+            raise CLIError(f"{source!r} matches {what}; give a baseline file, a store folder or a session id")
+        runs = store.runs(session_id=sessions[0])
+    return [Entry.of_run(run) for run in runs if run.metrics], f"session {sessions[0]}"
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    """``compare BASE [NEW]``: print the comparison; 1 when anything regressed."""
+    try:
+        rules = parse_rules(args.rule or locate.ini_lines("xp_compare"), args.over)
+    except RuleError as exc:
+        raise CLIError(str(exc)) from None
+    if not 0 < args.alpha < 1:
+        raise CLIError(f"--alpha {args.alpha} is not between 0 and 1; e.g. 0.05")
+    base, base_name = _entries(args.base, args)
+    if args.new is None:
+        with _open_store(args) as store:
+            new = [Entry.of_run(run) for run in store.runs() if run.metrics]
+        new_name = f"latest runs of {store.root}"
+    else:
+        new, new_name = _entries(args.new, args)
+    for entries, name in ((base, base_name), (new, new_name)):
+        if not entries and not name.startswith("baseline "):  # an empty baseline file is fine: all runs are new
+            raise CLIError(f"nothing to compare in the {name}: no run with metrics; run some experiments first")
+    try:
+        verdicts = compare_entries(new, {entry.node_id: entry for entry in base}, rules, args.alpha)
+    except RuleError as exc:
+        raise CLIError(str(exc)) from None
+    if args.format == "markdown":
+        print(f"Comparing {new_name} with {base_name}\n")
+        print(markdown_report(verdicts), end="")
+    else:
+        print(f"comparing {new_name} with {base_name}")
+        for line in text_report(verdicts):
+            print(line)
+    regressed = sum(1 for verdict in verdicts if verdict.verdict == REGRESSED)
+    if not rules:
+        print("no comparison rules (--rule or the xp_compare ini key): metrics are shown, not judged")
+    return 1 if regressed else 0
