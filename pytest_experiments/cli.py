@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import os
 import sqlite3
 import sys
@@ -45,10 +44,14 @@ def store_path(args: argparse.Namespace) -> Path:
     return Path(os.path.expanduser(given)).absolute() if given else find_store()
 
 
-@contextlib.contextmanager
-def opened_store(args: argparse.Namespace) -> Iterator[Store]:
+def opened_store(args: argparse.Namespace) -> contextlib.AbstractContextManager[Store]:
     """The store of ``args``, closed afterwards; a missing or unusable one is a :class:`CLIError`."""
-    path = store_path(args)
+    return store_at(store_path(args))
+
+
+@contextlib.contextmanager
+def store_at(path: Path) -> Iterator[Store]:
+    """The store at ``path``, closed afterwards; a missing or unusable one is a :class:`CLIError`."""
     if not path.exists():
         raise CLIError(f"no experiment store at {path}; run some experiments first, or give --store PATH")
     try:
@@ -276,7 +279,7 @@ def add_subcommand(subparsers: Any, name: str, summary: str, example: str, **kwa
 def build_parser() -> argparse.ArgumentParser:
     """The ``pytest-experiments`` argument parser with every subcommand."""
     # Imported here: they import this module (CLIError, opened_store...).
-    from pytest_experiments import __version__, results_cli, show_cli
+    from pytest_experiments import __version__, compare_cli, results_cli, show_cli
 
     parser = Parser(
         prog=PROG,
@@ -314,19 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--dry-run", action="store_true", help="only print what would be deleted")
     gc.set_defaults(handler=gc_command)
 
-    _register_compare(subparsers)
-    return parser
-
-
-def _register_compare(subparsers: Any) -> None:
-    """Add ``baseline`` and ``compare`` when their module is there (it is developed separately)."""
-    try:
-        compare_cli = importlib.import_module("pytest_experiments.compare_cli")
-    except ModuleNotFoundError as exc:
-        if exc.name != "pytest_experiments.compare_cli":
-            raise  # the module is there but broken: say so
-        return
     compare_cli.register(subparsers)
+    return parser
 
 
 def _one_line(message: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_experiments import locate
-from pytest_experiments.cli import CLIError
+from pytest_experiments.cli import CLIError, opened_store, store_at
 from pytest_experiments.compare import (
     REGRESSED,
     BaselineError,
@@ -22,7 +22,6 @@ from pytest_experiments.compare import (
     write_baseline,
 )
 from pytest_experiments.sqlite_store import DB_NAME
-from pytest_experiments.store import Store, StoreError
 
 _BASELINE_EXAMPLE = """example:
   pytest-experiments baseline save experiments/baseline.json --experiment test_train
@@ -76,24 +75,9 @@ def register(subparsers: Any) -> None:
     compare.set_defaults(handler=compare_command)
 
 
-def _store_path(args: argparse.Namespace) -> Path:
-    given = getattr(args, "store", None)
-    return locate.absolute(given, Path.cwd()) if given else locate.find_store()
-
-
-def _open_store(args: argparse.Namespace) -> Store:
-    path = _store_path(args)
-    if not (path / DB_NAME).exists():
-        raise CLIError(f"no experiment store at {path}; run some experiments or pass --store")
-    try:
-        return Store.open(path)
-    except StoreError as exc:
-        raise CLIError(str(exc)) from None
-
-
 def save_baseline(args: argparse.Namespace) -> int:
     """``baseline save FILE``: the latest passed run of each grid point."""
-    with _open_store(args) as store:
+    with opened_store(args) as store:
         runs = store.runs(experiment=args.experiment, status="passed")
     if not runs:
         raise CLIError("no passed run to save; run the experiments first (or check --experiment)")
@@ -113,12 +97,9 @@ def _entries(source: str, args: argparse.Namespace) -> tuple[list[Entry], str]:
     if path.is_dir():
         if not (path / DB_NAME).exists():
             raise CLIError(f"{path} is a folder but not an experiment store")
-        try:
-            with Store.open(path) as store:
-                return [Entry.of_run(run) for run in store.runs() if run.metrics], f"latest runs of {path}"
-        except StoreError as exc:
-            raise CLIError(str(exc)) from None
-    with _open_store(args) as store:
+        with store_at(path) as store:
+            return [Entry.of_run(run) for run in store.runs() if run.metrics], f"latest runs of {path}"
+    with opened_store(args) as store:
         sessions = [session.session_id for session in store.sessions() if session.session_id.startswith(source)]
         if len(sessions) != 1:
             what = "no file, store or session" if not sessions else f"{len(sessions)} sessions"
@@ -137,7 +118,7 @@ def compare_command(args: argparse.Namespace) -> int:
         raise CLIError(f"--alpha {args.alpha} is not between 0 and 1; e.g. 0.05")
     base, base_name = _entries(args.base, args)
     if args.new is None:
-        with _open_store(args) as store:
+        with opened_store(args) as store:
             new = [Entry.of_run(run) for run in store.runs() if run.metrics]
         new_name = f"latest runs of {store.root}"
     else:

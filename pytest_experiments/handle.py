@@ -6,8 +6,8 @@ import threading
 from pathlib import Path
 
 from pytest_experiments.records import SessionStart
-from pytest_experiments.sqlite_store import DB_NAME, DEFAULT_LEASE_S
-from pytest_experiments.store import Store
+from pytest_experiments.sqlite_store import DB_NAME
+from pytest_experiments.store import DEFAULT_LEASE_S, Store
 
 
 class Heartbeat(threading.Thread):

@@ -5,13 +5,35 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_experiments import locate
-from pytest_experiments.compare import Rule, RuleError, parse_rule, parse_rules
-from pytest_experiments.selection import SelectionOptions
-from pytest_experiments.sqlite_store import DEFAULT_LEASE_S
+from pytest_experiments.store import DEFAULT_LEASE_S
+
+if TYPE_CHECKING:
+    from pytest_experiments.compare import Rule
+
+
+@dataclass(frozen=True)
+class SelectionOptions:
+    """The ``--xp-resume`` / ``--xp-retry-failed`` / ``--xp-rerun-changed`` / ``--xp-status`` flags."""
+
+    resume: bool = False
+    retry_failed: bool = False
+    rerun_changed: bool = False
+    status: bool = False
+
+    @property
+    def active(self) -> bool:
+        """Whether any selection is asked for (a snapshot is needed)."""
+        return self.resume or self.retry_failed or self.status
+
+    @property
+    def claims(self) -> bool:
+        """Whether runs are claimed in the store before they start (two sessions split the work)."""
+        return self.resume or self.retry_failed
 
 
 @dataclass(frozen=True)
@@ -59,6 +81,8 @@ def alpha_level(text: str) -> float:
 
 def compare_rule(text: str) -> str:
     """Check a comparison rule's syntax when the option is parsed."""
+    from pytest_experiments.compare import RuleError, parse_rule
+
     try:
         parse_rule(text)
     except RuleError as exc:
@@ -216,6 +240,9 @@ def read_settings(config: pytest.Config) -> Settings:
 
 
 def _comparison(config: pytest.Config) -> ComparisonOptions:
+    # Imported here: sessions that compare nothing never load the comparison code.
+    from pytest_experiments.compare import RuleError, parse_rules
+
     base = config.invocation_params.dir
 
     def path(option: str) -> Path | None:

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -20,10 +21,12 @@ from pytest_experiments.options import Settings, add_options, read_settings
 from pytest_experiments.recorder import Recorder
 from pytest_experiments.records import SessionStart
 from pytest_experiments.run import new_id
-from pytest_experiments.selection import Selection, SelectionController, Snapshot
 from pytest_experiments.session import SNAPSHOT_KEY, WORKERINPUT_KEY, SessionRecorder, XdistSessionHandover
 from pytest_experiments.sqlite_store import check_store_path
 from pytest_experiments.store import StoreError
+
+if TYPE_CHECKING:
+    from pytest_experiments.selection import Snapshot
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 HANDLE_KEY = pytest.StashKey[StoreHandle]()
@@ -57,18 +60,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.dist = "no"  # like --collect-only: collect in this process, run nothing
 
     workerinput = getattr(config, "workerinput", None)
-    snapshot = None
     if workerinput is not None:
         session = SessionStart(**workerinput[WORKERINPUT_KEY])
-        if SNAPSHOT_KEY in workerinput:
-            snapshot = Snapshot.from_wire(workerinput[SNAPSHOT_KEY])
     else:
         session = SessionStart(new_id(), time.time(), socket.gethostname(), os.getpid(), {})
-        if settings.selection.active:
-            try:
-                snapshot = Snapshot.take(settings.store_path, settings.lease)
-            except StoreError as exc:
-                raise pytest.UsageError(f"xp: {exc}") from None
+    snapshot = _snapshot(config, settings) if settings.selection.active else None
 
     handle = StoreHandle(settings.store_path, session, settings.lease)
     config.stash[HANDLE_KEY] = handle
@@ -76,12 +72,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(Recorder(handle, settings.worker, claim_since), "xp-recorder")
     selection = None
     if snapshot is not None:
+        from pytest_experiments.selection import Selection, SelectionController
+
         selection = Selection(config, settings.selection, snapshot, settings.store_path)
         config.pluginmanager.register(selection, "xp-selection")
+        if workerinput is None:
+            config.pluginmanager.register(SelectionController(settings.selection, selection), "xp-selection-report")
     if workerinput is None:
         config.pluginmanager.register(SessionRecorder(config, handle), "xp-session")
-        if settings.selection.active:
-            config.pluginmanager.register(SelectionController(settings.selection, selection), "xp-selection-report")
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(XdistSessionHandover(handle, snapshot), "xp-xdist")
     if settings.comparison.active:
@@ -95,6 +93,20 @@ def pytest_configure(config: pytest.Config) -> None:
         if not config.pluginmanager.is_blocked(name):
             config.pluginmanager.register(collector(), name)
     _stop_on_sigterm(config)
+
+
+def _snapshot(config: pytest.Config, settings: Settings) -> Snapshot:
+    """The store's state that resume / retry / status decide from: taken once by the
+    controller, received by each xdist worker (so that all of them decide alike)."""
+    from pytest_experiments.selection import Snapshot
+
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return Snapshot.from_wire(workerinput[SNAPSHOT_KEY])
+    try:
+        return Snapshot.take(settings.store_path, settings.lease)
+    except StoreError as exc:
+        raise pytest.UsageError(f"xp: {exc}") from None
 
 
 def _stop_on_sigterm(config: pytest.Config) -> None:

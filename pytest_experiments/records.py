@@ -11,8 +11,7 @@ from typing import Any, NamedTuple
 STATUSES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "interrupted", "running")
 
 
-@dataclass(slots=True)
-class RunStart:
+class RunStart(NamedTuple):
     """What is known of a run when it starts: written at once as a ``running`` row."""
 
     run_id: str
@@ -31,8 +30,7 @@ class RunStart:
     pid_namespace: str = ""
 
 
-@dataclass(slots=True)
-class MetricPoint:
+class MetricPoint(NamedTuple):
     """One logged value of a metric series, in logging order."""
 
     name: str
@@ -41,8 +39,7 @@ class MetricPoint:
     value: float
 
 
-@dataclass(slots=True)
-class RunEnd:
+class RunEnd(NamedTuple):
     """The outcome of a run, written when it finishes."""
 
     run_id: str

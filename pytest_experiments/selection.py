@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from pytest_experiments.identity import is_experiment, point_key
+from pytest_experiments.options import SelectionOptions
 from pytest_experiments.sqlite_store import DB_NAME
 from pytest_experiments.store import Store
 
@@ -42,26 +43,6 @@ _CATEGORY_OF_STATUS = {
 }
 _TO_RESUME = frozenset({NEVER_RUN, INTERRUPTED, SKIPPED, CODE_CHANGED})
 _TO_RETRY = frozenset({FAILED, ERROR, INTERRUPTED})
-
-
-@dataclass(frozen=True)
-class SelectionOptions:
-    """The ``--xp-resume`` / ``--xp-retry-failed`` / ``--xp-rerun-changed`` / ``--xp-status`` flags."""
-
-    resume: bool = False
-    retry_failed: bool = False
-    rerun_changed: bool = False
-    status: bool = False
-
-    @property
-    def active(self) -> bool:
-        """Whether any selection is asked for (a snapshot is needed)."""
-        return self.resume or self.retry_failed or self.status
-
-    @property
-    def claims(self) -> bool:
-        """Whether runs are claimed in the store before they start (two sessions split the work)."""
-        return self.resume or self.retry_failed
 
 
 GridKey = tuple[str, str, str]  # (module, experiment, parameter hash)

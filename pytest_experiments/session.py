@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_experiments.handle import StoreHandle
 from pytest_experiments.identity import is_experiment
 from pytest_experiments.run import ExperimentSession, SessionSummary
-from pytest_experiments.selection import Snapshot
 from pytest_experiments.values import to_json_value
+
+if TYPE_CHECKING:
+    from pytest_experiments.selection import Snapshot
 
 WORKERINPUT_KEY = "xp_session"
 SNAPSHOT_KEY = "xp_snapshot"

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from pytest_experiments.records import GridPointState, RunEnd, RunRecord, RunStart, SessionRecord, SessionStart
 from pytest_experiments.rundirs import inside
-from pytest_experiments.store import Store, StoreError
+from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError
 from pytest_experiments.values import dumps
 
 DB_NAME = "experiments.sqlite"
@@ -117,8 +117,6 @@ _LIST_COLUMNS = ", ".join(
 # What liveness needs of a run's session: a run can only be in flight while its session lives.
 _SESSION_COLUMNS = "s.heartbeat_at AS session_heartbeat, s.finished_at AS session_finished"
 _WITH_SESSION = "LEFT JOIN sessions s ON s.session_id = r.session_id"
-#: A session that has not renewed its heartbeat for this long is dead, whatever host it ran on.
-DEFAULT_LEASE_S = 300.0
 
 T = TypeVar("T")
 

@@ -12,6 +12,9 @@ from pathlib import Path
 
 from pytest_experiments.records import GridPointState, RunEnd, RunRecord, RunStart, SessionRecord, SessionStart
 
+#: A session that has not renewed its heartbeat for this long is dead, whatever host it ran on.
+DEFAULT_LEASE_S = 300.0
+
 
 class StoreError(Exception):
     """A store that cannot be used; the message says what is wrong and what to do."""
@@ -38,7 +41,7 @@ class Store(abc.ABC):
         counts as dead (its ``running`` runs as ``interrupted``). Raises
         :class:`StoreError` when ``path`` is not a usable store.
         """
-        from pytest_experiments.sqlite_store import DEFAULT_LEASE_S, SQLiteStore
+        from pytest_experiments.sqlite_store import SQLiteStore
 
         return SQLiteStore(Path(path), create=create, lease=DEFAULT_LEASE_S if lease is None else lease)
 
