@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import inner_env, store_of
 
 from pytest_experiments import Store, load
 
@@ -25,22 +25,7 @@ if HAS_SCIPY:  # imported once here: in-process sessions cannot import scipy's C
     import scipy.stats  # noqa: F401
 needs_scipy = pytest.mark.skipif(not HAS_SCIPY, reason="comparing over seeds needs scipy")
 
-# Environment variables of an outer run that must not leak into the inner sessions.
-_LEAKY_ENV = (
-    "PYTEST_ADDOPTS",
-    "PYTEST_XP_STORE",
-    "PYTEST_XDIST_WORKER",
-    "PYTEST_XDIST_WORKER_COUNT",
-    "PYTEST_XDIST_TESTRUNUID",
-    "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
-)
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in _LEAKY_ENV:
-        monkeypatch.delenv(name, raising=False)
-
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 EXPERIMENTS = """
 import json
@@ -87,10 +72,6 @@ def setup(pytester: pytest.Pytester, source: str, ini: str = RULES_INI, **data: 
 
 def set_data(pytester: pytest.Pytester, **data: Any) -> None:
     (pytester.path / "data.json").write_text(json.dumps(data), encoding="utf-8")
-
-
-def store_of(pytester: pytest.Pytester) -> Path:
-    return pytester.path / ".experiments"
 
 
 def report_rows(path: Path) -> set[tuple[str, ...]]:
@@ -514,15 +495,14 @@ CI_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "ci"
 @pytest.mark.skipif(not CI_EXAMPLE.is_dir(), reason="examples/ci is not part of this checkout")
 def test_ci_example_matches_its_committed_baseline(tmp_path: Path) -> None:
     pytest.importorskip("numpy")
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    for name in _LEAKY_ENV:
-        env.pop(name, None)
     report = tmp_path / "report.md"
     command = [
         sys.executable, "-m", "pytest", ".", "-p", "no:cacheprovider", "-n", "2", "--xp-store", str(tmp_path / "store"),
         "--xp-baseline", "baseline.json", "--xp-report-md", str(report),
     ]  # fmt: skip
-    done = subprocess.run(command, cwd=CI_EXAMPLE, env=env, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        command, cwd=CI_EXAMPLE, env=inner_env(), capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "xp: compared with " in done.stdout
     assert ": 0 regressed, 0 improved, 24 within tolerance or unjudged, 0 new (not in the baseline)" in done.stdout

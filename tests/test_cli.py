@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_helpers import cli, user_error
 
 from pytest_experiments import Store, load
-from pytest_experiments.cli import main, runs_to_delete
+from pytest_experiments.cli import runs_to_delete
 from pytest_experiments.records import RunRecord, RunStart
 from pytest_experiments.tables import Column, common_prefix, grid, latex_escape, shorten
 
@@ -46,9 +47,11 @@ SUBCOMMANDS = {
 }
 
 
+pytestmark = pytest.mark.usefixtures("clean_env")
+
+
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PYTEST_XP_STORE", raising=False)
+def _wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
 
 
@@ -66,29 +69,10 @@ def store(pytester: pytest.Pytester) -> Path:
     return record(pytester)
 
 
-def cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    capsys.readouterr()  # drop what in-process pytest sessions printed
-    code = main([str(arg) for arg in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def ok(capsys: pytest.CaptureFixture[str], *args: str | Path) -> str:
     code, out, err = cli(capsys, *args)
     assert (code, err) == (0, ""), err
     return out
-
-
-def user_error(capsys: pytest.CaptureFixture[str], *args: str | Path) -> str:
-    """Run a command that must fail with exit code 2 and one line on stderr; return that line."""
-    code, out, err = cli(capsys, *args)
-    assert code == 2
-    assert out == ""
-    assert err.startswith("pytest-experiments: error: ")
-    assert err.count("\n") == 1, err
-    assert err.endswith("\n")
-    assert "Traceback" not in err
-    return err
 
 
 def json_runs(capsys: pytest.CaptureFixture[str], store: Path, *args: str) -> list[dict[str, object]]:

@@ -11,13 +11,12 @@ import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import cli, user_error
 
 from pytest_experiments import Store
-from pytest_experiments.cli import main
 
 needs_scipy = pytest.mark.skipif(importlib.util.find_spec("scipy") is None, reason="comparing over seeds needs scipy")
 
@@ -59,10 +58,7 @@ AFTER = {
 HEADER = ["run", "metric", "baseline", "new", "delta", "verdict"]
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("PYTEST_XP_STORE", "PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def set_data(pytester: pytest.Pytester, data: dict[str, Any]) -> None:
@@ -83,24 +79,6 @@ def two_sessions(pytester: pytest.Pytester) -> tuple[str, str]:
     pytester.makepyfile(test_exp=EXPERIMENTS)
     pytester.makefile(".ini", pytest=INI)
     return session(pytester, BEFORE), session(pytester, AFTER)
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    capsys.readouterr()  # drop what in-process pytest sessions printed
-    code = main([str(arg) for arg in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def error(capsys: pytest.CaptureFixture[str], *args: str | Path) -> str:
-    """A user error: exit code 2, nothing on stdout, one line on stderr."""
-    code, out, err = cli(capsys, *args)
-    assert (code, out) == (2, ""), (code, out, err)
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("pytest-experiments: error: ")
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def table(out: str) -> list[list[str]]:
@@ -168,22 +146,24 @@ def test_baseline_save_takes_the_latest_passed_run_of_each_grid_point(
 
 def test_baseline_save_errors(pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]) -> None:
     pytester.makefile(".ini", pytest=INI)
-    assert "no experiment store at" in error(capsys, "baseline", "save", "b.json")
-    assert "no experiment store at /nonexistent/store" in error(
+    assert "no experiment store at" in user_error(capsys, "baseline", "save", "b.json")
+    assert "no experiment store at /nonexistent/store" in user_error(
         capsys, "baseline", "save", "b.json", "--store", "/nonexistent/store"
     )
     empty = pytester.path / "empty"
     Store.open(empty, create=True).close()
-    assert "no passed run to save" in error(capsys, "baseline", "save", "b.json", "--store", empty)
+    assert "no passed run to save" in user_error(capsys, "baseline", "save", "b.json", "--store", empty)
     corrupt = pytester.path / "corrupt"
     corrupt.mkdir()
     (corrupt / "experiments.sqlite").write_text("not a database", encoding="utf-8")
-    assert "is not a pytest-experiments database" in error(capsys, "baseline", "save", "b.json", "--store", corrupt)
+    assert "is not a pytest-experiments database" in user_error(
+        capsys, "baseline", "save", "b.json", "--store", corrupt
+    )
     assert not (pytester.path / "b.json").exists()
 
 
 def test_baseline_save_unknown_experiment(two_sessions: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    line = error(capsys, "baseline", "save", "b.json", "--experiment", "test_nope")
+    line = user_error(capsys, "baseline", "save", "b.json", "--experiment", "test_nope")
     assert "no passed run to save; run the experiments first (or check --experiment)" in line
 
 
@@ -328,21 +308,21 @@ def test_compare_errors_are_one_line_and_exit_2(
     pytester: pytest.Pytester, two_sessions: tuple[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     first, _ = two_sessions
-    assert "'20991231-nope' matches no file, store or session" in error(capsys, "compare", "20991231-nope")
-    assert "'2' matches 2 sessions" in error(capsys, "compare", "2")  # both ids start with the year
-    assert "'nope' matches no file, store or session" in error(capsys, "compare", first, "nope")
+    assert "'20991231-nope' matches no file, store or session" in user_error(capsys, "compare", "20991231-nope")
+    assert "'2' matches 2 sessions" in user_error(capsys, "compare", "2")  # both ids start with the year
+    assert "'nope' matches no file, store or session" in user_error(capsys, "compare", first, "nope")
     (pytester.path / "bad.json").write_text("{", encoding="utf-8")
-    assert "baseline bad.json is not a readable JSON file" in error(capsys, "compare", "bad.json")
+    assert "baseline bad.json is not a readable JSON file" in user_error(capsys, "compare", "bad.json")
     (pytester.path / "other.json").write_text('{"runs": {}}', encoding="utf-8")
-    assert "other.json is not a pytest-experiments baseline (format 1)" in error(capsys, "compare", "other.json")
-    line = error(capsys, "compare", first, "--rule", "acc sideways 1")
+    assert "other.json is not a pytest-experiments baseline (format 1)" in user_error(capsys, "compare", "other.json")
+    line = user_error(capsys, "compare", first, "--rule", "acc sideways 1")
     assert "comparison rule 'acc sideways 1': direction must be 'higher' or 'lower', not 'sideways'" in line
-    assert "needs a metric, a direction and a tolerance" in error(capsys, "compare", first, "--rule", "acc higher")
-    assert "--alpha 1.5 is not between 0 and 1" in error(capsys, "compare", first, "--alpha", "1.5")
+    assert "needs a metric, a direction and a tolerance" in user_error(capsys, "compare", first, "--rule", "acc higher")
+    assert "--alpha 1.5 is not between 0 and 1" in user_error(capsys, "compare", first, "--alpha", "1.5")
     (pytester.path / "folder").mkdir()
-    assert "folder is a folder but not an experiment store" in error(capsys, "compare", "folder")
+    assert "folder is a folder but not an experiment store" in user_error(capsys, "compare", "folder")
     (pytester.path / "pytest.ini").write_text("[pytest]\nxp_compare = acc sideways 1\n", encoding="utf-8")
-    assert "comparison rule 'acc sideways 1'" in error(capsys, "compare", first)
+    assert "comparison rule 'acc sideways 1'" in user_error(capsys, "compare", first)
 
 
 def test_compare_missing_empty_and_corrupt_stores(
@@ -351,18 +331,19 @@ def test_compare_missing_empty_and_corrupt_stores(
     pytester.makefile(".ini", pytest=INI)
     (pytester.path / "baseline.json").write_text('{"pytest_experiments_baseline": 1, "runs": {}}', encoding="utf-8")
     missing = pytester.path / ".experiments"
-    assert f"no experiment store at {missing}" in error(capsys, "compare", "baseline.json")
-    assert "no experiment store at" in error(capsys, "compare", "20261123-000000-abc")  # a session id needs a store
+    assert f"no experiment store at {missing}" in user_error(capsys, "compare", "baseline.json")
+    # A session id needs a store.
+    assert "no experiment store at" in user_error(capsys, "compare", "20261123-000000-abc")
     empty = pytester.path / "empty"
     Store.open(empty, create=True).close()
-    line = error(capsys, "compare", "baseline.json", "--store", empty)
+    line = user_error(capsys, "compare", "baseline.json", "--store", empty)
     assert f"nothing to compare in the latest runs of {empty}: no run with metrics" in line
-    assert "nothing to compare" in error(capsys, "compare", empty, "baseline.json")
+    assert "nothing to compare" in user_error(capsys, "compare", empty, "baseline.json")
     corrupt = pytester.path / "corrupt"
     corrupt.mkdir()
     (corrupt / "experiments.sqlite").write_text("not a database", encoding="utf-8")
-    assert "is not a pytest-experiments database" in error(capsys, "compare", "baseline.json", "--store", corrupt)
-    assert "is not a pytest-experiments database" in error(capsys, "compare", corrupt, "baseline.json")
+    assert "is not a pytest-experiments database" in user_error(capsys, "compare", "baseline.json", "--store", corrupt)
+    assert "is not a pytest-experiments database" in user_error(capsys, "compare", corrupt, "baseline.json")
 
 
 def test_empty_baseline_file_makes_every_run_new(
@@ -381,8 +362,10 @@ def test_compare_over_seeds_without_scipy(
 ) -> None:
     first, second = two_sessions
     monkeypatch.setitem(sys.modules, "scipy", None)
-    line = error(capsys, "compare", first, second, "--rule", "score higher 0.01", "--over", "seed")
-    assert line == "pytest-experiments: error: comparing over seeds (over=...) needs scipy: pip install 'pytest-experiments[stats]'"
+    line = user_error(capsys, "compare", first, second, "--rule", "score higher 0.01", "--over", "seed")
+    assert line == (
+        "pytest-experiments: error: comparing over seeds (over=...) needs scipy: pip install 'pytest-experiments[stats]'"
+    )
 
 
 def test_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:

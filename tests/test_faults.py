@@ -7,7 +7,6 @@ started here is killed with its process group afterwards, so a bug can never han
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
@@ -15,182 +14,20 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import BLOCKING_GRID, GATE_CONFTEST, SIGINT_CONFTEST, TIMEOUT, Processes, inner_env
 
 from pytest_experiments import Store
 from pytest_experiments.sqlite_store import APPLICATION_ID
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals, fork and process groups")
 
-TIMEOUT = 60.0  # generous bound for one inner session; the tests themselves take seconds
 LOCKED = "database is locked"
-
-# Environment variables of an outer run that must not leak into the inner sessions.
-_LEAKY_ENV = (
-    "PYTEST_ADDOPTS",
-    "PYTEST_XP_STORE",
-    "PYTEST_XDIST_WORKER",
-    "PYTEST_XDIST_WORKER_COUNT",
-    "PYTEST_XDIST_TESTRUNUID",
-    "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
-)
-
-# Started with ``XP_TEST_GATE=<folder>``, an inner session announces itself there after
-# collection and waits for ``go``, which holds a start time: every process spins until that
-# very moment, so their first runs start within microseconds and race on the store for real.
-GATE_CONFTEST = """
-    import os
-    import time
-    from pathlib import Path
-
-
-    def pytest_collection_finish(session):
-        gate = os.environ.get("XP_TEST_GATE")
-        if not gate:
-            return
-        gate = Path(gate)
-        (gate / f"ready-{os.getpid()}").write_text("")
-        deadline = time.monotonic() + 30
-        while not (gate / "go").exists():
-            if time.monotonic() > deadline:
-                raise RuntimeError("the test never opened the gate")
-            time.sleep(0.002)
-        start = float((gate / "go").read_text())
-        time.sleep(max(0.0, start - time.time() - 0.01))
-        while time.time() < start:
-            pass
-"""
-
-
-# An experiment grid whose point ``VICTIM`` writes its pid to ``<name>.pid`` (atomically) and
-# then sleeps until it is signalled; every other point finishes at once.
-VICTIM_GRID = """
-    import os
-    import signal
-    import time
-    from pathlib import Path
-
-    import pytest
-
-    VICTIM = {victim}
-    MARKER = Path(__file__).parent / "{name}.pid"
-
-    # A shell starting the suite in the background (``cmd &``) makes SIGINT ignored, and
-    # children inherit that: restore Python's handler so that SIGINT raises KeyboardInterrupt.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-    @pytest.mark.experiment
-    @pytest.mark.parametrize("i", range({count}))
-    def test_point(i):
-        if i == VICTIM:
-            partial = MARKER.with_suffix(".tmp")
-            partial.write_text(str(os.getpid()))
-            os.replace(partial, MARKER)
-            time.sleep(60)
-        time.sleep(0.02)
-        return {{"value": i}}
-"""
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in _LEAKY_ENV}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ in the project: test 6 lists every file
-    env.update(extra)
-    return env
-
-
-class Processes:
-    """Inner pytest processes started by one test; whatever is left is killed at teardown."""
-
-    def __init__(self, cwd: Path) -> None:
-        self.cwd = cwd
-        self._started: list[tuple[subprocess.Popen[str], Path]] = []
-
-    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
-        log = self.cwd.parent / f"{self.cwd.name}-pytest-{len(self._started)}.log"
-        with log.open("w") as output:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-                cwd=self.cwd,
-                env=_env(**env),
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,  # its own process group: xdist workers die with it at teardown
-            )
-        self._started.append((proc, log))
-        return proc
-
-    def output(self, proc: subprocess.Popen[str]) -> str:
-        log = next(log for started, log in self._started if started is proc)
-        return log.read_text(errors="replace")
-
-    def finish(self, proc: subprocess.Popen[str], timeout: float = TIMEOUT) -> tuple[int, str]:
-        """Wait for ``proc`` (bounded) and return its exit code and output."""
-        try:
-            returncode = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self._kill(proc)
-            pytest.fail(f"inner pytest did not finish within {timeout} s:\n{self.output(proc)}")
-        return returncode, self.output(proc)
-
-    def run(self, *args: str, **env: str) -> tuple[int, str]:
-        return self.finish(self.start(*args, **env))
-
-    def wait_for(self, marker: Path, proc: subprocess.Popen[str], timeout: float = 20.0) -> str:
-        """The content of ``marker`` once it appears; fails if ``proc`` ends first or time runs out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if marker.exists():
-                return marker.read_text()
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"inner pytest exited ({proc.returncode}) before {marker.name} appeared:\n{self.output(proc)}"
-                )
-            time.sleep(0.01)
-        pytest.fail(f"{marker.name} did not appear within {timeout} s:\n{self.output(proc)}")
-
-    def release_together(self, gate: Path, count: int, timeout: float = 30.0) -> None:
-        """Wait until ``count`` processes are ready at ``gate``, then let them all go at once."""
-        deadline = time.monotonic() + timeout
-        while len(list(gate.glob("ready-*"))) < count:
-            for proc, _ in self._started:
-                if proc.poll() is not None:
-                    pytest.fail(f"inner pytest exited ({proc.returncode}) at the gate:\n{self.output(proc)}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"only {len(list(gate.glob('ready-*')))} of {count} processes reached the gate")
-            time.sleep(0.01)
-        partial = gate / "go.tmp"
-        partial.write_text(repr(time.time() + 0.1))
-        os.replace(partial, gate / "go")
-
-    @staticmethod
-    def _kill(proc: subprocess.Popen[str]) -> None:
-        """SIGKILL ``proc``'s whole process group (xdist workers included) and reap it."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-    def cleanup(self) -> None:
-        # Also for processes that ended: after a kill -9 their workers may still be alive.
-        for proc, _ in self._started:
-            self._kill(proc)
-
-
-@pytest.fixture
-def procs(pytester: pytest.Pytester) -> Iterator[Processes]:
-    processes = Processes(pytester.path)
-    try:
-        yield processes
-    finally:
-        processes.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -329,7 +166,7 @@ def test_fresh_store_created_by_many_processes_at_once(tmp_path: Path) -> None:
     rounds, racers = 80, 4
     proc = subprocess.Popen(
         [sys.executable, "-c", OPEN_RACE, str(tmp_path), str(rounds), str(racers)],
-        env=_env(),
+        env=inner_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -338,7 +175,7 @@ def test_fresh_store_created_by_many_processes_at_once(tmp_path: Path) -> None:
     try:
         output = proc.communicate(timeout=TIMEOUT)[0]
     finally:
-        Processes._kill(proc)
+        Processes.kill(proc)
     assert proc.returncode == 0, output
     assert output == ""  # every racer opened every store
     for number in range(rounds):
@@ -351,10 +188,11 @@ def test_fresh_store_created_by_many_processes_at_once(tmp_path: Path) -> None:
 def test_worker_killed_mid_run_reads_back_interrupted(
     load: Callable[..., Any], pytester: pytest.Pytester, procs: Processes
 ) -> None:
-    pytester.makepyfile(test_grid=VICTIM_GRID.format(victim=3, name="victim", count=10))
+    pytester.makepyfile(test_grid=BLOCKING_GRID.format(points="range(10)", pause=0.02))
+    (pytester.path / "block.json").write_text("[3]")
     store = pytester.path / "store"
     proc = procs.start("-n", "2", "--xp-store", str(store))
-    victim_pid = int(procs.wait_for(pytester.path / "victim.pid", proc))
+    victim_pid = int(procs.wait_for(pytester.path / "blocked-3", proc))
     assert victim_pid != proc.pid  # the body runs in a worker, not in the controller
     os.kill(victim_pid, signal.SIGKILL)
     code, output = procs.finish(proc)
@@ -388,10 +226,11 @@ def test_worker_killed_mid_run_reads_back_interrupted(
 def test_pytest_process_killed_keeps_finished_runs(
     load: Callable[..., Any], pytester: pytest.Pytester, procs: Processes
 ) -> None:
-    pytester.makepyfile(test_grid=VICTIM_GRID.format(victim=3, name="victim", count=6))
+    pytester.makepyfile(test_grid=BLOCKING_GRID.format(points="range(6)", pause=0.02))
+    (pytester.path / "block.json").write_text("[3]")
     store = pytester.path / "store"
     proc = procs.start("--xp-store", str(store))
-    procs.wait_for(pytester.path / "victim.pid", proc)
+    procs.wait_for(pytester.path / "blocked-3", proc)
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=10) == -signal.SIGKILL
 
@@ -439,10 +278,12 @@ def test_pytest_process_killed_keeps_finished_runs(
 def test_sigint_stores_the_run_in_flight_as_interrupted(
     load: Callable[..., Any], pytester: pytest.Pytester, procs: Processes
 ) -> None:
-    pytester.makepyfile(test_grid=VICTIM_GRID.format(victim=2, name="victim", count=5))
+    pytester.makeconftest(SIGINT_CONFTEST)
+    pytester.makepyfile(test_grid=BLOCKING_GRID.format(points="range(5)", pause=0.02))
+    (pytester.path / "block.json").write_text("[2]")
     store = pytester.path / "store"
     proc = procs.start("--xp-store", str(store))
-    procs.wait_for(pytester.path / "victim.pid", proc)
+    procs.wait_for(pytester.path / "blocked-2", proc)
     os.kill(proc.pid, signal.SIGINT)
     code, output = procs.finish(proc)
 

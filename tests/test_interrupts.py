@@ -13,116 +13,20 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from processes import BLOCKING_GRID, SIGINT_CONFTEST, Processes, history, store_of
 
-from pytest_experiments import RunRecord, Store
+from pytest_experiments import Store
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals, process groups and /proc")
-
-TIMEOUT = 60.0  # generous bound for one inner session; the tests themselves take seconds
-GRID_SIZE = 8
-
-_LEAKY_ENV = (
-    "PYTEST_ADDOPTS",
-    "PYTEST_XP_STORE",
-    "PYTEST_XDIST_WORKER",
-    "PYTEST_XDIST_WORKER_COUNT",
-    "PYTEST_XDIST_TESTRUNUID",
-    "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
-)
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in _LEAKY_ENV:
-        monkeypatch.delenv(name, raising=False)
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in _LEAKY_ENV}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.update(extra)
-    return env
-
-
-class Processes:
-    """Inner pytest processes started by one test; whatever is left is killed at teardown."""
-
-    def __init__(self, cwd: Path) -> None:
-        self.cwd = cwd
-        self._started: list[tuple[subprocess.Popen[str], Path]] = []
-
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        log = self.cwd.parent / f"{self.cwd.name}-pytest-{len(self._started)}.log"
-        with log.open("w") as output:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-                cwd=self.cwd,
-                env=_env(),
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,  # its own process group: xdist workers die with it at teardown
-            )
-        self._started.append((proc, log))
-        return proc
-
-    def output(self, proc: subprocess.Popen[str]) -> str:
-        log = next(log for started, log in self._started if started is proc)
-        return log.read_text(errors="replace")
-
-    def finish(self, proc: subprocess.Popen[str], timeout: float = TIMEOUT) -> tuple[int, str]:
-        """Wait for ``proc`` (bounded) and return its exit code and output."""
-        try:
-            returncode = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self._kill(proc)
-            pytest.fail(f"inner pytest did not finish within {timeout} s:\n{self.output(proc)}")
-        return returncode, self.output(proc)
-
-    def run(self, *args: str) -> tuple[int, str]:
-        return self.finish(self.start(*args))
-
-    def wait_for(
-        self, proc: subprocess.Popen[str], condition: str, check: Callable[[], bool], timeout: float = 20.0
-    ) -> None:
-        """Poll ``check()`` until true; fails if ``proc`` ends first or time runs out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if check():
-                return
-            if proc.poll() is not None:
-                pytest.fail(f"inner pytest exited ({proc.returncode}) before {condition}:\n{self.output(proc)}")
-            time.sleep(0.01)
-        pytest.fail(f"no {condition} within {timeout} s:\n{self.output(proc)}")
-
-    @staticmethod
-    def _kill(proc: subprocess.Popen[str]) -> None:
-        """SIGKILL ``proc``'s whole process group (xdist workers included) and reap it."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-    def cleanup(self) -> None:
-        # Also for processes that ended: their workers may still be alive.
-        for proc, _ in self._started:
-            self._kill(proc)
-
-
-@pytest.fixture
-def procs(pytester: pytest.Pytester) -> Iterator[Processes]:
-    processes = Processes(pytester.path)
-    try:
-        yield processes
-    finally:
-        processes.cleanup()
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals, process groups and /proc"),
+    pytest.mark.usefixtures("clean_env"),
+]
 
 
 def group_members(pgid: int) -> list[int]:
@@ -145,54 +49,10 @@ def wait_group_gone(pgid: int, timeout: float = 15.0) -> None:
         time.sleep(0.02)
 
 
-# A ``python &`` started from a non-interactive shell ignores SIGINT, and children inherit
-# that: restore Python's handler in every inner process (controller and workers alike) so
-# that SIGINT raises KeyboardInterrupt as it does for a user at a terminal.
-SIGINT_CONFTEST = """
-    import signal
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-"""
-
-# Points listed in ``block.json`` write ``blocked-<i>`` (their pid) and then wait, bounded,
-# for a signal; every other point finishes at once.
-GRID = """
-    import json
-    import os
-    import time
-    from pathlib import Path
-
-    import pytest
-
-    HERE = Path(__file__).parent
-
-
-    @pytest.mark.experiment
-    @pytest.mark.parametrize("i", {points})
-    def test_point(i):
-        block = HERE / "block.json"
-        if block.exists() and i in json.loads(block.read_text()):
-            partial = HERE / f"blocked-{{i}}.tmp"
-            partial.write_text(str(os.getpid()))
-            os.replace(partial, HERE / f"blocked-{{i}}")
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                time.sleep(0.01)
-            raise TimeoutError("never interrupted")
-        time.sleep(0.01)
-        return {{"value": i}}
-"""
-
+# The grid of these tests is ``BLOCKING_GRID``: the points listed in ``block.json`` block
+# (nothing releases them here) until the test signals the session.
+GRID_SIZE = 8
 GRID_IDS = {f"test_grid.py::test_point[{i}]" for i in range(GRID_SIZE)}
-
-
-def store_of(pytester: pytest.Pytester) -> Path:
-    return pytester.path / ".experiments"
-
-
-def history(pytester: pytest.Pytester) -> list[RunRecord]:
-    with Store.open(store_of(pytester)) as store:
-        return store.runs(history=True)
 
 
 def latest(pytester: pytest.Pytester) -> dict[str, str]:
@@ -271,14 +131,14 @@ def test_signal_keeps_finished_runs_and_resume_runs_the_rest(
     pytester: pytest.Pytester, procs: Processes, signum: signal.Signals, workers: list[str], target: str
 ) -> None:
     pytester.makeconftest(SIGINT_CONFTEST)
-    pytester.makepyfile(test_grid=GRID.format(points=f"range({GRID_SIZE})"))
+    pytester.makepyfile(test_grid=BLOCKING_GRID.format(pause=0.01, points=f"range({GRID_SIZE})"))
     # Without xdist the session blocks at point 3; with two workers each blocks at its
     # first point from 4 on, after the first points have finished.
     in_flight = 2 if workers else 1
     blocking = list(range(4, GRID_SIZE)) if workers else [3]
     (pytester.path / "block.json").write_text(json.dumps(blocking))
     proc = procs.start(*workers)
-    procs.wait_for(proc, f"{in_flight} blocked runs", lambda: len(blocked_points(pytester)) >= in_flight)
+    procs.wait_until(proc, f"{in_flight} blocked runs", lambda: len(blocked_points(pytester)) >= in_flight)
     if target == "group":
         os.killpg(proc.pid, signum)
     else:
@@ -325,12 +185,12 @@ def test_signal_keeps_finished_runs_and_resume_runs_the_rest(
 def test_whole_process_killed_then_resume_runs_only_the_missing(
     pytester: pytest.Pytester, procs: Processes, workers: list[str]
 ) -> None:
-    pytester.makepyfile(test_grid=GRID.format(points=f"range({GRID_SIZE})"))
+    pytester.makepyfile(test_grid=BLOCKING_GRID.format(pause=0.01, points=f"range({GRID_SIZE})"))
     in_flight = 2 if workers else 1
     blocking = list(range(4, GRID_SIZE)) if workers else [3]
     (pytester.path / "block.json").write_text(json.dumps(blocking))
     proc = procs.start(*workers)
-    procs.wait_for(proc, f"{in_flight} blocked runs", lambda: len(blocked_points(pytester)) >= in_flight)
+    procs.wait_until(proc, f"{in_flight} blocked runs", lambda: len(blocked_points(pytester)) >= in_flight)
     os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=10) == -signal.SIGKILL
     wait_group_gone(proc.pid)
@@ -352,15 +212,15 @@ def test_worker_killed_under_resume_then_resume_runs_only_the_missing(
     pytester: pytest.Pytester, procs: Processes
 ) -> None:
     # Half of the grid done (the even points), by a first session over half the grid.
-    pytester.makepyfile(test_grid=GRID.format(points=f"range(0, {2 * GRID_SIZE}, 2)"))
+    pytester.makepyfile(test_grid=BLOCKING_GRID.format(pause=0.01, points=f"range(0, {2 * GRID_SIZE}, 2)"))
     code, output = procs.run()
     assert code == 0, output
-    pytester.makepyfile(test_grid=GRID.format(points=f"range({2 * GRID_SIZE})"))
+    pytester.makepyfile(test_grid=BLOCKING_GRID.format(pause=0.01, points=f"range({2 * GRID_SIZE})"))
     (pytester.path / "block.json").write_text("[5]")
     victim_node = "test_grid.py::test_point[5]"
 
     proc = procs.start("-n", "2", "--xp-resume")
-    procs.wait_for(proc, "blocked run", lambda: victim_node in blocked_points(pytester))
+    procs.wait_until(proc, "blocked run", lambda: victim_node in blocked_points(pytester))
     victim = blocked_points(pytester)[victim_node]
     assert victim != proc.pid
     os.kill(victim, signal.SIGKILL)

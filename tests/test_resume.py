@@ -16,42 +16,22 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from processes import BLOCKING_GRID, GATE_CONFTEST, Processes, history, store_of
 
 from pytest_experiments import RunRecord, Store, load
 from pytest_experiments.records import RunStart, SessionStart
 
-TIMEOUT = 60.0  # generous bound for one inner session; the tests themselves take seconds
-
-# Environment variables of an outer run that must not leak into the inner sessions.
-_LEAKY_ENV = (
-    "PYTEST_ADDOPTS",
-    "PYTEST_XP_STORE",
-    "PYTEST_XDIST_WORKER",
-    "PYTEST_XDIST_WORKER_COUNT",
-    "PYTEST_XDIST_TESTRUNUID",
-    "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
-)
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in _LEAKY_ENV:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def store_of(pytester: pytest.Pytester) -> Path:
-    return pytester.path / ".experiments"
 
 
 def write_module(pytester: pytest.Pytester, name: str, source: str) -> None:
@@ -63,11 +43,6 @@ def write_module(pytester: pytest.Pytester, name: str, source: str) -> None:
     shutil.rmtree(pytester.path / "__pycache__", ignore_errors=True)
     pytester.makepyfile(**{name: source})
     linecache.clearcache()
-
-
-def history(pytester: pytest.Pytester) -> list[RunRecord]:
-    with Store.open(store_of(pytester)) as store:
-        return store.runs(history=True)
 
 
 def runs_per_node(pytester: pytest.Pytester) -> Counter[str]:
@@ -662,133 +637,6 @@ def test_resume_and_rerun_changed_as_ini_keys(pytester: pytest.Pytester) -> None
 # -- real processes -----------------------------------------------------------------------
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in _LEAKY_ENV}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.update(extra)
-    return env
-
-
-class Processes:
-    """Inner pytest processes started by one test; whatever is left is killed at teardown."""
-
-    def __init__(self, cwd: Path) -> None:
-        self.cwd = cwd
-        self._started: list[tuple[subprocess.Popen[str], Path]] = []
-
-    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
-        log = self.cwd.parent / f"{self.cwd.name}-pytest-{len(self._started)}.log"
-        with log.open("w") as output:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-                cwd=self.cwd,
-                env=_env(**env),
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,  # its own process group: xdist workers die with it at teardown
-            )
-        self._started.append((proc, log))
-        return proc
-
-    def output(self, proc: subprocess.Popen[str]) -> str:
-        log = next(log for started, log in self._started if started is proc)
-        return log.read_text(errors="replace")
-
-    def finish(self, proc: subprocess.Popen[str], timeout: float = TIMEOUT) -> tuple[int, str]:
-        """Wait for ``proc`` (bounded) and return its exit code and output."""
-        try:
-            returncode = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self._kill(proc)
-            pytest.fail(f"inner pytest did not finish within {timeout} s:\n{self.output(proc)}")
-        return returncode, self.output(proc)
-
-    def run(self, *args: str, **env: str) -> tuple[int, str]:
-        return self.finish(self.start(*args, **env))
-
-    def wait_for(self, marker: Path, proc: subprocess.Popen[str], timeout: float = 20.0) -> str:
-        """The content of ``marker`` once it appears; fails if ``proc`` ends first or time runs out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if marker.exists():
-                return marker.read_text()
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"inner pytest exited ({proc.returncode}) before {marker.name} appeared:\n{self.output(proc)}"
-                )
-            time.sleep(0.01)
-        pytest.fail(f"{marker.name} did not appear within {timeout} s:\n{self.output(proc)}")
-
-    def wait_ready(self, gate: Path, count: int, timeout: float = 30.0) -> None:
-        """Wait until ``count`` processes are ready at ``gate``."""
-        deadline = time.monotonic() + timeout
-        while len(list(gate.glob("ready-*"))) < count:
-            for proc, _ in self._started:
-                if proc.poll() is not None and proc.returncode != 0:
-                    pytest.fail(f"inner pytest exited ({proc.returncode}) at the gate:\n{self.output(proc)}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"only {len(list(gate.glob('ready-*')))} of {count} processes reached the gate")
-            time.sleep(0.01)
-
-    def release_together(self, gate: Path, count: int, timeout: float = 30.0) -> None:
-        """Wait until ``count`` processes are ready at ``gate``, then let them all go at once."""
-        self.wait_ready(gate, count, timeout)
-        self.open_gate(gate, delay=0.1)
-
-    @staticmethod
-    def open_gate(gate: Path, delay: float = 0.0) -> None:
-        partial = gate / "go.tmp"
-        partial.write_text(repr(time.time() + delay))
-        os.replace(partial, gate / "go")
-
-    @staticmethod
-    def _kill(proc: subprocess.Popen[str]) -> None:
-        """SIGKILL ``proc``'s whole process group (xdist workers included) and reap it."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-    def cleanup(self) -> None:
-        for proc, _ in self._started:
-            self._kill(proc)
-
-
-@pytest.fixture
-def procs(pytester: pytest.Pytester) -> Iterator[Processes]:
-    processes = Processes(pytester.path)
-    try:
-        yield processes
-    finally:
-        processes.cleanup()
-
-
-# Started with ``XP_TEST_GATE=<folder>``, an inner session announces itself there after
-# collection (its store snapshot is taken by then) and waits for ``go``, which holds a
-# start time: every process spins until that very moment.
-GATE_CONFTEST = """
-    import os
-    import time
-    from pathlib import Path
-
-
-    def pytest_collection_finish(session):
-        gate = os.environ.get("XP_TEST_GATE")
-        if not gate:
-            return
-        gate = Path(gate)
-        (gate / f"ready-{os.getpid()}").write_text("")
-        deadline = time.monotonic() + 30
-        while not (gate / "go").exists():
-            if time.monotonic() > deadline:
-                raise RuntimeError("the test never opened the gate")
-            time.sleep(0.002)
-        start = float((gate / "go").read_text())
-        time.sleep(max(0.0, start - time.time() - 0.01))
-        while time.time() < start:
-            pass
-"""
-
 # Every xdist worker writes the node ids it will run (after deselection) to
 # ``collected-<worker>.txt``. A worker started after ``killed`` exists (the replacement of
 # a killed one) first waits, bounded, until other workers have written more runs, so it
@@ -822,37 +670,6 @@ WORKER_CONFTEST = """
         worker = getattr(session.config, "workerinput", {}).get("workerid")
         if worker is not None:
             (HERE / f"collected-{worker}.txt").write_text("\\n".join(item.nodeid for item in session.items))
-"""
-
-# A grid whose points listed in ``block.json`` write ``blocked-<i>`` (their pid) and wait
-# for ``release`` or ``release-<i>`` (bounded); ``PAUSE`` is the time every point takes.
-BLOCKING_GRID = """
-    import json
-    import os
-    import time
-    from pathlib import Path
-
-    import pytest
-
-    HERE = Path(__file__).parent
-    PAUSE = {pause}
-
-
-    @pytest.mark.experiment
-    @pytest.mark.parametrize("i", {points})
-    def test_point(i):
-        block = HERE / "block.json"
-        if block.exists() and i in json.loads(block.read_text()):
-            partial = HERE / f"blocked-{{i}}.tmp"
-            partial.write_text(str(os.getpid()))
-            os.replace(partial, HERE / f"blocked-{{i}}")
-            deadline = time.monotonic() + 60
-            while not (HERE / "release").exists() and not (HERE / f"release-{{i}}").exists():
-                if time.monotonic() > deadline:
-                    raise TimeoutError("never released")
-                time.sleep(0.01)
-        time.sleep(PAUSE)
-        return {{"value": i}}
 """
 
 
