@@ -12,6 +12,7 @@ A rule says which direction is better for one metric and how much worse is toler
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -62,6 +63,10 @@ class Rule:
         """How much worse ``new`` is than ``base`` (negative when it is better)."""
         return base - new if self.higher_is_better else new - base
 
+    def with_over(self, names: tuple[str, ...]) -> Rule:
+        """The same rule, judging groups over ``names`` too (``--xp-compare-over``)."""
+        return dataclasses.replace(self, over=self.over + names) if names else self
+
     def describe(self) -> str:
         """The rule as written (``acc higher 0.01``)."""
         tolerance = f"{self.tolerance * 100:g}%" if self.relative else f"{self.tolerance:g}"
@@ -106,9 +111,7 @@ def parse_rules(lines: Iterable[str], over: Iterable[str] = ()) -> dict[str, Rul
     for line in lines:
         line = line.split("#", 1)[0].strip()
         if line:
-            rule = parse_rule(line)
-            if extra:
-                rule = Rule(rule.metric, rule.higher_is_better, rule.tolerance, rule.relative, rule.over + extra)
+            rule = parse_rule(line).with_over(extra)
             rules[rule.metric] = rule
     return rules
 

@@ -69,10 +69,7 @@ class RunComparison:
                     require_scipy()
             except RuleError as exc:
                 raise pytest.UsageError(f"xp: {exc}") from None
-            over = self._options.over
-            marked = {
-                m: Rule(r.metric, r.higher_is_better, r.tolerance, r.relative, r.over + over) for m, r in marked.items()
-            }
+            marked = {metric: rule.with_over(self._options.over) for metric, rule in marked.items()}
             self._marker_rules[key] = {**self._options.rules, **marked}
         return self._marker_rules[key]
 

@@ -126,12 +126,7 @@ class SessionRecord:
     counts: dict[str, int]
 
 
-class GridPointState(NamedTuple):
-    """The latest run of one grid point, as resume and retry see it."""
-
-    module: str
-    experiment: str
-    param_hash: str
-    #: Effective status (``interrupted`` for a dead ``running`` run).
-    status: str
-    code_sha256: str | None
+#: A grid point's identity: (module, experiment, parameter hash).
+GridKey = tuple[str, str, str]
+#: What resume needs of a grid point's latest run: (live status, code sha256 or None).
+GridState = tuple[str, "str | None"]

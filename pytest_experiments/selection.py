@@ -20,6 +20,7 @@ import pytest
 
 from pytest_experiments.identity import is_experiment, point_key
 from pytest_experiments.options import SelectionOptions
+from pytest_experiments.records import GridKey, GridState
 from pytest_experiments.sqlite_store import DB_NAME
 from pytest_experiments.store import Store
 
@@ -45,16 +46,13 @@ _TO_RESUME = frozenset({NEVER_RUN, INTERRUPTED, SKIPPED, CODE_CHANGED})
 _TO_RETRY = frozenset({FAILED, ERROR, INTERRUPTED})
 
 
-GridKey = tuple[str, str, str]  # (module, experiment, parameter hash)
-
-
 @dataclass
 class Snapshot:
     """The latest status and code hash of every grid point in the store, at one moment."""
 
     taken_at: float
-    #: grid point -> (status, code sha256 or None)
-    states: dict[GridKey, tuple[str, str | None]] = field(default_factory=dict)
+    #: grid point -> (live status, code sha256 or None) of its latest run
+    states: dict[GridKey, GridState] = field(default_factory=dict)
 
     @classmethod
     def take(cls, store_path: Path, lease: float) -> Snapshot:
@@ -62,20 +60,8 @@ class Snapshot:
         taken_at = time.time()
         if not (store_path / DB_NAME).exists():
             return cls(taken_at)
-        interned: dict[Any, Any] = {}  # the same status / code / name strings, shared: less memory, faster gc
         with Store.open(store_path, lease=lease) as store:
-            states = {
-                (
-                    interned.setdefault(s.module, s.module),
-                    interned.setdefault(s.experiment, s.experiment),
-                    s.param_hash,
-                ): (
-                    interned.setdefault(s.status, s.status),
-                    interned.setdefault(s.code_sha256, s.code_sha256),
-                )
-                for s in store.grid_states()
-            }
-        return cls(taken_at, states)
+            return cls(taken_at, store.grid_states())
 
     def to_wire(self) -> bytes:
         """Compact bytes for the xdist channel (100,000 grid points: about 1.3 MB)."""
@@ -114,13 +100,13 @@ def categorise(state: tuple[str, str | None] | None, current_code: str | None, r
     return _CATEGORY_OF_STATUS.get(status, NEVER_RUN)
 
 
-def runs_under(options: SelectionOptions, category: str) -> bool:
-    """Whether an experiment of ``category`` runs under the given flags."""
-    if options.resume and options.retry_failed:
-        return category in _TO_RESUME or category in _TO_RETRY
-    if options.resume:
-        return category in _TO_RESUME
-    return category in _TO_RETRY
+#: What runs, by (--xp-resume, --xp-retry-failed).
+_TO_RUN = {
+    (True, True): _TO_RESUME | _TO_RETRY,
+    (True, False): _TO_RESUME,
+    (False, True): _TO_RETRY,
+    (False, False): frozenset(),  # --xp-status alone: runs nothing anyway
+}
 
 
 class Selection:
@@ -132,8 +118,10 @@ class Selection:
         self.snapshot = snapshot
         self._store_path = store_path
         self._code_hashes: dict[object, str | None] = {}
-        #: category -> node ids (of the experiments collected in this process)
-        self.categories: dict[str, list[str]] = {}
+        #: category -> how many experiments collected in this process fall in it
+        self.counts: Counter[str] = Counter()
+        #: category -> node ids, kept for ``--xp-status -v`` only
+        self.node_ids: dict[str, list[str]] = {}
         #: (module, experiment) -> Counter of categories, for --xp-status
         self.per_experiment: dict[tuple[str, str], Counter[str]] = {}
         self.deselected = 0
@@ -143,35 +131,37 @@ class Selection:
         """sha256 of the experiment function's code as collected now (once per function)."""
         from pytest_experiments.collectors import function_hash
 
-        key = (item.parent, item.originalname)
+        key = (id(item.parent), item.originalname)  # nodes hash in Python: their id is faster
         if key not in self._code_hashes:
             self._code_hashes[key] = function_hash(item.function)
         return self._code_hashes[key]
 
     @pytest.hookimpl(trylast=True)  # after -k / -m have deselected their share
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        # The hot loop of resume: 100,000 items take well under a second (benchmarks/resume.py).
+        status_mode, rerun_changed, states = self.options.status, self.options.rerun_changed, self.snapshot.states
+        runnable = _TO_RUN[(self.options.resume, self.options.retry_failed)]
+        plain_tests_run = not (self.options.retry_failed and not self.options.resume and not status_mode)
+        tally: Counter[tuple[str, str, str]] = Counter()
         selected: list[pytest.Item] = []
         deselected: list[pytest.Item] = []
         for item in items:
             if not is_experiment(item):
-                retry_only = self.options.retry_failed and not self.options.resume and not self.options.status
-                (deselected if retry_only else selected).append(item)
+                (selected if plain_tests_run else deselected).append(item)
                 continue
             assert isinstance(item, pytest.Function)
             key = point_key(item)
-            state = self.snapshot.states.get(key)
+            state = states.get(key)
             # The code hash only matters for done runs (older code or not).
             code = self._current_code(item) if state is not None and state[0] in _DONE_STATUSES else None
-            category = categorise(state, code, self.options.rerun_changed)
-            self.categories.setdefault(category, []).append(item.nodeid)
-            counts = self.per_experiment.get(key[:2])
-            if counts is None:
-                counts = self.per_experiment[key[:2]] = Counter()
-            counts[category] += 1
-            if self.options.status or runs_under(self.options, category):
-                selected.append(item)
-            else:
-                deselected.append(item)
+            category = categorise(state, code, rerun_changed)
+            tally[key[0], key[1], category] += 1
+            if status_mode:
+                self.node_ids.setdefault(category, []).append(item.nodeid)
+            (selected if status_mode or category in runnable else deselected).append(item)
+        for (module, experiment, category), count in tally.items():
+            self.counts[category] += count
+            self.per_experiment.setdefault((module, experiment), Counter())[category] += count
         if deselected:
             self.deselected = len(deselected)
             config.hook.pytest_deselected(items=deselected)
@@ -182,7 +172,7 @@ class Selection:
 
     def describe(self, selected: int) -> str:
         """One line: what runs, what is kept, and why."""
-        count = {category: len(node_ids) for category, node_ids in self.categories.items()}
+        count = self.counts
         to_run = [NEVER_RUN, INTERRUPTED, SKIPPED, CODE_CHANGED]
         mode = "resume"
         if self.options.retry_failed:
@@ -243,7 +233,7 @@ class Selection:
             cells = [f"{sum(counts[c] for c in categories):>{len(title)}}" for title, categories in columns.items()]
             lines.append(f"{name:<{width}}  " + "  ".join(cells))
         if verbosity > 0:
-            for category, node_ids in sorted(self.categories.items()):
+            for category, node_ids in sorted(self.node_ids.items()):
                 lines.append(f"{category}:")
                 lines.extend(f"  {node_id}" for node_id in node_ids)
         return lines

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pytest_experiments.records import GridPointState, RunEnd, RunRecord, RunStart, SessionRecord, SessionStart
+from pytest_experiments.records import GridKey, GridState, RunEnd, RunRecord, RunStart, SessionRecord, SessionStart
 from pytest_experiments.rundirs import inside
 from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError
 from pytest_experiments.values import dumps
@@ -490,32 +490,29 @@ class SQLiteStore(Store):
             records = [record for record in records if record.status in wanted]
         return records
 
-    def grid_states(self) -> list[GridPointState]:
-        # A plain scan, newest run per grid point picked here: for 100,000 grid points it
-        # is twice as fast as a GROUP BY that looks every newest row up through the index.
+    def grid_states(self) -> dict[GridKey, GridState]:
+        # One scan in start order, the newest run of a grid point overwriting the older ones:
+        # for 100,000 grid points this is several times faster than a GROUP BY that looks
+        # each newest row up through the index.
         rows = _retrying(
             lambda: self._db.execute(
-                "SELECT module, experiment, param_hash, status, code_sha256, started_at, run_id FROM runs"
+                "SELECT module, experiment, param_hash, status, code_sha256 FROM runs ORDER BY started_at, rowid"
             ).fetchall()
         )
-        newest: dict[tuple[str, str, str], tuple[Any, ...]] = {}
-        for row in rows:
-            key = (row[0], row[1], row[2])
-            seen = newest.get(key)
-            if seen is None or row[5] >= seen[5]:
-                newest[key] = row
-        running = self._running_statuses() if any(row[3] == "running" for row in newest.values()) else {}
-        return [
-            GridPointState(key[0], key[1], key[2], running.get(row[6], row[3]), row[4]) for key, row in newest.items()
-        ]
+        states: dict[GridKey, GridState] = {row[:3]: row[3:] for row in rows}
+        if any(status == "running" for status, _ in states.values()):
+            for key, status in self._newest_running_statuses().items():
+                if states[key][0] == "running":
+                    states[key] = (status, states[key][1])
+        return states
 
-    def _running_statuses(self) -> dict[str, str]:
-        """run id -> live status (``running`` or ``interrupted``) of every run stored as running."""
+    def _newest_running_statuses(self) -> dict[GridKey, str]:
+        """Live status (``running`` or ``interrupted``) of the newest run stored as running, per grid point."""
         rows = self._query(
-            f"SELECT r.run_id, r.status, r.host, r.pid, r.pid_namespace, {_SESSION_COLUMNS} "
-            f"FROM runs r {_WITH_SESSION} WHERE r.status = 'running'"
+            f"SELECT r.module, r.experiment, r.param_hash, r.status, r.host, r.pid, r.pid_namespace, {_SESSION_COLUMNS} "
+            f"FROM runs r {_WITH_SESSION} WHERE r.status = 'running' ORDER BY r.started_at, r.rowid"
         )
-        return {row["run_id"]: self._live_status(row) for row in rows}
+        return {(row["module"], row["experiment"], row["param_hash"]): self._live_status(row) for row in rows}
 
     def run(self, run_id: str) -> RunRecord:
         rows = self._query(f"SELECT r.*, {_SESSION_COLUMNS} FROM runs r {_WITH_SESSION} WHERE r.run_id = ?", (run_id,))

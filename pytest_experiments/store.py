@@ -10,7 +10,7 @@ import abc
 from collections.abc import Iterable
 from pathlib import Path
 
-from pytest_experiments.records import GridPointState, RunEnd, RunRecord, RunStart, SessionRecord, SessionStart
+from pytest_experiments.records import GridKey, GridState, RunEnd, RunRecord, RunStart, SessionRecord, SessionStart
 
 #: A session that has not renewed its heartbeat for this long is dead, whatever host it ran on.
 DEFAULT_LEASE_S = 300.0
@@ -94,8 +94,11 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def grid_states(self) -> list[GridPointState]:
-        """The latest run of every grid point, lean, for deciding what resume runs."""
+    def grid_states(self) -> dict[GridKey, GridState]:
+        """The latest run of every grid point, lean, for deciding what resume runs.
+
+        A ``running`` run whose process is gone reads ``interrupted`` here too.
+        """
 
     @abc.abstractmethod
     def run(self, run_id: str) -> RunRecord:
