@@ -576,25 +576,19 @@ class SQLiteStore(Store):
         ids = list(dict.fromkeys(run_ids))
         folders: list[str] = []
 
-        def transaction() -> int:
+        def body() -> int:
             folders.clear()  # a retried transaction starts over
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                deleted = 0
-                for start in range(0, len(ids), _DELETE_BATCH):
-                    batch = ids[start : start + _DELETE_BATCH]
-                    marks = ", ".join("?" * len(batch))
-                    rows = self._db.execute(f"SELECT dir FROM runs WHERE run_id IN ({marks})", batch).fetchall()
-                    folders.extend(row[0] for row in rows)
-                    self._db.execute(f"DELETE FROM metric_points WHERE run_id IN ({marks})", batch)
-                    deleted += self._db.execute(f"DELETE FROM runs WHERE run_id IN ({marks})", batch).rowcount
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            deleted = 0
+            for start in range(0, len(ids), _DELETE_BATCH):
+                batch = ids[start : start + _DELETE_BATCH]
+                marks = ", ".join("?" * len(batch))  # placeholders only: the ids are never SQL
+                rows = self._db.execute(f"SELECT dir FROM runs WHERE run_id IN ({marks})", batch).fetchall()
+                folders.extend(row[0] for row in rows)
+                self._db.execute(f"DELETE FROM metric_points WHERE run_id IN ({marks})", batch)
+                deleted += self._db.execute(f"DELETE FROM runs WHERE run_id IN ({marks})", batch).rowcount
             return deleted
 
-        deleted = _retrying(transaction) if ids else 0
+        deleted = self._immediate(body) if ids else 0
         for relative in folders:
             self._remove_run_folder(relative)
         return deleted
