@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -419,7 +420,7 @@ def run_folders(store: Path) -> set[str]:
 
 
 def metric_point_runs(store: Path) -> set[str]:
-    with sqlite3.connect(store / "experiments.sqlite") as connection:
+    with contextlib.closing(sqlite3.connect(store / "experiments.sqlite")) as connection:
         return {row[0] for row in connection.execute("SELECT DISTINCT run_id FROM metric_points")}
 
 

@@ -7,6 +7,7 @@ started here is killed with its process group afterwards, so a bug can never han
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -43,7 +44,7 @@ def load() -> Callable[..., Any]:
 
 def raw_rows(store: Path) -> list[sqlite3.Row]:
     """The ``runs`` table as stored (no read-time interpretation of ``running``)."""
-    with sqlite3.connect(store / "experiments.sqlite") as db:
+    with contextlib.closing(sqlite3.connect(store / "experiments.sqlite")) as db:
         db.row_factory = sqlite3.Row
         return db.execute("SELECT * FROM runs ORDER BY started_at, rowid").fetchall()
 
@@ -125,7 +126,7 @@ def test_two_processes_racing_to_create_one_store(
         sessions = opened.sessions()
         assert [session.counts for session in sessions] == [{"passed": 30}, {"passed": 30}]
         assert len(opened.metric_series(frame["run_id"][0], "loss")) == 3
-    with sqlite3.connect(store / "experiments.sqlite") as db:
+    with contextlib.closing(sqlite3.connect(store / "experiments.sqlite")) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
@@ -179,7 +180,7 @@ def test_fresh_store_created_by_many_processes_at_once(tmp_path: Path) -> None:
     assert proc.returncode == 0, output
     assert output == ""  # every racer opened every store
     for number in range(rounds):
-        with sqlite3.connect(tmp_path / str(number) / "experiments.sqlite") as db:
+        with contextlib.closing(sqlite3.connect(tmp_path / str(number) / "experiments.sqlite")) as db:
             assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
             assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs'").fetchone()[0] == 1
@@ -247,7 +248,7 @@ def test_pytest_process_killed_keeps_finished_runs(
         "test_grid.py::test_point[2]": "passed",
         "test_grid.py::test_point[3]": "interrupted",
     }
-    with sqlite3.connect(store / "experiments.sqlite") as db:
+    with contextlib.closing(sqlite3.connect(store / "experiments.sqlite")) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
     # The store is still usable: a following session records new runs beside the old ones.

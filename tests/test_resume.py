@@ -642,6 +642,7 @@ def test_resume_and_rerun_changed_as_ini_keys(pytester: pytest.Pytester) -> None
 # a killed one) first waits, bounded, until other workers have written more runs, so it
 # surely collects while the store is changing, and notes the counts in ``late-<worker>.json``.
 WORKER_CONFTEST = """
+    import contextlib
     import json
     import sqlite3
     import time
@@ -651,7 +652,7 @@ WORKER_CONFTEST = """
 
 
     def passed_runs():
-        with sqlite3.connect(HERE / ".experiments" / "experiments.sqlite", timeout=30) as db:
+        with contextlib.closing(sqlite3.connect(HERE / ".experiments" / "experiments.sqlite", timeout=30)) as db:
             return db.execute("SELECT count(*) FROM runs WHERE status = 'passed'").fetchone()[0]
 
 
