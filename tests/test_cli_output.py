@@ -1,5 +1,5 @@
-"""What the command line writes: NaN and infinities in ``show``, ``runs`` and ``export``, on
-stores written by real pytest sessions."""
+"""What the command line writes: NaN and infinities in ``show``, ``runs`` and ``export``, and
+output cut short by a closed pipe, on stores written by real pytest sessions."""
 
 from __future__ import annotations
 
@@ -7,13 +7,19 @@ import csv
 import io
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from cli_helpers import cli
+from processes import inner_env
 
 from pytest_experiments import load
+from pytest_experiments.compare import Entry, baseline_text
+from pytest_experiments.values import param_hash
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -120,3 +126,64 @@ def test_export_csv_json_and_parquet_keep_infinities(
     parquet = pd.read_parquet(pytester.path / "out.parquet").set_index("node_id")
     assert parquet.loc["test_odd.py::test_odd[x=1]", "metrics.small"] == -math.inf
     assert math.isnan(parquet.loc["test_odd.py::test_odd[x=1]", "metrics.acc"])
+
+
+# -- closed pipes -------------------------------------------------------------------------
+
+SUBCOMMANDS = [
+    ["status"],
+    ["runs"],
+    ["runs", "--format", "json"],
+    ["show", "test_odd.py::test_odd[x=2]"],
+    ["sessions"],
+    ["gc", "--keep", "1", "--dry-run"],
+    ["compare", "baseline.json", "--rule", "fine higher 0.01"],
+    ["compare", "baseline.json", "--rule", "fine lower 0.01"],
+    ["baseline", "save", "again.json"],
+    ["export", "-o", "out.csv"],
+]
+
+
+@pytest.mark.parametrize("args", SUBCOMMANDS, ids=lambda args: "-".join(args).strip("-"))
+def test_closed_pipe_exits_141_quietly(store: Path, pytester: pytest.Pytester, args: list[str]) -> None:
+    assert cli_run(pytester, "baseline", "save", "baseline.json").returncode == 0
+    if args[0] == "compare":  # with the pipe open, 'fine' (0.1 -> 0.25) regressed for one rule, improved for the other
+        baseline = pytester.path / "baseline.json"
+        baseline.write_text(baseline.read_text(encoding="utf-8").replace('"fine": 0.25', '"fine": 0.1'), "utf-8")
+        assert cli_run(pytester, *args).returncode == (1 if "lower" in args[-1] else 0)
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before a single byte is written: every write fails with EPIPE
+    try:
+        done = cli_run(pytester, *args, stdout=write)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
+def cli_run(pytester: pytest.Pytester, *args: str, stdout: int = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
+    """``python -m pytest_experiments *args`` in ``pytester.path``, bounded."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_experiments", *args], cwd=pytester.path, env=inner_env(), stdout=stdout,
+        stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_closed_pipe_while_output_is_read_by_head(store: Path, pytester: pytest.Pytester) -> None:
+    """A reader that takes one line and goes, as ``| head -1`` does, while the output (3,000
+    baseline entries not run) is far more than the pipe holds."""
+    entries = [Entry(f"test_gone.py::test_gone[i={i}]", "test_gone.py", "test_gone", param_hash({"i": i}), {"i": i},
+                     {"fine": 0.25}) for i in range(3000)]  # fmt: skip
+    (pytester.path / "baseline.json").write_text(baseline_text(entries), encoding="utf-8")
+    command = [sys.executable, "-m", "pytest_experiments", "compare", "baseline.json", "--rule", "fine higher 0"]
+    assert cli_run(pytester, *command[3:]).returncode == 0  # read to the end: nothing regressed
+    proc = subprocess.Popen(
+        command, cwd=pytester.path, env=inner_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("comparing ")
+    proc.stdout.close()
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert (proc.returncode, err) == (141, "")  # not 1: nothing regressed
