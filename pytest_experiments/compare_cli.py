@@ -37,7 +37,8 @@ _COMPARE_EXAMPLE = """BASE and NEW are each a baseline file, a store folder (its
 session id (or a unique prefix of one) in the store. NEW defaults to the store's latest runs.
 Rules come from --rule, else the xp_compare ini key. A metric with a rule that is NaN or
 missing in NEW regressed; baseline entries NEW has no run of are listed as "not run".
-Exit code 1 when anything regressed, 0 otherwise, 2 for an error.
+Exit code 1 when anything regressed, 0 otherwise, 2 for an error, 141 when the reader
+of the output went away (| head).
 
 examples:
   pytest-experiments compare experiments/baseline.json
