@@ -27,6 +27,8 @@ from pytest_experiments.store import Store, StoreError
 from pytest_experiments.tables import Column, grid, human_size
 
 PROG = "pytest-experiments"
+#: Exit code when stdout's reader went away (128 + SIGPIPE, as a shell reports ``yes | head``).
+BROKEN_PIPE = 141
 # A live run is never deleted under the process recording it.
 _GC_STATUSES = tuple(status for status in STATUSES if status != "running")
 
@@ -327,7 +329,24 @@ def _one_line(message: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit code (2 for a user error, with one line on stderr)."""
+    """Run the command line; return the exit code (2 for a user error, with one line on stderr).
+
+    Output cut short by its reader (``pytest-experiments compare ... | head``) ends the command
+    quietly with 141, what a shell reports for a command killed by SIGPIPE: never 1, which
+    ``compare`` returns for a regression, and the same for every subcommand.
+    """
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # here, not at exit: a closed pipe must surface in this try
+    except BrokenPipeError:
+        # Python ignores SIGPIPE; the write failed. stdout goes to devnull so the exit flush cannot fail again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -343,10 +362,6 @@ def main(argv: list[str] | None = None) -> int:
         message = str(exc).replace("--xp-store", "--store")
     except sqlite3.DatabaseError as exc:
         message = f"cannot read the store database ({exc}); move the damaged store away or give --store PATH"
-    except BrokenPipeError:
-        # Output piped into ``head``: stop quietly; stdout goes to devnull so the exit flush cannot fail.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
     except KeyboardInterrupt:
         return 130
     print(f"{PROG}: error: {_one_line(message)}", file=sys.stderr)

@@ -16,7 +16,8 @@ import dataclasses
 import importlib.util
 import json
 import math
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,13 @@ IMPROVED = "improved"
 OK = "ok"
 SHOWN = "shown"  # no rule: shown, never judged
 NEW = "new"  # no baseline entry with these parameters
+NOT_RUN = "not run"  # a baseline entry that nothing compared was run for
+
+# Why a value was judged without its tolerance (it is NaN or absent), in messages and reports.
+BECAME_NAN = "became NaN"
+STILL_NAN = "still NaN"
+NO_LONGER_NAN = "no longer NaN"
+MISSING = "missing"
 
 
 class RuleError(ValueError):
@@ -72,6 +80,15 @@ class Rule:
         tolerance = f"{self.tolerance * 100:g}%" if self.relative else f"{self.tolerance:g}"
         over = f" over={','.join(self.over)}" if self.over else ""
         return f"{self.metric} {'higher' if self.higher_is_better else 'lower'} {tolerance}{over}"
+
+    def to_json(self) -> dict[str, Any]:
+        """Builtin types only (it crosses the xdist channel); exact, unlike :meth:`describe`."""
+        return {**dataclasses.asdict(self), "over": list(self.over)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Rule:
+        """The rule :meth:`to_json` made."""
+        return cls(**{**data, "over": tuple(data["over"])})
 
 
 def parse_rule(text: str) -> Rule:
@@ -157,14 +174,89 @@ def baseline_text(entries: Iterable[Entry]) -> str:
     return json.dumps({"pytest_experiments_baseline": BASELINE_FORMAT, "runs": runs}, sort_keys=True, indent=2) + "\n"
 
 
-def write_baseline(path: Path, entries: Iterable[Entry]) -> int:
-    """Write a baseline file atomically; return how many entries it holds."""
-    entries = list(entries)
+@dataclass(frozen=True)
+class BaselineUpdate:
+    """What :func:`save_baseline` did to a baseline file."""
+
+    path: Path
+    #: Entries of the file replaced by a run of this save.
+    updated: int
+    #: Node ids the file did not hold before.
+    added: int
+    #: Entries of the file no run of this save replaced (grid points not run, deselected, failed).
+    kept: int
+
+    @property
+    def total(self) -> int:
+        """Entries the file holds now."""
+        return self.updated + self.added + self.kept
+
+    def summary(self) -> str:
+        """One line for the user."""
+        return (
+            f"baseline written to {self.path}: {self.updated} updated, {self.added} added, "
+            f"{self.kept} kept ({self.total} entries)"
+        )
+
+
+def save_baseline(path: Path, entries: Iterable[Entry]) -> BaselineUpdate:
+    """Merge ``entries`` into the baseline file at ``path`` (created if absent) and write it atomically.
+
+    Entries of the file whose node id is not among ``entries`` are kept: saving after ``-k``
+    or ``--xp-resume`` updates the grid points that ran and keeps the others. The one writer
+    of baseline files, for ``--xp-save-baseline`` and ``pytest-experiments baseline save``.
+    """
+    existing = read_saved_baseline(path)
+    fresh = {entry.node_id: entry for entry in entries}
+    updated = sum(1 for node_id in fresh if node_id in existing)
+    write_text_atomically(path, baseline_text({**existing, **fresh}.values()))
+    return BaselineUpdate(path, updated, len(fresh) - updated, len(existing.keys() - fresh.keys()))
+
+
+def read_saved_baseline(path: Path) -> dict[str, Entry]:
+    """The entries a save into ``path`` merges with: none for a new file; a :class:`BaselineError`
+    when the file cannot be written or is something else than a baseline (never overwritten)."""
+    problem = output_path_problem(path)
+    if problem is not None:
+        raise BaselineError(problem)
+    if not path.exists():
+        return {}
+    try:
+        return read_baseline(path)
+    except BaselineError as exc:
+        raise BaselineError(f"{exc}; move it away to save a new baseline") from None
+
+
+def output_path_problem(path: Path) -> str | None:
+    """Why no file can be written at ``path`` (a folder, below a file, a read-only place), else None.
+
+    Checked before anything runs, so that a sweep does not end in a traceback; creates nothing.
+    """
+    if path.is_dir():
+        return f"{path} is a folder; give a file name"
+    folder = path.parent
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent  # the folders to create: the first existing one decides
+    if not folder.is_dir():
+        return f"cannot write {path}: {folder} is not a folder"
+    # os.access tells a read-only mount (EROFS) even for root, who ignores permissions.
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write {path}: {folder} is not writable"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"cannot write {path}: it is read-only"
+    return None
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder, removed on failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(baseline_text(entries), encoding="utf-8")
-    partial.replace(path)
-    return len(entries)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def read_baseline(path: Path) -> dict[str, Entry]:
@@ -184,7 +276,7 @@ def read_baseline(path: Path) -> dict[str, Entry]:
             for node_id, item in data["runs"].items()
         }  # fmt: skip
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise BaselineError(f"baseline {path} has a malformed entry ({exc!r}); save it again") from None
+        raise BaselineError(f"baseline {path} has a malformed entry ({exc!r})") from None
 
 
 # -- single runs -------------------------------------------------------------------------
@@ -204,15 +296,25 @@ class MetricVerdict:
     p_value: float | None = None
     base_interval: tuple[float, float] | None = None
     new_interval: tuple[float, float] | None = None
+    #: Why the verdict needed no tolerance: ``became NaN``, ``missing``...
+    note: str | None = None
 
     @property
     def delta(self) -> float | None:
-        """``new - base``, when both exist."""
-        return None if self.base is None or self.new is None else self.new - self.base
+        """``new - base``, when both exist and the difference is a number (not NaN)."""
+        if self.base is None or self.new is None:
+            return None
+        delta = self.new - self.base
+        return None if math.isnan(delta) else delta
+
+    @property
+    def mark(self) -> str:
+        """The verdict with its note: ``regressed (became NaN)``."""
+        return f"{self.verdict} ({self.note})" if self.note else self.verdict
 
     def message(self) -> str:
         """One line for a failing test or a summary."""
-        text = f"{self.metric} {self.verdict}: baseline {_number(self.base)}, now {_number(self.new)}"
+        text = f"{self.metric} {self.mark}: baseline {_number(self.base)}, now {_number(self.new)}"
         if self.delta is not None:
             text += f", delta {self.delta:+.6g}"
         if self.tolerance is not None:
@@ -226,6 +328,7 @@ class MetricVerdict:
         return {
             "label": self.label, "metric": self.metric, "base": self.base, "new": self.new,
             "verdict": self.verdict, "tolerance": self.tolerance, "rule": self.rule, "p_value": self.p_value,
+            "note": self.note,
         }  # fmt: skip
 
     @classmethod
@@ -233,7 +336,7 @@ class MetricVerdict:
         """The verdict :meth:`to_json` made."""
         return cls(
             str(data["label"]), str(data["metric"]), data.get("base"), data.get("new"), str(data["verdict"]),
-            data.get("tolerance"), data.get("rule"), data.get("p_value"),
+            data.get("tolerance"), data.get("rule"), data.get("p_value"), note=data.get("note"),
         )  # fmt: skip
 
 
@@ -241,14 +344,43 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
 
 
-def judge(label: str, metric: str, base: float, new: float, rule: Rule | None) -> MetricVerdict:
-    """The verdict of one metric value against its baseline value."""
-    if rule is None:
+def judge(label: str, metric: str, base: float | None, new: float | None, rule: Rule | None) -> MetricVerdict:
+    """The verdict of one metric value against its baseline value (None: not reported).
+
+    Without a rule, or without a baseline value, the metric is shown, never judged. With
+    both, a missing or NaN value is a regression whatever the tolerance (a diverged model
+    must not pass), and infinite values are judged by their direction alone.
+    """
+    if rule is None or base is None:
         return MetricVerdict(label, metric, base, new, SHOWN)
+    if new is None:
+        return MetricVerdict(label, metric, base, new, REGRESSED, rule=rule.describe(), note=MISSING)
+    special = _untolerated(base, new, rule)
+    if special is not None:
+        return MetricVerdict(label, metric, base, new, special[0], rule=rule.describe(), note=special[1])
     allowed = rule.allowed(base)
     worsening = rule.worsening(base, new)
     verdict = REGRESSED if _beyond(worsening, allowed) else IMPROVED if _beyond(-worsening, allowed) else OK
     return MetricVerdict(label, metric, base, new, verdict, allowed, rule.describe())
+
+
+def _untolerated(base: float, new: float, rule: Rule) -> tuple[str, str | None] | None:
+    """(verdict, note) when a tolerance cannot judge, a value being NaN or infinite; else None.
+
+    NaN compares false with everything, so tolerances would call it ``ok``: it is judged
+    here first. An infinite change is beyond any tolerance (and a relative tolerance of an
+    infinite baseline is infinite), so its direction alone decides.
+    """
+    if math.isnan(new):
+        return REGRESSED, STILL_NAN if math.isnan(base) else BECAME_NAN
+    if math.isnan(base):
+        return IMPROVED, NO_LONGER_NAN
+    if math.isfinite(base) and math.isfinite(new):
+        return None
+    if new == base:
+        return OK, None
+    worse = new < base if rule.higher_is_better else new > base
+    return (REGRESSED if worse else IMPROVED), None
 
 
 def _beyond(change: float, allowed: float) -> bool:
@@ -261,7 +393,8 @@ def compare_run(new: Entry, base: Entry | None, rules: Mapping[str, Rule]) -> li
     """Every metric of ``new`` against ``base`` (the baseline entry of its node id).
 
     A run without an entry, or whose parameters changed, is ``new``; metrics whose rule
-    judges groups (``over=``) are left to :func:`compare_groups`.
+    judges groups (``over=``) are left to :func:`compare_groups`. A metric with a rule
+    that the baseline has and the run does not report is a regression (``missing``).
     """
     if base is None or base.param_hash != new.param_hash:
         return [MetricVerdict(new.node_id, "", None, None, NEW)]
@@ -270,25 +403,38 @@ def compare_run(new: Entry, base: Entry | None, rules: Mapping[str, Rule]) -> li
         rule = rules.get(metric)
         if rule is not None and rule.over:
             continue
-        if metric not in base.metrics or metric not in new.metrics:
-            verdicts.append(
-                MetricVerdict(new.node_id, metric, base.metrics.get(metric), new.metrics.get(metric), SHOWN)
-            )
-            continue
-        verdicts.append(judge(new.node_id, metric, base.metrics[metric], new.metrics[metric], rule))
+        verdicts.append(judge(new.node_id, metric, base.metrics.get(metric), new.metrics.get(metric), rule))
     return verdicts
 
 
 def compare_entries(
     new: Iterable[Entry], base: Mapping[str, Entry], rules: Mapping[str, Rule], alpha: float
 ) -> list[MetricVerdict]:
-    """All verdicts: per run for plain rules, per group for rules with ``over=``."""
+    """All verdicts: per run for plain rules, per group for rules with ``over=``, and
+    ``not run`` for each baseline entry no new run has."""
     new = list(new)
     verdicts = [verdict for entry in new for verdict in compare_run(entry, base.get(entry.node_id), rules)]
     grouped = {metric: rule for metric, rule in rules.items() if rule.over}
     if grouped:
         verdicts.extend(compare_groups(new, list(base.values()), grouped, alpha))
-    return verdicts
+    return verdicts + unrun_verdicts(base, {entry.node_id for entry in new})
+
+
+def unrun_verdicts(base: Mapping[str, Entry], ran: Collection[str]) -> list[MetricVerdict]:
+    """A ``not run`` verdict for each baseline entry whose node id is not in ``ran``."""
+    return [MetricVerdict(node_id, "", None, None, NOT_RUN) for node_id in sorted(base) if node_id not in ran]
+
+
+def unreported_rules(rules: Iterable[Rule], entries: Iterable[Entry]) -> list[Rule]:
+    """The rules whose metric no entry reports: they judged nothing, which must not go unnoticed."""
+    reported = {metric for entry in entries for metric in entry.metrics}
+    return sorted({rule for rule in rules if rule.metric not in reported}, key=lambda rule: rule.describe())
+
+
+def unreported_line(rules: Iterable[Rule]) -> str | None:
+    """One line naming the rules that judged nothing, or None."""
+    parts = [f"rule {rule.describe()!r} judged nothing: no run reports {rule.metric!r}" for rule in rules]
+    return "; ".join(parts) or None
 
 
 def has_regression(verdicts: Iterable[MetricVerdict]) -> bool:
@@ -296,14 +442,37 @@ def has_regression(verdicts: Iterable[MetricVerdict]) -> bool:
     return any(verdict.verdict == REGRESSED for verdict in verdicts)
 
 
+def noise_parameter_problem(
+    over: Iterable[str], rules: Iterable[Rule], known: Collection[str], option: str
+) -> str | None:
+    """The first noise parameter (given with ``option``, or in a rule's ``over=``) that no
+    experiment has, as a message naming the known parameters; None when all exist."""
+    names = ", ".join(sorted(known)) or "none"
+    for name in over:
+        if name not in known:
+            return f"{option} {name}: no experiment has a parameter {name!r}; parameters: {names}"
+    for rule in rules:
+        for name in rule.over:
+            if name not in known:
+                return (
+                    f"comparison rule {rule.describe()!r}: over={name} names no parameter of any experiment; "
+                    f"parameters: {names}"
+                )
+    return None
+
+
 # -- groups of seeds ---------------------------------------------------------------------
 
 
 @dataclass
 class _Group:
+    """One metric's values in one group of runs, both sides."""
+
     label: str
-    base: dict[str, list[float]] = field(default_factory=dict)
-    new: dict[str, list[float]] = field(default_factory=dict)
+    base: list[float] = field(default_factory=list)
+    new: list[float] = field(default_factory=list)
+    #: New runs of the group that do not report the metric.
+    missing: int = 0
 
 
 def _group_key(entry: Entry, over: tuple[str, ...]) -> tuple[str, str, str]:
@@ -320,26 +489,30 @@ def compare_groups(new: list[Entry], base: list[Entry], rules: Mapping[str, Rule
     confidence interval. A regression is called only when the mean got worse by more than
     the tolerance AND the test is significant at ``alpha``; an improvement likewise. With
     fewer than two values on a side no test is possible and the means are judged by the
-    tolerance alone.
+    tolerance alone. A new run of the group that reports NaN, or does not report the metric
+    at all, regresses the group (see :func:`_judge_group`).
     """
     verdicts = []
     for metric, rule in sorted(rules.items()):
         groups: dict[tuple[str, str, str], _Group] = {}
         for side, entries in (("base", base), ("new", new)):
             for entry in entries:
-                if metric not in entry.metrics:
-                    continue
                 key = _group_key(entry, rule.over)
                 group = groups.setdefault(key, _Group(f"{entry.module}::{entry.experiment}{_params_label(key[2])}"))
-                getattr(group, side).setdefault(metric, []).append(entry.metrics[metric])
+                if metric in entry.metrics:
+                    (group.base if side == "base" else group.new).append(entry.metrics[metric])
+                elif side == "new":
+                    group.missing += 1
         for group in sorted(groups.values(), key=lambda g: g.label):
-            base_values, new_values = group.base.get(metric, []), group.new.get(metric, [])
-            if not new_values:
+            if not group.new and not group.missing:
+                continue  # not run: the baseline entries say so
+            if not group.base:  # no baseline values: new (and nothing to miss)
+                if group.new:
+                    verdicts.append(
+                        MetricVerdict(group.label, metric, None, _mean(group.new), NEW, rule=rule.describe())
+                    )
                 continue
-            if not base_values:
-                verdicts.append(MetricVerdict(group.label, metric, None, _mean(new_values), NEW, rule=rule.describe()))
-                continue
-            verdicts.append(_judge_samples(group.label, metric, base_values, new_values, rule, alpha))
+            verdicts.append(_judge_group(group, metric, rule, alpha))
     return verdicts
 
 
@@ -349,7 +522,31 @@ def _params_label(params_json: str) -> str:
 
 
 def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
+    return sum(values) / len(values) if values else math.nan
+
+
+def _judge_group(group: _Group, metric: str, rule: Rule, alpha: float) -> MetricVerdict:
+    """One group's verdict. Baseline values that are NaN carry nothing and are left out; a new
+    run without the metric, or with NaN, regresses the group; infinite values leave no sample
+    to test, so the means are judged by their direction alone."""
+    base = [value for value in group.base if not math.isnan(value)]
+    runs = len(group.new) + group.missing
+    nans = sum(1 for value in group.new if math.isnan(value))
+    note = None
+    if group.missing:
+        note = f"{MISSING} in {group.missing} of {runs} runs"
+    elif nans:
+        note = f"NaN in {nans} of {runs} runs"
+    if note is not None:
+        new_mean = _mean(group.new) if group.new else None
+        return MetricVerdict(group.label, metric, _mean(base), new_mean, REGRESSED, rule=rule.describe(), note=note)
+    base_mean, new_mean = _mean(base), _mean(group.new)
+    special = _untolerated(base_mean, new_mean, rule)
+    if special is not None:
+        return MetricVerdict(
+            group.label, metric, base_mean, new_mean, special[0], rule=rule.describe(), note=special[1]
+        )
+    return _judge_samples(group.label, metric, base, group.new, rule, alpha)
 
 
 def _judge_samples(
@@ -417,8 +614,9 @@ def _welch(
 # -- reports -----------------------------------------------------------------------------
 
 
-def markdown_report(verdicts: list[MetricVerdict]) -> str:
-    """The comparison as a markdown table (for a CI job summary)."""
+def markdown_report(verdicts: list[MetricVerdict], unreported: Iterable[Rule] = ()) -> str:
+    """The comparison as a markdown table (for a CI job summary), then the counts and the
+    rules that judged nothing (``unreported``, see :func:`unreported_rules`)."""
     lines = ["| run | metric | baseline | new | delta | verdict |", "| --- | --- | ---: | ---: | ---: | --- |"]
     for verdict in _ordered(verdicts):
         delta = "" if verdict.delta is None else f"{verdict.delta:+.6g}"
@@ -426,14 +624,16 @@ def markdown_report(verdicts: list[MetricVerdict]) -> str:
             _with_interval(verdict.base, verdict.base_interval),
             _with_interval(verdict.new, verdict.new_interval),
         )
-        mark = {REGRESSED: "❌ regressed", IMPROVED: "✅ improved", NEW: "🆕 new"}.get(verdict.verdict, verdict.verdict)
+        mark = {REGRESSED: "❌ ", IMPROVED: "✅ ", NEW: "🆕 "}.get(verdict.verdict, "") + verdict.mark
         if verdict.p_value is not None and verdict.verdict != NEW:
             mark += f" (p={verdict.p_value:.3g})"
         cells = [_md(verdict.label), _md(verdict.metric), base, new, delta, mark]
         lines.append("| " + " | ".join(cells) + " |")
-    counts = summary_counts(verdicts)
     lines.append("")
-    lines.append(", ".join(f"{n} {name}" for name, n in counts.items() if n) or "nothing compared")
+    lines.append(counts_line(verdicts))
+    unjudged = unreported_line(unreported)
+    if unjudged:
+        lines += ["", _md(unjudged[0].upper() + unjudged[1:])]
     return "\n".join(lines) + "\n"
 
 
@@ -442,23 +642,28 @@ def text_report(verdicts: list[MetricVerdict]) -> list[str]:
     rows = [("run", "metric", "baseline", "new", "delta", "verdict")]
     for verdict in _ordered(verdicts):
         delta = "" if verdict.delta is None else f"{verdict.delta:+.6g}"
-        mark = verdict.verdict + (f" p={verdict.p_value:.3g}" if verdict.p_value is not None else "")
+        mark = verdict.mark + (f" p={verdict.p_value:.3g}" if verdict.p_value is not None else "")
         rows.append((verdict.label, verdict.metric, _number(verdict.base), _number(verdict.new), delta, mark))
     widths = [max(len(row[i]) for row in rows) for i in range(6)]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
 def summary_counts(verdicts: Iterable[MetricVerdict]) -> dict[str, int]:
-    """How many verdicts of each kind (``new`` counted once per run)."""
-    counts = {REGRESSED: 0, IMPROVED: 0, OK: 0, SHOWN: 0, NEW: 0}
+    """How many verdicts of each kind (``new`` and ``not run`` counted once per run)."""
+    counts = {REGRESSED: 0, IMPROVED: 0, OK: 0, SHOWN: 0, NEW: 0, NOT_RUN: 0}
     for verdict in verdicts:
         counts[verdict.verdict] = counts.get(verdict.verdict, 0) + 1
     return counts
 
 
+def counts_line(verdicts: Iterable[MetricVerdict]) -> str:
+    """``1 regressed, 4 ok, 2 new``: the verdicts that occur, counted."""
+    return ", ".join(f"{n} {name}" for name, n in summary_counts(verdicts).items() if n) or "nothing compared"
+
+
 def _ordered(verdicts: list[MetricVerdict]) -> list[MetricVerdict]:
-    rank = {REGRESSED: 0, IMPROVED: 1, NEW: 2, OK: 3, SHOWN: 4}
-    return sorted(verdicts, key=lambda v: (rank.get(v.verdict, 5), v.label, v.metric))
+    rank = {REGRESSED: 0, IMPROVED: 1, NEW: 2, NOT_RUN: 3, OK: 4, SHOWN: 5}
+    return sorted(verdicts, key=lambda v: (rank.get(v.verdict, 6), v.label, v.metric))
 
 
 def _with_interval(value: float | None, interval: tuple[float, float] | None) -> str:

@@ -13,22 +13,32 @@ from pytest_experiments.compare import (
     REGRESSED,
     BaselineError,
     Entry,
+    Rule,
     RuleError,
     compare_entries,
     markdown_report,
+    noise_parameter_problem,
     parse_rules,
     read_baseline,
+    read_saved_baseline,
+    save_baseline,
     text_report,
-    write_baseline,
+    unreported_line,
+    unreported_rules,
 )
 from pytest_experiments.sqlite_store import DB_NAME
 
-_BASELINE_EXAMPLE = """example:
+_BASELINE_EXAMPLE = """FILE is merged into: its entries of grid points without a passed run here are kept.
+
+example:
   pytest-experiments baseline save experiments/baseline.json --experiment test_train
 """
 _COMPARE_EXAMPLE = """BASE and NEW are each a baseline file, a store folder (its latest runs) or a
 session id (or a unique prefix of one) in the store. NEW defaults to the store's latest runs.
-Rules come from --rule, else the xp_compare ini key; exit code 1 when anything regressed.
+Rules come from --rule, else the xp_compare ini key. A metric with a rule that is NaN or
+missing in NEW regressed; baseline entries NEW has no run of are listed as "not run".
+Exit code 1 when anything regressed, 0 otherwise, 2 for an error, 141 when the reader
+of the output went away (| head).
 
 examples:
   pytest-experiments compare experiments/baseline.json
@@ -54,7 +64,7 @@ def register(subparsers: Any) -> None:
     )
     save.add_argument("file", type=Path, metavar="FILE")
     save.add_argument("--experiment", action="append", help="only this experiment function (repeatable)")
-    save.set_defaults(handler=save_baseline)
+    save.set_defaults(handler=save_baseline_command)
 
     compare = subparsers.add_parser(
         "compare",
@@ -75,14 +85,22 @@ def register(subparsers: Any) -> None:
     compare.set_defaults(handler=compare_command)
 
 
-def save_baseline(args: argparse.Namespace) -> int:
-    """``baseline save FILE``: the latest passed run of each grid point."""
+def save_baseline_command(args: argparse.Namespace) -> int:
+    """``baseline save FILE``: merge the latest passed run of each grid point into FILE."""
+    try:
+        read_saved_baseline(args.file)  # before reading the store: a bad FILE is the first thing to say
+    except BaselineError as exc:
+        raise CLIError(f"cannot save the baseline: {exc}") from None
     with opened_store(args) as store:
         runs = store.runs(experiment=args.experiment, status="passed")
     if not runs:
         raise CLIError("no passed run to save; run the experiments first (or check --experiment)")
-    count = write_baseline(args.file, (Entry.of_run(run) for run in runs))
-    print(f"baseline of {count} runs written to {args.file}")
+    try:
+        update = save_baseline(args.file, (Entry.of_run(run) for run in runs))
+    except (OSError, BaselineError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CLIError(f"cannot save the baseline {args.file}: {reason}; choose another FILE") from None
+    print(update.summary())
     return 0
 
 
@@ -98,45 +116,68 @@ def _entries(source: str, args: argparse.Namespace) -> tuple[list[Entry], str]:
         if not (path / DB_NAME).exists():
             raise CLIError(f"{path} is a folder but not an experiment store")
         with store_at(path) as store:
-            return [Entry.of_run(run) for run in store.runs() if run.metrics], f"latest runs of {path}"
+            return [Entry.of_run(run) for run in store.runs()], f"latest runs of {path}"
     with opened_store(args) as store:
         sessions = [session.session_id for session in store.sessions() if session.session_id.startswith(source)]
         if len(sessions) != 1:
             what = "no file, store or session" if not sessions else f"{len(sessions)} sessions"
             raise CLIError(f"{source!r} matches {what}; give a baseline file, a store folder or a session id")
         runs = store.runs(session_id=sessions[0])
-    return [Entry.of_run(run) for run in runs if run.metrics], f"session {sessions[0]}"
+    return [Entry.of_run(run) for run in runs], f"session {sessions[0]}"
+
+
+def _new_entries(entries: list[Entry], base: dict[str, Entry]) -> list[Entry]:
+    """NEW's runs to compare: a run reporting no metric is left out, unless the baseline has
+    metrics for it (a run that stopped reporting them regressed; it is not "not run")."""
+    return [entry for entry in entries if entry.metrics or (entry.node_id in base and base[entry.node_id].metrics)]
+
+
+def _check_over(over: list[str], rules: dict[str, Rule], entries: list[Entry]) -> None:
+    """``--over`` and every rule's ``over=`` name a parameter of some run."""
+    known = {name for entry in entries for name in entry.params}
+    problem = noise_parameter_problem(over, rules.values(), known, "--over")
+    if problem is not None:
+        raise CLIError(problem)
 
 
 def compare_command(args: argparse.Namespace) -> int:
     """``compare BASE [NEW]``: print the comparison; 1 when anything regressed."""
+    over = [name for value in args.over for name in value.split(",") if name]  # as --xp-compare-over
     try:
-        rules = parse_rules(args.rule or locate.ini_lines("xp_compare"), args.over)
+        rules = parse_rules(args.rule or locate.ini_lines("xp_compare"), over)
     except RuleError as exc:
         raise CLIError(str(exc)) from None
     if not 0 < args.alpha < 1:
         raise CLIError(f"--alpha {args.alpha} is not between 0 and 1; e.g. 0.05")
-    base, base_name = _entries(args.base, args)
+    base_runs, base_name = _entries(args.base, args)
+    base = [entry for entry in base_runs if entry.metrics]
     if args.new is None:
         with opened_store(args) as store:
-            new = [Entry.of_run(run) for run in store.runs() if run.metrics]
+            new_runs = [Entry.of_run(run) for run in store.runs()]
         new_name = f"latest runs of {store.root}"
     else:
-        new, new_name = _entries(args.new, args)
+        new_runs, new_name = _entries(args.new, args)
+    by_node = {entry.node_id: entry for entry in base}
+    new = _new_entries(new_runs, by_node)
     for entries, name in ((base, base_name), (new, new_name)):
         if not entries and not name.startswith("baseline "):  # an empty baseline file is fine: all runs are new
             raise CLIError(f"nothing to compare in the {name}: no run with metrics; run some experiments first")
+    _check_over(over, rules, base + new)
     try:
-        verdicts = compare_entries(new, {entry.node_id: entry for entry in base}, rules, args.alpha)
+        verdicts = compare_entries(new, by_node, rules, args.alpha)
     except RuleError as exc:
         raise CLIError(str(exc)) from None
+    unreported = unreported_rules(rules.values(), new)
     if args.format == "markdown":
         print(f"Comparing {new_name} with {base_name}\n")
-        print(markdown_report(verdicts), end="")
+        print(markdown_report(verdicts, unreported), end="")
     else:
         print(f"comparing {new_name} with {base_name}")
         for line in text_report(verdicts):
             print(line)
+        unjudged = unreported_line(unreported)
+        if unjudged:
+            print(unjudged)
     regressed = sum(1 for verdict in verdicts if verdict.verdict == REGRESSED)
     if not rules:
         print("no comparison rules (--rule or the xp_compare ini key): metrics are shown, not judged")

@@ -261,4 +261,23 @@ def _comparison(config: pytest.Config) -> ComparisonOptions:
             alpha = alpha_level(ini_alpha) if ini_alpha else 0.05
         except argparse.ArgumentTypeError as exc:
             raise pytest.UsageError(f"xp: ini key xp_alpha: {exc}") from None
-    return ComparisonOptions(path("xp_baseline"), path("xp_save_baseline"), path("xp_report_md"), rules, over, alpha)
+    options = ComparisonOptions(path("xp_baseline"), path("xp_save_baseline"), path("xp_report_md"), rules, over, alpha)
+    if getattr(config, "workerinput", None) is None:  # the controller writes them
+        _check_outputs(options)
+    return options
+
+
+def _check_outputs(options: ComparisonOptions) -> None:
+    """Files written at the end of the session must be writable from the start: a sweep
+    must not run for hours and then fail to write its report (nothing is created here)."""
+    from pytest_experiments.compare import BaselineError, output_path_problem, read_saved_baseline
+
+    if options.report_md is not None:
+        problem = output_path_problem(options.report_md)
+        if problem is not None:
+            raise pytest.UsageError(f"xp: --xp-report-md: {problem}")
+    if options.save_baseline is not None:
+        try:
+            read_saved_baseline(options.save_baseline)
+        except BaselineError as exc:
+            raise pytest.UsageError(f"xp: --xp-save-baseline: {exc}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,18 @@ def _artefacts(folder: Path) -> list[tuple[str, str]]:
     return [(path.relative_to(folder).as_posix(), human_size(path.stat().st_size)) for path in files]
 
 
+def _summary(last: float | None, points: Sequence[float | None]) -> list[str]:
+    """Last, min and max of a metric's logged points; NaN points are left out of min and max.
+
+    SQLite stores a NaN point as NULL, so the store hands it back as None: NaN again here.
+    """
+    values = [math.nan if value is None else value for value in points] or [math.nan if last is None else last]
+    if last is None:
+        last = values[-1]
+    numbers = [value for value in values if not math.isnan(value)] or [math.nan]
+    return [f"{value:.6g}" for value in (last, min(numbers), max(numbers))]
+
+
 def describe_run(run: RunRecord, series: dict[str, list[tuple[int | None, float]]]) -> list[str]:
     """The lines ``show`` prints for ``run``, given its metric series."""
     lines = [f"run {run.run_id}  {run.status}"]
@@ -138,9 +151,7 @@ def describe_run(run: RunRecord, series: dict[str, list[tuple[int | None, float]
     if series:
         rows = []
         for name, points in series.items():
-            values = [value for _, value in points] or [run.metrics[name]]
-            last = run.metrics.get(name, values[-1])
-            rows.append([name, str(len(points)), *(f"{value:.6g}" for value in (last, min(values), max(values)))])
+            rows.append([name, str(len(points)), *_summary(run.metrics.get(name), [value for _, value in points])])
         columns = [
             Column("name", shrink="end"),
             *(Column(head, right=True) for head in ("points", "last", "min", "max")),

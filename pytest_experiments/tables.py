@@ -158,14 +158,18 @@ def human_size(size: float) -> str:
 
 
 def plain(value: Any) -> Any:
-    """A cell as a JSON value: missing -> None, timestamps -> ISO 8601 UTC, numpy -> Python."""
+    """A cell as a plain value: missing and NaN -> None, timestamps -> ISO 8601 UTC, numpy -> Python.
+
+    Infinities stay floats (``load()`` has them too); NaN is None because the results frame
+    cannot tell it from a missing value (a metric another run lacks is NaN there as well).
+    """
     # Duck-typed, so that this per-cell call needs no pandas import.
     if value is None or type(value).__name__ in ("NAType", "NaTType"):
         return None
     if isinstance(value, datetime):
         return value.isoformat(timespec="microseconds")  # float seconds carry no real nanoseconds
     if isinstance(value, float):
-        return float(value) if math.isfinite(value) else None  # NaN (and inf, which JSON cannot hold)
+        return None if math.isnan(value) else float(value)
     if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
         return value.item()  # numpy integers and booleans
     return value
@@ -272,6 +276,23 @@ def render_latex(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def json_value(value: Any) -> Any:
+    """``value`` as strict JSON holds it: NaN -> null, infinities -> ``"Infinity"`` / ``"-Infinity"``.
+
+    JSON has no infinity; those strings are what ``float()`` in Python and ``Number()`` in
+    JavaScript read back. Lists and mappings (parameters) are converted all the way down.
+    """
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return value if math.isfinite(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, list):
+        return [json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: json_value(item) for key, item in value.items()}
+    return value
+
+
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     names = list(frame.columns)
     return [
@@ -281,12 +302,14 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def render_json(frame: pd.DataFrame) -> str:
-    """A JSON list with one object per run; missing values are null, timestamps ISO 8601 UTC."""
-    return json.dumps(_records(frame), indent=2, allow_nan=False, default=str) + "\n"
+    """A JSON list with one object per run; missing values and NaN are null, infinities the strings
+    ``"Infinity"`` and ``"-Infinity"`` (see :func:`json_value`), timestamps ISO 8601 UTC."""
+    return json.dumps(json_value(_records(frame)), indent=2, allow_nan=False, default=str) + "\n"
 
 
 def render_csv(frame: pd.DataFrame) -> str:
-    """CSV with a header row; missing values are empty, timestamps ISO 8601 UTC."""
+    """CSV with a header row; missing values and NaN are empty, infinities ``inf`` and ``-inf``
+    (as pandas and Python's ``float()`` read them), timestamps ISO 8601 UTC."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(frame.columns)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from processes import LEAKY_ENV, Processes
@@ -28,3 +30,32 @@ def procs(pytester: pytest.Pytester) -> Iterator[Processes]:
         yield processes
     finally:
         processes.cleanup()
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """``tmpfs(name, size="64k", read_only=False)``: a real tmpfs mounted at ``tmp_path / name``.
+
+    For faults that must really happen: a read-only filesystem (EROFS, which even root gets)
+    or a full disk (ENOSPC). Needs root and ``mount``; the test is skipped without them.
+    Everything mounted is unmounted at teardown.
+    """
+    mounted: list[Path] = []
+
+    def mount(name: str, size: str = "64k", read_only: bool = False) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    try:
+        yield mount
+    finally:
+        for point in reversed(mounted):
+            subprocess.run(["umount", "-l", str(point)], capture_output=True, check=False)

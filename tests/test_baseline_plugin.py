@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +104,7 @@ def test_save_baseline_holds_the_passed_runs_of_that_session_only(pytester: pyte
     result = pytester.runpytest("-k", "test_grid or test_plain", "--xp-save-baseline", "base/line.json")
     result.assert_outcomes(passed=3, failed=1, deselected=1)
     path = pytester.path / "base" / "line.json"
-    assert f"xp: baseline of 2 passed runs written to {path}" in result.stdout.lines
+    assert f"xp: baseline written to {path}: 0 updated, 2 added, 0 kept (2 entries)" in result.stdout.lines
     text = path.read_text(encoding="utf-8")
     data = json.loads(text)
     assert text == json.dumps(data, sort_keys=True, indent=2) + "\n"  # sorted keys, diff-friendly
@@ -133,6 +135,62 @@ def test_save_baseline_is_byte_identical_for_the_same_results(pytester: pytest.P
     one, two = (pytester.path / "one.json").read_bytes(), (pytester.path / "two.json").read_bytes()
     assert one == two  # other run ids, times, workers and order: the same file
     assert len(json.loads(one)["runs"]) == 4
+
+
+def test_save_baseline_merges_after_k_and_after_resume(pytester: pytest.Pytester) -> None:
+    setup(pytester, EXPERIMENTS, **BEFORE)
+    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=5)
+    path = pytester.path / "baseline.json"
+    before = json.loads(path.read_text(encoding="utf-8"))["runs"]
+    set_data(pytester, **{**BEFORE, "width": 128, "xs": [1, 2, 3, 4], "acc": {**BEFORE["acc"], "4": 0.94}})
+
+    # -k runs one experiment: its entry is updated, the three grid points it did not run are kept.
+    result = pytester.runpytest("-k", "test_net", "--xp-save-baseline", "baseline.json")
+    result.assert_outcomes(passed=1, deselected=5)
+    assert f"xp: baseline written to {path}: 1 updated, 0 added, 3 kept (4 entries)" in result.stdout.lines
+    after_k = json.loads(path.read_text(encoding="utf-8"))["runs"]
+    assert after_k["test_exp.py::test_net[small]"]["params"] == {"config": {"width": 128}}
+    assert {node: after_k[node] for node in before if "test_grid" in node} == {
+        node: entry for node, entry in before.items() if "test_grid" in node
+    }
+
+    # Resume runs only the grid point never run (x=4): it is added, everything else is kept.
+    result = pytester.runpytest("--xp-resume", "--xp-save-baseline", "baseline.json")
+    result.assert_outcomes(passed=2)  # x=4 and test_plain (not an experiment)
+    assert f"xp: baseline written to {path}: 0 updated, 1 added, 4 kept (5 entries)" in result.stdout.lines
+    after_resume = json.loads(path.read_text(encoding="utf-8"))["runs"]
+    assert sorted(after_resume) == sorted([*after_k, "test_exp.py::test_grid[x=4]"])
+    assert after_resume["test_exp.py::test_grid[x=4]"]["metrics"]["acc"] == 0.94
+    assert not list(pytester.path.glob("*.partial"))
+
+
+def test_save_baseline_with_no_passed_run_leaves_the_file_alone(pytester: pytest.Pytester) -> None:
+    setup(pytester, EXPERIMENTS, **BEFORE)
+    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=5)
+    text = (pytester.path / "baseline.json").read_text(encoding="utf-8")
+    result = pytester.runpytest("-k", "test_plain", "--xp-save-baseline", "baseline.json")
+    result.assert_outcomes(passed=1, deselected=4)
+    path = pytester.path / "baseline.json"
+    assert f"xp: baseline {path} not written: no run passed in this session" in result.stdout.lines
+    assert path.read_text(encoding="utf-8") == text
+
+
+@pytest.mark.parametrize("args", [[], ["-n", "2"]], ids=["no-xdist", "xdist"])
+def test_comparison_lists_baseline_entries_not_run(pytester: pytest.Pytester, args: list[str]) -> None:
+    setup(pytester, EXPERIMENTS, **BEFORE)
+    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=5)
+    result = pytester.runpytest("-k", "test_net", "--xp-baseline", "baseline.json", "--xp-report-md", "r.md", *args)
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK  # not running something is no regression
+    lines = result.stdout.lines
+    start = lines.index("xp: 3 baseline entries not run in this session")
+    assert lines[start + 1 : start + 4] == [f"  not run: test_exp.py::test_grid[x={x}]" for x in (1, 2, 3)]
+    rows = report_rows(pytester.path / "r.md")
+    assert {row for row in rows if row[5] == "not run"} == {
+        (f"test_exp.py::test_grid[x={x}]", "", "-", "-", "", "not run") for x in (1, 2, 3)
+    }
+    assert "\n1 ok, 3 not run\n" in (pytester.path / "r.md").read_text(encoding="utf-8")
+    assert "xp: rule 'loss lower 5%' judged nothing: no run reports 'loss'" in lines  # test_net has no loss
 
 
 # -- comparing while the session runs -----------------------------------------------------
@@ -225,6 +283,59 @@ def test_no_change_passes_and_says_so(pytester: pytest.Pytester) -> None:
     assert "0 new (not in the baseline)" in output
     report = (pytester.path / "report.md").read_text(encoding="utf-8")
     assert report.endswith("\n7 ok, 3 shown\n")
+
+
+METRICS_BY_X = """
+import json
+from pathlib import Path
+
+import pytest
+
+DATA = json.loads(Path(__file__).with_name("data.json").read_text())
+
+
+@pytest.mark.grid(x=[1, 2, 3])
+def test_grid(x):
+    return DATA[str(x)]
+"""
+
+NAN_RULES_INI = """
+[pytest]
+xp_compare =
+    acc higher 0.01
+    loss lower 5%
+    f1 higher 0.01
+"""
+
+
+@pytest.mark.parametrize("args", [[], ["-n", "2"]], ids=["no-xdist", "xdist"])
+def test_nan_or_missing_metric_with_a_rule_fails_its_test(pytester: pytest.Pytester, args: list[str]) -> None:
+    before = {str(x): {"acc": 0.9, "loss": 0.1} for x in (1, 2, 3)}
+    setup(pytester, METRICS_BY_X, ini=NAN_RULES_INI, **before)
+    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=3)
+    # x=1 diverged (NaN), x=2 no longer reports acc, x=3's acc is +inf (better) and its loss -inf (better).
+    set_data(pytester, **{"1": {"acc": math.nan, "loss": 0.1}, "2": {"loss": 0.1},
+                          "3": {"acc": math.inf, "loss": -math.inf}})  # fmt: skip
+    result = pytester.runpytest("--xp-baseline", "baseline.json", "--xp-report-md", "report.md", *args)
+    result.assert_outcomes(passed=1, failed=2)
+    became_nan = "acc regressed (became NaN): baseline 0.9, now nan (rule: acc higher 0.01)"
+    missing = "acc regressed (missing): baseline 0.9, now - (rule: acc higher 0.01)"
+    lines = result.stdout.lines
+    assert f"xp: worse than the baseline: {became_nan}" in lines  # the failure messages
+    assert f"xp: worse than the baseline: {missing}" in lines
+    assert f"test_exp.py::test_grid[x=1]: {became_nan}" in lines  # the summary lists them
+    assert f"test_exp.py::test_grid[x=2]: {missing}" in lines
+    # No run reports f1: the rule judged nothing, and the summary says so.
+    assert "xp: rule 'f1 higher 0.01' judged nothing: no run reports 'f1'" in lines
+    rows = report_rows(pytester.path / "report.md")
+    assert ("test_exp.py::test_grid[x=1]", "acc", "0.9", "nan", "", "❌ regressed (became NaN)") in rows
+    assert ("test_exp.py::test_grid[x=2]", "acc", "0.9", "-", "", "❌ regressed (missing)") in rows
+    assert ("test_exp.py::test_grid[x=3]", "acc", "0.9", "inf", "+inf", "✅ improved") in rows
+    assert ("test_exp.py::test_grid[x=3]", "loss", "0.1", "-inf", "-inf", "✅ improved") in rows
+    report = (pytester.path / "report.md").read_text(encoding="utf-8")
+    assert report.endswith("\n\nRule 'f1 higher 0.01' judged nothing: no run reports 'f1'\n")
+    statuses = dict(zip(*load(store_of(pytester))[["node_id", "status"]].T.values, strict=True))
+    assert statuses == {f"test_exp.py::test_grid[x={x}]": s for x, s in ((1, "failed"), (2, "failed"), (3, "passed"))}
 
 
 RULE_SOURCES = """
@@ -363,6 +474,81 @@ def test_missing_or_corrupt_baseline_is_a_usage_error(
     assert expected in line
 
 
+# -- output paths: checked before anything runs -------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["--xp-report-md", "--xp-save-baseline"])
+@pytest.mark.parametrize("where", ["folder", "below-a-file", "read-only-mount"])
+def test_unwritable_output_path_is_a_usage_error_before_anything_runs(
+    pytester: pytest.Pytester, tmpfs: Callable[..., Path], option: str, where: str
+) -> None:
+    setup(pytester, EXPERIMENTS, **BEFORE)
+    (pytester.path / "notes.txt").write_text("mine", encoding="utf-8")
+    if where == "folder":
+        target = pytester.path / "out"
+        target.mkdir()
+        expected = f"{target} is a folder; give a file name"
+    elif where == "below-a-file":
+        target = pytester.path / "notes.txt" / "sub" / "out.md"
+        expected = f"cannot write {target}: {pytester.path / 'notes.txt'} is not a folder"
+    else:
+        target = tmpfs("ro", read_only=True) / "out.md"
+        expected = f"cannot write {target}: {target.parent} is not writable"
+    line = one_line_usage_error(pytester.runpytest(f"{option}={target}"))
+    assert line == f"ERROR: xp: {option}: {expected}"
+    assert not store_of(pytester).exists()  # nothing ran
+    assert sorted(path.name for path in pytester.path.rglob("*")) == sorted(
+        ["data.json", "notes.txt", "pytest.ini", "test_exp.py", *(["out"] if where == "folder" else [])]
+    )
+
+
+def test_save_baseline_into_a_file_that_is_no_baseline_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    setup(pytester, EXPERIMENTS, **BEFORE)
+    (pytester.path / "results.json").write_text('{"mine": true}', encoding="utf-8")
+    line = one_line_usage_error(pytester.runpytest("-n", "2", "--xp-save-baseline", "results.json"))
+    assert line == (
+        f"ERROR: xp: --xp-save-baseline: {pytester.path / 'results.json'} is not a pytest-experiments baseline "
+        "(format 1); move it away to save a new baseline"
+    )
+    assert (pytester.path / "results.json").read_text(encoding="utf-8") == '{"mine": true}'
+    assert not store_of(pytester).exists()
+
+
+FILL_DISK = """
+import pytest
+
+
+@pytest.mark.experiment
+def test_fill(disk):
+    try:
+        with open(f"{disk}/filler", "wb", buffering=0) as filler:
+            while True:
+                filler.write(b"x" * 4096)
+    except OSError:  # full: what the test is after
+        pass
+    return {"acc": 0.5}
+"""
+
+
+def test_disk_full_when_the_report_is_written_is_one_line_and_no_partial_file(
+    pytester: pytest.Pytester, tmpfs: Callable[..., Path]
+) -> None:
+    disk = tmpfs("disk", size="64k")
+    pytester.makepyfile(test_exp=FILL_DISK)
+    pytester.makeconftest(f"import pytest\n\n@pytest.fixture\ndef disk():\n    return {str(disk)!r}\n")
+    result = pytester.runpytest("--xp-report-md", str(disk / "report.md"), "--xp-save-baseline", str(disk / "b.json"))
+    result.assert_outcomes(passed=1)  # the disk filled up during the session: the start check passed
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    output = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in output
+    assert "INTERNALERROR" not in output
+    assert f"xp: error: could not write the comparison report {disk / 'report.md'}: No space left on device" in (
+        result.stdout.lines
+    )
+    assert f"xp: error: could not write the baseline {disk / 'b.json'}: No space left on device" in result.stdout.lines
+    assert sorted(path.name for path in disk.iterdir()) == ["filler"]  # no report, no *.partial
+
+
 def test_without_baseline_option_nothing_is_compared(pytester: pytest.Pytester) -> None:
     setup(pytester, EXPERIMENTS, **BEFORE)
     pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=5)
@@ -464,6 +650,57 @@ def test_seed_groups_alpha_option(pytester: pytest.Pytester) -> None:
     bad = pytester.runpytest("--xp-baseline", "baseline.json", "--xp-alpha", "2")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     assert "'2' is not a significance level between 0 and 1" in bad.stderr.str()
+
+
+@needs_scipy
+@pytest.mark.parametrize("args", [[], ["-n", "2"]], ids=["no-xdist", "xdist"])
+def test_a_nan_seed_fails_the_session(pytester: pytest.Pytester, args: list[str]) -> None:
+    setup(pytester, SEEDS, ini="[pytest]\nxp_compare = acc higher 0.01 over=seed\n", **SEEDS_BEFORE)
+    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=6)
+    set_data(pytester, **{"0.1": [0.80, math.nan, 0.82], "0.2": SEEDS_BEFORE["0.2"]})
+    result = pytester.runpytest("--xp-baseline", "baseline.json", *args)
+    result.assert_outcomes(passed=6)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert (
+        "test_exp.py::test_train[lr=0.1]: acc regressed (NaN in 1 of 3 runs): baseline 0.82, now nan "
+        "(rule: acc higher 0.01 over=seed)"
+    ) in result.stdout.lines
+
+
+@needs_scipy
+@pytest.mark.parametrize(
+    ("ini", "args", "expected"),
+    [
+        (
+            "acc higher 0.01", ["--xp-compare-over", "seeds"],
+            "--xp-compare-over seeds: no experiment has a parameter 'seeds'; parameters: lr, seed",
+        ),
+        (
+            "acc higher 0.01", ["--xp-compare-over", "seeds", "-n", "2"],
+            "--xp-compare-over seeds: no experiment has a parameter 'seeds'; parameters: lr, seed",
+        ),
+        (
+            "acc higher 0.01 over=seeds", [],
+            "comparison rule 'acc higher 0.01 over=seeds': over=seeds names no parameter of any experiment; "
+            "parameters: lr, seed",
+        ),
+    ],
+    ids=["option", "option-xdist", "rule"],
+)  # fmt: skip
+def test_unknown_noise_parameter_is_a_usage_error(
+    pytester: pytest.Pytester, ini: str, args: list[str], expected: str
+) -> None:
+    setup(pytester, SEEDS, ini="[pytest]\n", **SEEDS_BEFORE)
+    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=6)
+    (pytester.path / "pytest.ini").write_text(f"[pytest]\nxp_compare = {ini}\n", encoding="utf-8")
+    line = one_line_usage_error(pytester.runpytest("--xp-baseline", "baseline.json", *args))
+    assert line == f"ERROR: xp: {expected}"
+    assert len(load(store_of(pytester), history=True)) == 6  # found before anything ran
+    # Deselecting does not change what the collected experiments' parameters are.
+    (pytester.path / "pytest.ini").write_text("[pytest]\nxp_compare = acc higher 0.01\n", encoding="utf-8")
+    selected = pytester.runpytest("--xp-baseline", "baseline.json", "--xp-compare-over", "seed", "-k", "nothing")
+    assert selected.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert "xp:" not in selected.stderr.str()
 
 
 @pytest.mark.parametrize("where", ["ini", "marker", "marker-xdist"])

@@ -19,10 +19,12 @@ import pytest
 from pytest_experiments.compare import (
     IMPROVED,
     NEW,
+    NOT_RUN,
     OK,
     REGRESSED,
     SHOWN,
     BaselineError,
+    BaselineUpdate,
     Entry,
     MetricVerdict,
     Rule,
@@ -34,14 +36,18 @@ from pytest_experiments.compare import (
     has_regression,
     judge,
     markdown_report,
+    noise_parameter_problem,
+    output_path_problem,
     parse_marker_rules,
     parse_rule,
     parse_rules,
     read_baseline,
     require_scipy,
+    save_baseline,
     summary_counts,
     text_report,
-    write_baseline,
+    unreported_line,
+    unreported_rules,
 )
 from pytest_experiments.values import param_hash
 
@@ -238,6 +244,17 @@ def test_verdict_survives_json() -> None:
     verdict = MetricVerdict("n", "acc", 0.9, 0.8, REGRESSED, 0.01, "acc higher 0.01", 0.003)
     wire = json.loads(json.dumps(verdict.to_json()))
     assert MetricVerdict.from_json(wire) == verdict
+    nan = MetricVerdict("n", "acc", 0.9, math.nan, REGRESSED, rule="acc higher 0.01", note="became NaN")
+    back = MetricVerdict.from_json(json.loads(json.dumps(nan.to_json())))
+    assert (
+        back.message() == nan.message() == "acc regressed (became NaN): baseline 0.9, now nan (rule: acc higher 0.01)"
+    )
+
+
+def test_rule_survives_json_exactly() -> None:
+    rule = parse_rule("acc higher 0.0123456789% over=seed,fold")
+    assert Rule.from_json(json.loads(json.dumps(rule.to_json()))) == rule
+    assert parse_rule(rule.describe()) != rule  # describe() rounds: not for the wire
 
 
 # -- comparing runs -----------------------------------------------------------------------
@@ -253,15 +270,89 @@ def test_metrics_without_rule_are_shown_never_judged() -> None:
     assert not has_regression(verdicts)  # acc halved, but nobody said which way is better
 
 
-def test_metric_on_one_side_only_is_shown() -> None:
-    base = entry({"acc": 0.9, "old": 1.0}, lr=0.1)
+def test_a_metric_new_to_the_run_is_shown_and_one_it_stopped_reporting_regresses() -> None:
+    base = entry({"acc": 0.9, "old": 1.0, "unruled": 3.0}, lr=0.1)
     new = entry({"acc": 0.9, "fresh": 2.0}, lr=0.1)
     verdicts = compare_run(new, base, parse_rules(["old lower 0", "fresh lower 0", "acc higher 0"]))
-    assert [(v.metric, v.base, v.new, v.verdict) for v in verdicts] == [
-        ("acc", 0.9, 0.9, OK),
-        ("fresh", None, 2.0, SHOWN),
-        ("old", 1.0, None, SHOWN),
+    assert [(v.metric, v.base, v.new, v.verdict, v.note) for v in verdicts] == [
+        ("acc", 0.9, 0.9, OK, None),
+        ("fresh", None, 2.0, SHOWN, None),  # nothing to judge it against
+        ("old", 1.0, None, REGRESSED, "missing"),  # it has a rule: never silent
+        ("unruled", 3.0, None, SHOWN, None),
     ]
+    assert only(verdicts, "old").message() == "old regressed (missing): baseline 1, now - (rule: old lower 0)"
+    assert has_regression(verdicts)
+
+
+# -- NaN and infinities: no tolerance judges them ------------------------------------------
+
+
+@pytest.mark.parametrize("rule", ["acc higher 0.01", "acc lower 0.01", "acc higher 50%", "acc higher 0"])
+def test_nan_is_a_regression_whatever_the_rule(rule: str) -> None:
+    verdict = judge("n", "acc", 0.9, math.nan, parse_rule(rule))
+    assert (verdict.verdict, verdict.note, verdict.delta, verdict.tolerance) == (REGRESSED, "became NaN", None, None)
+    assert verdict.message() == f"acc regressed (became NaN): baseline 0.9, now nan (rule: {rule})"
+    assert judge("n", "acc", 0.9, math.nan, None).verdict == SHOWN  # no rule: shown, never judged
+
+
+def test_nan_in_the_baseline() -> None:
+    rule = parse_rule("acc higher 0.01")
+    still = judge("n", "acc", math.nan, math.nan, rule)
+    assert (still.verdict, still.note) == (REGRESSED, "still NaN")  # a NaN never passes a rule
+    recovered = judge("n", "acc", math.nan, 0.5, rule)
+    assert (recovered.verdict, recovered.note, recovered.delta) == (IMPROVED, "no longer NaN", None)
+
+
+@pytest.mark.parametrize(
+    ("rule", "base", "new", "verdict"),
+    [
+        ("acc higher 0.01", 0.9, -math.inf, REGRESSED),
+        ("acc higher 0.01", 0.9, math.inf, IMPROVED),
+        ("acc higher 0.01", math.inf, math.inf, OK),
+        ("acc higher 0.01", -math.inf, -math.inf, OK),
+        ("acc higher 5%", math.inf, 0.5, REGRESSED),  # 5% of inf is inf: a tolerance would let it pass
+        ("acc higher 5%", -math.inf, 0.5, IMPROVED),
+        ("loss lower 5%", math.inf, 0.5, IMPROVED),
+        ("loss lower 0.01", 0.5, math.inf, REGRESSED),
+        ("loss lower 0.01", math.inf, -math.inf, IMPROVED),
+    ],
+)
+def test_infinities_are_judged_by_direction(rule: str, base: float, new: float, verdict: str) -> None:
+    parsed = parse_rule(rule)
+    assert judge("n", parsed.metric, base, new, parsed).verdict == verdict
+
+
+def test_nan_and_missing_regress_a_run_in_compare_entries() -> None:
+    base = [entry({"acc": 0.9, "loss": 0.1}, x=1), entry({"acc": 0.9, "loss": 0.1}, x=2)]
+    new = [entry({"acc": math.nan, "loss": 0.1}, x=1), entry({"loss": 0.1}, x=2)]
+    verdicts = compare_entries(new, by_node(base), parse_rules(["acc higher 0.01"]), 0.05)
+    assert [(v.label[-4:], v.metric, v.verdict, v.note) for v in verdicts] == [
+        ("x=1]", "acc", REGRESSED, "became NaN"),
+        ("x=1]", "loss", SHOWN, None),
+        ("x=2]", "acc", REGRESSED, "missing"),
+        ("x=2]", "loss", SHOWN, None),
+    ]
+    report = markdown_report(verdicts)
+    assert "| exp/test_m.py::test_fit[x=1] | acc | 0.9 | nan |  | ❌ regressed (became NaN) |" in report
+    assert "| exp/test_m.py::test_fit[x=2] | acc | 0.9 | - |  | ❌ regressed (missing) |" in report
+    assert text_report(verdicts)[1].split() == ["exp/test_m.py::test_fit[x=1]", "acc", "0.9", "nan", "regressed",
+                                                "(became", "NaN)"]  # fmt: skip
+
+
+def test_rules_whose_metric_no_run_reports_are_named() -> None:
+    rules = parse_rules(["acc higher 0.01", "f1 higher 0.01", "loss lower 5%"])
+    entries = [entry({"acc": 0.9}, x=1), entry({"acc": 0.8, "other": 1.0}, x=2)]
+    unreported = unreported_rules(rules.values(), entries)
+    assert [rule.metric for rule in unreported] == ["f1", "loss"]
+    assert unreported_line(unreported) == (
+        "rule 'f1 higher 0.01' judged nothing: no run reports 'f1'; "
+        "rule 'loss lower 5%' judged nothing: no run reports 'loss'"
+    )
+    assert unreported_line([]) is None
+    report = markdown_report([], unreported)
+    assert report.splitlines()[-1] == (
+        "Rule 'f1 higher 0.01' judged nothing: no run reports 'f1'; rule 'loss lower 5%' judged nothing: no run reports 'loss'"
+    )
 
 
 def test_run_missing_from_the_baseline_is_new() -> None:
@@ -285,9 +376,12 @@ def test_compare_entries_matches_runs_by_node_id() -> None:
         ("lr=0.1]", IMPROVED),
         ("lr=0.2]", REGRESSED),
         ("lr=0.4]", NEW),
-    ]  # lr=0.3 was not run: nothing to say about it
+        ("lr=0.3]", NOT_RUN),  # in the baseline, not run: listed, not judged
+    ]
     assert has_regression(verdicts)
-    assert summary_counts(verdicts) == {REGRESSED: 1, IMPROVED: 1, OK: 0, SHOWN: 0, NEW: 1}
+    assert summary_counts(verdicts) == {REGRESSED: 1, IMPROVED: 1, OK: 0, SHOWN: 0, NEW: 1, NOT_RUN: 1}
+    assert markdown_report(verdicts).splitlines()[-1] == "1 regressed, 1 improved, 1 new, 1 not run"
+    assert "| exp/test_m.py::test_fit[lr=0.3] |  | - | - |  | not run |" in markdown_report(verdicts)
 
 
 # -- baseline files -----------------------------------------------------------------------
@@ -300,10 +394,10 @@ def test_baseline_file_is_deterministic_sorted_and_diff_friendly(tmp_path: Path)
         entry({"acc": 1}, module="exp/test_a.py", experiment="test_b"),
     ]
     first, second = tmp_path / "first.json", tmp_path / "second.json"
-    assert write_baseline(first, runs) == 3
+    assert save_baseline(first, runs) == BaselineUpdate(first, updated=0, added=3, kept=0)
     reordered = [Entry(e.node_id, e.module, e.experiment, e.param_hash, dict(reversed(e.params.items())),
                        dict(reversed(e.metrics.items()))) for e in reversed(runs)]  # fmt: skip
-    write_baseline(second, reordered)
+    save_baseline(second, reordered)
     assert first.read_bytes() == second.read_bytes()  # same input, in any order: the same bytes
     assert first.read_text(encoding="utf-8") == baseline_text(runs)
     assert not list(tmp_path.glob("*.partial"))
@@ -327,22 +421,52 @@ def test_baseline_file_is_deterministic_sorted_and_diff_friendly(tmp_path: Path)
 def test_baseline_round_trip(tmp_path: Path) -> None:
     runs = [entry({"acc": 1, "loss": 0.125}, lr=0.1), entry({}, name="x")]
     path = tmp_path / "baseline.json"
-    write_baseline(path, runs)
+    save_baseline(path, runs)
     read = read_baseline(path)
     assert read == by_node([entry({"acc": 1.0, "loss": 0.125}, lr=0.1), entry({}, name="x")])
     assert all(isinstance(value, float) for e in read.values() for value in e.metrics.values())
 
 
-def test_rewriting_a_baseline_replaces_it(tmp_path: Path) -> None:
+def test_saving_into_a_baseline_merges(tmp_path: Path) -> None:
     path = tmp_path / "baseline.json"
-    write_baseline(path, [entry({"acc": 0.5}, lr=0.1), entry({"acc": 0.5}, lr=0.2)])
-    write_baseline(path, [entry({"acc": 0.6}, lr=0.1)])
-    assert read_baseline(path) == by_node([entry({"acc": 0.6}, lr=0.1)])
+    third = entry({"acc": 0.5}, lr=0.3)
+    save_baseline(path, [entry({"acc": 0.5}, lr=0.1), entry({"acc": 0.5}, lr=0.2), third])
+    changed = Entry(third.node_id, third.module, third.experiment, param_hash({"lr": 0.35}), {"lr": 0.35}, {"acc": 0.7})
+    update = save_baseline(path, [entry({"acc": 0.6}, lr=0.1), changed, entry({"acc": 0.6}, lr=0.4)])
+    assert update == BaselineUpdate(path, updated=2, added=1, kept=1)
+    assert update.total == 4
+    assert update.summary() == f"baseline written to {path}: 2 updated, 1 added, 1 kept (4 entries)"
+    # lr=0.2 was not saved again: kept; lr=0.3's node id now holds other parameters: replaced.
+    assert read_baseline(path) == by_node(
+        [entry({"acc": 0.6}, lr=0.1), entry({"acc": 0.5}, lr=0.2), changed, entry({"acc": 0.6}, lr=0.4)]
+    )
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_saving_never_overwrites_a_file_that_is_no_baseline(tmp_path: Path) -> None:
+    path = tmp_path / "notes.json"
+    path.write_text('{"mine": 1}', encoding="utf-8")
+    with pytest.raises(BaselineError, match=r"notes\.json is not a pytest-experiments baseline .*; move it away"):
+        save_baseline(path, [entry({"acc": 0.5}, lr=0.1)])
+    assert path.read_text(encoding="utf-8") == '{"mine": 1}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.json"]
+
+
+def test_output_path_problems(tmp_path: Path) -> None:
+    (tmp_path / "file.txt").write_text("x", encoding="utf-8")
+    assert output_path_problem(tmp_path / "new" / "deeper" / "report.md") is None  # folders are made when written
+    assert output_path_problem(tmp_path / "file.txt") is None  # replaced when written
+    assert output_path_problem(tmp_path) == f"{tmp_path} is a folder; give a file name"
+    below = tmp_path / "file.txt" / "sub" / "report.md"
+    assert output_path_problem(below) == f"cannot write {below}: {tmp_path / 'file.txt'} is not a folder"
+    with pytest.raises(BaselineError, match="is a folder; give a file name"):
+        save_baseline(tmp_path, [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]  # nothing created
 
 
 def test_empty_baseline(tmp_path: Path) -> None:
     path = tmp_path / "baseline.json"
-    assert write_baseline(path, []) == 0
+    assert save_baseline(path, []).total == 0
     assert path.read_text(encoding="utf-8") == '{\n  "pytest_experiments_baseline": 1,\n  "runs": {}\n}\n'
     assert read_baseline(path) == {}
 
@@ -550,6 +674,50 @@ def test_compare_entries_judges_over_rules_by_group_and_the_rest_by_run() -> Non
         ("exp/test_m.py::test_fit[seed=1]", "loss", REGRESSED),
         ("exp/test_m.py::test_fit[seed=2]", "loss", REGRESSED),
     ]
+
+
+def test_a_nan_seed_regresses_its_group() -> None:
+    verdict = judge_seeds([0.80, math.nan, 0.82])
+    assert (verdict.verdict, verdict.note, verdict.p_value) == (REGRESSED, "NaN in 1 of 3 runs", None)
+    assert verdict.message().startswith("acc regressed (NaN in 1 of 3 runs): baseline 0.82, now nan")
+
+
+def test_a_seed_without_the_metric_regresses_its_group() -> None:
+    new = [*seeds([0.80, 0.84]), entry({"other": 1.0}, seed=2)]
+    verdict = only(compare_groups(new, seeds(BASE_SEEDS), ACC, 0.05))
+    assert (verdict.verdict, verdict.note) == (REGRESSED, "missing in 1 of 3 runs")
+    assert verdict.new == pytest.approx(0.82)  # the mean of the values reported
+    # Groups no baseline run reports the metric for are nobody's concern, nor is a group not run.
+    unrelated = compare_groups([entry({"other": 1.0}, seed=0, lr=9)], seeds(BASE_SEEDS), ACC, 0.05)
+    assert unrelated == []
+
+
+@needs_scipy
+def test_nan_baseline_seeds_are_left_out_and_an_all_nan_baseline_recovers() -> None:
+    assert judge_seeds([0.80, 0.84, 0.82], base=[0.80, math.nan, 0.84, 0.82]).verdict == OK
+    recovered = judge_seeds([0.80, 0.84, 0.82], base=[math.nan, math.nan])
+    assert (recovered.verdict, recovered.note) == (IMPROVED, "no longer NaN")
+
+
+def test_infinite_seeds_judge_the_means_by_direction() -> None:
+    assert judge_seeds([0.80, -math.inf, 0.82]).verdict == REGRESSED
+    assert judge_seeds([0.80, math.inf, 0.82]).verdict == IMPROVED
+    assert judge_seeds([math.inf, 0.5], base=[math.inf, 0.9]).verdict == OK
+
+
+def test_noise_parameters_must_exist() -> None:
+    known = {"lr", "seed"}
+    rules = parse_rules(["acc higher 0.01 over=fold", "loss lower 5%"])
+    assert noise_parameter_problem(["seed"], [], known, "--over") is None
+    assert noise_parameter_problem(["seeds"], rules.values(), known, "--over") == (
+        "--over seeds: no experiment has a parameter 'seeds'; parameters: lr, seed"
+    )
+    assert noise_parameter_problem([], rules.values(), known, "--over") == (
+        "comparison rule 'acc higher 0.01 over=fold': over=fold names no parameter of any experiment; "
+        "parameters: lr, seed"
+    )
+    nothing = noise_parameter_problem(["seed"], [], set(), "--over")
+    assert nothing == "--over seed: no experiment has a parameter 'seed'; parameters: none"
 
 
 def test_without_scipy_seed_groups_are_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -91,11 +94,11 @@ def table(out: str) -> list[list[str]]:
 
 
 def verdicts(out: str) -> dict[tuple[str, str], str]:
-    """(run, metric) -> verdict of a text table; ``new`` rows have no metric."""
+    """(run, metric) -> verdict of a text table; ``new`` and ``not run`` rows have no metric."""
     found = {}
     for row in table(out):
-        if row[-1] == "new":
-            found[(row[0], "")] = "new"
+        if row[-1] == "new" or row[-2:] == ["not", "run"]:
+            found[(row[0], "")] = "new" if row[-1] == "new" else "not run"
         else:
             found[(row[0], row[1])] = " ".join(row[5:])
     return found
@@ -112,7 +115,7 @@ def test_baseline_save_writes_the_same_file_as_the_plugin(
     session(pytester, BEFORE, "--xp-save-baseline", "plugin.json")
     code, out, err = cli(capsys, "baseline", "save", "cli.json")
     assert (code, err) == (0, "")
-    assert out == "baseline of 9 runs written to cli.json\n"
+    assert out == "baseline written to cli.json: 0 updated, 9 added, 0 kept (9 entries)\n"
     assert (pytester.path / "cli.json").read_bytes() == (pytester.path / "plugin.json").read_bytes()
     text = (pytester.path / "cli.json").read_text(encoding="utf-8")
     data = json.loads(text)
@@ -131,7 +134,7 @@ def test_baseline_save_takes_the_latest_passed_run_of_each_grid_point(
     store = pytester.path / ".experiments"
     code, out, err = cli(capsys, "baseline", "save", "out/base.json", "--experiment", "test_grid", "--store", store)
     assert (code, err) == (0, "")
-    assert out == "baseline of 2 runs written to out/base.json\n"
+    assert out == "baseline written to out/base.json: 0 updated, 2 added, 0 kept (2 entries)\n"
     runs = json.loads((pytester.path / "out" / "base.json").read_text(encoding="utf-8"))["runs"]
     # x=3's latest run failed: left out (not replaced by its older passed run); seeds: other experiment.
     assert sorted(runs) == ["test_exp.py::test_grid[x=1]", "test_exp.py::test_grid[x=2]"]
@@ -141,7 +144,52 @@ def test_baseline_save_takes_the_latest_passed_run_of_each_grid_point(
     code, out, _ = cli(
         capsys, "baseline", "save", "all.json", "--experiment", "test_grid", "--experiment", "test_seeds"
     )
-    assert (code, out) == (0, "baseline of 8 runs written to all.json\n")
+    assert (code, out) == (0, "baseline written to all.json: 0 updated, 8 added, 0 kept (8 entries)\n")
+
+
+def test_baseline_save_merges_into_the_file(pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]) -> None:
+    pytester.makepyfile(test_exp=EXPERIMENTS)
+    pytester.makefile(".ini", pytest=INI)
+    session(pytester, BEFORE)
+    code, out, _ = cli(capsys, "baseline", "save", "b.json")
+    assert (code, out) == (0, "baseline written to b.json: 0 updated, 9 added, 0 kept (9 entries)\n")
+    saved = json.loads((pytester.path / "b.json").read_text(encoding="utf-8"))["runs"]
+    session(pytester, {**BEFORE, "acc": {"1": 0.5, "2": 0.6, "3": 0.7}}, "-k", "test_grid")
+    code, out, _ = cli(capsys, "baseline", "save", "b.json", "--experiment", "test_grid")
+    assert (code, out) == (0, "baseline written to b.json: 3 updated, 0 added, 6 kept (9 entries)\n")
+    merged = json.loads((pytester.path / "b.json").read_text(encoding="utf-8"))["runs"]
+    assert {node: entry for node, entry in merged.items() if "test_seeds" in node} == {
+        node: entry for node, entry in saved.items() if "test_seeds" in node
+    }
+    assert merged["test_exp.py::test_grid[x=1]"]["metrics"]["acc"] == 0.5
+
+
+@pytest.mark.parametrize("where", ["folder", "below-a-file", "read-only-mount", "not-a-baseline"])
+def test_baseline_save_to_an_unusable_file_is_one_line_and_leaves_nothing(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str], tmpfs: Callable[..., Path], where: str
+) -> None:
+    pytester.makepyfile(test_exp=EXPERIMENTS)
+    pytester.makefile(".ini", pytest=INI)
+    session(pytester, BEFORE)
+    (pytester.path / "notes.txt").write_text("mine", encoding="utf-8")
+    if where == "folder":
+        target = pytester.path / "out"
+        target.mkdir()
+        expected = f"{target} is a folder; give a file name"
+    elif where == "below-a-file":
+        target = pytester.path / "notes.txt" / "b.json"
+        expected = f"cannot write {target}: {pytester.path / 'notes.txt'} is not a folder"
+    elif where == "read-only-mount":
+        target = tmpfs("ro", read_only=True) / "b.json"
+        expected = f"cannot write {target}: {target.parent} is not writable"
+    else:
+        target = pytester.path / "notes.txt"
+        expected = f"baseline {target} is not a readable JSON file (Expecting value: line 1 column 1 (char 0)); move it away to save a new baseline"
+    before = sorted(pytester.path.rglob("*"))
+    line = user_error(capsys, "baseline", "save", target)
+    assert line == f"pytest-experiments: error: cannot save the baseline: {expected}"
+    assert sorted(pytester.path.rglob("*")) == before  # nothing written, no *.partial
+    assert (pytester.path / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 
 def test_baseline_save_errors(pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]) -> None:
@@ -253,7 +301,7 @@ def test_compare_reverse_direction_regresses_what_improved(
     found = verdicts(out)
     assert found[("test_exp.py::test_grid[x=3]", "acc")] == "regressed"
     assert found[("test_exp.py::test_grid[x=2]", "acc")] == "improved"
-    assert ("test_exp.py::test_grid[x=4]", "") not in found  # not in NEW: nothing to say
+    assert found[("test_exp.py::test_grid[x=4]", "")] == "not run"  # in BASE, not in NEW: listed, not judged
 
 
 def test_compare_rules_from_options_replace_the_ini(
@@ -299,6 +347,65 @@ def test_compare_over_seeds(two_sessions: tuple[str, str], capsys: pytest.Captur
     code, out, _ = cli(capsys, "compare", first, second, "--rule", "score higher 0.01 over=seed", "--alpha", "0.001")
     assert code == 0  # p = 0.00118 is not below 0.001
     assert verdicts(out)[("test_exp.py::test_seeds[lr=0.2]", "score")] == "ok p=0.00118"
+
+
+BY_X = """
+import json
+from pathlib import Path
+
+import pytest
+
+DATA = json.loads(Path(__file__).with_name("data.json").read_text())
+
+
+@pytest.mark.grid(x=[1, 2, 3, 4])
+def test_grid(x):
+    return DATA[str(x)]
+"""
+
+
+def test_compare_nan_and_missing_metrics_regress(pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]) -> None:
+    pytester.makepyfile(test_exp=BY_X)
+    pytester.makefile(".ini", pytest="[pytest]\nxp_compare =\n    acc higher 0.01\n    f1 higher 0.01\n")
+    first = session(pytester, {str(x): {"acc": 0.9, "loss": 0.1} for x in (1, 2, 3, 4)})
+    # x=1 diverged, x=2 lost its acc, x=3 reports no metric at all, x=4 is fine.
+    after = {"1": {"acc": math.nan, "loss": 0.1}, "2": {"loss": 0.1}, "3": None, "4": {"acc": 0.9, "loss": 0.1}}
+    second = session(pytester, after)
+    code, out, err = cli(capsys, "compare", first, second)
+    assert (code, err) == (1, "")
+    assert table(out)[:3] == [
+        ["test_exp.py::test_grid[x=1]", "acc", "0.9", "nan", "regressed", "(became", "NaN)"],
+        ["test_exp.py::test_grid[x=2]", "acc", "0.9", "-", "regressed", "(missing)"],
+        ["test_exp.py::test_grid[x=3]", "acc", "0.9", "-", "regressed", "(missing)"],
+    ]
+    assert verdicts(out)[("test_exp.py::test_grid[x=4]", "acc")] == "ok"
+    assert "rule 'f1 higher 0.01' judged nothing: no run reports 'f1'" in out.splitlines()
+    code, out, _ = cli(capsys, "compare", first, second, "--format", "markdown")
+    assert code == 1
+    assert "| test_exp.py::test_grid[x=1] | acc | 0.9 | nan |  | ❌ regressed (became NaN) |" in out.splitlines()
+    assert out.splitlines()[-1] == "Rule 'f1 higher 0.01' judged nothing: no run reports 'f1'"
+    # The other way round, NaN in the baseline: x=1 recovered.
+    code, out, _ = cli(capsys, "compare", second, first)
+    assert ["test_exp.py::test_grid[x=1]", "acc", "nan", "0.9", "improved", "(no", "longer", "NaN)"] in table(out)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--over", "seeds"], "--over seeds: no experiment has a parameter 'seeds'; parameters: lr, seed, x"),
+        (
+            ["--rule", "score higher 0.01 over=seed,fold"],
+            "comparison rule 'score higher 0.01 over=seed,fold': over=fold names no parameter of any experiment; "
+            "parameters: lr, seed, x",
+        ),
+    ],
+    ids=["option", "rule"],
+)
+def test_compare_unknown_noise_parameter(
+    two_sessions: tuple[str, str], capsys: pytest.CaptureFixture[str], args: list[str], expected: str
+) -> None:
+    first, second = two_sessions
+    assert user_error(capsys, "compare", first, second, *args) == f"pytest-experiments: error: {expected}"
 
 
 # -- errors -------------------------------------------------------------------------------
@@ -391,7 +498,10 @@ def test_python_m_exit_codes_and_stderr(pytester: pytest.Pytester, two_sessions:
     fine = run("compare", second)
     assert (fine.returncode, fine.stderr) == (0, "")
     saved = run("baseline", "save", "b.json")
-    assert (saved.returncode, saved.stdout) == (0, "baseline of 10 runs written to b.json\n")
+    assert (saved.returncode, saved.stdout) == (
+        0,
+        "baseline written to b.json: 0 updated, 10 added, 0 kept (10 entries)\n",
+    )
     bad = run("compare", "b.json", "--rule", "acc sideways 1")
     assert bad.returncode == 2
     assert bad.stdout == ""
