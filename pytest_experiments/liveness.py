@@ -62,7 +62,8 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 
 def _start_of(fields: list[str]) -> str:
-    # Field 22, starttime: clock ticks since boot at which the process started.
+    # Field 22, starttime: clock ticks since boot at which the process started. A tick is
+    # 10 ms, and a pid is handed out again only after the whole pid space went round.
     return f"{_boot_id()}:{fields[19]}" if len(fields) > 19 else ""
 
 
