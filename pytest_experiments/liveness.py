@@ -4,12 +4,13 @@ A run records who runs it: host, pid namespace, pid and the process's start time
 decides from that and the heartbeat of the run's session:
 
 - a finished session runs nothing any more;
-- on another host (or in another pid namespace) only the heartbeat can tell: the run is live
-  while its session renewed the heartbeat within the lease;
-- on the same host and namespace the process decides at once: a pid that no process holds
-  is dead, and a pid held by a process that started at another time was reused, so the run's
-  process is dead too. Where the start time cannot be read (no ``/proc``, a run written by an
-  older version), a live pid is not proof enough: the heartbeat must be within the lease too.
+- out of sight (another host, another pid namespace, or another boot: before a reboot, or a
+  machine sharing the hostname) only the heartbeat can tell: the run is live while its session
+  renewed the heartbeat within the lease;
+- in sight the process decides at once: a pid that no process holds is dead, and a pid held
+  by a process that started at another time was reused, so the run's process is dead too.
+  Where the start time cannot be read (no ``/proc``, a run written by an older version), a
+  live pid is not proof enough: the heartbeat must be within the lease too.
 
 No pytest, no SQL: every store backend shares this.
 """
@@ -111,11 +112,19 @@ class Liveness:
         if finished is not None:
             return False
         fresh = heartbeat is not None and heartbeat >= now - self.lease
-        if process.host != self.host or process.pid_namespace != self.pid_namespace:
-            return fresh  # another machine: its processes are out of sight
+        if not self._in_sight(process):
+            return fresh
         current = _running_start(process.pid)
         if current is None:
             return False
         if current and process.started:
             return current == process.started  # otherwise the pid was reused
         return fresh
+
+    def _in_sight(self, process: Process) -> bool:
+        """Whether ``process`` ran on this machine, in this pid namespace, since the last boot."""
+        if process.host != self.host or process.pid_namespace != self.pid_namespace:
+            return False
+        # Another boot id: written before a reboot, or on another machine with the same
+        # hostname (the initial pid namespace has the same number on every Linux machine).
+        return not process.started or process.started.rpartition(":")[0] == _boot_id()

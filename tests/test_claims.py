@@ -302,7 +302,7 @@ def test_concurrent_resumers_run_each_grid_point_once(pytester: pytest.Pytester,
     }
     procs.release_together(first, 3)  # a process without xdist waits once, one with -n 2 in each worker
     met = pytester.path / "met"
-    procs.wait_until(started["a"], "the first wave in its bodies", lambda: len(list(met.glob("*"))) == 2)
+    procs.wait_until(started["a"], "the first wave in its bodies", lambda: len(list(met.glob("*"))) == 2, timeout=60)
     for label, (gate, flags) in waves.items():
         if gate == second:
             env = {"XP_TEST_GATE": str(gate), "XP_TEST_LABEL": label, "XP_TEST_MEET": "4"}

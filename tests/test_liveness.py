@@ -82,7 +82,7 @@ def test_a_process_on_this_host_is_judged_by_its_pid_and_start_time(sleeper: sub
     assert liveness.is_live(here(sleeper.pid, process_start(sleeper.pid)), heartbeat=None, finished=None, now=now)
 
 
-def test_a_dead_pid_is_dead_at_once(pytester: pytest.Pytester) -> None:
+def test_a_dead_pid_is_dead_at_once() -> None:
     liveness = Liveness(lease=10)
     now = time.time()
     child = subprocess.Popen(["sleep", "300"])
@@ -111,13 +111,19 @@ def test_without_a_start_time_a_live_pid_also_needs_a_fresh_heartbeat(sleeper: s
     assert not liveness.is_live(unknown, heartbeat=None, finished=None, now=now)
 
 
-@pytest.mark.parametrize("elsewhere", ["host", "pid namespace"])
+@pytest.mark.parametrize("elsewhere", ["host", "pid namespace", "boot"])
 def test_a_process_out_of_sight_is_judged_by_the_heartbeat_alone(elsewhere: str) -> None:
     liveness = Liveness(lease=10)
     now = time.time()
-    # Our own pid and start time, but not our machine (or container): they prove nothing.
+    # Our own pid, but not our machine, container or boot (a machine with the same hostname):
+    # the pid proves nothing either way.
     process = here(os.getpid(), process_start(os.getpid()))
-    process = process._replace(host="far-host") if elsewhere == "host" else process._replace(pid_namespace="1")
+    if elsewhere == "host":
+        process = process._replace(host="far-host")
+    elif elsewhere == "pid namespace":
+        process = process._replace(pid_namespace="1")
+    else:
+        process = process._replace(started="another-boot-id:" + process.started.rpartition(":")[2])
     assert liveness.is_live(process, heartbeat=now - 5, finished=None, now=now)
     assert not liveness.is_live(process, heartbeat=now - 11, finished=None, now=now)
 
