@@ -229,6 +229,30 @@ def test_snapshot_crosses_the_xdist_channel_with_its_mark() -> None:
 # -- claims ---------------------------------------------------------------------------------
 
 
+def test_a_run_recorded_after_gc_deleted_the_newest_runs_is_still_after_the_snapshot(tmp_path: Path) -> None:
+    # SQLite hands out the rowids of deleted rows again once the newest rows are gone: the
+    # store's own sequence must not, or a run recorded after the snapshot would look older.
+    with Store.open(tmp_path / "store", create=True) as store:
+        first = SessionStart("first", time.time(), socket.gethostname(), os.getpid(), {})
+        other = SessionStart("other", time.time(), socket.gethostname(), os.getpid(), {})
+        store.record_session(first)
+        store.record_session(other)
+        for name in ["a", "b", "c"]:
+            store.start_run(start_record(first, name))
+            store.finish_run(RunEnd(f"run-{name}", "passed", time.time(), 0.1, None, {}, [], {}, {}))
+        mark = store.grid_snapshot().mark
+        assert store.delete_runs(["run-b", "run-c"]) == 2  # gc of the newest runs
+        # Another session records point b again, after the snapshot, and finishes it.
+        store.start_run(start_record(other, "b")._replace(run_id="run-b-again"))
+        store.finish_run(RunEnd("run-b-again", "passed", time.time(), 0.1, None, {}, [], {}, {}))
+
+        resuming = SessionStart("resuming", time.time(), socket.gethostname(), os.getpid(), {})
+        store.record_session(resuming)
+        claim = start_record(resuming, "b")._replace(run_id="run-b-resumed")
+        assert store.claim_run(claim, mark) == "done in session other"
+        assert store.claim_run(start_record(resuming, "c")._replace(run_id="run-c-resumed"), mark) is None
+
+
 def test_claims_skip_what_another_session_did_since_the_snapshot(pytester: pytest.Pytester, procs: Processes) -> None:
     claim_grid(pytester, list(range(4)))
     gate = pytester.mkdir("gate")
