@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 
 import pytest
 from processes import LEAKY_ENV, Processes
@@ -28,3 +29,26 @@ def procs(pytester: pytest.Pytester) -> Iterator[Processes]:
         yield processes
     finally:
         processes.cleanup()
+
+
+@pytest.fixture
+def start_sleeper() -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """Starts live processes unrelated to any run (``sleep``), killed and reaped at teardown."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        started.append(subprocess.Popen(["sleep", "300"]))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def sleeper(start_sleeper: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """A live process unrelated to any run, started before the test."""
+    return start_sleeper()

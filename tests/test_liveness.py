@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,29 +26,6 @@ from pytest_experiments.records import RunStart, SessionStart
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process start times come from /proc")
 
 HOUR = 3600.0
-
-
-@pytest.fixture
-def start_sleeper() -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    """Starts live processes unrelated to any run (killed and reaped at teardown)."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start() -> subprocess.Popen[bytes]:
-        started.append(subprocess.Popen(["sleep", "300"]))
-        return started[-1]
-
-    try:
-        yield start
-    finally:
-        for proc in started:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-@pytest.fixture
-def sleeper(start_sleeper: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
-    """A live process unrelated to any run, started before the test."""
-    return start_sleeper()
 
 
 def here(pid: int, started: str) -> Process:

@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -91,17 +90,6 @@ GRID = """
         return {"value": i}
 """
 OLD_COLUMNS = ["run_id", "session_id", "status", "node_id", "params", "started_at", "finished_at", "pid"]
-
-
-@pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    """A live process (killed and reaped at teardown)."""
-    proc = subprocess.Popen(["sleep", "300"])
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def make_version_1_store(root: Path, running_pid: int) -> None:
