@@ -68,8 +68,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
     handle = StoreHandle(settings.store_path, session, settings.lease)
     config.stash[HANDLE_KEY] = handle
-    claim_since = snapshot.taken_at if snapshot is not None and settings.selection.claims else None
-    config.pluginmanager.register(Recorder(handle, settings.worker, claim_since), "xp-recorder")
+    claim_after = snapshot.mark if snapshot is not None and settings.selection.claims else None
+    config.pluginmanager.register(Recorder(handle, settings.worker, claim_after), "xp-recorder")
     selection = None
     if snapshot is not None:
         from pytest_experiments.selection import Selection, SelectionController

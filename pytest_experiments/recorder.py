@@ -21,9 +21,9 @@ import pytest
 
 from pytest_experiments.handle import StoreHandle
 from pytest_experiments.identity import grid_point, is_experiment
+from pytest_experiments.liveness import pid_namespace, process_start
 from pytest_experiments.run import Run, new_id
 from pytest_experiments.rundirs import relative_run_dir
-from pytest_experiments.sqlite_store import pid_namespace
 from pytest_experiments.values import metrics_from_result, to_json_value, volatile_params
 
 RUN_KEY = pytest.StashKey[Run]()
@@ -55,15 +55,16 @@ def derive_status(reports: dict[str, pytest.TestReport]) -> tuple[str, pytest.Te
 class Recorder:
     """Records every experiment that runs in this process."""
 
-    def __init__(self, store: StoreHandle, worker: str, claim_since: float | None = None) -> None:
+    def __init__(self, store: StoreHandle, worker: str, claim_after: int | None = None) -> None:
         self._store = store
         self._worker = worker
         #: With resume / retry: claim each run in the store, skipping what another session
-        #: started, or finished after this moment (the snapshot's).
-        self._claim_since = claim_since
+        #: runs, or started after the snapshot with this mark.
+        self._claim_after = claim_after
         self._host = socket.gethostname()
         self._pid = os.getpid()
         self._pid_namespace = pid_namespace()
+        self._pid_started = process_start(self._pid)
         self._warned_volatile: set[tuple[str, str]] = set()
 
     @pytest.hookimpl(trylast=True)
@@ -105,12 +106,13 @@ class Recorder:
             host=self._host,
             pid=self._pid,
             pid_namespace=self._pid_namespace,
+            pid_started=self._pid_started,
             function=getattr(item, "function", None),
         )
-        if self._claim_since is None:
+        if self._claim_after is None:
             self._store.get().start_run(run.start_record())
         else:
-            taken_by = self._store.get().claim_run(run.start_record(), self._claim_since)
+            taken_by = self._store.get().claim_run(run.start_record(), self._claim_after)
             if taken_by is not None:
                 # A plain tryfirst hook, not a wrapper: a skip raised from a setup wrapper
                 # breaks the logging plugin's teardown.

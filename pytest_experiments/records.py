@@ -28,6 +28,8 @@ class RunStart(NamedTuple):
     dir: str  # relative to the store root, so a moved store stays valid
     #: Tells processes apart across containers that share a hostname (Linux pid namespace).
     pid_namespace: str = ""
+    #: When process ``pid`` started (``liveness.process_start``): tells it from a later one with the same pid.
+    pid_started: str = ""
 
 
 class MetricPoint(NamedTuple):
@@ -130,3 +132,12 @@ class SessionRecord:
 GridKey = tuple[str, str, str]
 #: What resume needs of a grid point's latest run: (live status, code sha256 or None).
 GridState = tuple[str, "str | None"]
+
+
+class GridSnapshot(NamedTuple):
+    """What resume decides from: every grid point's latest run, read at one moment."""
+
+    states: dict[GridKey, GridState]
+    #: The store's position at that moment: every run started later is "after" it for
+    #: :meth:`Store.claim_run`. Assigned by the store itself, never a clock.
+    mark: int

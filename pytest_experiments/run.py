@@ -55,6 +55,7 @@ class Run:
         host: str,
         pid: int,
         pid_namespace: str = "",
+        pid_started: str = "",
         function: Callable[..., Any] | None,
     ) -> None:
         self.id = run_id
@@ -70,6 +71,8 @@ class Run:
         self.host = host
         self.pid = pid
         self.pid_namespace = pid_namespace
+        #: When process ``pid`` started (tells it from a later process given the same pid).
+        self.pid_started = pid_started
         #: The experiment function (for hooks that inspect the code).
         self.function = function
         self.started_at = time.time()
@@ -174,6 +177,7 @@ class Run:
             pid=self.pid,
             dir=self._relative_dir,
             pid_namespace=self.pid_namespace,
+            pid_started=self.pid_started,
         )
 
     def end_record(self, result_json: Any) -> RunEnd:

@@ -9,7 +9,6 @@ restarts late while the others are writing runs.
 from __future__ import annotations
 
 import json
-import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -50,18 +49,19 @@ _TO_RETRY = frozenset({FAILED, ERROR, INTERRUPTED})
 class Snapshot:
     """The latest status and code hash of every grid point in the store, at one moment."""
 
-    taken_at: float
+    #: The store's mark at that moment (:attr:`GridSnapshot.mark`): what claims are "after".
+    mark: int = 0
     #: grid point -> (live status, code sha256 or None) of its latest run
     states: dict[GridKey, GridState] = field(default_factory=dict)
 
     @classmethod
     def take(cls, store_path: Path, lease: float) -> Snapshot:
-        """Read the store at ``store_path`` (an absent store is an empty snapshot)."""
-        taken_at = time.time()
+        """Read the store at ``store_path`` in one read (an absent store is an empty snapshot)."""
         if not (store_path / DB_NAME).exists():
-            return cls(taken_at)
+            return cls()
         with Store.open(store_path, lease=lease) as store:
-            return cls(taken_at, store.grid_states())
+            states, mark = store.grid_snapshot()
+        return cls(mark, states)
 
     def to_wire(self) -> bytes:
         """Compact bytes for the xdist channel (100,000 grid points: about 1.3 MB)."""
@@ -71,7 +71,7 @@ class Snapshot:
             [names.setdefault((module, experiment), len(names)), digest, status, codes.setdefault(code, len(codes))]
             for (module, experiment, digest), (status, code) in self.states.items()
         ]
-        payload = {"taken_at": self.taken_at, "names": list(names), "codes": list(codes), "rows": rows}
+        payload = {"mark": self.mark, "names": list(names), "codes": list(codes), "rows": rows}
         return zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 6)
 
     @classmethod
@@ -85,7 +85,7 @@ class Snapshot:
             (*names[name], digest): (statuses.setdefault(status, status), codes[code])
             for name, digest, status, code in payload["rows"]
         }
-        return cls(payload["taken_at"], states)
+        return cls(payload["mark"], states)
 
 
 def categorise(state: tuple[str, str | None] | None, current_code: str | None, rerun_changed: bool) -> str:

@@ -12,14 +12,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pytest_experiments.records import GridKey, GridState, RunEnd, RunRecord, RunStart, SessionRecord, SessionStart
+from pytest_experiments.liveness import Liveness, Process
+from pytest_experiments.records import (
+    GridKey,
+    GridSnapshot,
+    GridState,
+    RunEnd,
+    RunRecord,
+    RunStart,
+    SessionRecord,
+    SessionStart,
+)
 from pytest_experiments.rundirs import inside
 from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError
 from pytest_experiments.values import dumps
@@ -28,7 +37,7 @@ DB_NAME = "experiments.sqlite"
 RUNS_DIR = "runs"
 #: Marks a database as ours ("XPST"), so another application's SQLite file is refused.
 APPLICATION_ID = 0x58505354
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _BUSY_TIMEOUT_S = 30.0
 _RETRY_FOR_S = 300.0
 
@@ -85,6 +94,26 @@ CREATE TABLE metric_points (
     PRIMARY KEY (run_id, name, seq)
 ) WITHOUT ROWID;
 """
+# Schema version 1 is created as above; each entry here takes a store from the version before
+# it to its own, in the writer's creating transaction. A new store goes through them too, so
+# a created and a migrated store are the same.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        # When the run's process started (liveness.process_start): a reused pid is not the run's.
+        "ALTER TABLE runs ADD COLUMN pid_started TEXT NOT NULL DEFAULT ''",
+        # The store's own order of run starts, for claims. Not the rowid, which SQLite reuses
+        # once the newest rows are deleted (gc): a counter that only ever grows, set by a
+        # trigger so that no writer can insert a run without one. Version-1 rows have none;
+        # ``coalesce(seq, rowid)`` orders them, and the counter starts above their rowids.
+        "ALTER TABLE runs ADD COLUMN seq INTEGER",
+        "CREATE TABLE run_sequence (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL)",
+        "INSERT INTO run_sequence (id, last) SELECT 1, coalesce(max(rowid), 0) FROM runs",
+        """CREATE TRIGGER runs_sequence AFTER INSERT ON runs BEGIN
+            UPDATE run_sequence SET last = last + 1;
+            UPDATE runs SET seq = (SELECT last FROM run_sequence) WHERE rowid = NEW.rowid;
+        END""",
+    ),
+}
 
 # Columns read for listings; the bulky ones (result, traceback) only by ``run()``.
 _LIST_COLUMNS = ", ".join(
@@ -118,14 +147,21 @@ _LIST_COLUMNS = ", ".join(
 _SESSION_COLUMNS = "s.heartbeat_at AS session_heartbeat, s.finished_at AS session_finished"
 _WITH_SESSION = "LEFT JOIN sessions s ON s.session_id = r.session_id"
 
+
+def _liveness_columns(version: int) -> str:
+    """What liveness needs beyond the run's host, pid and pid namespace, for a store at ``version``."""
+    # Version-1 stores have no process start time (and readers never migrate a store).
+    started = "r.pid_started" if version >= 2 else "'' AS pid_started"
+    return f"{started}, {_SESSION_COLUMNS}"
+
+
 T = TypeVar("T")
 
 _INSERT_RUN = (
     "INSERT INTO runs (run_id, session_id, node_id, module, experiment, param_hash, params, status, "
-    "started_at, worker, host, pid, pid_namespace, dir) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)"
+    "started_at, worker, host, pid, pid_namespace, pid_started, dir) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)"
 )
-# Outcomes that mean another session already did a grid point's work.
-_FINISHED = frozenset({"passed", "failed", "error", "xfailed", "xpassed"})
 # Ids per DELETE statement: well under SQLite's limit on bound variables (999 before 3.32).
 _DELETE_BATCH = 500
 
@@ -133,7 +169,8 @@ _DELETE_BATCH = 500
 def _start_args(start: RunStart) -> tuple[Any, ...]:
     return (
         start.run_id, start.session_id, start.node_id, start.module, start.experiment, start.param_hash,
-        dumps(start.params), start.started_at, start.worker, start.host, start.pid, start.pid_namespace, start.dir,
+        dumps(start.params), start.started_at, start.worker, start.host, start.pid, start.pid_namespace,
+        start.pid_started, start.dir,
     )  # fmt: skip
 
 
@@ -154,30 +191,6 @@ def _retrying(action: Callable[[], T]) -> T:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 0.25)
-
-
-def pid_namespace() -> str:
-    """This process's pid namespace (Linux), so that containers sharing a hostname differ."""
-    try:
-        return str(os.stat("/proc/self/ns/pid").st_ino)
-    except OSError:
-        return ""
-
-
-def pid_is_dead(pid: int) -> bool:
-    """True when no live process has ``pid`` on this host (zombies count as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:
-        # Linux: a killed child not yet reaped by its parent still answers kill(0).
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
 
 
 def check_store_path(root: Path) -> None:
@@ -249,8 +262,7 @@ class SQLiteStore(Store):
         self.root = root.resolve()
         self.database = self.root / DB_NAME
         self.lease = lease
-        self._host = socket.gethostname()
-        self._pid_namespace = pid_namespace()
+        self._liveness = Liveness(lease)
         self._code_written: set[str] = set()
         check_store_path(self.root)
         if not self.database.exists():
@@ -263,8 +275,13 @@ class SQLiteStore(Store):
             # Checkpoint (and fsync) every ~32 MB of WAL instead of every 4 MB: fewer stalls per run.
             self._db.execute("PRAGMA wal_autocheckpoint=8000")
             _retrying(self._use_wal)
-            # Serialises schema creation between processes creating the store at once.
-            self._immediate(self._create_schema)
+            if create:
+                # Serialises schema creation and migration between processes opening the store at once.
+                self._version = self._immediate(self._create_schema)
+            else:
+                # A reader never takes the write lock, so it never creates or migrates a schema:
+                # it reads the store at the version it finds (0: still being created).
+                self._version = _retrying(self._read_version)
         except BaseException:
             self.close()
             raise
@@ -302,13 +319,28 @@ class SQLiteStore(Store):
 
         return _retrying(transaction)
 
-    def _create_schema(self) -> None:
+    def _create_schema(self) -> int:
+        """Create or migrate the schema to :data:`SCHEMA_VERSION` (in the writer's immediate transaction)."""
         if _check_schema(self._db, self.database):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
             self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._db.execute("PRAGMA user_version=1")
+        # Read again under the write lock: another writer may have migrated since we looked.
+        version = self._user_version()
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[target]:
+                self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={target}")
+        return SCHEMA_VERSION
+
+    def _read_version(self) -> int:
+        _check_schema(self._db, self.database)
+        return self._user_version()
+
+    def _user_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     def _write(
         self, statements: Sequence[tuple[str, Sequence[Any]]], many: Sequence[tuple[str, list[Sequence[Any]]]] = ()
@@ -339,33 +371,40 @@ class SQLiteStore(Store):
     def start_run(self, start: RunStart) -> None:
         _retrying(lambda: self._db.execute(_INSERT_RUN, _start_args(start)))
 
-    def claim_run(self, start: RunStart, since: float) -> str | None:
+    def claim_run(self, start: RunStart, after: int) -> str | None:
         # Check and insert in one immediate transaction: of two sessions claiming the same
-        # grid point at once, the second sees the first one's row.
+        # grid point at once, the second sees the first one's row. Only the database decides
+        # what came "after" the snapshot: a run's sequence number is assigned inside the
+        # transaction that inserts it, so a claimer stamped early but committed late (it
+        # waited for the lock, or was descheduled) is still after a snapshot read before.
         def body() -> str | None:
-            reason = self._claimed_elsewhere(start, since)
+            reason = self._claimed_elsewhere(start, after)
             if reason is None:
                 self._db.execute(_INSERT_RUN, _start_args(start))
             return reason
 
         return self._immediate(body)
 
-    def _claimed_elsewhere(self, start: RunStart, since: float) -> str | None:
+    def _claimed_elsewhere(self, start: RunStart, after: int) -> str | None:
         cursor = self._db.cursor()
         cursor.row_factory = sqlite3.Row
-        latest = cursor.execute(
-            f"SELECT r.status, r.session_id, r.started_at, r.host, r.pid, r.pid_namespace, {_SESSION_COLUMNS} "
-            f"FROM runs r {_WITH_SESSION} WHERE r.module = ? AND r.experiment = ? AND r.param_hash = ? "
-            "ORDER BY r.started_at DESC, r.rowid DESC LIMIT 1",
-            (start.module, start.experiment, start.param_hash),
-        ).fetchone()
-        if latest is None or latest["session_id"] == start.session_id:
-            return None
-        status = self._live_status(latest)
-        if status == "running":
-            return f"running in session {latest['session_id']}"
-        if latest["started_at"] >= since and status in _FINISHED:
-            return f"done in session {latest['session_id']}"
+        # Through the grid point index: a grid point has a handful of runs.
+        rows = cursor.execute(
+            "SELECT r.status, r.session_id, coalesce(r.seq, r.rowid) > ? AS is_after, r.host, r.pid, r.pid_namespace, "
+            f"{_liveness_columns(self._version)} FROM runs r {_WITH_SESSION} "
+            "WHERE r.module = ? AND r.experiment = ? AND r.param_hash = ? AND r.session_id != ? "
+            "AND (r.status = 'running' OR coalesce(r.seq, r.rowid) > ?)",
+            (after, start.module, start.experiment, start.param_hash, start.session_id, after),
+        ).fetchall()
+        statuses = [(row, self._live_status(row)) for row in rows]
+        for row, status in statuses:
+            if status == "running":
+                return f"running in session {row['session_id']}"
+        for row, status in statuses:
+            # Started after the snapshot and not cut short: that session did this grid
+            # point's work. An interrupted one (its process died) leaves it to us.
+            if row["is_after"] and status != "interrupted":
+                return f"done in session {row['session_id']}"
         return None
 
     def heartbeat(self, session_id: str) -> None:
@@ -409,13 +448,9 @@ class SQLiteStore(Store):
 
     # -- reading --------------------------------------------------------------------
     def _is_live(self, row: sqlite3.Row) -> bool:
-        """Whether a ``running`` run can still be in flight."""
-        if row["session_finished"] is not None:
-            return False
-        if row["host"] == self._host and row["pid_namespace"] == self._pid_namespace:
-            return not pid_is_dead(row["pid"])  # same machine: the process decides at once
-        heartbeat = row["session_heartbeat"]
-        return heartbeat is not None and heartbeat >= time.time() - self.lease
+        """Whether a ``running`` run can still be in flight (see :mod:`pytest_experiments.liveness`)."""
+        process = Process(row["host"], row["pid"], row["pid_namespace"], row["pid_started"])
+        return self._liveness.is_live(process, row["session_heartbeat"], row["session_finished"], time.time())
 
     def _live_status(self, row: sqlite3.Row) -> str:
         status: str = row["status"]
@@ -473,14 +508,12 @@ class SQLiteStore(Store):
             where.append("r.session_id = ?")
             args.append(session_id)
         condition = f"WHERE {' AND '.join(where)}" if where else ""
+        columns = f"{_LIST_COLUMNS}, {_liveness_columns(self._version)}"
         if history:
-            sql = (
-                f"SELECT {_LIST_COLUMNS}, {_SESSION_COLUMNS} FROM runs r {_WITH_SESSION} {condition} "
-                "ORDER BY r.started_at, r.rowid"
-            )
+            sql = f"SELECT {columns} FROM runs r {_WITH_SESSION} {condition} ORDER BY r.started_at, r.rowid"
         else:
             sql = (
-                f"SELECT {_LIST_COLUMNS}, {_SESSION_COLUMNS} FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY "
+                f"SELECT {columns} FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY "
                 "r.module, r.experiment, r.param_hash ORDER BY r.started_at DESC, r.rowid DESC) AS newness "
                 f"FROM runs r {condition}) r {_WITH_SESSION} WHERE r.newness = 1 ORDER BY r.started_at, r.run_id"
             )
@@ -490,32 +523,64 @@ class SQLiteStore(Store):
             records = [record for record in records if record.status in wanted]
         return records
 
-    def grid_states(self) -> dict[GridKey, GridState]:
+    def grid_snapshot(self) -> GridSnapshot:
+        # Every query in one read transaction: a WAL reader sees one state of the database
+        # throughout, so runs inserted meanwhile by other processes are in none of them (and
+        # are "after" the mark). Deferred: a reader never takes the write lock.
+        def transaction() -> GridSnapshot:
+            self._db.execute("BEGIN")
+            try:
+                snapshot = self._read_grid()
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")  # ends the read; nothing was written
+            return snapshot
+
+        return _retrying(transaction)
+
+    def _read_grid(self) -> GridSnapshot:
+        # The first SELECT fixes the transaction's view; the schema version is read in it too,
+        # since a writer may have migrated the store since this connection opened it.
+        version, has_runs = self._db.execute(
+            "SELECT (SELECT user_version FROM pragma_user_version), "
+            "(SELECT count(*) FROM sqlite_master WHERE name = 'runs')"
+        ).fetchone()
+        if not has_runs:
+            return GridSnapshot({}, 0)  # a store another process is creating right now: empty
+        if version >= 2:
+            mark = self._db.execute("SELECT last FROM run_sequence").fetchone()[0]
+        else:  # a version-1 store (readers never migrate): its rowids, which the sequence starts above
+            mark = self._db.execute("SELECT coalesce(max(rowid), 0) FROM runs").fetchone()[0]
         # One scan in start order, the newest run of a grid point overwriting the older ones:
         # for 100,000 grid points this is several times faster than a GROUP BY that looks
         # each newest row up through the index.
-        rows = _retrying(
-            lambda: self._db.execute(
-                "SELECT module, experiment, param_hash, status, code_sha256 FROM runs ORDER BY started_at, rowid"
-            ).fetchall()
-        )
+        rows = self._db.execute(
+            "SELECT module, experiment, param_hash, status, code_sha256 FROM runs ORDER BY started_at, rowid"
+        ).fetchall()
         states: dict[GridKey, GridState] = {row[:3]: row[3:] for row in rows}
         if any(status == "running" for status, _ in states.values()):
-            for key, status in self._newest_running_statuses().items():
-                if states[key][0] == "running":
-                    states[key] = (status, states[key][1])
-        return states
+            for key, status in self._newest_running_statuses(version).items():
+                state = states.get(key)
+                if state is not None and state[0] == "running":
+                    states[key] = (status, state[1])
+        return GridSnapshot(states, int(mark))
 
-    def _newest_running_statuses(self) -> dict[GridKey, str]:
+    def _newest_running_statuses(self, version: int) -> dict[GridKey, str]:
         """Live status (``running`` or ``interrupted``) of the newest run stored as running, per grid point."""
-        rows = self._query(
-            f"SELECT r.module, r.experiment, r.param_hash, r.status, r.host, r.pid, r.pid_namespace, {_SESSION_COLUMNS} "
-            f"FROM runs r {_WITH_SESSION} WHERE r.status = 'running' ORDER BY r.started_at, r.rowid"
-        )
+        cursor = self._db.cursor()
+        cursor.row_factory = sqlite3.Row
+        rows = cursor.execute(
+            f"SELECT r.module, r.experiment, r.param_hash, r.status, r.host, r.pid, r.pid_namespace, "
+            f"{_liveness_columns(version)} FROM runs r {_WITH_SESSION} WHERE r.status = 'running' "
+            "ORDER BY r.started_at, r.rowid"
+        ).fetchall()
         return {(row["module"], row["experiment"], row["param_hash"]): self._live_status(row) for row in rows}
 
     def run(self, run_id: str) -> RunRecord:
-        rows = self._query(f"SELECT r.*, {_SESSION_COLUMNS} FROM runs r {_WITH_SESSION} WHERE r.run_id = ?", (run_id,))
+        rows = self._query(
+            f"SELECT r.*, {_liveness_columns(self._version)} FROM runs r {_WITH_SESSION} WHERE r.run_id = ?", (run_id,)
+        )
         if not rows:
             raise KeyError(run_id)
         record = self._record(rows[0])
@@ -539,9 +604,9 @@ class SQLiteStore(Store):
         """Run counts by status, per session (all sessions when ``session_id`` is None)."""
         condition = "WHERE r.session_id = ?" if session_id is not None else ""
         rows = self._query(
-            f"SELECT r.session_id, r.status, r.host, r.pid, r.pid_namespace, {_SESSION_COLUMNS}, count(*) AS n "
-            f"FROM runs r {_WITH_SESSION} {condition} "
-            "GROUP BY r.session_id, r.status, r.host, r.pid, r.pid_namespace",
+            f"SELECT r.session_id, r.status, r.host, r.pid, r.pid_namespace, {_liveness_columns(self._version)}, "
+            f"count(*) AS n FROM runs r {_WITH_SESSION} {condition} "
+            "GROUP BY r.session_id, r.status, r.host, r.pid, r.pid_namespace, pid_started",
             () if session_id is None else (session_id,),
         )
         counts: dict[str, dict[str, int]] = {}

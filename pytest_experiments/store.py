@@ -10,7 +10,16 @@ import abc
 from collections.abc import Iterable
 from pathlib import Path
 
-from pytest_experiments.records import GridKey, GridState, RunEnd, RunRecord, RunStart, SessionRecord, SessionStart
+from pytest_experiments.records import (
+    GridKey,
+    GridSnapshot,
+    GridState,
+    RunEnd,
+    RunRecord,
+    RunStart,
+    SessionRecord,
+    SessionStart,
+)
 
 #: A session that has not renewed its heartbeat for this long is dead, whatever host it ran on.
 DEFAULT_LEASE_S = 300.0
@@ -55,13 +64,15 @@ class Store(abc.ABC):
         """Write a run as ``running``, durably, before its body starts."""
 
     @abc.abstractmethod
-    def claim_run(self, start: RunStart, since: float) -> str | None:
+    def claim_run(self, start: RunStart, after: int) -> str | None:
         """Start a run only if no other session got to its grid point first.
 
-        In one atomic step: when another live session is running the grid point, or
-        another session finished it (passed, failed...) at or after ``since``, return the
-        reason ("running in session ..." / "done in session ...") and write nothing;
-        otherwise write the run as ``running`` and return None.
+        ``after`` is the :attr:`GridSnapshot.mark` of the snapshot that chose to run it.
+        In one atomic step, decided by the store's own state (never by clocks): when
+        another session's run of the grid point is live, or another session started one
+        after the snapshot that did not end ``interrupted`` (it passed, failed, skipped...),
+        return the reason ("running in session ..." / "done in session ...") and write
+        nothing; otherwise write the run as ``running`` and return None.
         """
 
     @abc.abstractmethod
@@ -94,11 +105,16 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def grid_states(self) -> dict[GridKey, GridState]:
-        """The latest run of every grid point, lean, for deciding what resume runs.
+    def grid_snapshot(self) -> GridSnapshot:
+        """The latest run of every grid point, lean, and the store's mark, in one consistent read.
 
-        A ``running`` run whose process is gone reads ``interrupted`` here too.
+        This is what resume decides from. A ``running`` run whose process is gone reads
+        ``interrupted`` here too.
         """
+
+    def grid_states(self) -> dict[GridKey, GridState]:
+        """The states of :meth:`grid_snapshot`."""
+        return self.grid_snapshot().states
 
     @abc.abstractmethod
     def run(self, run_id: str) -> RunRecord:

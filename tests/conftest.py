@@ -37,7 +37,7 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     """``tmpfs(name, size="64k", read_only=False)``: a real tmpfs mounted at ``tmp_path / name``.
 
     For faults that must really happen: a read-only filesystem (EROFS, which even root gets)
-    or a full disk (ENOSPC). Needs root and ``mount``; the test is skipped without them.
+    or a full disk (ENOSPC). Needs root and ``mount``; without them the test fails (never skips: CI must run it).
     Everything mounted is unmounted at teardown.
     """
     mounted: list[Path] = []
@@ -50,7 +50,7 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
             ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True, text=True, check=False
         )
         if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+            pytest.fail(f"cannot mount a tmpfs here (the fault tests need root and mount): {done.stderr.strip()}")
         mounted.append(point)
         return point
 
@@ -59,3 +59,26 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     finally:
         for point in reversed(mounted):
             subprocess.run(["umount", "-l", str(point)], capture_output=True, check=False)
+
+
+@pytest.fixture
+def start_sleeper() -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """Starts live processes unrelated to any run (``sleep``), killed and reaped at teardown."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        started.append(subprocess.Popen(["sleep", "300"]))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def sleeper(start_sleeper: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """A live process unrelated to any run, started before the test."""
+    return start_sleeper()

@@ -3,6 +3,7 @@
 Quick cases run pytest in-process (``pytester.runpytest``); anything about xdist workers,
 concurrent sessions or liveness runs real ``python -m pytest`` processes. Every wait is
 bounded and every process started here is killed with its process group at teardown.
+Claims between concurrently resuming sessions are tested in ``test_claims.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import re
 import shutil
 import signal
 import sqlite3
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from processes import BLOCKING_GRID, GATE_CONFTEST, Processes, history, store_of
+from processes import BLOCKING_GRID, Processes, history, store_of
 
 from pytest_experiments import RunRecord, Store, load
 from pytest_experiments.records import RunStart, SessionStart
@@ -976,80 +976,3 @@ def test_run_in_progress_in_a_live_session_is_neither_rerun_nor_interrupted(
     assert code == 0, output
     assert runs_per_node(pytester) == Counter(dict.fromkeys(grid_ids(4), 1))
     assert {run.status for run in history(pytester)} == {"passed"}
-
-
-SKIP_REASON = re.compile(r"^SKIPPED \[(\d+)\] \S+: (running|done) in session (\S+)$")
-
-
-def skip_reasons(output: str) -> Counter[tuple[str, str]]:
-    """{(running|done, session id): count} from the ``-rs`` summary."""
-    counts: Counter[tuple[str, str]] = Counter()
-    for line in output.splitlines():
-        match = SKIP_REASON.match(line)
-        if match:
-            counts[match.group(2), match.group(3)] += int(match.group(1))
-    return counts
-
-
-def session_of(pytester: pytest.Pytester, proc: subprocess.Popen[str]) -> str:
-    with Store.open(store_of(pytester)) as store:
-        [session] = [session.session_id for session in store.sessions() if session.pid == proc.pid]
-    return session
-
-
-def test_claims_skip_what_another_session_did_since_the_snapshot(pytester: pytest.Pytester, procs: Processes) -> None:
-    write_module(pytester, "test_grid", BLOCKING_GRID.format(pause=0, points="range(4)"))
-    pytester.makeconftest(GATE_CONFTEST)
-    gate = pytester.mkdir("gate")
-    # The resuming session takes its snapshot (nothing run yet) and waits at the gate...
-    resuming = procs.start("--xp-resume", "-rs", XP_TEST_GATE=str(gate))
-    procs.wait_ready(gate, 1)
-    # ... while another session runs points 0-2 and is busy with point 3.
-    (pytester.path / "block.json").write_text("[3]")
-    other = procs.start()
-    procs.wait_for(pytester.path / "blocked-3", other)
-    procs.open_gate(gate)
-    code, output = procs.finish(resuming)
-
-    assert code == 0, output
-    assert "xp: resume: 0 done, 4 to run (4 never run)" in output.splitlines()
-    assert "4 skipped" in output
-    other_session = session_of(pytester, other)
-    assert skip_reasons(output) == {("done", other_session): 3, ("running", other_session): 1}
-    # A skip for a claim records no run.
-    assert runs_per_node(pytester) == Counter(dict.fromkeys(grid_ids(4), 1))
-    assert {run.session_id for run in history(pytester)} == {other_session}
-
-    (pytester.path / "release").write_text("")
-    code, output = procs.finish(other)
-    assert code == 0, output
-    assert {run.status for run in history(pytester)} == {"passed"}
-
-
-def test_two_resuming_sessions_split_the_remaining_work(pytester: pytest.Pytester, procs: Processes) -> None:
-    half_done_grid(pytester, 40, pause=0.05)
-    pytester.makeconftest(GATE_CONFTEST)
-    gate = pytester.mkdir("gate")
-    started = [procs.start("--xp-resume", "-rs", XP_TEST_GATE=str(gate)) for _ in range(2)]
-    procs.release_together(gate, 2)
-    results = [procs.finish(proc) for proc in started]
-
-    for code, output in results:
-        assert code == 0, output
-        assert "xp: resume: 20 done, 20 to run (20 never run)" in output.splitlines()
-    # Every remaining point ran exactly once between the two sessions.
-    assert runs_per_node(pytester) == Counter(dict.fromkeys(grid_ids(40), 1))
-    assert {run.status for run in history(pytester)} == {"passed"}
-    sessions = [session_of(pytester, proc) for proc in started]
-    with Store.open(store_of(pytester)) as store:
-        passed = [store.status_counts(session) for session in sessions]
-    assert all(set(counts) == {"passed"} for counts in passed), passed
-    assert passed[0]["passed"] + passed[1]["passed"] == 20
-    assert passed[0]["passed"] > 0
-    assert passed[1]["passed"] > 0
-    # What one session skipped, it skipped because the other had it.
-    for (_, output), mine, theirs, counts in zip(results, sessions, reversed(sessions), passed, strict=True):
-        reasons = skip_reasons(output)
-        assert {session for _, session in reasons} <= {theirs}
-        assert mine != theirs
-        assert sum(reasons.values()) == 20 - counts["passed"]
