@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_experiments.values import canonical_json
+from pytest_experiments.values import canonical_json, identity_values, is_plain, known_equal
 
 _ID_TYPES = (str, int, float, bool, type(None))
 _MAX_ID_VALUE = 40
@@ -51,6 +51,20 @@ def _axes_of(
     return values, where
 
 
+def _seen(seen: dict[str, list[dict[str, Any]]], point: dict[str, Any]) -> bool:
+    """Whether ``point`` is in ``seen`` already (adding it if not).
+
+    Points are told apart as grid points are (numpy arrays by content); values shown alike
+    by their repr are compared, and different ones both kept, for collection to refuse.
+    """
+    values, ambiguous = (point, set()) if is_plain(point) else identity_values(point)
+    same_key = seen.setdefault(canonical_json(values), [])
+    if any(all(known_equal(point[name], other[name]) for name in ambiguous) for other in same_key):
+        return True
+    same_key.append(point)
+    return False
+
+
 def _format(name: str, value: Any, index: int) -> str:
     if isinstance(value, _ID_TYPES) and len(str(value)) <= _MAX_ID_VALUE:
         return f"{name}={value}"
@@ -74,16 +88,14 @@ def grid_points(
             )
     points: list[tuple[Any, ...]] = []
     ids: list[str] = []
-    seen: set[str] = set()
+    seen: dict[str, list[dict[str, Any]]] = {}
     for axes, where in grids:
         for combination in itertools.product(*(enumerate(axes[name]) for name in names)):
             point = {name: value for name, (_, value) in zip(names, combination, strict=True)}
             if where is not None and not where(**point):
                 continue
-            key = canonical_json(point)
-            if key in seen:  # the union of grids holds each point once
+            if _seen(seen, point):  # the union of grids holds each point once
                 continue
-            seen.add(key)
             points.append(tuple(point.values()))
             ids.append(
                 "-".join(_format(name, value, index) for name, (index, value) in zip(names, combination, strict=True))

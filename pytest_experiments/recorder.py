@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 from pytest_experiments.handle import StoreHandle
-from pytest_experiments.identity import grid_point, is_experiment
+from pytest_experiments.identity import grid_point, is_experiment, volatile_parameters
 from pytest_experiments.run import Run, new_id
 from pytest_experiments.rundirs import relative_run_dir
 from pytest_experiments.sqlite_store import pid_namespace
-from pytest_experiments.values import metrics_from_result, to_json_value, volatile_params
+from pytest_experiments.values import metrics_from_result, to_json_value
 
 RUN_KEY = pytest.StashKey[Run]()
 REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -146,7 +146,7 @@ class Recorder:
         if problems:
             self._warn(f"{item.nodeid}: {problems}")
         # Only a repr can hold a memory address, and plain parameters have none.
-        volatile = [] if run.stored_params is run.params else volatile_params(run.stored_params)
+        volatile = [] if run.stored_params is run.params else volatile_parameters(item)
         for name in volatile:
             if (run.experiment, name) not in self._warned_volatile:
                 self._warned_volatile.add((run.experiment, name))

@@ -31,6 +31,18 @@ def _numpy_scalar(value: object) -> Any | None:
     return None
 
 
+def _numeric_array(value: object) -> bool:
+    """Whether ``value`` is a numpy ndarray whose bytes are its content (no Python objects inside)."""
+    kind = type(value)
+    return kind.__name__ == "ndarray" and kind.__module__ == "numpy" and not value.dtype.hasobject  # type: ignore[attr-defined]
+
+
+def _array_identity(value: Any) -> str:
+    """A numpy array by content: dtype, shape and a digest of its bytes (its repr elides the middle)."""
+    digest = hashlib.sha256(value.tobytes()).hexdigest()[:32]
+    return f"ndarray(dtype={value.dtype}, shape={tuple(value.shape)}, sha256={digest})"
+
+
 def safe_repr(value: object) -> str:
     """``repr(value)``, or a description of the value when its ``__repr__`` raises."""
     try:
@@ -42,12 +54,14 @@ def safe_repr(value: object) -> str:
 class Conversion:
     """One conversion of a value to JSON types.
 
-    A value JSON cannot hold becomes its repr. ``notes`` lists what was stored only
+    For storage a value JSON cannot hold becomes its repr; for identity (``identity=True``)
+    a numpy array becomes its content instead. ``notes`` lists what was stored only
     approximately (for a warning); ``exact`` turns False once a value went in as its repr,
     which may be the same for two different values.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, identity: bool = False) -> None:
+        self.identity = identity
         self.notes: list[str] = []
         self.exact = True
         self._open: set[int] = set()  # containers being converted: one met again holds itself
@@ -65,6 +79,8 @@ class Conversion:
         scalar = _numpy_scalar(value)
         if scalar is not None and not isinstance(scalar, complex):
             return scalar
+        if self.identity and _numeric_array(value):
+            return _array_identity(value)
         return self.approximate(safe_repr(value))
 
     def approximate(self, text: str, note: str | None = None) -> str:
@@ -152,8 +168,43 @@ def canonical_json(params: Mapping[str, Any]) -> str:
 
 
 def param_hash(params: Mapping[str, Any]) -> str:
-    """Identity of a grid point: a short sha256 over the canonical JSON of its parameters."""
-    return hashlib.sha256(canonical_json(params).encode()).hexdigest()[:20]
+    """Identity of a grid point: a short sha256 over the canonical JSON of its parameters
+    (numpy arrays by content, see :func:`identity_values`; no explicit ids)."""
+    if is_plain(params):
+        return hashlib.sha256(canonical_json(params).encode()).hexdigest()[:20]
+    return identity_hash(identity_values(params)[0])
+
+
+def identity_hash(values: Mapping[str, Any]) -> str:
+    """:func:`param_hash` of values already made JSON (by :func:`identity_values`)."""
+    return hashlib.sha256(_CANONICAL.encode(values).encode()).hexdigest()[:20]
+
+
+def identity_values(params: Mapping[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """Each parameter as it counts for the grid point's identity, and the names of those
+    whose identity different values may share.
+
+    JSON values count as themselves and numpy arrays by content; any other value as its
+    repr, which may be the same for values that differ (the caller compares those).
+    """
+    values: dict[str, Any] = {}
+    ambiguous: set[str] = set()
+    for name, value in params.items():
+        conversion = Conversion(identity=True)
+        values[name] = conversion.convert(value)
+        if not conversion.exact:
+            ambiguous.add(name)
+    return values, ambiguous
+
+
+def known_equal(one: object, other: object) -> bool:
+    """Whether two values are known to be equal (an ``==`` that raises or is not a bool: not known)."""
+    if one is other:
+        return True
+    try:
+        return (one == other) is True
+    except Exception:
+        return False
 
 
 def volatile_params(params: Mapping[str, Any]) -> list[str]:
