@@ -7,19 +7,20 @@ read ``lr=0.01-seed=0``.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
-from pytest_experiments.values import canonical_json, identity_values, is_plain, known_equal
+from pytest_experiments.values import canonical_json, identity_values, is_plain, known_equal, safe_repr
 
 _ID_TYPES = (str, int, float, bool, type(None))
 _MAX_ID_VALUE = 40
 
 
-def _fail(function: str, message: str) -> None:
+def _fail(function: str, message: str) -> NoReturn:
     __tracebackhide__ = True
     pytest.fail(f"grid on {function}: {message}", pytrace=False)
 
@@ -49,6 +50,36 @@ def _axes_of(
         if not values[name]:
             _fail(function, f"axis {name!r} is empty; give it at least one value")
     return values, where
+
+
+def _check_where(where: Callable[..., Any], function: str, names: list[str]) -> None:
+    """Fail collection unless ``where`` accepts every axis as a keyword argument."""
+    try:
+        signature = inspect.signature(where)
+    except (TypeError, ValueError):
+        return  # no signature to read (some builtins): its calls will tell
+    try:
+        signature.bind(**dict.fromkeys(names))
+        return
+    except TypeError as exc:
+        problem = str(exc)
+    # Failed outside the except block: the message alone, no chained exception.
+    axes = ", ".join(names)
+    _fail(
+        function,
+        f"where= must accept every axis as a keyword ({axes}), but {problem}; "
+        f"write where=lambda {axes}: ..., or add **_ to take the axes it does not use",
+    )
+
+
+def _keep(where: Callable[..., Any], function: str, point: dict[str, Any]) -> bool:
+    """``where(**point)``; an exception in it is a collection error naming the point."""
+    try:
+        return bool(where(**point))
+    except Exception as exc:
+        error = exc
+    shown = ", ".join(f"{name}={safe_repr(value)}" for name, value in point.items())
+    _fail(function, f"where= raised {type(error).__name__} for {shown[:80]}: {error}")
 
 
 def _seen(seen: dict[str, list[dict[str, Any]]], point: dict[str, Any]) -> bool:
@@ -86,13 +117,16 @@ def grid_points(
                 function,
                 f"axis {axis!r} is missing from one of its grid marks; every grid mark must name the same axes (use {axis}=[None] where it does not apply)",
             )
+    for _, where in grids:
+        if where is not None:
+            _check_where(where, function, names)
     points: list[tuple[Any, ...]] = []
     ids: list[str] = []
     seen: dict[str, list[dict[str, Any]]] = {}
     for axes, where in grids:
         for combination in itertools.product(*(enumerate(axes[name]) for name in names)):
             point = {name: value for name, (_, value) in zip(names, combination, strict=True)}
-            if where is not None and not where(**point):
+            if where is not None and not _keep(where, function, point):
                 continue
             if _seen(seen, point):  # the union of grids holds each point once
                 continue
