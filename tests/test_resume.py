@@ -639,11 +639,16 @@ def test_resume_and_rerun_changed_as_ini_keys(pytester: pytest.Pytester) -> None
 
 # Every xdist worker writes the node ids it will run (after deselection) to
 # ``collected-<worker>.txt``. A worker started after ``killed`` exists (the replacement of
-# a killed one) first waits, bounded, until other workers have written more runs, so it
-# surely collects while the store is changing, and notes the counts in ``late-<worker>.json``.
+# a killed one) notes the passed runs, announces itself with ``collecting-<worker>`` and
+# waits, bounded, until other workers have written more runs, so it surely collects while
+# the store is changing; it notes the counts in ``late-<worker>.json``. Meanwhile, once the
+# victim blocks in point 1, the other workers hold back each further point until a
+# replacement announces itself: they are surely still writing then (the victim's points go
+# back to them when it dies).
 WORKER_CONFTEST = """
     import contextlib
     import json
+    import os
     import sqlite3
     import time
     from pathlib import Path
@@ -656,15 +661,28 @@ WORKER_CONFTEST = """
             return db.execute("SELECT count(*) FROM runs WHERE status = 'passed'").fetchone()[0]
 
 
+    def wait_for(condition, what):
+        deadline = time.monotonic() + 60
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError(what)
+            time.sleep(0.01)
+
+
     def pytest_collection(session):
         worker = getattr(session.config, "workerinput", {}).get("workerid")
         if worker is None or not (HERE / "killed").exists():
             return
         before = passed_runs()
-        deadline = time.monotonic() + 5
-        while passed_runs() < before + 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        (HERE / f"collecting-{worker}").write_text("")
+        wait_for(lambda: passed_runs() >= before + 3, "no runs written while the replacement collected")
         (HERE / f"late-{worker}.json").write_text(json.dumps({"before": before, "after": passed_runs()}))
+
+
+    def pytest_runtest_setup(item):
+        if not hasattr(item.config, "workerinput") or not (HERE / "blocked-1").exists():
+            return
+        wait_for(lambda: any(HERE.glob("collecting-*")), "no replacement worker started collecting")
 
 
     def pytest_collection_finish(session):
@@ -709,7 +727,7 @@ def test_xdist_workers_collect_the_same_items_on_a_half_done_grid(pytester: pyte
 
 
 def test_replaced_worker_collects_late_and_selects_the_same(pytester: pytest.Pytester, procs: Processes) -> None:
-    half_done_grid(pytester, 200, pause=0.02)
+    half_done_grid(pytester, 200, pause=0)
     pytester.makeconftest(WORKER_CONFTEST)
     (pytester.path / "block.json").write_text("[1]")
     proc = procs.start("-n", "2", "--xp-resume")
