@@ -25,7 +25,6 @@ from pytest_experiments.values import (
     identity_values,
     is_plain,
     known_equal,
-    param_hash,
     to_json_value,
     volatile_params,
 )
@@ -108,7 +107,7 @@ def identity(item: pytest.Function) -> Identity:
     if found is None:
         params = _callspec_params(item)
         if is_plain(params):
-            found = Identity(param_hash(params), params, frozenset())
+            found = Identity(identity_hash(params), params, frozenset())
         else:
             values, ambiguous = identity_values(params)
             if ambiguous:
@@ -124,7 +123,7 @@ def point_key(item: pytest.Function) -> tuple[str, str, str]:
     module, experiment = _names(item)
     params = _callspec_params(item)
     # Plain values (the usual grid) are hashed directly: resume does this for every item.
-    return module, experiment, (param_hash(params) if is_plain(params) else identity(item).hash)
+    return module, experiment, (identity_hash(params) if is_plain(params) else identity(item).hash)
 
 
 def volatile_parameters(item: pytest.Function) -> list[str]:
@@ -201,7 +200,7 @@ def grid_point(item: pytest.Function) -> GridPoint:
     if found is None:
         params, stored = _params(item)
         module, experiment = _names(item)
-        digest = param_hash(params) if stored is params else identity(item).hash
+        digest = identity_hash(params) if stored is params else identity(item).hash
         found = item.stash[_GRID_POINT_KEY] = GridPoint(module, experiment, params, stored, digest)
     return found
 
@@ -209,7 +208,11 @@ def grid_point(item: pytest.Function) -> GridPoint:
 def check_distinct(items: list[pytest.Function]) -> None:
     """Fail collection when two of one function's experiment items have different values
     that count as the same grid point (same repr, same explicit id)."""
-    if all(is_plain(_callspec_params(item)) for item in items):
+    for item in items:  # a loop: this runs for every collected item
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and not is_plain(callspec.params):
+            break
+    else:
         return  # plain values are their own identity: nothing to compare
     first: dict[str, pytest.Function] = {}
     for item in items:

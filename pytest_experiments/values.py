@@ -153,7 +153,11 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 def is_plain(params: Mapping[str, Any]) -> bool:
     """Whether every value is a str, int, float, bool or None (already JSON, nothing to convert)."""
-    return all(type(value) in _PLAIN_TYPES for value in params.values())
+    # A loop, not all(...): called for every collected item, twice with resume.
+    for value in params.values():  # noqa: SIM110
+        if type(value) not in _PLAIN_TYPES:
+            return False
+    return True
 
 
 def canonical_json(params: Mapping[str, Any]) -> str:
@@ -170,14 +174,16 @@ def canonical_json(params: Mapping[str, Any]) -> str:
 def param_hash(params: Mapping[str, Any]) -> str:
     """Identity of a grid point: a short sha256 over the canonical JSON of its parameters
     (numpy arrays by content, see :func:`identity_values`; no explicit ids)."""
-    if is_plain(params):
-        return hashlib.sha256(canonical_json(params).encode()).hexdigest()[:20]
-    return identity_hash(identity_values(params)[0])
+    return identity_hash(params if is_plain(params) else identity_values(params)[0])
 
 
 def identity_hash(values: Mapping[str, Any]) -> str:
-    """:func:`param_hash` of values already made JSON (by :func:`identity_values`)."""
-    return hashlib.sha256(_CANONICAL.encode(values).encode()).hexdigest()[:20]
+    """The hash of parameters already made of JSON types (plain ones, or from :func:`identity_values`)."""
+    try:
+        text = _CANONICAL.encode(values)
+    except ValueError:  # a plain int too long to print: identity_values writes it in hex
+        text = _CANONICAL.encode(identity_values(values)[0])
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def identity_values(params: Mapping[str, Any]) -> tuple[dict[str, Any], set[str]]:
