@@ -38,6 +38,8 @@ _GRID_POINT_KEY = pytest.StashKey["GridPoint"]()
 _IDENTITY_KEY = pytest.StashKey["Identity"]()
 _PARAMETER_SET = type(pytest.param())
 _ID_TYPES = (str, int, float, bool)
+# Per collector node: {function name: (grid axes, per grid point {axis: id given})}.
+_GRID_IDS_KEY = pytest.StashKey[dict[str, tuple[list[str], list[dict[str, str]]]]]()
 
 
 def _marked(node: pytest.Item | pytest.Collector | None) -> bool:
@@ -157,7 +159,8 @@ def _id_of(value: Any, ids: Any, given: Any) -> str | None:
 
 def explicit_ids(item: pytest.Function) -> dict[str, str]:
     """Parameter name -> the id the user gave its value in a ``parametrize`` mark
-    (``pytest.param(..., id=)``, ``ids=[...]`` or ``ids=callable``).
+    (``pytest.param(..., id=)``, ``ids=[...]`` or ``ids=callable``) or a ``grid`` mark
+    (``pytest.param(value, id=)`` in an axis).
 
     pytest's own ids for objects (``model0``) are positions, so they never count.
     """
@@ -178,7 +181,27 @@ def explicit_ids(item: pytest.Function) -> dict[str, str]:
             own = _id_of(callspec.params.get(name), ids, given)
             if own is not None:
                 found.setdefault(name, own)
+    for name, given in _grid_ids(item, callspec.indices).items():
+        found.setdefault(name, given)
     return found
+
+
+def keep_grid_ids(definition: pytest.Function, names: list[str], given: list[dict[str, str]]) -> None:
+    """Note the ids given to values in ``definition``'s grid marks, per grid point, for :func:`explicit_ids`."""
+    parent = definition.parent
+    if isinstance(parent, (pytest.Module, pytest.Class)):
+        parent.stash.setdefault(_GRID_IDS_KEY, {})[definition.originalname] = (names, given)
+
+
+def _grid_ids(item: pytest.Function, indices: dict[str, int]) -> dict[str, str]:
+    """The ids given to ``item``'s values in its grid marks (see :func:`keep_grid_ids`)."""
+    parent = item.parent
+    recorded = parent.stash.get(_GRID_IDS_KEY, {}).get(item.originalname) if parent is not None else None
+    if recorded is None:
+        return {}
+    names, given = recorded
+    index = indices.get(names[0])
+    return given[index] if index is not None and index < len(given) else {}
 
 
 @dataclass(slots=True)

@@ -164,6 +164,49 @@ def test_grid_of_different_values_with_one_repr_is_a_collection_error(pytester: 
     assert not store_of(pytester).exists()
 
 
+GRID_IDS = """
+    import pytest
+
+
+    class Optimiser:
+        def __init__(self, lr):
+            self.lr = lr
+
+        def __repr__(self):
+            return "Optimiser"
+
+
+    FAST = pytest.param(Optimiser(0.1), id="fast")
+    SLOW = pytest.param(Optimiser(0.01), id="slow", marks=pytest.mark.slow)
+
+
+    @pytest.mark.grid(opt=[{order}], seed=[0, 1])
+    def test_fit(opt, seed):
+        return opt.lr
+"""
+
+
+def test_ids_given_in_a_grid_tell_values_apart(pytester: pytest.Pytester, procs: Processes) -> None:
+    pytester.makeini("[pytest]\nmarkers =\n    slow: a slow optimiser\n")
+    write(pytester, GRID_IDS.format(order="FAST, SLOW"))
+    code, output = procs.run("-m", "not slow", "-v")
+    assert code == 0, output
+    assert "2 passed, 2 deselected" in output  # the value's marks apply to its points
+    assert "test_values.py::test_fit[opt=fast-seed=1] PASSED" in output
+    assert {run.node_id: run.result for run in full_runs(pytester).values()} == {
+        "test_values.py::test_fit[opt=fast-seed=0]": 0.1,
+        "test_values.py::test_fit[opt=fast-seed=1]": 0.1,
+    }
+
+    # Reordered, the values keep their identity: only the slow points are left to run.
+    write(pytester, GRID_IDS.format(order="SLOW, FAST"))
+    code, output = procs.run("--xp-resume")
+    assert code == 0, output
+    assert "xp: resume: 2 done, 2 to run (2 never run)" in output.splitlines(), output
+    assert "2 passed" in output
+    assert sorted(run.result for run in full_runs(pytester).values()) == [0.01, 0.01, 0.1, 0.1]
+
+
 IDS = """
     import pytest
 
