@@ -257,7 +257,7 @@ def _refuse(experiment: str, name: str, counted_as: Any, first: str, second: str
     pytest.fail(
         f"{experiment}: parameter {name!r} has different values that count as one grid point, {shown} "
         f"({first} and {second}); give each value an id: @pytest.mark.parametrize(..., ids=[...]) "
-        "or pytest.param(value, id=...)",
+        "or pytest.param(value, id=...) (in a grid axis too), or a repr that tells them apart",
         pytrace=False,
     )
 
