@@ -39,7 +39,8 @@ def _numeric_array(value: object) -> bool:
 
 def _array_identity(value: Any) -> str:
     """A numpy array by content: dtype, shape and a digest of its bytes (its repr elides the middle)."""
-    digest = hashlib.sha256(value.tobytes()).hexdigest()[:32]
+    # Its own buffer when laid out in C order (no copy of a large array), else a C-order copy.
+    digest = hashlib.sha256(value.data if value.flags.c_contiguous else value.tobytes()).hexdigest()[:32]
     return f"ndarray(dtype={value.dtype}, shape={tuple(value.shape)}, sha256={digest})"
 
 

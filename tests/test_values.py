@@ -13,6 +13,7 @@ import pytest
 from processes import Processes, history, store_of
 
 from pytest_experiments import RunRecord, Store
+from pytest_experiments.values import identity_values, param_hash
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -86,6 +87,20 @@ def test_arrays_that_repr_alike_are_distinct_grid_points(pytester: pytest.Pytest
     code, output = procs.run("--xp-resume")
     assert code == 0, output
     assert "xp: resume: 5 done, 0 to run; nothing left to run" in output.splitlines(), output
+
+
+def test_array_identity_is_dtype_shape_and_content() -> None:
+    base = np.arange(6, dtype=np.int64)
+    assert param_hash({"a": base}) == param_hash({"a": base.copy()})
+    assert param_hash({"a": base}) != param_hash({"a": base.astype(np.float64)})
+    assert param_hash({"a": base.reshape(2, 3)}) != param_hash({"a": base.reshape(3, 2)})
+    grid = base.reshape(2, 3)
+    assert param_hash({"a": grid}) == param_hash({"a": np.asfortranarray(grid)})  # same content, other layout
+    assert param_hash({"a": grid.T}) == param_hash({"a": np.ascontiguousarray(grid.T)})
+    # Arrays of Python objects hold pointers, not content: they count by repr (compared at collection).
+    values, ambiguous = identity_values({"a": np.array([object()]), "b": base})
+    assert ambiguous == {"a"}
+    assert values["b"].startswith("ndarray(dtype=int64, shape=(6,), sha256=")
 
 
 # -- other values: an id, else a collection error ---------------------------------------------
