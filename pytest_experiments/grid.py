@@ -7,19 +7,23 @@ read ``lr=0.01-seed=0``.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import pytest
 
-from pytest_experiments.values import canonical_json
+from pytest_experiments.identity import keep_grid_ids
+from pytest_experiments.values import canonical_json, identity_values, is_plain, known_equal, safe_repr
 
 _ID_TYPES = (str, int, float, bool, type(None))
 _MAX_ID_VALUE = 40
+_PARAMETER_SET = type(pytest.param())
 
 
-def _fail(function: str, message: str) -> None:
+def _fail(function: str, message: str) -> NoReturn:
     __tracebackhide__ = True
     pytest.fail(f"grid on {function}: {message}", pytrace=False)
 
@@ -48,19 +52,86 @@ def _axes_of(
         values[name] = list(axis)
         if not values[name]:
             _fail(function, f"axis {name!r} is empty; give it at least one value")
+        for value in values[name]:
+            if isinstance(value, _PARAMETER_SET) and len(value.values) != 1:
+                _fail(
+                    function, f"axis {name!r}: a pytest.param in a grid axis holds one value, not {len(value.values)}"
+                )
     return values, where
 
 
-def _format(name: str, value: Any, index: int) -> str:
+def _check_where(where: Callable[..., Any], function: str, names: list[str]) -> None:
+    """Fail collection unless ``where`` accepts every axis as a keyword argument."""
+    try:
+        signature = inspect.signature(where)
+    except (TypeError, ValueError):
+        return  # no signature to read (some builtins): its calls will tell
+    try:
+        signature.bind(**dict.fromkeys(names))
+        return
+    except TypeError as exc:
+        problem = str(exc)
+    # Failed outside the except block: the message alone, no chained exception.
+    axes = ", ".join(names)
+    _fail(
+        function,
+        f"where= must accept every axis as a keyword ({axes}), but {problem}; "
+        f"write where=lambda {axes}: ..., or add **_ to take the axes it does not use",
+    )
+
+
+def _keep(where: Callable[..., Any], function: str, point: dict[str, Any]) -> bool:
+    """``where(**point)``; an exception in it is a collection error naming the point."""
+    try:
+        return bool(where(**point))
+    except Exception as exc:
+        error = exc
+    shown = ", ".join(f"{name}={safe_repr(value)}" for name, value in point.items())
+    _fail(function, f"where= raised {type(error).__name__} for {shown[:80]}: {error}")
+
+
+def _seen(seen: dict[str, list[dict[str, Any]]], point: dict[str, Any]) -> bool:
+    """Whether ``point`` is in ``seen`` already (adding it if not).
+
+    Points are told apart as grid points are (numpy arrays by content); values shown alike
+    by their repr are compared, and different ones both kept, for collection to refuse.
+    """
+    values, ambiguous = (point, set()) if is_plain(point) else identity_values(point)
+    same_key = seen.setdefault(canonical_json(values), [])
+    if any(all(known_equal(point[name], other[name]) for name in ambiguous) for other in same_key):
+        return True
+    same_key.append(point)
+    return False
+
+
+def _format(name: str, value: Any, index: int, given: str | None) -> str:
+    if given is not None:
+        return f"{name}={given}"
     if isinstance(value, _ID_TYPES) and len(str(value)) <= _MAX_ID_VALUE:
         return f"{name}={value}"
     return f"{name}={name}{index}"
 
 
-def grid_points(
-    marks: list[pytest.Mark], function: str, argnames: Iterable[str]
-) -> tuple[list[str], list[tuple[Any, ...]], list[str]]:
-    """The axis names, the points (as value tuples) and their ids of ``marks``' union."""
+def _unwrap(entry: Any) -> tuple[Any, str | None, tuple[pytest.MarkDecorator | pytest.Mark, ...]]:
+    """(value, explicit id, marks) of an axis entry, which may be ``pytest.param(value, id=, marks=)``."""
+    if isinstance(entry, _PARAMETER_SET):
+        return entry.values[0], entry.id if isinstance(entry.id, str) else None, tuple(entry.marks)
+    return entry, None, ()
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The union of a function's grid marks, ready for ``metafunc.parametrize``."""
+
+    names: list[str]
+    #: One ``pytest.param`` a point, holding its id and the marks of its values.
+    points: list[Any]
+    #: Per point, the ids given to its values with ``pytest.param(value, id=...)``.
+    given_ids: list[dict[str, str]]
+
+
+def grid_points(marks: list[pytest.Mark], function: str, argnames: Iterable[str]) -> Grid:
+    """The points of ``marks``' union, each point once, with their ids."""
     argnames = list(argnames)
     grids = [_axes_of(mark, function, argnames) for mark in marks]
     names = list(grids[0][0])
@@ -72,23 +143,24 @@ def grid_points(
                 function,
                 f"axis {axis!r} is missing from one of its grid marks; every grid mark must name the same axes (use {axis}=[None] where it does not apply)",
             )
-    points: list[tuple[Any, ...]] = []
-    ids: list[str] = []
-    seen: set[str] = set()
+    for _, where in grids:
+        if where is not None:
+            _check_where(where, function, names)
+    grid = Grid(names, [], [])
+    seen: dict[str, list[dict[str, Any]]] = {}
     for axes, where in grids:
         for combination in itertools.product(*(enumerate(axes[name]) for name in names)):
-            point = {name: value for name, (_, value) in zip(names, combination, strict=True)}
-            if where is not None and not where(**point):
+            entries = {name: (index, *_unwrap(entry)) for name, (index, entry) in zip(names, combination, strict=True)}
+            point = {name: value for name, (_, value, _, _) in entries.items()}
+            if where is not None and not _keep(where, function, point):
                 continue
-            key = canonical_json(point)
-            if key in seen:  # the union of grids holds each point once
+            if _seen(seen, point):  # the union of grids holds each point once
                 continue
-            seen.add(key)
-            points.append(tuple(point.values()))
-            ids.append(
-                "-".join(_format(name, value, index) for name, (index, value) in zip(names, combination, strict=True))
-            )
-    return names, points, ids
+            item_id = "-".join(_format(name, value, index, given) for name, (index, value, given, _) in entries.items())
+            marks_of = [mark for _, _, _, own in entries.values() for mark in own]
+            grid.points.append(pytest.param(*point.values(), id=item_id, marks=marks_of))
+            grid.given_ids.append({name: given for name, (_, _, given, _) in entries.items() if given is not None})
+    return grid
 
 
 class GridPlugin:
@@ -101,7 +173,9 @@ class GridPlugin:
             return
         # Marks are found closest first; keep the order in which they were written.
         marks.reverse()
-        names, points, ids = grid_points(marks, metafunc.function.__name__, metafunc.fixturenames)
-        if not points:
+        grid = grid_points(marks, metafunc.function.__name__, metafunc.fixturenames)
+        if not grid.points:
             _fail(metafunc.function.__name__, "where= left no point in the grid")
-        metafunc.parametrize(names, points, ids=ids)
+        metafunc.parametrize(grid.names, grid.points)
+        if any(grid.given_ids):  # they identify values JSON cannot hold (see identity.py)
+            keep_grid_ids(metafunc.definition, grid.names, grid.given_ids)

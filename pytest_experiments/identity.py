@@ -2,7 +2,10 @@
 
 A grid point is identified by its module, its experiment function and the hash of its
 parameters, never by the node id string (which pytest derives from positions for
-objects and long strings, so reordering a grid shifts ids).
+objects and long strings, so reordering a grid shifts ids). JSON values count as
+themselves, numpy arrays by content, and any other value by the id the user gave it, else
+by its repr; a function whose different values would count as one grid point is refused
+at collection (:class:`DistinctValues`).
 
 Resume computes this for every collected item (100,000 in a big grid), so the per-item
 work is kept small: names are computed once per function and marks once per parent.
@@ -10,12 +13,21 @@ work is kept small: names are computed once per function and marks once per pare
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from pytest_experiments.values import is_plain, param_hash, to_json_value
+from pytest_experiments.values import (
+    identity_hash,
+    identity_values,
+    is_plain,
+    known_equal,
+    to_json_value,
+    volatile_params,
+)
 
 _EXPERIMENT_MARKS = ("experiment", "grid")
 # Per collector node: whether a mark on it or its parents makes its tests experiments.
@@ -23,6 +35,11 @@ _MARKED_KEY = pytest.StashKey[bool]()
 # Per collector node: {function name: (module, experiment)}.
 _NAMES_KEY = pytest.StashKey[dict[str, tuple[str, str]]]()
 _GRID_POINT_KEY = pytest.StashKey["GridPoint"]()
+_IDENTITY_KEY = pytest.StashKey["Identity"]()
+_PARAMETER_SET = type(pytest.param())
+_ID_TYPES = (str, int, float, bool)
+# Per collector node: {function name: (grid axes, per grid point {axis: id given})}.
+_GRID_IDS_KEY = pytest.StashKey[dict[str, tuple[list[str], list[dict[str, str]]]]]()
 
 
 def _marked(node: pytest.Item | pytest.Collector | None) -> bool:
@@ -64,18 +81,127 @@ def _names(item: pytest.Function) -> tuple[str, str]:
     return found
 
 
+def _callspec_params(item: pytest.Function) -> dict[str, Any]:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params if callspec is not None else {}
+
+
 def _params(item: pytest.Function) -> tuple[dict[str, Any], dict[str, Any]]:
     """The item's parameter values, and the same made JSON-safe (the same dict when already plain)."""
-    callspec = getattr(item, "callspec", None)
-    params = dict(callspec.params) if callspec is not None else {}
+    params = dict(_callspec_params(item))
     return params, (params if is_plain(params) else to_json_value(params))
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What identifies an item's grid point among its function's."""
+
+    hash: str
+    #: Each parameter as it counts for identity (JSON).
+    values: dict[str, Any]
+    #: Parameters counted by a repr or an explicit id, which different values may share.
+    ambiguous: frozenset[str]
+
+
+def identity(item: pytest.Function) -> Identity:
+    """The identity of ``item``'s parameters (see the module doc), computed once per item."""
+    found = item.stash.get(_IDENTITY_KEY, None)
+    if found is None:
+        params = _callspec_params(item)
+        if is_plain(params):
+            found = Identity(identity_hash(params), params, frozenset())
+        else:
+            values, ambiguous = identity_values(params)
+            if ambiguous:
+                ids = explicit_ids(item)
+                values.update((name, ids[name]) for name in ambiguous if name in ids)
+            found = Identity(identity_hash(values), values, frozenset(ambiguous))
+        item.stash[_IDENTITY_KEY] = found
+    return found
 
 
 def point_key(item: pytest.Function) -> tuple[str, str, str]:
     """(module, experiment, parameter hash): what resume looks a grid point up by."""
     module, experiment = _names(item)
+    params = _callspec_params(item)
+    # Plain values (the usual grid) are hashed directly: resume does this for every item.
+    return module, experiment, (identity_hash(params) if is_plain(params) else identity(item).hash)
+
+
+def volatile_parameters(item: pytest.Function) -> list[str]:
+    """Parameters counted by a repr holding a memory address: never the same in two sessions."""
+    found = identity(item)
+    return volatile_params({name: found.values[name] for name in sorted(found.ambiguous)})
+
+
+def _parametrize_arguments(mark: pytest.Mark) -> tuple[list[str], Any, Any]:
+    """(argnames, argvalues, ids) of a ``parametrize`` mark, however they were passed."""
+    args, kwargs = mark.args, mark.kwargs
+    names = args[0] if args else kwargs.get("argnames")
+    values = args[1] if len(args) > 1 else kwargs.get("argvalues")
+    ids = args[3] if len(args) > 3 else kwargs.get("ids")
+    if isinstance(names, str):
+        return [name.strip() for name in names.split(",") if name.strip()], values, ids
+    if isinstance(names, (list, tuple)):
+        return [str(name) for name in names], values, ids
+    return [], values, ids
+
+
+def _id_of(value: Any, ids: Any, given: Any) -> str | None:
+    """The explicit id of one parameter value, as pytest would take it; None for pytest's own."""
+    if given is None and callable(ids):
+        try:
+            given = ids(value)
+        except Exception:  # pytest reported it at collection already
+            return None
+    return str(given) if isinstance(given, _ID_TYPES) else None
+
+
+def explicit_ids(item: pytest.Function) -> dict[str, str]:
+    """Parameter name -> the id the user gave its value in a ``parametrize`` mark
+    (``pytest.param(..., id=)``, ``ids=[...]`` or ``ids=callable``) or a ``grid`` mark
+    (``pytest.param(value, id=)`` in an axis).
+
+    pytest's own ids for objects (``model0``) are positions, so they never count.
+    """
     callspec = getattr(item, "callspec", None)
-    return module, experiment, param_hash(callspec.params if callspec is not None else {})
+    if callspec is None:
+        return {}
+    found: dict[str, str] = {}
+    for mark in item.iter_markers("parametrize"):  # closest first: a function's mark wins
+        names, values, ids = _parametrize_arguments(mark)
+        if not names or names[0] not in callspec.indices:
+            continue
+        index = callspec.indices[names[0]]
+        entry = values[index] if isinstance(values, Sequence) and index < len(values) else None
+        given = entry.id if isinstance(entry, _PARAMETER_SET) else None
+        if given is None and isinstance(ids, Sequence) and not isinstance(ids, str) and index < len(ids):
+            given = ids[index]
+        for name in names:
+            own = _id_of(callspec.params.get(name), ids, given)
+            if own is not None:
+                found.setdefault(name, own)
+    for name, given in _grid_ids(item, callspec.indices).items():
+        found.setdefault(name, given)
+    return found
+
+
+def keep_grid_ids(definition: pytest.Function, names: list[str], given: list[dict[str, str]]) -> None:
+    """Note the ids given to values in ``definition``'s grid marks, per grid point, for :func:`explicit_ids`."""
+    parent = definition.parent
+    if isinstance(parent, (pytest.Module, pytest.Class)):
+        parent.stash.setdefault(_GRID_IDS_KEY, {})[definition.originalname] = (names, given)
+
+
+def _grid_ids(item: pytest.Function, indices: dict[str, int]) -> dict[str, str]:
+    """The ids given to ``item``'s values in its grid marks (see :func:`keep_grid_ids`)."""
+    parent = item.parent
+    recorded = parent.stash.get(_GRID_IDS_KEY, {}).get(item.originalname) if parent is not None else None
+    if recorded is None:
+        return {}
+    names, given = recorded
+    index = indices.get(names[0])
+    return given[index] if index is not None and index < len(given) else {}
 
 
 @dataclass(slots=True)
@@ -97,5 +223,52 @@ def grid_point(item: pytest.Function) -> GridPoint:
     if found is None:
         params, stored = _params(item)
         module, experiment = _names(item)
-        found = item.stash[_GRID_POINT_KEY] = GridPoint(module, experiment, params, stored, param_hash(stored))
+        digest = identity_hash(params) if stored is params else identity(item).hash
+        found = item.stash[_GRID_POINT_KEY] = GridPoint(module, experiment, params, stored, digest)
     return found
+
+
+def check_distinct(items: list[pytest.Function]) -> None:
+    """Fail collection when two of one function's experiment items have different values
+    that count as the same grid point (same repr, same explicit id)."""
+    for item in items:  # a loop: this runs for every collected item
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and not is_plain(callspec.params):
+            break
+    else:
+        return  # plain values are their own identity: nothing to compare
+    first: dict[str, pytest.Function] = {}
+    for item in items:
+        if not is_experiment(item):
+            continue
+        found = identity(item)
+        other = first.setdefault(found.hash, item)
+        if other is item:
+            continue
+        mine, theirs = _callspec_params(item), _callspec_params(other)
+        for name in sorted(found.ambiguous | identity(other).ambiguous):
+            if not known_equal(mine.get(name), theirs.get(name)):
+                _refuse(experiment_name(item), name, found.values[name], other.name, item.name)
+
+
+def _refuse(experiment: str, name: str, counted_as: Any, first: str, second: str) -> None:
+    shown = json.dumps(counted_as, ensure_ascii=False)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    pytest.fail(
+        f"{experiment}: parameter {name!r} has different values that count as one grid point, {shown} "
+        f"({first} and {second}); give each value an id: @pytest.mark.parametrize(..., ids=[...]) "
+        "or pytest.param(value, id=...) (in a grid axis too), or a repr that tells them apart",
+        pytrace=False,
+    )
+
+
+class DistinctValues:
+    """Refuses at collection a function whose different parameter values would be merged
+    into one grid point: one of them would never run, and resume would count it as done."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_pycollect_makeitem(self, collector: pytest.Module | pytest.Class, name: str, obj: object) -> Any:
+        result = yield
+        if isinstance(result, list) and len(result) > 1:
+            check_distinct([item for item in result if isinstance(item, pytest.Function)])
+        return result

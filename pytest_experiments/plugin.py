@@ -17,6 +17,7 @@ from pytest_experiments.collectors import BUILTIN_COLLECTORS
 from pytest_experiments.fixtures import xp, xp_dir  # noqa: F401  (fixtures of this plugin)
 from pytest_experiments.grid import GridPlugin
 from pytest_experiments.handle import StoreHandle
+from pytest_experiments.identity import DistinctValues
 from pytest_experiments.options import Settings, add_options, read_settings
 from pytest_experiments.recorder import Recorder
 from pytest_experiments.records import SessionStart
@@ -48,6 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "filtered by where(**point); several grid marks give the union of their grids",
     )
     config.pluginmanager.register(GridPlugin(), "xp-grid")
+    config.pluginmanager.register(DistinctValues(), "xp-identity")
     if config.getoption("help", False) or config.getoption("version", False):
         return
     settings = read_settings(config)

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 from pytest_experiments.handle import StoreHandle
-from pytest_experiments.identity import grid_point, is_experiment
+from pytest_experiments.identity import grid_point, is_experiment, volatile_parameters
 from pytest_experiments.liveness import pid_namespace, process_start
 from pytest_experiments.run import Run, new_id
 from pytest_experiments.rundirs import relative_run_dir
-from pytest_experiments.values import metrics_from_result, to_json_value, volatile_params
+from pytest_experiments.values import metrics_from_result, to_json_value
 
 RUN_KEY = pytest.StashKey[Run]()
 REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -135,31 +135,31 @@ class Recorder:
         return True
 
     def _keep_result(self, run: Run, item: pytest.Function, result: Any) -> None:
-        """Store the return value; warnings are issued here, inside the test's own call."""
+        """Store the return value as best it can; warnings are issued here, inside the test's own call.
+
+        Whatever the value, the test's outcome stays its own: the conversions never raise.
+        """
         run.result = result
-        reprs: list[str] = []
-        item.stash[RESULT_KEY] = to_json_value(result, reprs)
-        for name, value in metrics_from_result(result).items():
-            run.metrics[name] = value
-        if reprs:
-            warnings.warn(
-                PytestExperimentsWarning(
-                    f"{item.nodeid} returned values JSON cannot hold ({reprs[0][:60]}...); they are stored as their repr"
-                ),
-                stacklevel=1,
-            )
+        notes: list[str] = []
+        item.stash[RESULT_KEY] = to_json_value(result, notes)
+        skipped: list[str] = []
+        run.metrics.update(metrics_from_result(result, skipped))
+        problems = _result_problems(notes, skipped)
+        if problems:
+            self._warn(f"{item.nodeid}: {problems}")
         # Only a repr can hold a memory address, and plain parameters have none.
-        volatile = [] if run.stored_params is run.params else volatile_params(run.stored_params)
+        volatile = [] if run.stored_params is run.params else volatile_parameters(item)
         for name in volatile:
             if (run.experiment, name) not in self._warned_volatile:
                 self._warned_volatile.add((run.experiment, name))
-                warnings.warn(
-                    PytestExperimentsWarning(
-                        f"{run.experiment}: parameter {name!r} is stored as a repr holding a memory address, "
-                        "which changes every session: its runs can never count as done; give it an id or a plain value"
-                    ),
-                    stacklevel=1,
+                self._warn(
+                    f"{run.experiment}: parameter {name!r} is stored as a repr holding a memory address, "
+                    "which changes every session: its runs can never count as done; give it an id or a plain value"
                 )
+
+    @staticmethod
+    def _warn(message: str) -> None:
+        warnings.warn(PytestExperimentsWarning(message), stacklevel=1)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
@@ -215,6 +215,19 @@ class Recorder:
             # Stored even when a run_end hook raised: the run's results are never lost.
             self._store.get().finish_run(run.end_record(item.stash.get(RESULT_KEY, None)))
             del item.stash[RUN_KEY]
+
+
+def _result_problems(notes: list[str], too_large: list[str]) -> str | None:
+    """What could not be kept of a return value as it was, in one sentence (None: everything was)."""
+    problems = []
+    if notes:
+        shown = "; ".join(note if len(note) <= 60 else note[:57] + "..." for note in notes[:3])
+        more = f" and {len(notes) - 3} more" if len(notes) > 3 else ""
+        problems.append(f"returned values JSON cannot hold, stored as best it can: {shown}{more}")
+    if too_large:
+        names = ", ".join(map(repr, too_large))
+        problems.append(f"{names} too large for a float: kept in the result, not as metrics")
+    return "; ".join(problems) or None
 
 
 def _skip_reason(reports: dict[str, pytest.TestReport]) -> str | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
+import operator
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -13,7 +15,49 @@ from typing import Any
 
 from pytest_experiments.records import MetricPoint, RunEnd, RunStart
 from pytest_experiments.rundirs import inside
-from pytest_experiments.values import as_number, to_json_value
+from pytest_experiments.values import as_number, safe_repr, to_json_value, too_large
+
+# SQLite stores integers in 64 bits.
+_STEP_RANGE = range(-(2**63), 2**63)
+
+
+def _checked_metric(where: str, name: object, value: object) -> tuple[str, float]:
+    """(name, value as a float), or the TypeError / ValueError that says what is wrong."""
+    __tracebackhide__ = True
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{where}: a metric name must be a non-empty string, not {safe_repr(name)[:60]}")
+    number = as_number(value)
+    if number is None:
+        if too_large(value):
+            raise ValueError(f"{where}({name!r}): value is an int too large for a float (beyond 1.8e308)")
+        raise TypeError(f"{where}({name!r}): value must be a real number, not {type(value).__name__}")
+    return name, number
+
+
+def _checked_step(where: str, step: object) -> int | None:
+    """``step`` as an int (None stays None), or the TypeError / ValueError that says what is wrong."""
+    __tracebackhide__ = True
+    if step is None:
+        return None
+    if isinstance(step, bool):
+        raise TypeError(f"{where}: step must be an integer, not bool")
+    number: int | float
+    try:  # ints and numpy ints, exactly (through a float, 2**62 + 1 would change)
+        number = operator.index(step)  # type: ignore[arg-type]
+    except TypeError:
+        found = as_number(step)
+        if found is None:
+            raise TypeError(f"{where}: step must be an integer, not {type(step).__name__}") from None
+        number = found
+    if isinstance(number, float):
+        if not math.isfinite(number):
+            raise ValueError(f"{where}: step must be a finite integer, not {number}")
+        if not number.is_integer():
+            raise TypeError(f"{where}: step must be an integer, not {number!r}")
+        number = int(number)
+    if number not in _STEP_RANGE:
+        raise ValueError(f"{where}: step must fit in 64 bits (-2**63 to 2**63 - 1)")
+    return number
 
 
 def new_id() -> str:
@@ -114,27 +158,29 @@ class Run:
     def log_metric(self, name: str, value: float, step: int | None = None) -> None:
         """Record ``value`` for metric ``name``; with ``step``, as one point of a series.
 
-        The run's value of a metric is the last one logged.
+        The run's value of a metric is the last one logged. A value that is not a real
+        number (or too large for a float) and a step that is not an integer of 64 bits
+        raise a ``TypeError`` or ``ValueError``, and nothing is logged.
         """
         __tracebackhide__ = True
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"xp.log_metric: a metric name must be a non-empty string, not {name!r}")
-        number = as_number(value)
-        if number is None:
-            raise TypeError(f"xp.log_metric({name!r}): value must be a real number, not {type(value).__name__}")
-        if step is not None:
-            step_number = as_number(step)
-            if step_number is None or step_number != int(step_number):
-                raise TypeError(f"xp.log_metric({name!r}): step must be an integer, not {step!r}")
-            step = int(step_number)
-        self._points.append(MetricPoint(name, len(self._points), step, number))
-        self.metrics[name] = number
+        self._log(_checked_metric("xp.log_metric", name, value), _checked_step(f"xp.log_metric({name!r})", step))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Record several metrics at once (same rules as :meth:`log_metric`)."""
+        """Record several metrics at once (same rules as :meth:`log_metric`; one bad entry logs none)."""
         __tracebackhide__ = True
-        for name, value in metrics.items():
-            self.log_metric(name, value, step)
+        if not isinstance(metrics, Mapping):
+            raise TypeError(
+                f"xp.log_metrics: expects a mapping of metric names to numbers, not {type(metrics).__name__}"
+            )
+        checked = [_checked_metric("xp.log_metrics", name, value) for name, value in metrics.items()]
+        step = _checked_step("xp.log_metrics", step)
+        for metric in checked:
+            self._log(metric, step)
+
+    def _log(self, metric: tuple[str, float], step: int | None) -> None:
+        name, number = metric
+        self._points.append(MetricPoint(name, len(self._points), step, number))
+        self.metrics[name] = number
 
     def log_param(self, name: str, value: Any) -> None:
         """Record a derived parameter; it is shown with the others but is not part of the run's identity."""

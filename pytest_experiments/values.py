@@ -1,10 +1,13 @@
 """Turning Python values into JSON: parameters, results and metrics.
 
-Nothing here is ever pickled: a value JSON cannot hold is stored as its ``repr``.
+Nothing here is ever pickled: a value JSON cannot hold is stored as its ``repr``. Every
+conversion succeeds, whatever the value (a container holding itself, an ``int`` too long
+to print, a ``__repr__`` that raises): what a test returned must never fail the test.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -13,6 +16,10 @@ from typing import Any
 
 # A repr such as ``<Model object at 0x7f...>`` differs in every process.
 _MEMORY_ADDRESS = re.compile(r"\bat 0x[0-9a-fA-F]+")
+# Deeper than this, a value is stored as a note: JSON encoders and decoders recurse.
+_MAX_DEPTH = 100
+# Ints shorter than this always print; longer ones may pass ``sys.get_int_max_str_digits()``.
+_ALWAYS_PRINTABLE_BITS = 13_000
 
 
 def _numpy_scalar(value: object) -> Any | None:
@@ -24,28 +31,114 @@ def _numpy_scalar(value: object) -> Any | None:
     return None
 
 
+def _numeric_array(value: object) -> bool:
+    """Whether ``value`` is a numpy ndarray whose bytes are its content (no Python objects inside)."""
+    kind = type(value)
+    return kind.__name__ == "ndarray" and kind.__module__ == "numpy" and not value.dtype.hasobject  # type: ignore[attr-defined]
+
+
+def _array_identity(value: Any) -> str:
+    """A numpy array by content: dtype, shape and a digest of its bytes (its repr elides the middle)."""
+    # Its own buffer when laid out in C order (no copy of a large array), else a C-order copy.
+    digest = hashlib.sha256(value.data if value.flags.c_contiguous else value.tobytes()).hexdigest()[:32]
+    return f"ndarray(dtype={value.dtype}, shape={tuple(value.shape)}, sha256={digest})"
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or a description of the value when its ``__repr__`` raises."""
+    try:
+        return repr(value)
+    except Exception as exc:
+        return f"<{type(value).__qualname__} object; its repr raised {type(exc).__name__}>"
+
+
+class Conversion:
+    """One conversion of a value to JSON types.
+
+    For storage a value JSON cannot hold becomes its repr; for identity (``identity=True``)
+    a numpy array becomes its content instead. ``notes`` lists what was stored only
+    approximately (for a warning); ``exact`` turns False once a value went in as its repr,
+    which may be the same for two different values.
+    """
+
+    def __init__(self, identity: bool = False) -> None:
+        self.identity = identity
+        self.notes: list[str] = []
+        self.exact = True
+        self._open: set[int] = set()  # containers being converted: one met again holds itself
+
+    def convert(self, value: Any, depth: int = 0) -> Any:
+        """``value`` made of JSON types only (see the class doc)."""
+        if value is None or isinstance(value, (bool, str, float)):
+            return value
+        if isinstance(value, int):
+            return self._int(value)
+        if isinstance(value, Mapping):
+            return self._container(value, depth, "{...}")
+        if isinstance(value, (list, tuple)):
+            return self._container(value, depth, "[...]")
+        scalar = _numpy_scalar(value)
+        if scalar is not None and not isinstance(scalar, complex):
+            return scalar
+        if self.identity and _numeric_array(value):
+            return _array_identity(value)
+        return self.approximate(safe_repr(value))
+
+    def approximate(self, text: str, note: str | None = None) -> str:
+        """Store ``text`` for a value JSON cannot hold, noting (``note``, else ``text``) that it is approximate."""
+        self.exact = False
+        self.notes.append(note or text)
+        return text
+
+    def _int(self, value: int) -> int | str:
+        if value.bit_length() < _ALWAYS_PRINTABLE_BITS:
+            return value
+        try:
+            int.__repr__(value)
+        except ValueError:  # longer than sys.get_int_max_str_digits(): hex has no such limit
+            self.notes.append(f"an int of {value.bit_length()} bits, stored in hex")
+            return hex(value)
+        return value
+
+    def _container(self, value: Mapping[Any, Any] | list[Any] | tuple[Any, ...], depth: int, marker: str) -> Any:
+        if id(value) in self._open:
+            return self.approximate(marker, f"{marker} (a container holding itself)")
+        if depth >= _MAX_DEPTH:
+            return self.approximate(marker, f"{marker} (nested deeper than {_MAX_DEPTH} levels)")
+        self._open.add(id(value))
+        try:
+            if isinstance(value, Mapping):
+                return {_key(key): self.convert(item, depth + 1) for key, item in value.items()}
+            return [self.convert(item, depth + 1) for item in value]
+        finally:
+            self._open.discard(id(value))
+
+
+def _key(key: object) -> str:
+    if isinstance(key, str):
+        return key
+    try:
+        return str(key)
+    except Exception:  # a __str__ that raises, an int too long to print
+        return safe_repr(key)
+
+
 def to_json_value(value: Any, reprs: list[str] | None = None) -> Any:
-    """Return ``value`` made of JSON types only.
+    """Return ``value`` made of JSON types only; this never raises.
 
     Tuples become lists, numpy scalars Python numbers and mapping keys strings; any
-    other value becomes its ``repr``, whose text is appended to ``reprs`` when given so
-    the caller can warn about it.
+    other value becomes its ``repr``. A container holding itself, or nested deeper than
+    100 levels, is cut there (``{...}``); an int too long to print is stored in hex. What
+    was stored approximately is appended to ``reprs`` when given, so the caller can warn.
     """
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value
-    if isinstance(value, Mapping):
-        return {str(key): to_json_value(item, reprs) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json_value(item, reprs) for item in value]
-    scalar = _numpy_scalar(value)
-    if scalar is not None and not isinstance(scalar, complex):
-        return scalar
-    text = repr(value)
+    conversion = Conversion()
+    try:
+        converted = conversion.convert(value)
+    except Exception:  # a container whose own methods raise: keep what the value says of itself
+        converted = conversion.approximate(safe_repr(value))
     if reprs is not None:
-        reprs.append(text)
-    return text
+        reprs.extend(conversion.notes)
+    return converted
 
 
 def dumps(value: Any) -> str:
@@ -61,19 +154,64 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 def is_plain(params: Mapping[str, Any]) -> bool:
     """Whether every value is a str, int, float, bool or None (already JSON, nothing to convert)."""
-    return all(type(value) in _PLAIN_TYPES for value in params.values())
+    # A loop, not all(...): called for every collected item, twice with resume.
+    for value in params.values():  # noqa: SIM110
+        if type(value) not in _PLAIN_TYPES:
+            return False
+    return True
 
 
 def canonical_json(params: Mapping[str, Any]) -> str:
     """Canonical JSON of a parameter mapping: sorted keys, compact, JSON types only."""
     # Fast path for the usual grid of plain values (resume hashes every collected item).
-    converted = params if is_plain(params) else to_json_value(params)
-    return _CANONICAL.encode(converted)
+    if is_plain(params):
+        try:
+            return _CANONICAL.encode(params)
+        except ValueError:  # an int too long to print
+            pass
+    return _CANONICAL.encode(to_json_value(params))
 
 
 def param_hash(params: Mapping[str, Any]) -> str:
-    """Identity of a grid point: a short sha256 over the canonical JSON of its parameters."""
-    return hashlib.sha256(canonical_json(params).encode()).hexdigest()[:20]
+    """Identity of a grid point: a short sha256 over the canonical JSON of its parameters
+    (numpy arrays by content, see :func:`identity_values`; no explicit ids)."""
+    return identity_hash(params if is_plain(params) else identity_values(params)[0])
+
+
+def identity_hash(values: Mapping[str, Any]) -> str:
+    """The hash of parameters already made of JSON types (plain ones, or from :func:`identity_values`)."""
+    try:
+        text = _CANONICAL.encode(values)
+    except ValueError:  # a plain int too long to print: identity_values writes it in hex
+        text = _CANONICAL.encode(identity_values(values)[0])
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def identity_values(params: Mapping[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """Each parameter as it counts for the grid point's identity, and the names of those
+    whose identity different values may share.
+
+    JSON values count as themselves and numpy arrays by content; any other value as its
+    repr, which may be the same for values that differ (the caller compares those).
+    """
+    values: dict[str, Any] = {}
+    ambiguous: set[str] = set()
+    for name, value in params.items():
+        conversion = Conversion(identity=True)
+        values[name] = conversion.convert(value)
+        if not conversion.exact:
+            ambiguous.add(name)
+    return values, ambiguous
+
+
+def known_equal(one: object, other: object) -> bool:
+    """Whether two values are known to be equal (an ``==`` that raises or is not a bool: not known)."""
+    if one is other:
+        return True
+    try:
+        return (one == other) is True
+    except Exception:
+        return False
 
 
 def volatile_params(params: Mapping[str, Any]) -> list[str]:
@@ -87,38 +225,59 @@ def volatile_params(params: Mapping[str, Any]) -> list[str]:
 
 
 def as_number(value: object) -> float | None:
-    """Return ``value`` as a float when it is a real number (numpy included, bool excluded)."""
+    """Return ``value`` as a float when it is a real number a float can hold (numpy included, bool excluded)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
+    if not isinstance(value, (int, float)):
+        value = _numpy_scalar(value)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return None
+    try:
         return float(value)
-    scalar = _numpy_scalar(value)
-    if isinstance(scalar, (int, float)) and not isinstance(scalar, bool):
-        return float(scalar)
-    return None
+    except OverflowError:  # an int beyond 1.8e308
+        return None
 
 
-def metrics_from_result(result: Any) -> dict[str, float]:
+def too_large(value: object) -> bool:
+    """Whether ``value`` is an int no float can hold."""
+    return isinstance(value, int) and not isinstance(value, bool) and as_number(value) is None
+
+
+def metrics_from_result(result: Any, skipped: list[str] | None = None) -> dict[str, float]:
     """Metrics carried by a return value.
 
     A bare number is the metric ``result``; a mapping contributes each numeric leaf,
-    nested keys joined with ``.``. Anything else carries no metric.
+    nested keys joined with ``.``. Anything else carries no metric. The names of ints too
+    large for a float are appended to ``skipped`` when given: they are no metrics.
     """
+    skipped = [] if skipped is None else skipped
     number = as_number(result)
     if number is not None:
         return {"result": number}
+    if too_large(result):
+        skipped.append("result")
     metrics: dict[str, float] = {}
     if isinstance(result, Mapping):
-        _collect_leaves(result, "", metrics)
+        # A mapping whose own methods raise keeps the metrics found before.
+        with contextlib.suppress(Exception):
+            _collect_leaves(result, "", metrics, skipped, {id(result)})
     return metrics
 
 
-def _collect_leaves(mapping: Mapping[Any, Any], prefix: str, out: dict[str, float]) -> None:
+def _collect_leaves(
+    mapping: Mapping[Any, Any], prefix: str, out: dict[str, float], skipped: list[str], open_: set[int]
+) -> None:
     for key, value in mapping.items():
-        name = f"{prefix}{key}"
+        name = f"{prefix}{_key(key)}"
         if isinstance(value, Mapping):
-            _collect_leaves(value, name + ".", out)
+            # A mapping holding itself, or nested too deep, has no further metrics.
+            if id(value) not in open_ and len(open_) < _MAX_DEPTH:
+                open_.add(id(value))
+                _collect_leaves(value, name + ".", out, skipped, open_)
+                open_.discard(id(value))
             continue
         number = as_number(value)
         if number is not None:
             out[name] = number
+        elif too_large(value):
+            skipped.append(name)

@@ -391,12 +391,15 @@ def test_export_csv_and_json_hold_every_column(
 
 
 def test_export_parquet(pytester: pytest.Pytester, store: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("pyarrow")
+    # pyarrow is in the test extra: this runs, never skips.
     target = pytester.path / "out.parquet"
     ok(capsys, "export", "--store", store, "-o", target)
     frame = pd.read_parquet(target)
     assert len(frame) == 8
     assert "metrics.acc" in frame.columns
+    loaded = load(store)
+    assert sorted(frame["run_id"]) == sorted(loaded["run_id"])
+    assert sorted(frame["metrics.acc"].dropna()) == sorted(loaded["metrics.acc"].dropna())
 
 
 def test_export_errors(

@@ -229,6 +229,21 @@ def test_indirect_parametrize_records_the_param_values(pytester: pytest.Pytester
         pytest.param("lr=[0.1], depth=[1, 2]", ["test_model", "'depth'", "not an argument"], id="axis-not-argument"),
         pytest.param("lr=[]", ["test_model", "'lr'", "empty"], id="empty-axis"),
         pytest.param("lr=[0.1], where=3", ["test_model", "where", "not callable"], id="where-not-callable"),
+        pytest.param(
+            "lr=[0.1], where=lambda: True",
+            ["test_model", "where= must accept every axis as a keyword (lr)", "unexpected keyword argument 'lr'"],
+            id="where-missing-axis",
+        ),
+        pytest.param(
+            "lr=[0.1], where=lambda lr, depth: True",
+            ["test_model", "where= must accept every axis", "missing a required argument: 'depth'"],
+            id="where-extra-argument",
+        ),
+        pytest.param(
+            "lr=[0.1, 0.0], where=lambda lr: 1 / lr > 1",
+            ["test_model", "where= raised ZeroDivisionError for lr=0.0: float division by zero"],
+            id="where-raises",
+        ),
     ],
 )
 def test_bad_grid_is_a_clean_collection_error(pytester: pytest.Pytester, mark: str, fragments: list[str]) -> None:

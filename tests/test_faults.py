@@ -131,11 +131,13 @@ def test_two_processes_racing_to_create_one_store(
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-# Each round forks fresh processes that all open (creating) one new store at the same instant.
+# Each round forks fresh processes that all open (creating) one new store at the same instant:
+# each racer says it is ready on one pipe and blocks reading another, which the parent closes
+# once every racer is ready, waking them all at once (a head start in time would let a slow
+# fork on a loaded machine race nothing).
 OPEN_RACE = """
 import os
 import sys
-import time
 from pathlib import Path
 
 from pytest_experiments import Store
@@ -143,13 +145,16 @@ from pytest_experiments.sqlite_store import SQLiteStore  # noqa: F401  (imported
 
 base, rounds, racers = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 for number in range(rounds):
-    moment = time.time() + 0.01
+    ready_read, ready_write = os.pipe()
+    go_read, go_write = os.pipe()
     children = []
     for _ in range(racers):
         pid = os.fork()
         if pid == 0:
-            while time.time() < moment:
-                pass
+            os.close(ready_read)
+            os.close(go_write)
+            os.write(ready_write, b"r")
+            os.read(go_read, 1)  # end of file once the parent closes the pipe
             try:
                 Store.open(base / str(number), create=True).close()
             except Exception as exc:
@@ -157,6 +162,16 @@ for number in range(rounds):
                 os._exit(1)
             os._exit(0)
         children.append(pid)
+    os.close(ready_write)
+    os.close(go_read)
+    ready = b""
+    while len(ready) < racers:
+        chunk = os.read(ready_read, racers)
+        if not chunk:
+            sys.exit(f"round {number}: a racer died before it was ready")
+        ready += chunk
+    os.close(go_write)
+    os.close(ready_read)
     for pid in children:
         os.waitpid(pid, 0)
 """

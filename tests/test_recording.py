@@ -180,8 +180,11 @@ def test_xp_api_records_everything(pytester: pytest.Pytester) -> None:
             xp.metadata["note"] = {"k": [1, 2]}
             with xp.time_block("fit"):
                 time.sleep(0.02)
+            # An empty block's time depends on the machine's load: bound it by a clock around it.
+            before = time.perf_counter()
             with xp.time_block("predict"):
                 pass
+            (xp.dir / "around.txt").write_text(repr(time.perf_counter() - before))
         """
     )
     pytester.runpytest().assert_outcomes(passed=1)
@@ -193,7 +196,7 @@ def test_xp_api_records_everything(pytester: pytest.Pytester) -> None:
     assert run.logged_params == {"batch": 32}
     assert run.metadata["note"] == {"k": [1, 2]}
     assert run.metadata["timing"]["fit"] >= 0.02
-    assert 0 <= run.metadata["timing"]["predict"] < 0.02
+    assert 0 <= run.metadata["timing"]["predict"] <= float((run.dir / "around.txt").read_text())
     with Store.open(store_path(pytester)) as store:
         assert store.metric_series(run.run_id, "loss") == [(0, 1.0), (1, 0.5), (2, 0.25)]
         assert store.metric_series(run.run_id, "final") == [(None, 1.0), (None, 2.0)]

@@ -639,11 +639,16 @@ def test_resume_and_rerun_changed_as_ini_keys(pytester: pytest.Pytester) -> None
 
 # Every xdist worker writes the node ids it will run (after deselection) to
 # ``collected-<worker>.txt``. A worker started after ``killed`` exists (the replacement of
-# a killed one) first waits, bounded, until other workers have written more runs, so it
-# surely collects while the store is changing, and notes the counts in ``late-<worker>.json``.
+# a killed one) notes the passed runs, announces itself with ``collecting-<worker>`` and
+# waits, bounded, until other workers have written more runs, so it surely collects while
+# the store is changing; it notes the counts in ``late-<worker>.json``. Meanwhile, once the
+# victim blocks in point 1, the other workers hold back each further point until a
+# replacement announces itself: they are surely still writing then (the victim's points go
+# back to them when it dies).
 WORKER_CONFTEST = """
     import contextlib
     import json
+    import os
     import sqlite3
     import time
     from pathlib import Path
@@ -656,15 +661,28 @@ WORKER_CONFTEST = """
             return db.execute("SELECT count(*) FROM runs WHERE status = 'passed'").fetchone()[0]
 
 
+    def wait_for(condition, what):
+        deadline = time.monotonic() + 60
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError(what)
+            time.sleep(0.01)
+
+
     def pytest_collection(session):
         worker = getattr(session.config, "workerinput", {}).get("workerid")
         if worker is None or not (HERE / "killed").exists():
             return
         before = passed_runs()
-        deadline = time.monotonic() + 5
-        while passed_runs() < before + 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        (HERE / f"collecting-{worker}").write_text("")
+        wait_for(lambda: passed_runs() >= before + 3, "no runs written while the replacement collected")
         (HERE / f"late-{worker}.json").write_text(json.dumps({"before": before, "after": passed_runs()}))
+
+
+    def pytest_runtest_setup(item):
+        if not hasattr(item.config, "workerinput") or not (HERE / "blocked-1").exists():
+            return
+        wait_for(lambda: any(HERE.glob("collecting-*")), "no replacement worker started collecting")
 
 
     def pytest_collection_finish(session):
@@ -709,7 +727,7 @@ def test_xdist_workers_collect_the_same_items_on_a_half_done_grid(pytester: pyte
 
 
 def test_replaced_worker_collects_late_and_selects_the_same(pytester: pytest.Pytester, procs: Processes) -> None:
-    half_done_grid(pytester, 200, pause=0.02)
+    half_done_grid(pytester, 200, pause=0)
     pytester.makeconftest(WORKER_CONFTEST)
     (pytester.path / "block.json").write_text("[1]")
     proc = procs.start("-n", "2", "--xp-resume")
@@ -872,17 +890,20 @@ def test_heartbeat_keeps_a_session_on_another_host_alive_until_it_dies(
     write_module(pytester, "test_grid", BLOCKING_GRID.format(pause=0, points="range(4)"))
     pytester.makeconftest(FAR_HOST_CONFTEST)
     (pytester.path / "block.json").write_text("[2]")
-    lease = 0.8  # renewed every 0.2 s: a busy machine does not miss a lease
-    far = procs.start("--xp-lease", str(lease))
+    # The far session beats every 0.2 s (a quarter of its own lease); this host judges it with
+    # a lease of ten beats, so that no beat delayed by a loaded machine or a busy store counts
+    # as a death, while the run still outlives a lease only through its heartbeat.
+    lease = 2.0
+    far = procs.start("--xp-lease", "0.8")
     procs.wait_for(pytester.path / "blocked-2", far)
     store = store_of(pytester)
     target = "test_grid.py::test_point[2]"
 
-    # Its heartbeat is renewed while its run goes on for longer than several leases.
-    deadline = time.monotonic() + 10
+    # Its heartbeat is renewed while its run goes on for longer than a lease.
+    deadline = time.monotonic() + 30
     while True:
         started_at, heartbeat_at = session_heartbeat(store, "far-host") or (0.0, 0.0)
-        if heartbeat_at > started_at + 2 * lease:
+        if heartbeat_at > started_at + lease:
             break
         assert time.monotonic() < deadline, "the heartbeat was not renewed"
         assert far.poll() is None, procs.output(far)
@@ -899,7 +920,7 @@ def test_heartbeat_keeps_a_session_on_another_host_alive_until_it_dies(
     # Once it is dead, its run counts as interrupted after one lease, and is resumed.
     os.killpg(far.pid, signal.SIGKILL)
     far.wait(timeout=10)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while True:
         with Store.open(store, lease=lease) as opened:
             if {run.node_id: run.status for run in opened.runs()}[target] == "interrupted":
