@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -99,6 +100,31 @@ def lease_seconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds, e.g. 300")
     return value
+
+
+#: Options whose value is a path, with the name of that value in messages.
+PATH_OPTIONS = {"--xp-store": "PATH", "--xp-baseline": "FILE", "--xp-save-baseline": "FILE", "--xp-report-md": "FILE"}
+
+
+def check_path_tokens(args: Sequence[str]) -> None:
+    """Refuse a path option written as two tokens (``--xp-store /data/store``).
+
+    pytest looks for the rootdir and the ini file before any plugin's options exist, so
+    it takes the second token for a test path: an existing path outside the project
+    changes the rootdir, the ini file and every node id (resume then finds nothing done).
+    No plugin can redo that choice, so the form is refused whether the path exists or not
+    (a script must not break on its second run, once the store exists).
+    """
+    for index, token in enumerate(map(str, args)):
+        if token == "--":  # what follows is test paths only
+            return
+        if token in PATH_OPTIONS:
+            value = str(args[index + 1]) if index + 1 < len(args) else ""
+            shown = value if value and not value.startswith("-") else PATH_OPTIONS[token]
+            raise pytest.UsageError(
+                f"xp: write {token}={shown} as one token: given as two, pytest takes {shown} for a test path "
+                "when it looks for the rootdir and ini file, which changes every node id"
+            )
 
 
 def add_options(parser: pytest.Parser) -> None:

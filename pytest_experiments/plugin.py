@@ -17,7 +17,7 @@ from pytest_experiments.collectors import BUILTIN_COLLECTORS
 from pytest_experiments.fixtures import xp, xp_dir  # noqa: F401  (fixtures of this plugin)
 from pytest_experiments.grid import GridPlugin
 from pytest_experiments.handle import StoreHandle
-from pytest_experiments.options import Settings, add_options, read_settings
+from pytest_experiments.options import Settings, add_options, check_path_tokens, read_settings
 from pytest_experiments.recorder import Recorder
 from pytest_experiments.records import SessionStart
 from pytest_experiments.run import new_id
@@ -34,6 +34,12 @@ HANDLE_KEY = pytest.StashKey[StoreHandle]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    # The first hook that sees every argument: the ini file's addopts, PYTEST_ADDOPTS and the command line.
+    check_path_tokens(args)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:

@@ -99,7 +99,7 @@ def test_save_baseline_holds_the_passed_runs_of_that_session_only(pytester: pyte
     setup(pytester, EXPERIMENTS, **BEFORE)
     pytester.runpytest().assert_outcomes(passed=5)  # an earlier session: test_net, x=1..3, plain
     set_data(pytester, **{**BEFORE, "acc": {"1": 0.91, "2": 0.92}})  # x=3 now fails (KeyError)
-    result = pytester.runpytest("-k", "test_grid or test_plain", "--xp-save-baseline", "base/line.json")
+    result = pytester.runpytest("-k", "test_grid or test_plain", "--xp-save-baseline=base/line.json")
     result.assert_outcomes(passed=3, failed=1, deselected=1)
     path = pytester.path / "base" / "line.json"
     assert f"xp: baseline of 2 passed runs written to {path}" in result.stdout.lines
@@ -128,8 +128,8 @@ def test_save_baseline_holds_the_passed_runs_of_that_session_only(pytester: pyte
 
 def test_save_baseline_is_byte_identical_for_the_same_results(pytester: pytest.Pytester) -> None:
     setup(pytester, EXPERIMENTS, **BEFORE)
-    pytester.runpytest("--xp-save-baseline", "one.json").assert_outcomes(passed=5)
-    pytester.runpytest("-n", "2", "--xp-save-baseline", "two.json").assert_outcomes(passed=5)
+    pytester.runpytest("--xp-save-baseline=one.json").assert_outcomes(passed=5)
+    pytester.runpytest("-n", "2", "--xp-save-baseline=two.json").assert_outcomes(passed=5)
     one, two = (pytester.path / "one.json").read_bytes(), (pytester.path / "two.json").read_bytes()
     assert one == two  # other run ids, times, workers and order: the same file
     assert len(json.loads(one)["runs"]) == 4
@@ -140,11 +140,11 @@ def test_save_baseline_is_byte_identical_for_the_same_results(pytester: pytest.P
 
 def test_regression_fails_exactly_that_test_under_xdist(pytester: pytest.Pytester) -> None:
     setup(pytester, EXPERIMENTS, **BEFORE)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=5)
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=5)
     set_data(pytester, **AFTER)
 
     result = pytester.runpytest(
-        "-n", "2", "--xp-baseline", "baseline.json", "--xp-report-md", "report.md", "--xp-save-baseline", "next.json"
+        "-n", "2", "--xp-baseline=baseline.json", "--xp-report-md=report.md", "--xp-save-baseline=next.json"
     )
     result.assert_outcomes(passed=5, failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -212,8 +212,8 @@ def test_regression_fails_exactly_that_test_under_xdist(pytester: pytest.Pyteste
 
 def test_no_change_passes_and_says_so(pytester: pytest.Pytester) -> None:
     setup(pytester, EXPERIMENTS, **BEFORE)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=5)
-    result = pytester.runpytest("--xp-baseline", "baseline.json", "--xp-report-md", "report.md")
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=5)
+    result = pytester.runpytest("--xp-baseline=baseline.json", "--xp-report-md=report.md")
     result.assert_outcomes(passed=5)
     assert result.ret == pytest.ExitCode.OK
     output = result.stdout.str()
@@ -259,10 +259,10 @@ xp_compare =
 
 def test_rules_from_ini_option_and_marker_and_which_wins(pytester: pytest.Pytester) -> None:
     setup(pytester, RULE_SOURCES, ini=RULE_SOURCES_INI, value=1.0)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=2)
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=2)
     set_data(pytester, value=0.9)  # every metric 0.1 worse
     result = pytester.runpytest(
-        "--xp-baseline", "baseline.json", "--xp-report-md", "report.md",
+        "--xp-baseline=baseline.json", "--xp-report-md=report.md",
         "--xp-compare-rule", "b higher 0.05", "--xp-compare-rule", "c higher 0.5",
     )  # fmt: skip
     result.assert_outcomes(failed=2)
@@ -316,7 +316,7 @@ def test_bad_rule_is_a_usage_error(pytester: pytest.Pytester, where: str, args: 
         )
         assert source != EXPERIMENTS
     setup(pytester, source, ini=ini, **BEFORE)
-    result = pytester.runpytest("--xp-report-md", "report.md", *args)
+    result = pytester.runpytest("--xp-report-md=report.md", *args)
     if where == "option":  # argparse's own message, with pytest's usage line
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         error = result.stderr.str()
@@ -338,7 +338,7 @@ def test_bad_rule_is_a_usage_error(pytester: pytest.Pytester, where: str, args: 
 def test_bad_marker_rule_that_is_not_a_dict(pytester: pytest.Pytester) -> None:
     source = EXPERIMENTS.replace("@pytest.mark.experiment\n", '@pytest.mark.experiment(compare="acc higher 1")\n')
     setup(pytester, source, **BEFORE)
-    line = one_line_usage_error(pytester.runpytest("--xp-report-md", "report.md"))
+    line = one_line_usage_error(pytester.runpytest("--xp-report-md=report.md"))
     assert "test_net: experiment(compare=...) must be a dict" in line
 
 
@@ -358,14 +358,14 @@ def test_missing_or_corrupt_baseline_is_a_usage_error(
     setup(pytester, EXPERIMENTS, **BEFORE)
     if content is not None:
         (pytester.path / "baseline.json").write_text(content, encoding="utf-8")
-    line = one_line_usage_error(pytester.runpytest("--xp-baseline", "baseline.json"))
+    line = one_line_usage_error(pytester.runpytest("--xp-baseline=baseline.json"))
     assert str(pytester.path / "baseline.json") in line
     assert expected in line
 
 
 def test_without_baseline_option_nothing_is_compared(pytester: pytest.Pytester) -> None:
     setup(pytester, EXPERIMENTS, **BEFORE)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=5)
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=5)
     set_data(pytester, **AFTER)
     result = pytester.runpytest()  # rules in the ini, but no --xp-baseline: a plain session
     result.assert_outcomes(passed=6)
@@ -409,17 +409,17 @@ def test_seed_groups_noise_passes_and_a_real_drop_fails_the_session(
     pytester: pytest.Pytester, ini_rule: str, args: list[str]
 ) -> None:
     setup(pytester, SEEDS, ini=f"[pytest]\nxp_compare = {ini_rule}\n", **SEEDS_BEFORE)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=6)
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=6)
 
     # Judged run by run, seed 2 of lr=0.1 (0.82 -> 0.79) and seed 1 of lr=0.2 (0.84 -> 0.80) would fail...
     set_data(pytester, **SEEDS_NOISY)
     (pytester.path / "single.ini").write_text("[pytest]\nxp_compare = acc higher 0.01\n", encoding="utf-8")
-    single = pytester.runpytest("--xp-baseline", "baseline.json", "-c", "single.ini")
+    single = pytester.runpytest("--xp-baseline=baseline.json", "-c", "single.ini")
     single.assert_outcomes(passed=4, failed=2)
     assert "FAILED test_exp.py::test_train[lr=0.1-seed=2]" in single.stdout.str()
     assert "FAILED test_exp.py::test_train[lr=0.2-seed=1]" in single.stdout.str()
     # ... judged over seeds, it is noise.
-    noisy = pytester.runpytest("--xp-baseline", "baseline.json", "--xp-report-md", "report.md", *args)
+    noisy = pytester.runpytest("--xp-baseline=baseline.json", "--xp-report-md=report.md", *args)
     noisy.assert_outcomes(passed=6)
     assert noisy.ret == pytest.ExitCode.OK
     assert "0 regressed, 0 improved" in noisy.stdout.str()
@@ -431,7 +431,7 @@ def test_seed_groups_noise_passes_and_a_real_drop_fails_the_session(
 
     # A real drop: every test passes (no single run decides), the session fails.
     set_data(pytester, **SEEDS_DROP)
-    drop = pytester.runpytest("--xp-baseline", "baseline.json", "--xp-report-md", "report.md", *args)
+    drop = pytester.runpytest("--xp-baseline=baseline.json", "--xp-report-md=report.md", *args)
     drop.assert_outcomes(passed=6)
     assert drop.ret == pytest.ExitCode.TESTS_FAILED
     lines = drop.stdout.lines
@@ -451,17 +451,17 @@ def test_seed_groups_noise_passes_and_a_real_drop_fails_the_session(
 @needs_scipy
 def test_seed_groups_alpha_option(pytester: pytest.Pytester) -> None:
     setup(pytester, SEEDS, ini="[pytest]\nxp_compare = acc higher 0.01 over=seed\n", **SEEDS_BEFORE)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=6)
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=6)
     set_data(pytester, **{"0.1": [0.79, 0.81, 0.78], "0.2": SEEDS_BEFORE["0.2"]})  # p = 0.073 for lr=0.1
-    assert pytester.runpytest("--xp-baseline", "baseline.json").ret == pytest.ExitCode.OK
-    strict = pytester.runpytest("--xp-baseline", "baseline.json", "--xp-alpha", "0.1")
+    assert pytester.runpytest("--xp-baseline=baseline.json").ret == pytest.ExitCode.OK
+    strict = pytester.runpytest("--xp-baseline=baseline.json", "--xp-alpha", "0.1")
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
     assert "test_exp.py::test_train[lr=0.1]: acc regressed:" in strict.stdout.str()
     (pytester.path / "pytest.ini").write_text(
         "[pytest]\nxp_compare = acc higher 0.01 over=seed\nxp_alpha = 0.1\n", encoding="utf-8"
     )
-    assert pytester.runpytest("--xp-baseline", "baseline.json").ret == pytest.ExitCode.TESTS_FAILED
-    bad = pytester.runpytest("--xp-baseline", "baseline.json", "--xp-alpha", "2")
+    assert pytester.runpytest("--xp-baseline=baseline.json").ret == pytest.ExitCode.TESTS_FAILED
+    bad = pytester.runpytest("--xp-baseline=baseline.json", "--xp-alpha", "2")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     assert "'2' is not a significance level between 0 and 1" in bad.stderr.str()
 
@@ -477,11 +477,11 @@ def test_comparing_over_seeds_without_scipy_is_a_usage_error(
         )
         ini = "[pytest]\n"
     setup(pytester, source, ini=ini, **SEEDS_BEFORE)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=6)  # saving needs no scipy
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=6)  # saving needs no scipy
     if where == "marker-xdist":  # the workers are other processes: hide scipy from them too
         (pytester.path / "conftest.py").write_text('import sys\nsys.modules["scipy"] = None\n', encoding="utf-8")
     monkeypatch.setitem(sys.modules, "scipy", None)
-    result = pytester.runpytest("--xp-baseline", "baseline.json", *(["-n", "2"] if where == "marker-xdist" else []))
+    result = pytester.runpytest("--xp-baseline=baseline.json", *(["-n", "2"] if where == "marker-xdist" else []))
     line = one_line_usage_error(result)
     assert line == "ERROR: xp: comparing over seeds (over=...) needs scipy: pip install 'pytest-experiments[stats]'"
     assert len(load(store_of(pytester), history=True)) == 6  # found before anything ran
@@ -497,8 +497,8 @@ def test_ci_example_matches_its_committed_baseline(tmp_path: Path) -> None:
     pytest.importorskip("numpy")
     report = tmp_path / "report.md"
     command = [
-        sys.executable, "-m", "pytest", ".", "-p", "no:cacheprovider", "-n", "2", "--xp-store", str(tmp_path / "store"),
-        "--xp-baseline", "baseline.json", "--xp-report-md", str(report),
+        sys.executable, "-m", "pytest", ".", "-p", "no:cacheprovider", "-n", "2", f"--xp-store={tmp_path / 'store'}",
+        "--xp-baseline=baseline.json", f"--xp-report-md={report}",
     ]  # fmt: skip
     done = subprocess.run(
         command, cwd=CI_EXAMPLE, env=inner_env(), capture_output=True, text=True, timeout=120, check=False
@@ -509,7 +509,7 @@ def test_ci_example_matches_its_committed_baseline(tmp_path: Path) -> None:
     assert report.read_text(encoding="utf-8").endswith("\n24 ok\n")  # every metric has a rule in pytest.ini
 
     workflow = (CI_EXAMPLE / "experiments-workflow.yml").read_text(encoding="utf-8")
-    assert "--xp-baseline baseline.json --xp-report-md report.md" in workflow
+    assert "--xp-baseline=baseline.json --xp-report-md=report.md" in workflow
     assert 'cat report.md\n            } >> "$GITHUB_STEP_SUMMARY"' in workflow
     summary_step = workflow[workflow.index("- name: Post the comparison") :]
     assert summary_step.splitlines()[1].strip().startswith("if: always()")

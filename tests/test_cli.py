@@ -61,7 +61,7 @@ def record(pytester: pytest.Pytester, *, sessions: int = 1) -> Path:
     pytester.makepyfile(test_demo=EXPERIMENTS)
     store = pytester.path / "store"
     for _ in range(sessions):
-        pytester.runpytest("--xp-store", str(store), "-p", "no:cacheprovider").assert_outcomes(passed=6, failed=2)
+        pytester.runpytest(f"--xp-store={store}", "-p", "no:cacheprovider").assert_outcomes(passed=6, failed=2)
     return store
 
 
@@ -229,7 +229,7 @@ def test_runs_text_fits_the_terminal(pytester: pytest.Pytester, capsys: pytest.C
         }
     )
     store = pytester.path / "store"
-    pytester.runpytest("--xp-store", str(store), "-p", "no:cacheprovider").assert_outcomes(passed=3)
+    pytester.runpytest(f"--xp-store={store}", "-p", "no:cacheprovider").assert_outcomes(passed=3)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("COLUMNS", "300")
         wide = ok(capsys, "runs", "--store", store).splitlines()
@@ -339,7 +339,7 @@ def test_show_by_id_prefix_and_node_id(store: Path, capsys: pytest.CaptureFixtur
     metadata = "\n".join(lines[section["metadata"] : section["artefacts"]])
     assert "  timing.call " in metadata
     assert "  code sha256 " in metadata
-    assert "  command      pytest --xp-store" in metadata
+    assert "  command      pytest --xp-store=" in metadata
     assert "installed distributions recorded" in metadata
     assert "CPython" in metadata or "PyPy" in metadata
     assert lines[section["artefacts"] + 1].split() == ["model.txt", "100", "B"]
