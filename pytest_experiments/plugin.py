@@ -85,7 +85,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if workerinput is None:
             config.pluginmanager.register(SelectionController(settings.selection, selection), "xp-selection-report")
     if workerinput is None:
-        config.pluginmanager.register(SessionRecorder(config, handle), "xp-session")
+        runs_tests = not (config.getoption("collectonly") or settings.selection.status)
+        config.pluginmanager.register(SessionRecorder(config, handle, runs_tests), "xp-session")
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(XdistSessionHandover(handle, snapshot), "xp-xdist")
     if settings.comparison.active:

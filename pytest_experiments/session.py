@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -16,6 +17,7 @@ from pytest_experiments.values import to_json_value
 
 if TYPE_CHECKING:
     from pytest_experiments.selection import Snapshot
+    from pytest_experiments.store import Store
 
 WORKERINPUT_KEY = "xp_session"
 SNAPSHOT_KEY = "xp_snapshot"
@@ -24,9 +26,11 @@ SNAPSHOT_KEY = "xp_snapshot"
 class SessionRecorder:
     """Calls the session hooks and closes the session in the store (controller only)."""
 
-    def __init__(self, config: pytest.Config, handle: StoreHandle) -> None:
+    def __init__(self, config: pytest.Config, handle: StoreHandle, runs_tests: bool = True) -> None:
         self._config = config
         self._handle = handle
+        #: False under --collect-only and --xp-status: no experiment can run, no session hook fires.
+        self._runs_tests = runs_tests
         self.session = ExperimentSession(
             id=handle.session.session_id,
             started_at=handle.session.started_at,
@@ -59,7 +63,7 @@ class SessionRecorder:
 
     @pytest.hookimpl
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if any(is_experiment(item) for item in session.items):
+        if self._runs_tests and any(is_experiment(item) for item in session.items):
             self._start()
 
     @pytest.hookimpl(optionalhook=True)
@@ -68,22 +72,55 @@ class SessionRecorder:
         if error is not None or getattr(node, "workeroutput", {}).get("xp_recorded", True):
             self._workers_recorded = True
 
-    @pytest.hookimpl
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        counts: dict[str, int] = {}
+    def _store(self, exitstatus: int) -> Store | None:
+        """The store, if this session may have written to it (never created here)."""
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-        may_have_runs = self._handle.recorded or self._workers_recorded or interrupted
-        store = self._handle.existing() if may_have_runs else None
+        if self._handle.recorded or self._workers_recorded or interrupted:
+            return self._handle.existing()
+        return None
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
+        # The outermost wrapper: its end runs after every other sessionfinish, so the session
+        # is closed with the exit status pytest really returns (the comparison's group verdicts
+        # and resume's "nothing left" change it in theirs), and also when one of them raised,
+        # as a second Ctrl-C does while xdist waits for its workers: then pytest prints no
+        # terminal summary, and the summary line is written here.
+        try:
+            yield
+        except BaseException:
+            self._close(session)
+            terminalreporter = self._config.pluginmanager.get_plugin("terminalreporter")
+            if terminalreporter is not None:
+                terminalreporter.line("")  # the progress line may still be open
+                self._write_summary(terminalreporter)
+            raise
+        self._close(session)
+
+    def _close(self, session: pytest.Session) -> None:
+        """Close the session in the store (duration, exit status) and call the finish hooks."""
+        exitstatus = int(session.exitstatus)
+        store = self._store(exitstatus)
+        counts: dict[str, int] = {}
         if store is not None:
-            store.finish_session(self.session.id, time.time(), int(exitstatus))
+            store.finish_session(self.session.id, time.time(), exitstatus)
             counts = store.status_counts(self.session.id)
-        self.summary = SessionSummary(counts=counts, store_path=self._handle.path, exitstatus=int(exitstatus))
+        self.summary = SessionSummary(counts=counts, store_path=self._handle.path, exitstatus=exitstatus)
         if self.started:
             self._config.hook.pytest_experiments_session_finish(session=self.session, summary=self.summary)
 
     @pytest.hookimpl
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.summary is None or not self.summary.total:
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int) -> None:
+        # Before the session is closed (the terminal summary runs inside sessionfinish): every
+        # run of the session has ended by now, so its counts are final.
+        store = self._store(int(exitstatus))
+        counts = store.status_counts(self.session.id) if store is not None else {}
+        self.summary = SessionSummary(counts=counts, store_path=self._handle.path, exitstatus=int(exitstatus))
+        self._write_summary(terminalreporter)
+
+    def _write_summary(self, terminalreporter: Any) -> None:
+        """``xp: N runs recorded (...) in <store>``, when the session recorded any."""
+        if terminalreporter is None or self.summary is None or not self.summary.total:
             return
         counts = ", ".join(f"{n} {status}" for status, n in sorted(self.summary.counts.items(), key=lambda kv: -kv[1]))
         runs = "run" if self.summary.total == 1 else "runs"

@@ -7,12 +7,19 @@ xdist timing) against real SQLite stores; every wait is bounded.
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import re
+import signal
 import textwrap
+from pathlib import Path
+from typing import Any
 
 import pytest
-from processes import store_of
+from processes import SIGINT_CONFTEST, Processes, store_of
 
-from pytest_experiments import Store
+from pytest_experiments import SessionRecord, Store
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -102,3 +109,149 @@ def test_one_token_keeps_the_rootdir_ini_and_node_ids(
     with Store.open(store) as opened:
         node_ids = sorted(run.node_id for run in opened.runs(history=True))
     assert node_ids == [f"experiments/test_grid.py::test_point[i={i}]" for i in range(3)]
+
+
+# -- how a session ends ---------------------------------------------------------------------
+
+# Session hooks log each call; ``session_finish`` logs its counts and exit status.
+SESSION_LOG_CONFTEST = """
+    import json
+    from pathlib import Path
+
+    LOG = Path(__file__).with_name("session-hooks.log")
+
+
+    def pytest_experiments_session_start(session):
+        with LOG.open("a") as log:
+            log.write(json.dumps(["start", session.id]) + "\\n")
+
+
+    def pytest_experiments_session_finish(session, summary):
+        with LOG.open("a") as log:
+            log.write(json.dumps(["finish", session.id, summary.counts, summary.exitstatus]) + "\\n")
+"""
+
+
+def hook_calls(path: Path) -> list[list[Any]]:
+    log = path / "session-hooks.log"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def only_session(store: Path) -> SessionRecord:
+    with Store.open(store) as opened:
+        [session] = opened.sessions()
+    return session
+
+
+SEEDS = """
+    import json
+    from pathlib import Path
+
+    import pytest
+
+    ACC = json.loads(Path(__file__).with_name("acc.json").read_text())
+
+
+    @pytest.mark.grid(seed=[0, 1, 2])
+    def test_train(seed):
+        return {"acc": ACC[seed]}
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("scipy") is None, reason="comparing over seeds needs scipy")
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "n2"])
+def test_session_records_the_exit_status_pytest_returns(pytester: pytest.Pytester, workers: list[str]) -> None:
+    pytester.makeconftest(SESSION_LOG_CONFTEST)
+    pytester.makepyfile(test_seeds=SEEDS)
+    pytester.makeini("[pytest]\nxp_compare = acc higher 0.01 over=seed\n")
+    (pytester.path / "acc.json").write_text("[0.80, 0.84, 0.82]")
+    pytester.runpytest_subprocess("--xp-save-baseline=baseline.json").assert_outcomes(passed=3)
+    (store_of(pytester) / "experiments.sqlite").unlink()  # one session in the store from here on
+    (pytester.path / "session-hooks.log").unlink()
+
+    # Every seed about 0.1 worse: no single run fails, the group regression fails the session.
+    (pytester.path / "acc.json").write_text("[0.70, 0.73, 0.71]")
+    result = pytester.runpytest_subprocess("--xp-baseline=baseline.json", *workers)
+    result.assert_outcomes(passed=3)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    session = only_session(store_of(pytester))
+    assert session.exitstatus == pytest.ExitCode.TESTS_FAILED
+    assert session.finished_at is not None
+    assert hook_calls(pytester.path) == [
+        ["start", session.session_id],
+        ["finish", session.session_id, {"passed": 3}, pytest.ExitCode.TESTS_FAILED],
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--collect-only"], ["--collect-only", "-n", "2"], ["--xp-status"], ["--xp-status", "-n", "2"]],
+    ids=["collect-only", "collect-only-n2", "status", "status-n2"],
+)
+def test_a_session_that_runs_no_experiment_calls_no_session_hook(pytester: pytest.Pytester, args: list[str]) -> None:
+    pytester.makeconftest(SESSION_LOG_CONFTEST)
+    pytester.makepyfile(test_grid=GRID)
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert hook_calls(pytester.path) == []
+    assert not store_of(pytester).exists()
+
+    # With a store: still nothing called, nothing written.
+    pytester.runpytest().assert_outcomes(passed=3)
+    (pytester.path / "session-hooks.log").unlink()
+    before = (store_of(pytester) / "experiments.sqlite").read_bytes()
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert hook_calls(pytester.path) == []
+    assert (store_of(pytester) / "experiments.sqlite").read_bytes() == before
+
+
+# The points from 2 on block (bounded) until ``release`` exists and ignore KeyboardInterrupt,
+# noting each one in ``interrupted-<i>``: the controller, told to stop, then waits for its
+# workers in xdist's teardown, where the second Ctrl-C reaches it.
+STUBBORN_GRID = """
+    import os
+    import time
+    from pathlib import Path
+
+    import pytest
+
+    HERE = Path(__file__).parent
+
+
+    @pytest.mark.grid(i=list(range(6)))
+    def test_point(i):
+        if i >= 2:
+            (HERE / f"blocked-{i}").write_text(str(os.getpid()))
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not (HERE / "release").exists():
+                try:
+                    time.sleep(0.01)
+                except KeyboardInterrupt:
+                    (HERE / f"interrupted-{i}").write_text("")
+        return {"value": i}
+"""
+
+
+def test_second_ctrl_c_under_xdist_still_closes_the_session(pytester: pytest.Pytester, procs: Processes) -> None:
+    pytester.makeconftest(SIGINT_CONFTEST + SESSION_LOG_CONFTEST)
+    pytester.makepyfile(test_grid=STUBBORN_GRID)
+    proc = procs.start("-n", "2")
+    procs.wait_until(proc, "2 blocked runs", lambda: len(list(pytester.path.glob("blocked-*"))) >= 2)
+    os.kill(proc.pid, signal.SIGINT)
+    # A worker interrupted means the controller is in xdist's teardown, waiting for it.
+    procs.wait_until(proc, "a worker interrupted", lambda: any(pytester.path.glob("interrupted-*")))
+    os.kill(proc.pid, signal.SIGINT)
+    code, output = procs.finish(proc)
+    assert code != 0, output
+
+    session = only_session(store_of(pytester))
+    assert session.exitstatus == pytest.ExitCode.INTERRUPTED
+    assert session.finished_at is not None
+    assert session.finished_at >= session.started_at
+    assert session.counts == {"passed": 2, "interrupted": 2}
+    assert re.search(r"^xp: 4 runs recorded \((2 passed, 2 interrupted|2 interrupted, 2 passed)\) in ", output, re.M)
+    assert hook_calls(pytester.path) == [
+        ["start", session.session_id],
+        ["finish", session.session_id, {"passed": 2, "interrupted": 2}, pytest.ExitCode.INTERRUPTED],
+    ]
