@@ -76,14 +76,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[HANDLE_KEY] = handle
     claim_since = snapshot.taken_at if snapshot is not None and settings.selection.claims else None
     config.pluginmanager.register(Recorder(handle, settings.worker, claim_since), "xp-recorder")
-    selection = None
     if snapshot is not None:
-        from pytest_experiments.selection import Selection, SelectionController
-
-        selection = Selection(config, settings.selection, snapshot, settings.store_path)
-        config.pluginmanager.register(selection, "xp-selection")
-        if workerinput is None:
-            config.pluginmanager.register(SelectionController(settings.selection, selection), "xp-selection-report")
+        _register_selection(config, settings, snapshot, controller=workerinput is None)
     if workerinput is None:
         runs_tests = not (config.getoption("collectonly") or settings.selection.status)
         config.pluginmanager.register(SessionRecorder(config, handle, runs_tests), "xp-session")
@@ -100,6 +94,19 @@ def pytest_configure(config: pytest.Config) -> None:
         if not config.pluginmanager.is_blocked(name):
             config.pluginmanager.register(collector(), name)
     _stop_on_sigterm(config)
+
+
+def _register_selection(config: pytest.Config, settings: Settings, snapshot: Snapshot, controller: bool) -> None:
+    """Resume / retry / status: the selection in every process; its exit status, and under
+    xdist the controller's own collection before the workers start, on the controller."""
+    from pytest_experiments.selection import DeferredWorkers, Selection, SelectionController
+
+    selection = Selection(config, settings.selection, snapshot, settings.store_path)
+    config.pluginmanager.register(selection, "xp-selection")
+    if controller:
+        config.pluginmanager.register(SelectionController(settings.selection, selection), "xp-selection-report")
+        if settings.selection.claims and DeferredWorkers.wanted(config):
+            config.pluginmanager.register(DeferredWorkers(config), "xp-deferred-workers")
 
 
 def _snapshot(config: pytest.Config, settings: Settings) -> Snapshot:
