@@ -192,7 +192,7 @@ def test_runs_csv_has_every_column_and_one_row_per_grid_point(store: Path, capsy
 def test_runs_markdown_escapes_pipes(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lines = ok(capsys, "runs", "--store", store, "--format", "markdown").splitlines()
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
-    assert header[:3] == ["node_id", "status", "params.lr"]
+    assert header[:4] == ["node_id", "status", "metrics.loss", "metrics.acc"]  # params.lr: in every node id
     assert lines[1].startswith("|---|---|---:|")  # numbers right-aligned
     assert len(lines) == 2 + 8
     failing = next(line for line in lines if "a_b" in line)
@@ -248,7 +248,7 @@ def test_runs_text_fits_the_terminal(pytester: pytest.Pytester, capsys: pytest.C
         rows = lines[2:5]
         assert [row.split()[1] for row in rows] == ["passed"] * 3
         # Shortened in the middle: the start and the distinguishing end stay.
-        assert all(row.startswith("test_classif") and "..." in row for row in rows)
+        assert all(row.startswith("test_class") and "..." in row for row in rows)
         assert [row.split()[0][-10:] for row in rows] == [f"-{i}-lr=0.1]" for i in range(3)]
         assert "more columns not shown" in " ".join(lines[5:])
 
