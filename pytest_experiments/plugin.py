@@ -82,7 +82,8 @@ def pytest_configure(config: pytest.Config) -> None:
         runs_tests = not (config.getoption("collectonly") or settings.selection.status)
         config.pluginmanager.register(SessionRecorder(config, handle, runs_tests), "xp-session")
         if config.pluginmanager.hasplugin("xdist"):
-            config.pluginmanager.register(XdistSessionHandover(handle, snapshot), "xp-xdist")
+            handover = XdistSessionHandover(handle, snapshot, settings.worker_threads)
+            config.pluginmanager.register(handover, "xp-xdist")
     if settings.comparison.active:
         from pytest_experiments.comparing import ComparisonReport, RunComparison
 

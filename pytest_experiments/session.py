@@ -4,8 +4,9 @@ the store, the summary line, and handing the session to xdist workers."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -130,13 +131,43 @@ class SessionRecorder:
         terminalreporter.write_line(line)
 
 
-class XdistSessionHandover:
-    """Gives each xdist worker the session it records into (registered only with xdist)."""
+#: What OpenMP and the BLAS libraries (OpenBLAS, MKL, BLIS, Accelerate), numexpr and numba
+#: read, once, when they load, to size their thread pools.
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS",
+)  # fmt: skip
 
-    def __init__(self, handle: StoreHandle, snapshot: Snapshot | None) -> None:
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity: a cluster job's share, not the whole machine)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+class XdistSessionHandover:
+    """Gives each xdist worker the session it records into, and its thread limits
+    (registered only with xdist, on the controller)."""
+
+    def __init__(self, handle: StoreHandle, snapshot: Snapshot | None, threads: int | str | None = None) -> None:
         self._handle = handle
         self._snapshot = snapshot
+        self._threads = threads
         self._wire: bytes | None = None
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_setupnodes(self, config: pytest.Config, specs: Sequence[Any]) -> None:
+        # --xp-worker-threads: N workers each sizing their BLAS pools to every core
+        # oversubscribe the machine. The variables go into each worker's environment as
+        # its process starts (execnet's env: spec), before anything imports numpy; a
+        # user who set any of them decides alone.
+        if self._threads is None or not specs or any(name in os.environ for name in THREAD_VARIABLES):
+            return
+        threads = max(1, available_cpus() // len(specs)) if self._threads == "auto" else int(self._threads)
+        for spec in specs:
+            if not any(name in spec.env for name in THREAD_VARIABLES):
+                spec.env.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:

@@ -255,3 +255,101 @@ def test_second_ctrl_c_under_xdist_still_closes_the_session(pytester: pytest.Pyt
         ["start", session.session_id],
         ["finish", session.session_id, {"passed": 2, "interrupted": 2}, pytest.ExitCode.INTERRUPTED],
     ]
+
+
+# -- threads per xdist worker --------------------------------------------------------------
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+# What the environment held when the module was imported (when numpy would load its BLAS).
+THREADS_SEEN = """
+    import os
+    from pathlib import Path
+
+    import pytest
+
+    SEEN = {{name: os.environ.get(name) for name in {names}}}
+
+
+    @pytest.mark.grid(i=[0, 1, 2, 3])
+    def test_point(i):
+        return SEEN
+
+
+    def test_plain():
+        (Path(__file__).parent / f"plain-{{os.getpid()}}.json").write_text(repr(SEEN))
+"""
+
+
+@pytest.fixture
+def threads_seen(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    for name in (*THREAD_VARIABLES, "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    pytester.makepyfile(test_threads=THREADS_SEEN.format(names=THREAD_VARIABLES))
+    return pytester
+
+
+def seen_by_runs(pytester: pytest.Pytester) -> list[dict[str, str | None]]:
+    """What each run of the latest session saw, and in which process."""
+    with Store.open(store_of(pytester)) as store:
+        latest = store.sessions()[-1].session_id
+        runs = [store.run(run.run_id) for run in store.runs(history=True, session_id=latest)]
+    assert len(runs) == 4
+    return [dict(run.result, worker=run.worker) for run in runs]
+
+
+def cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "expected"),
+    [
+        (["--xp-worker-threads=1"], "", "1"),
+        (["--xp-worker-threads=3"], "xp_worker_threads = 1", "3"),  # the option beats the ini key
+        ([], "xp_worker_threads = auto", str(max(1, cpus() // 2))),
+    ],
+    ids=["option", "option-beats-ini", "ini-auto"],
+)
+def test_worker_threads_are_set_for_each_worker_before_its_imports(
+    threads_seen: pytest.Pytester, args: list[str], ini: str, expected: str
+) -> None:
+    threads_seen.makeini(f"[pytest]\n{ini}\n")
+    threads_seen.runpytest("-n", "2", *args).assert_outcomes(passed=5)
+    seen = seen_by_runs(threads_seen)
+    assert {run["worker"] for run in seen} <= {"gw0", "gw1"}
+    assert all(run[name] == expected for run in seen for name in THREAD_VARIABLES), seen
+    assert not set(THREAD_VARIABLES) & set(os.environ)  # the controller's own environment is left alone
+
+
+def test_a_users_own_thread_setting_wins(threads_seen: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    threads_seen.runpytest("-n", "2", "--xp-worker-threads=1").assert_outcomes(passed=5)
+    for run in seen_by_runs(threads_seen):
+        assert (run["OMP_NUM_THREADS"], run["OPENBLAS_NUM_THREADS"], run["MKL_NUM_THREADS"]) == ("3", None, None)
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "n2"])
+def test_without_the_option_no_thread_variable_is_set(threads_seen: pytest.Pytester, workers: list[str]) -> None:
+    threads_seen.runpytest(*workers).assert_outcomes(passed=5)
+    for run in seen_by_runs(threads_seen):
+        assert [run[name] for name in THREAD_VARIABLES] == [None] * 3
+    [plain] = threads_seen.path.glob("plain-*.json")
+    assert plain.read_text() == repr(dict.fromkeys(THREAD_VARIABLES))
+
+
+@pytest.mark.parametrize("where", ["option", "ini"])
+def test_bad_worker_threads_is_a_usage_error(pytester: pytest.Pytester, where: str) -> None:
+    pytester.makepyfile(test_grid=GRID)
+    if where == "ini":
+        pytester.makeini("[pytest]\nxp_worker_threads = many\n")
+        result = pytester.runpytest("-n", "2")
+        assert usage_error_line(result) == (
+            "ERROR: xp: ini key xp_worker_threads: 'many' is not a number of threads: write a positive integer or auto"
+        )
+    else:
+        result = pytester.runpytest("-n", "2", "--xp-worker-threads=0")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        assert "'0' is not a number of threads: write a positive integer or auto" in result.stderr.str()
+    assert not store_of(pytester).exists()
