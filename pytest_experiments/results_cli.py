@@ -182,9 +182,8 @@ def _in_node_ids(frame: pd.DataFrame, column: str) -> bool:
         if not shown:
             continue  # a parameter of another experiment
         _, bracket, ids = node_id.partition("[")
-        texts = {re.escape(shown), re.escape(" ".join(str(value).split()))}
-        pattern = rf"(?:^|-){re.escape(name)}=(?:{'|'.join(texts)})(?:-|\]$)"
-        if not bracket or not re.search(pattern, ids):
+        padded = f"-{ids.removesuffix(']')}-"  # ``-`` separates the parameters of a grid id
+        if not bracket or not any(f"-{name}={text}-" in padded for text in (shown, " ".join(str(value).split()))):
             return False
     return True
 

@@ -1,5 +1,5 @@
 """The session side, in the controlling process: session hooks, closing the session in
-the store, the summary line, and handing the session to xdist workers."""
+the store, the summary line, and handing the session (and thread limits) to xdist workers."""
 
 from __future__ import annotations
 
