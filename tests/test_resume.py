@@ -339,7 +339,9 @@ PLAIN = """
 """
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["in-process", "xdist"])
+@pytest.mark.parametrize(
+    "workers", [[], ["-n", "2"], ["-p", "no:xdist"]], ids=["in-process", "xdist", "xdist-plugin-off"]
+)
 @pytest.mark.parametrize(
     ("flags", "mode", "paths", "deselected"),
     [

@@ -122,6 +122,7 @@ SESSION_LOG_CONFTEST = """
 
 
     def pytest_experiments_session_start(session):
+        session.metadata["from_hook"] = "yes"
         with LOG.open("a") as log:
             log.write(json.dumps(["start", session.id]) + "\\n")
 
@@ -204,6 +205,25 @@ def test_a_session_that_runs_no_experiment_calls_no_session_hook(pytester: pytes
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     assert hook_calls(pytester.path) == []
     assert (store_of(pytester) / "experiments.sqlite").read_bytes() == before
+
+
+def test_resume_under_xdist_starts_the_session_before_the_workers(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(SESSION_LOG_CONFTEST)
+    pytester.makepyfile(test_grid=GRID)
+    pytester.runpytest("-k", "0 or 1").assert_outcomes(passed=2, deselected=1)
+    (pytester.path / "session-hooks.log").unlink()
+
+    result = pytester.runpytest("-n", "2", "--xp-resume")
+    result.assert_outcomes(passed=1, deselected=2)
+    with Store.open(store_of(pytester)) as store:
+        session = store.sessions()[-1]
+        [run] = store.runs(session_id=session.session_id)
+        assert store.run(run.run_id).session["from_hook"] == "yes"  # the worker got the hook's metadata
+    assert run.worker in ("gw0", "gw1")
+    assert hook_calls(pytester.path) == [
+        ["start", session.session_id],
+        ["finish", session.session_id, {"passed": 1}, pytest.ExitCode.OK],
+    ]
 
 
 # The points from 2 on block (bounded) until ``release`` exists and ignore KeyboardInterrupt,
