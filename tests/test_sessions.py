@@ -226,6 +226,15 @@ def test_resume_under_xdist_starts_the_session_before_the_workers(pytester: pyte
     ]
 
 
+def test_resume_under_xdist_stops_on_a_collection_error_before_any_worker_starts(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_grid=GRID, test_broken="import not_a_module_anywhere\n")
+    result = pytester.runpytest("-n", "2", "--xp-resume")
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
+    result.stdout.fnmatch_lines(["*Interrupted: 1 error during collection*"])
+    assert "created:" not in result.stdout.str()
+    assert not store_of(pytester).exists()
+
+
 # The points from 2 on block (bounded) until ``release`` exists and ignore KeyboardInterrupt,
 # noting each one in ``interrupted-<i>``: the controller, told to stop, then waits for its
 # workers in xdist's teardown, where the second Ctrl-C reaches it.
