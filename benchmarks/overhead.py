@@ -100,7 +100,7 @@ def command(variant: Variant, root: Path, store: Path | None, extra: tuple[str, 
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(variant.workers)]
     if variant.plugin:
         assert store is not None
-        args += ["--xp-store", str(store)]
+        args += [f"--xp-store={store}"]
     else:
         args += ["-p", "no:experiments"]
     return [*args, *extra, str(root / variant.folder / "test_overhead.py")]

@@ -47,7 +47,12 @@ def load(
     status: str | Iterable[str] | None = None,
     history: bool = False,
 ) -> pandas.DataFrame:
-    """Load recorded runs into a pandas DataFrame (see :func:`pytest_experiments.frames.load`)."""
+    """Load recorded runs into a pandas DataFrame (see :func:`pytest_experiments.frames.load`).
+
+    ``experiment``: function names or ``module::name``; ``status``: run statuses (an
+    unknown one is a ``ValueError`` listing them); ``history``: every run, not only the
+    latest of each grid point.
+    """
     from pytest_experiments.frames import load as load_frame
 
     return load_frame(store, experiment=experiment, status=status, history=history)

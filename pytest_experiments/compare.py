@@ -264,7 +264,7 @@ def read_baseline(path: Path) -> dict[str, Entry]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise BaselineError(f"baseline {path} does not exist; write one with --xp-save-baseline {path}") from None
+        raise BaselineError(f"baseline {path} does not exist; write one with --xp-save-baseline={path}") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise BaselineError(f"baseline {path} is not a readable JSON file ({exc})") from None
     if not isinstance(data, dict) or data.get("pytest_experiments_baseline") != BASELINE_FORMAT:

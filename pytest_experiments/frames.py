@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from pytest_experiments.locate import find_store
-from pytest_experiments.records import RunRecord
+from pytest_experiments.records import STATUSES, RunRecord
 from pytest_experiments.store import Store
 
 #: The columns every frame has, in order; ``params.<name>`` and ``metrics.<name>`` follow,
@@ -35,11 +35,43 @@ def load(
     ``node_id``, ``experiment``, ``module``, ``status``, ``started_at`` / ``finished_at``
     (tz-aware UTC), ``duration`` (seconds), ``session_id``, ``worker``, ``dir`` (absolute
     path of the run folder), ``params.<name>``, ``metrics.<name>`` and ``error``.
+
+    ``experiment`` takes function names (``test_train``, ``TestNet.test_fit`` for a method)
+    or ``module::name`` (``experiments/test_mod.py::test_train``), as the command line does;
+    ``status`` takes run statuses (an unknown one is a ``ValueError`` listing them).
     """
+    names = _names(experiment)
+    statuses = _statuses(status)
     if isinstance(store, Store):
-        return runs_frame(store.runs(experiment=experiment, status=status, history=history))
+        return runs_frame(_runs(store, names, statuses, history))
     with Store.open(find_store() if store is None else store) as opened:
-        return runs_frame(opened.runs(experiment=experiment, status=status, history=history))
+        return runs_frame(_runs(opened, names, statuses, history))
+
+
+def _names(experiment: str | Iterable[str] | None) -> list[str] | None:
+    return None if experiment is None else [experiment] if isinstance(experiment, str) else list(experiment)
+
+
+def _statuses(status: str | Iterable[str] | None) -> list[str] | None:
+    statuses = None if status is None else [status] if isinstance(status, str) else list(status)
+    unknown = [value for value in statuses or () if value not in STATUSES]
+    if unknown:
+        raise ValueError(f"unknown status {unknown[0]!r}; statuses are {', '.join(STATUSES)}")
+    return statuses
+
+
+def _runs(store: Store, names: list[str] | None, statuses: list[str] | None, history: bool) -> list[RunRecord]:
+    """The store's runs of the experiments ``names`` (function names or ``module::name``)."""
+    if names is None:
+        return store.runs(status=statuses, history=history)
+    # The store filters by function name; a module given with it is checked here.
+    functions = sorted({name.rpartition("::")[2] for name in names})
+    wanted = set(names)
+    return [
+        record
+        for record in store.runs(experiment=functions, status=statuses, history=history)
+        if record.experiment in wanted or f"{record.module}::{record.experiment}" in wanted
+    ]
 
 
 def runs_frame(records: list[RunRecord]) -> pd.DataFrame:

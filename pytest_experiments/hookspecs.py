@@ -46,8 +46,9 @@ def pytest_experiments_session_start(session: ExperimentSession) -> None:
     """Called once per pytest invocation, in the controlling process, before any experiment runs.
 
     Under xdist it is called at session start (the workers receive the metadata);
-    without xdist, once collection has found experiments; a session without
-    experiments never calls it (nor ``session_finish``), so it costs such suites nothing.
+    without xdist, once collection has selected experiments to run; a session that runs
+    no experiment (``--collect-only``, ``--xp-status``, nothing left to resume) never
+    calls it (nor ``session_finish``), so it costs such sessions nothing.
 
     Add what is the same for every run of the session to ``session.metadata`` (it is
     collected once, not per run): the built-in collectors store git state, host,
@@ -58,7 +59,9 @@ def pytest_experiments_session_start(session: ExperimentSession) -> None:
 @pytest.hookspec
 def pytest_experiments_session_finish(session: ExperimentSession, summary: SessionSummary) -> None:
     """Called once at the end of the invocation, in the controlling process, when
-    ``session_start`` was called.
+    ``session_start`` was called: after every other plugin's ``pytest_sessionfinish``
+    and the terminal summary, also when a second Ctrl-C cut xdist's shutdown short.
 
-    ``summary.counts`` holds the number of runs the session recorded, by status.
+    ``summary.counts`` holds the number of runs the session recorded, by status, and
+    ``summary.exitstatus`` the exit status pytest returns.
     """

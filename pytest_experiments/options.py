@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,6 +48,8 @@ class Settings:
     #: Seconds after which a session without a heartbeat counts as dead.
     lease: float
     comparison: ComparisonOptions
+    #: --xp-worker-threads: threads per xdist worker (a number or "auto"), None to leave them alone.
+    worker_threads: int | str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,44 @@ def lease_seconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds, e.g. 300")
     return value
+
+
+def thread_count(text: str) -> int | str:
+    """Parse threads per worker: a positive integer or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of threads: write a positive integer or auto")
+    return value
+
+
+#: Options whose value is a path, with the name of that value in messages.
+PATH_OPTIONS = {"--xp-store": "PATH", "--xp-baseline": "FILE", "--xp-save-baseline": "FILE", "--xp-report-md": "FILE"}
+
+
+def check_path_tokens(args: Sequence[str]) -> None:
+    """Refuse a path option written as two tokens (``--xp-store /data/store``).
+
+    pytest looks for the rootdir and the ini file before any plugin's options exist, so
+    it takes the second token for a test path: an existing path outside the project
+    changes the rootdir, the ini file and every node id (resume then finds nothing done).
+    No plugin can redo that choice, so the form is refused whether the path exists or not
+    (a script must not break on its second run, once the store exists).
+    """
+    for index, token in enumerate(map(str, args)):
+        if token == "--":  # what follows is test paths only
+            return
+        if token in PATH_OPTIONS:
+            value = str(args[index + 1]) if index + 1 < len(args) else ""
+            shown = value if value and not value.startswith("-") else PATH_OPTIONS[token]
+            raise pytest.UsageError(
+                f"xp: write {token}={shown} as one token: given as two, pytest takes {shown} for a test path "
+                "when it looks for the rootdir and ini file, which changes every node id"
+            )
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -196,6 +237,15 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="write the baseline comparison as a markdown table (for a CI job summary)",
     )
+    group.addoption(
+        "--xp-worker-threads",
+        dest="xp_worker_threads",
+        metavar="N",
+        type=thread_count,
+        default=None,
+        help="under -n: start each xdist worker with OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS... "
+        "set to N (auto: CPUs / workers), unless any of them is set already",
+    )
     parser.addini(locate.INI_KEY, "folder of the experiment store, relative to the ini file", default="")
     parser.addini(
         "xp_compare", "comparison rules, one per line: '<metric> higher|lower <tolerance>[%]'", type="linelist"
@@ -204,6 +254,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("xp_resume", "always resume (as --xp-resume)", type="bool", default=False)
     parser.addini("xp_rerun_changed", "with resume, rerun done runs of changed code", type="bool", default=False)
     parser.addini("xp_lease", "seconds without heartbeat after which a session is dead", default="")
+    parser.addini("xp_worker_threads", "threads per xdist worker: N or auto (as --xp-worker-threads)", default="")
 
 
 def read_settings(config: pytest.Config) -> Settings:
@@ -236,7 +287,18 @@ def read_settings(config: pytest.Config) -> Settings:
             lease = lease_seconds(ini_lease) if ini_lease else DEFAULT_LEASE_S
         except argparse.ArgumentTypeError as exc:
             raise pytest.UsageError(f"xp: ini key xp_lease: {exc}") from None
-    return Settings(store_path, worker, selection, lease, _comparison(config))
+    return Settings(store_path, worker, selection, lease, _comparison(config), _worker_threads(config))
+
+
+def _worker_threads(config: pytest.Config) -> int | str | None:
+    threads: int | str | None = config.getoption("xp_worker_threads")
+    ini_threads = str(config.getini("xp_worker_threads")).strip()
+    if threads is None and ini_threads:
+        try:
+            threads = thread_count(ini_threads)
+        except argparse.ArgumentTypeError as exc:
+            raise pytest.UsageError(f"xp: ini key xp_worker_threads: {exc}") from None
+    return threads
 
 
 def _comparison(config: pytest.Config) -> ComparisonOptions:

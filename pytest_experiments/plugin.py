@@ -18,7 +18,7 @@ from pytest_experiments.fixtures import xp, xp_dir  # noqa: F401  (fixtures of t
 from pytest_experiments.grid import GridPlugin
 from pytest_experiments.handle import StoreHandle
 from pytest_experiments.identity import DistinctValues
-from pytest_experiments.options import Settings, add_options, read_settings
+from pytest_experiments.options import Settings, add_options, check_path_tokens, read_settings
 from pytest_experiments.recorder import Recorder
 from pytest_experiments.records import SessionStart
 from pytest_experiments.run import new_id
@@ -35,6 +35,12 @@ HANDLE_KEY = pytest.StashKey[StoreHandle]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    # The first hook that sees every argument: the ini file's addopts, PYTEST_ADDOPTS and the command line.
+    check_path_tokens(args)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -72,18 +78,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[HANDLE_KEY] = handle
     claim_after = snapshot.mark if snapshot is not None and settings.selection.claims else None
     config.pluginmanager.register(Recorder(handle, settings.worker, claim_after), "xp-recorder")
-    selection = None
     if snapshot is not None:
-        from pytest_experiments.selection import Selection, SelectionController
-
-        selection = Selection(config, settings.selection, snapshot, settings.store_path)
-        config.pluginmanager.register(selection, "xp-selection")
-        if workerinput is None:
-            config.pluginmanager.register(SelectionController(settings.selection, selection), "xp-selection-report")
+        _register_selection(config, settings, snapshot, controller=workerinput is None)
     if workerinput is None:
-        config.pluginmanager.register(SessionRecorder(config, handle), "xp-session")
+        runs_tests = not (config.getoption("collectonly") or settings.selection.status)
+        config.pluginmanager.register(SessionRecorder(config, handle, runs_tests), "xp-session")
         if config.pluginmanager.hasplugin("xdist"):
-            config.pluginmanager.register(XdistSessionHandover(handle, snapshot), "xp-xdist")
+            handover = XdistSessionHandover(handle, snapshot, settings.worker_threads)
+            config.pluginmanager.register(handover, "xp-xdist")
     if settings.comparison.active:
         from pytest_experiments.comparing import ComparisonReport, RunComparison
 
@@ -95,6 +97,19 @@ def pytest_configure(config: pytest.Config) -> None:
         if not config.pluginmanager.is_blocked(name):
             config.pluginmanager.register(collector(), name)
     _stop_on_sigterm(config)
+
+
+def _register_selection(config: pytest.Config, settings: Settings, snapshot: Snapshot, controller: bool) -> None:
+    """Resume / retry / status: the selection in every process; its exit status, and under
+    xdist the controller's own collection before the workers start, on the controller."""
+    from pytest_experiments.selection import DeferredWorkers, Selection, SelectionController
+
+    selection = Selection(config, settings.selection, snapshot, settings.store_path)
+    config.pluginmanager.register(selection, "xp-selection")
+    if controller:
+        config.pluginmanager.register(SelectionController(settings.selection, selection), "xp-selection-report")
+        if settings.selection.claims and DeferredWorkers.wanted(config):
+            config.pluginmanager.register(DeferredWorkers(config), "xp-deferred-workers")
 
 
 def _snapshot(config: pytest.Config, settings: Settings) -> Snapshot:

@@ -146,11 +146,46 @@ def apply_sort(frame: pd.DataFrame, spec: str) -> pd.DataFrame:
 
 
 def default_columns(frame: pd.DataFrame) -> list[str]:
-    """What people see by default: node id, status, parameters, metrics, then the rest that matters."""
-    names = list(frame.columns)
-    values = [name for name in names if name.startswith(("params.", "metrics."))]
+    """What people look for first: node id, status and metrics; then the parameters that the
+    node ids do not already show, duration, start, run id and any error.
+
+    A narrow terminal drops columns from the right, so metrics come before parameters, and a
+    parameter every node id spells out (``lr=0.1`` in ``test_fit[lr=0.1-seed=0]``) is left out.
+    """
+    names = _by_first_row(frame)
+    metrics = [name for name in names if name.startswith("metrics.")]
+    params = [name for name in names if name.startswith("params.") and not _in_node_ids(frame, name)]
     tail = [name for name in _TAIL_COLUMNS if name != "error" or frame["error"].notna().any()]
-    return [*_LEAD_COLUMNS, *values, *tail]
+    return [*_LEAD_COLUMNS, *metrics, *params, *tail]
+
+
+def _by_first_row(frame: pd.DataFrame) -> list[str]:
+    """The columns, those set in earlier rows first: the first experiment's metrics lead."""
+    first = {
+        name: frame[name].notna().to_numpy().argmax() if frame[name].notna().any() else len(frame)
+        for name in frame.columns
+    }
+    return sorted(frame.columns, key=lambda name: first[name])  # stable: the frame's order otherwise
+
+
+def grouped(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows grouped by experiment (module, then function name), each group in start order."""
+    ordered: pd.DataFrame = frame.sort_values(["module", "experiment"], kind="stable")
+    return ordered
+
+
+def _in_node_ids(frame: pd.DataFrame, column: str) -> bool:
+    """Whether each row's node id shows the row's value of ``column`` as ``name=value`` (or lacks it)."""
+    name = column.removeprefix("params.")
+    for node_id, value in zip(frame["node_id"], frame[column], strict=True):
+        shown = tables.cell(value, column)
+        if not shown:
+            continue  # a parameter of another experiment
+        _, bracket, ids = node_id.partition("[")
+        padded = f"-{ids.removesuffix(']')}-"  # ``-`` separates the parameters of a grid id
+        if not bracket or not any(f"-{name}={text}-" in padded for text in (shown, " ".join(str(value).split()))):
+            return False
+    return True
 
 
 def _select_records(
@@ -193,6 +228,8 @@ def runs_command(args: argparse.Namespace) -> int:
         hint = f"did you mean {close[0]}?" if close else f"choose one of {', '.join(tables.FORMATS)}"
         raise CLIError(f"unknown format {args.format!r}; {hint}")
     frame = results_frame(args)
+    if args.format not in ("csv", "json") and not args.sort:
+        frame = grouped(frame)  # for people; programs get load()'s order
     if args.columns:
         columns = pick_columns(frame, args.columns)
     elif args.format in ("csv", "json"):

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import zlib
 from collections import Counter
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -167,8 +167,6 @@ class Selection:
             config.hook.pytest_deselected(items=deselected)
             items[:] = selected
         self.summary = self.describe(len(selected))
-        if hasattr(config, "workeroutput"):
-            config.workeroutput["xp_selection"] = {"summary": self.summary, "deselected": self.deselected}
 
     def describe(self, selected: int) -> str:
         """One line: what runs, what is kept, and why."""
@@ -240,34 +238,69 @@ class Selection:
 
 
 class SelectionController:
-    """Controller-side reporting and exit status of a selection (registered with the selection flags)."""
+    """Controller-side exit status of a selection (registered with the selection flags)."""
 
-    def __init__(self, options: SelectionOptions, selection: Selection | None) -> None:
+    def __init__(self, options: SelectionOptions, selection: Selection) -> None:
         self._options = options
         self._selection = selection
-        self._worker_report: dict[str, Any] | None = None
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        # Every worker decided the same; the first report is the session's.
-        report = getattr(node, "workeroutput", {}).get("xp_selection")
-        if report is not None and self._worker_report is None:
-            self._worker_report = report
-
-    def _deselected(self) -> int:
-        if self._worker_report is not None:
-            return int(self._worker_report["deselected"])
-        return self._selection.deselected if self._selection is not None else 0
 
     @pytest.hookimpl
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         # Nothing left to run is success, not pytest's "no tests collected" (5): cluster
         # scripts run under ``set -e``.
-        nothing_left = exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self._deselected() > 0
+        nothing_left = exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self._selection.deselected > 0
         if nothing_left or (self._options.status and exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED):
             session.exitstatus = pytest.ExitCode.OK
 
-    @pytest.hookimpl
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self._worker_report is not None:  # under xdist the controller never collected
-            terminalreporter.write_line(self._worker_report["summary"])
+
+class DeferredWorkers:
+    """Under xdist, with ``--xp-resume`` / ``--xp-retry-failed``: the controller collects and
+    selects before any worker starts, prints the plan at the start as without xdist, and
+    starts no worker when nothing is left to run.
+
+    xdist starts its workers at session start, before collection, and its controller never
+    collects. So this plugin keeps xdist from setting up its session in ``pytest_configure``
+    (xdist's runs after ours) and sets it up once the controller has collected, if anything
+    is left. The workers then collect and select again, from the same snapshot, so they run
+    exactly what the controller selected. The cost: one collection in the controller before
+    the workers start theirs (see ``benchmarks/resume_xdist.py``).
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+        self._dist = str(config.option.dist)
+        config.option.dist = "no"
+
+    @staticmethod
+    def wanted(config: pytest.Config) -> bool:
+        """Whether xdist is about to distribute this session (its own test, on our options)."""
+        return (
+            config.pluginmanager.hasplugin("xdist")
+            and not config.getoption("collectonly")
+            and config.getoption("dist", "no") != "no"
+            and bool(config.getoption("tx", None))
+        )
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # xdist decided in pytest_configure; from here on everyone sees the user's setting.
+        self._config.option.dist = self._dist
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection(self, session: pytest.Session) -> Generator[None, object, object]:
+        result = yield
+        stops = session.testsfailed and not self._config.getoption("continue_on_collection_errors")
+        if session.items and not stops:  # a failed collection stops here, as without xdist
+            self._start_workers(session)
+        return result
+
+    def _start_workers(self, session: pytest.Session) -> None:
+        """What xdist's ``pytest_configure`` and ``pytest_sessionstart`` would have done."""
+        from xdist.dsession import DSession
+
+        dsession = DSession(self._config)
+        self._config.pluginmanager.register(dsession, "dsession")
+        terminal = self._config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            terminal.showfspath = False  # reports arrive from several workers, out of order
+        dsession.pytest_sessionstart(session)

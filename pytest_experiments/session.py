@@ -1,10 +1,12 @@
 """The session side, in the controlling process: session hooks, closing the session in
-the store, the summary line, and handing the session to xdist workers."""
+the store, the summary line, and handing the session (and thread limits) to xdist workers."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -16,6 +18,7 @@ from pytest_experiments.values import to_json_value
 
 if TYPE_CHECKING:
     from pytest_experiments.selection import Snapshot
+    from pytest_experiments.store import Store
 
 WORKERINPUT_KEY = "xp_session"
 SNAPSHOT_KEY = "xp_snapshot"
@@ -24,9 +27,11 @@ SNAPSHOT_KEY = "xp_snapshot"
 class SessionRecorder:
     """Calls the session hooks and closes the session in the store (controller only)."""
 
-    def __init__(self, config: pytest.Config, handle: StoreHandle) -> None:
+    def __init__(self, config: pytest.Config, handle: StoreHandle, runs_tests: bool = True) -> None:
         self._config = config
         self._handle = handle
+        #: False under --collect-only and --xp-status: no experiment can run, no session hook fires.
+        self._runs_tests = runs_tests
         self.session = ExperimentSession(
             id=handle.session.session_id,
             started_at=handle.session.started_at,
@@ -59,7 +64,7 @@ class SessionRecorder:
 
     @pytest.hookimpl
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if any(is_experiment(item) for item in session.items):
+        if self._runs_tests and any(is_experiment(item) for item in session.items):
             self._start()
 
     @pytest.hookimpl(optionalhook=True)
@@ -68,22 +73,55 @@ class SessionRecorder:
         if error is not None or getattr(node, "workeroutput", {}).get("xp_recorded", True):
             self._workers_recorded = True
 
-    @pytest.hookimpl
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        counts: dict[str, int] = {}
+    def _store(self, exitstatus: int) -> Store | None:
+        """The store, if this session may have written to it (never created here)."""
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-        may_have_runs = self._handle.recorded or self._workers_recorded or interrupted
-        store = self._handle.existing() if may_have_runs else None
+        if self._handle.recorded or self._workers_recorded or interrupted:
+            return self._handle.existing()
+        return None
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
+        # The outermost wrapper: its end runs after every other sessionfinish, so the session
+        # is closed with the exit status pytest really returns (the comparison's group verdicts
+        # and resume's "nothing left" change it in theirs), and also when one of them raised,
+        # as a second Ctrl-C does while xdist waits for its workers: then pytest prints no
+        # terminal summary, and the summary line is written here.
+        try:
+            yield
+        except BaseException:
+            self._close(session)
+            terminalreporter = self._config.pluginmanager.get_plugin("terminalreporter")
+            if terminalreporter is not None:
+                terminalreporter.line("")  # the progress line may still be open
+                self._write_summary(terminalreporter)
+            raise
+        self._close(session)
+
+    def _close(self, session: pytest.Session) -> None:
+        """Close the session in the store (duration, exit status) and call the finish hooks."""
+        exitstatus = int(session.exitstatus)
+        store = self._store(exitstatus)
+        counts: dict[str, int] = {}
         if store is not None:
-            store.finish_session(self.session.id, time.time(), int(exitstatus))
+            store.finish_session(self.session.id, time.time(), exitstatus)
             counts = store.status_counts(self.session.id)
-        self.summary = SessionSummary(counts=counts, store_path=self._handle.path, exitstatus=int(exitstatus))
+        self.summary = SessionSummary(counts=counts, store_path=self._handle.path, exitstatus=exitstatus)
         if self.started:
             self._config.hook.pytest_experiments_session_finish(session=self.session, summary=self.summary)
 
     @pytest.hookimpl
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.summary is None or not self.summary.total:
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int) -> None:
+        # Before the session is closed (the terminal summary runs inside sessionfinish): every
+        # run of the session has ended by now, so its counts are final.
+        store = self._store(int(exitstatus))
+        counts = store.status_counts(self.session.id) if store is not None else {}
+        self.summary = SessionSummary(counts=counts, store_path=self._handle.path, exitstatus=int(exitstatus))
+        self._write_summary(terminalreporter)
+
+    def _write_summary(self, terminalreporter: Any) -> None:
+        """``xp: N runs recorded (...) in <store>``, when the session recorded any."""
+        if terminalreporter is None or self.summary is None or not self.summary.total:
             return
         counts = ", ".join(f"{n} {status}" for status, n in sorted(self.summary.counts.items(), key=lambda kv: -kv[1]))
         runs = "run" if self.summary.total == 1 else "runs"
@@ -93,13 +131,43 @@ class SessionRecorder:
         terminalreporter.write_line(line)
 
 
-class XdistSessionHandover:
-    """Gives each xdist worker the session it records into (registered only with xdist)."""
+#: What OpenMP and the BLAS libraries (OpenBLAS, MKL, BLIS, Accelerate), numexpr and numba
+#: read, once, when they load, to size their thread pools.
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS",
+)  # fmt: skip
 
-    def __init__(self, handle: StoreHandle, snapshot: Snapshot | None) -> None:
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity: a cluster job's share, not the whole machine)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+class XdistSessionHandover:
+    """Gives each xdist worker the session it records into, and its thread limits
+    (registered only with xdist, on the controller)."""
+
+    def __init__(self, handle: StoreHandle, snapshot: Snapshot | None, threads: int | str | None = None) -> None:
         self._handle = handle
         self._snapshot = snapshot
+        self._threads = threads
         self._wire: bytes | None = None
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_setupnodes(self, config: pytest.Config, specs: Sequence[Any]) -> None:
+        # --xp-worker-threads: N workers each sizing their BLAS pools to every core
+        # oversubscribe the machine. The variables go into each worker's environment as
+        # its process starts (execnet's env: spec), before anything imports numpy; a
+        # user who set any of them decides alone.
+        if self._threads is None or not specs or any(name in os.environ for name in THREAD_VARIABLES):
+            return
+        threads = max(1, available_cpus() // len(specs)) if self._threads == "auto" else int(self._threads)
+        for spec in specs:
+            if not any(name in spec.env for name in THREAD_VARIABLES):
+                spec.env.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:

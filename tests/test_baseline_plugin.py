@@ -101,7 +101,7 @@ def test_save_baseline_holds_the_passed_runs_of_that_session_only(pytester: pyte
     setup(pytester, EXPERIMENTS, **BEFORE)
     pytester.runpytest().assert_outcomes(passed=5)  # an earlier session: test_net, x=1..3, plain
     set_data(pytester, **{**BEFORE, "acc": {"1": 0.91, "2": 0.92}})  # x=3 now fails (KeyError)
-    result = pytester.runpytest("-k", "test_grid or test_plain", "--xp-save-baseline", "base/line.json")
+    result = pytester.runpytest("-k", "test_grid or test_plain", "--xp-save-baseline=base/line.json")
     result.assert_outcomes(passed=3, failed=1, deselected=1)
     path = pytester.path / "base" / "line.json"
     assert f"xp: baseline written to {path}: 0 updated, 2 added, 0 kept (2 entries)" in result.stdout.lines
@@ -130,8 +130,8 @@ def test_save_baseline_holds_the_passed_runs_of_that_session_only(pytester: pyte
 
 def test_save_baseline_is_byte_identical_for_the_same_results(pytester: pytest.Pytester) -> None:
     setup(pytester, EXPERIMENTS, **BEFORE)
-    pytester.runpytest("--xp-save-baseline", "one.json").assert_outcomes(passed=5)
-    pytester.runpytest("-n", "2", "--xp-save-baseline", "two.json").assert_outcomes(passed=5)
+    pytester.runpytest("--xp-save-baseline=one.json").assert_outcomes(passed=5)
+    pytester.runpytest("-n", "2", "--xp-save-baseline=two.json").assert_outcomes(passed=5)
     one, two = (pytester.path / "one.json").read_bytes(), (pytester.path / "two.json").read_bytes()
     assert one == two  # other run ids, times, workers and order: the same file
     assert len(json.loads(one)["runs"]) == 4
@@ -139,13 +139,13 @@ def test_save_baseline_is_byte_identical_for_the_same_results(pytester: pytest.P
 
 def test_save_baseline_merges_after_k_and_after_resume(pytester: pytest.Pytester) -> None:
     setup(pytester, EXPERIMENTS, **BEFORE)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=5)
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=5)
     path = pytester.path / "baseline.json"
     before = json.loads(path.read_text(encoding="utf-8"))["runs"]
     set_data(pytester, **{**BEFORE, "width": 128, "xs": [1, 2, 3, 4], "acc": {**BEFORE["acc"], "4": 0.94}})
 
     # -k runs one experiment: its entry is updated, the three grid points it did not run are kept.
-    result = pytester.runpytest("-k", "test_net", "--xp-save-baseline", "baseline.json")
+    result = pytester.runpytest("-k", "test_net", "--xp-save-baseline=baseline.json")
     result.assert_outcomes(passed=1, deselected=5)
     assert f"xp: baseline written to {path}: 1 updated, 0 added, 3 kept (4 entries)" in result.stdout.lines
     after_k = json.loads(path.read_text(encoding="utf-8"))["runs"]
@@ -155,7 +155,7 @@ def test_save_baseline_merges_after_k_and_after_resume(pytester: pytest.Pytester
     }
 
     # Resume runs only the grid point never run (x=4): it is added, everything else is kept.
-    result = pytester.runpytest("--xp-resume", "--xp-save-baseline", "baseline.json")
+    result = pytester.runpytest("--xp-resume", "--xp-save-baseline=baseline.json")
     result.assert_outcomes(passed=2)  # x=4 and test_plain (not an experiment)
     assert f"xp: baseline written to {path}: 0 updated, 1 added, 4 kept (5 entries)" in result.stdout.lines
     after_resume = json.loads(path.read_text(encoding="utf-8"))["runs"]
@@ -166,9 +166,9 @@ def test_save_baseline_merges_after_k_and_after_resume(pytester: pytest.Pytester
 
 def test_save_baseline_with_no_passed_run_leaves_the_file_alone(pytester: pytest.Pytester) -> None:
     setup(pytester, EXPERIMENTS, **BEFORE)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=5)
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=5)
     text = (pytester.path / "baseline.json").read_text(encoding="utf-8")
-    result = pytester.runpytest("-k", "test_plain", "--xp-save-baseline", "baseline.json")
+    result = pytester.runpytest("-k", "test_plain", "--xp-save-baseline=baseline.json")
     result.assert_outcomes(passed=1, deselected=4)
     path = pytester.path / "baseline.json"
     assert f"xp: baseline {path} not written: no run passed in this session" in result.stdout.lines
@@ -178,8 +178,8 @@ def test_save_baseline_with_no_passed_run_leaves_the_file_alone(pytester: pytest
 @pytest.mark.parametrize("args", [[], ["-n", "2"]], ids=["no-xdist", "xdist"])
 def test_comparison_lists_baseline_entries_not_run(pytester: pytest.Pytester, args: list[str]) -> None:
     setup(pytester, EXPERIMENTS, **BEFORE)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=5)
-    result = pytester.runpytest("-k", "test_net", "--xp-baseline", "baseline.json", "--xp-report-md", "r.md", *args)
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=5)
+    result = pytester.runpytest("-k", "test_net", "--xp-baseline=baseline.json", "--xp-report-md=r.md", *args)
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.OK  # not running something is no regression
     lines = result.stdout.lines
@@ -198,11 +198,11 @@ def test_comparison_lists_baseline_entries_not_run(pytester: pytest.Pytester, ar
 
 def test_regression_fails_exactly_that_test_under_xdist(pytester: pytest.Pytester) -> None:
     setup(pytester, EXPERIMENTS, **BEFORE)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=5)
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=5)
     set_data(pytester, **AFTER)
 
     result = pytester.runpytest(
-        "-n", "2", "--xp-baseline", "baseline.json", "--xp-report-md", "report.md", "--xp-save-baseline", "next.json"
+        "-n", "2", "--xp-baseline=baseline.json", "--xp-report-md=report.md", "--xp-save-baseline=next.json"
     )
     result.assert_outcomes(passed=5, failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -270,8 +270,8 @@ def test_regression_fails_exactly_that_test_under_xdist(pytester: pytest.Pyteste
 
 def test_no_change_passes_and_says_so(pytester: pytest.Pytester) -> None:
     setup(pytester, EXPERIMENTS, **BEFORE)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=5)
-    result = pytester.runpytest("--xp-baseline", "baseline.json", "--xp-report-md", "report.md")
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=5)
+    result = pytester.runpytest("--xp-baseline=baseline.json", "--xp-report-md=report.md")
     result.assert_outcomes(passed=5)
     assert result.ret == pytest.ExitCode.OK
     output = result.stdout.str()
@@ -312,11 +312,11 @@ xp_compare =
 def test_nan_or_missing_metric_with_a_rule_fails_its_test(pytester: pytest.Pytester, args: list[str]) -> None:
     before = {str(x): {"acc": 0.9, "loss": 0.1} for x in (1, 2, 3)}
     setup(pytester, METRICS_BY_X, ini=NAN_RULES_INI, **before)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=3)
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=3)
     # x=1 diverged (NaN), x=2 no longer reports acc, x=3's acc is +inf (better) and its loss -inf (better).
     set_data(pytester, **{"1": {"acc": math.nan, "loss": 0.1}, "2": {"loss": 0.1},
                           "3": {"acc": math.inf, "loss": -math.inf}})  # fmt: skip
-    result = pytester.runpytest("--xp-baseline", "baseline.json", "--xp-report-md", "report.md", *args)
+    result = pytester.runpytest("--xp-baseline=baseline.json", "--xp-report-md=report.md", *args)
     result.assert_outcomes(passed=1, failed=2)
     became_nan = "acc regressed (became NaN): baseline 0.9, now nan (rule: acc higher 0.01)"
     missing = "acc regressed (missing): baseline 0.9, now - (rule: acc higher 0.01)"
@@ -370,10 +370,10 @@ xp_compare =
 
 def test_rules_from_ini_option_and_marker_and_which_wins(pytester: pytest.Pytester) -> None:
     setup(pytester, RULE_SOURCES, ini=RULE_SOURCES_INI, value=1.0)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=2)
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=2)
     set_data(pytester, value=0.9)  # every metric 0.1 worse
     result = pytester.runpytest(
-        "--xp-baseline", "baseline.json", "--xp-report-md", "report.md",
+        "--xp-baseline=baseline.json", "--xp-report-md=report.md",
         "--xp-compare-rule", "b higher 0.05", "--xp-compare-rule", "c higher 0.5",
     )  # fmt: skip
     result.assert_outcomes(failed=2)
@@ -427,7 +427,7 @@ def test_bad_rule_is_a_usage_error(pytester: pytest.Pytester, where: str, args: 
         )
         assert source != EXPERIMENTS
     setup(pytester, source, ini=ini, **BEFORE)
-    result = pytester.runpytest("--xp-report-md", "report.md", *args)
+    result = pytester.runpytest("--xp-report-md=report.md", *args)
     if where == "option":  # argparse's own message, with pytest's usage line
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         error = result.stderr.str()
@@ -449,7 +449,7 @@ def test_bad_rule_is_a_usage_error(pytester: pytest.Pytester, where: str, args: 
 def test_bad_marker_rule_that_is_not_a_dict(pytester: pytest.Pytester) -> None:
     source = EXPERIMENTS.replace("@pytest.mark.experiment\n", '@pytest.mark.experiment(compare="acc higher 1")\n')
     setup(pytester, source, **BEFORE)
-    line = one_line_usage_error(pytester.runpytest("--xp-report-md", "report.md"))
+    line = one_line_usage_error(pytester.runpytest("--xp-report-md=report.md"))
     assert "test_net: experiment(compare=...) must be a dict" in line
 
 
@@ -469,7 +469,7 @@ def test_missing_or_corrupt_baseline_is_a_usage_error(
     setup(pytester, EXPERIMENTS, **BEFORE)
     if content is not None:
         (pytester.path / "baseline.json").write_text(content, encoding="utf-8")
-    line = one_line_usage_error(pytester.runpytest("--xp-baseline", "baseline.json"))
+    line = one_line_usage_error(pytester.runpytest("--xp-baseline=baseline.json"))
     assert str(pytester.path / "baseline.json") in line
     assert expected in line
 
@@ -477,7 +477,7 @@ def test_missing_or_corrupt_baseline_is_a_usage_error(
 # -- output paths: checked before anything runs -------------------------------------------
 
 
-@pytest.mark.parametrize("option", ["--xp-report-md", "--xp-save-baseline"])
+@pytest.mark.parametrize("option", ["--xp-report-md=--xp-save-baseline"])
 @pytest.mark.parametrize("where", ["folder", "below-a-file", "read-only-mount"])
 def test_unwritable_output_path_is_a_usage_error_before_anything_runs(
     pytester: pytest.Pytester, tmpfs: Callable[..., Path], option: str, where: str
@@ -505,7 +505,7 @@ def test_unwritable_output_path_is_a_usage_error_before_anything_runs(
 def test_save_baseline_into_a_file_that_is_no_baseline_is_a_usage_error(pytester: pytest.Pytester) -> None:
     setup(pytester, EXPERIMENTS, **BEFORE)
     (pytester.path / "results.json").write_text('{"mine": true}', encoding="utf-8")
-    line = one_line_usage_error(pytester.runpytest("-n", "2", "--xp-save-baseline", "results.json"))
+    line = one_line_usage_error(pytester.runpytest("-n", "2", "--xp-save-baseline=results.json"))
     assert line == (
         f"ERROR: xp: --xp-save-baseline: {pytester.path / 'results.json'} is not a pytest-experiments baseline "
         "(format 1); move it away to save a new baseline"
@@ -536,7 +536,7 @@ def test_disk_full_when_the_report_is_written_is_one_line_and_no_partial_file(
     disk = tmpfs("disk", size="64k")
     pytester.makepyfile(test_exp=FILL_DISK)
     pytester.makeconftest(f"import pytest\n\n@pytest.fixture\ndef disk():\n    return {str(disk)!r}\n")
-    result = pytester.runpytest("--xp-report-md", str(disk / "report.md"), "--xp-save-baseline", str(disk / "b.json"))
+    result = pytester.runpytest(f"--xp-report-md={disk / 'report.md'}", f"--xp-save-baseline={disk / 'b.json'}")
     result.assert_outcomes(passed=1)  # the disk filled up during the session: the start check passed
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     output = result.stdout.str() + result.stderr.str()
@@ -551,7 +551,7 @@ def test_disk_full_when_the_report_is_written_is_one_line_and_no_partial_file(
 
 def test_without_baseline_option_nothing_is_compared(pytester: pytest.Pytester) -> None:
     setup(pytester, EXPERIMENTS, **BEFORE)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=5)
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=5)
     set_data(pytester, **AFTER)
     result = pytester.runpytest()  # rules in the ini, but no --xp-baseline: a plain session
     result.assert_outcomes(passed=6)
@@ -595,17 +595,17 @@ def test_seed_groups_noise_passes_and_a_real_drop_fails_the_session(
     pytester: pytest.Pytester, ini_rule: str, args: list[str]
 ) -> None:
     setup(pytester, SEEDS, ini=f"[pytest]\nxp_compare = {ini_rule}\n", **SEEDS_BEFORE)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=6)
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=6)
 
     # Judged run by run, seed 2 of lr=0.1 (0.82 -> 0.79) and seed 1 of lr=0.2 (0.84 -> 0.80) would fail...
     set_data(pytester, **SEEDS_NOISY)
     (pytester.path / "single.ini").write_text("[pytest]\nxp_compare = acc higher 0.01\n", encoding="utf-8")
-    single = pytester.runpytest("--xp-baseline", "baseline.json", "-c", "single.ini")
+    single = pytester.runpytest("--xp-baseline=baseline.json", "-c", "single.ini")
     single.assert_outcomes(passed=4, failed=2)
     assert "FAILED test_exp.py::test_train[lr=0.1-seed=2]" in single.stdout.str()
     assert "FAILED test_exp.py::test_train[lr=0.2-seed=1]" in single.stdout.str()
     # ... judged over seeds, it is noise.
-    noisy = pytester.runpytest("--xp-baseline", "baseline.json", "--xp-report-md", "report.md", *args)
+    noisy = pytester.runpytest("--xp-baseline=baseline.json", "--xp-report-md=report.md", *args)
     noisy.assert_outcomes(passed=6)
     assert noisy.ret == pytest.ExitCode.OK
     assert "0 regressed, 0 improved" in noisy.stdout.str()
@@ -617,7 +617,7 @@ def test_seed_groups_noise_passes_and_a_real_drop_fails_the_session(
 
     # A real drop: every test passes (no single run decides), the session fails.
     set_data(pytester, **SEEDS_DROP)
-    drop = pytester.runpytest("--xp-baseline", "baseline.json", "--xp-report-md", "report.md", *args)
+    drop = pytester.runpytest("--xp-baseline=baseline.json", "--xp-report-md=report.md", *args)
     drop.assert_outcomes(passed=6)
     assert drop.ret == pytest.ExitCode.TESTS_FAILED
     lines = drop.stdout.lines
@@ -637,17 +637,17 @@ def test_seed_groups_noise_passes_and_a_real_drop_fails_the_session(
 @needs_scipy
 def test_seed_groups_alpha_option(pytester: pytest.Pytester) -> None:
     setup(pytester, SEEDS, ini="[pytest]\nxp_compare = acc higher 0.01 over=seed\n", **SEEDS_BEFORE)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=6)
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=6)
     set_data(pytester, **{"0.1": [0.79, 0.81, 0.78], "0.2": SEEDS_BEFORE["0.2"]})  # p = 0.073 for lr=0.1
-    assert pytester.runpytest("--xp-baseline", "baseline.json").ret == pytest.ExitCode.OK
-    strict = pytester.runpytest("--xp-baseline", "baseline.json", "--xp-alpha", "0.1")
+    assert pytester.runpytest("--xp-baseline=baseline.json").ret == pytest.ExitCode.OK
+    strict = pytester.runpytest("--xp-baseline=baseline.json", "--xp-alpha", "0.1")
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
     assert "test_exp.py::test_train[lr=0.1]: acc regressed:" in strict.stdout.str()
     (pytester.path / "pytest.ini").write_text(
         "[pytest]\nxp_compare = acc higher 0.01 over=seed\nxp_alpha = 0.1\n", encoding="utf-8"
     )
-    assert pytester.runpytest("--xp-baseline", "baseline.json").ret == pytest.ExitCode.TESTS_FAILED
-    bad = pytester.runpytest("--xp-baseline", "baseline.json", "--xp-alpha", "2")
+    assert pytester.runpytest("--xp-baseline=baseline.json").ret == pytest.ExitCode.TESTS_FAILED
+    bad = pytester.runpytest("--xp-baseline=baseline.json", "--xp-alpha", "2")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     assert "'2' is not a significance level between 0 and 1" in bad.stderr.str()
 
@@ -656,9 +656,9 @@ def test_seed_groups_alpha_option(pytester: pytest.Pytester) -> None:
 @pytest.mark.parametrize("args", [[], ["-n", "2"]], ids=["no-xdist", "xdist"])
 def test_a_nan_seed_fails_the_session(pytester: pytest.Pytester, args: list[str]) -> None:
     setup(pytester, SEEDS, ini="[pytest]\nxp_compare = acc higher 0.01 over=seed\n", **SEEDS_BEFORE)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=6)
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=6)
     set_data(pytester, **{"0.1": [0.80, math.nan, 0.82], "0.2": SEEDS_BEFORE["0.2"]})
-    result = pytester.runpytest("--xp-baseline", "baseline.json", *args)
+    result = pytester.runpytest("--xp-baseline=baseline.json", *args)
     result.assert_outcomes(passed=6)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert (
@@ -691,14 +691,14 @@ def test_unknown_noise_parameter_is_a_usage_error(
     pytester: pytest.Pytester, ini: str, args: list[str], expected: str
 ) -> None:
     setup(pytester, SEEDS, ini="[pytest]\n", **SEEDS_BEFORE)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=6)
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=6)
     (pytester.path / "pytest.ini").write_text(f"[pytest]\nxp_compare = {ini}\n", encoding="utf-8")
-    line = one_line_usage_error(pytester.runpytest("--xp-baseline", "baseline.json", *args))
+    line = one_line_usage_error(pytester.runpytest("--xp-baseline=baseline.json", *args))
     assert line == f"ERROR: xp: {expected}"
     assert len(load(store_of(pytester), history=True)) == 6  # found before anything ran
     # Deselecting does not change what the collected experiments' parameters are.
     (pytester.path / "pytest.ini").write_text("[pytest]\nxp_compare = acc higher 0.01\n", encoding="utf-8")
-    selected = pytester.runpytest("--xp-baseline", "baseline.json", "--xp-compare-over", "seed", "-k", "nothing")
+    selected = pytester.runpytest("--xp-baseline=baseline.json", "--xp-compare-over", "seed", "-k", "nothing")
     assert selected.ret == pytest.ExitCode.NO_TESTS_COLLECTED
     assert "xp:" not in selected.stderr.str()
 
@@ -714,11 +714,11 @@ def test_comparing_over_seeds_without_scipy_is_a_usage_error(
         )
         ini = "[pytest]\n"
     setup(pytester, source, ini=ini, **SEEDS_BEFORE)
-    pytester.runpytest("--xp-save-baseline", "baseline.json").assert_outcomes(passed=6)  # saving needs no scipy
+    pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=6)  # saving needs no scipy
     if where == "marker-xdist":  # the workers are other processes: hide scipy from them too
         (pytester.path / "conftest.py").write_text('import sys\nsys.modules["scipy"] = None\n', encoding="utf-8")
     monkeypatch.setitem(sys.modules, "scipy", None)
-    result = pytester.runpytest("--xp-baseline", "baseline.json", *(["-n", "2"] if where == "marker-xdist" else []))
+    result = pytester.runpytest("--xp-baseline=baseline.json", *(["-n", "2"] if where == "marker-xdist" else []))
     line = one_line_usage_error(result)
     assert line == "ERROR: xp: comparing over seeds (over=...) needs scipy: pip install 'pytest-experiments[stats]'"
     assert len(load(store_of(pytester), history=True)) == 6  # found before anything ran
@@ -734,8 +734,8 @@ def test_ci_example_matches_its_committed_baseline(tmp_path: Path) -> None:
     pytest.importorskip("numpy")
     report = tmp_path / "report.md"
     command = [
-        sys.executable, "-m", "pytest", ".", "-p", "no:cacheprovider", "-n", "2", "--xp-store", str(tmp_path / "store"),
-        "--xp-baseline", "baseline.json", "--xp-report-md", str(report),
+        sys.executable, "-m", "pytest", ".", "-p", "no:cacheprovider", "-n", "2", f"--xp-store={tmp_path / 'store'}",
+        "--xp-baseline=baseline.json", f"--xp-report-md={report}",
     ]  # fmt: skip
     done = subprocess.run(
         command, cwd=CI_EXAMPLE, env=inner_env(), capture_output=True, text=True, timeout=120, check=False
@@ -746,7 +746,7 @@ def test_ci_example_matches_its_committed_baseline(tmp_path: Path) -> None:
     assert report.read_text(encoding="utf-8").endswith("\n24 ok\n")  # every metric has a rule in pytest.ini
 
     workflow = (CI_EXAMPLE / "experiments-workflow.yml").read_text(encoding="utf-8")
-    assert "--xp-baseline baseline.json --xp-report-md report.md" in workflow
+    assert "--xp-baseline=baseline.json --xp-report-md=report.md" in workflow
     assert 'cat report.md\n            } >> "$GITHUB_STEP_SUMMARY"' in workflow
     summary_step = workflow[workflow.index("- name: Post the comparison") :]
     assert summary_step.splitlines()[1].strip().startswith("if: always()")

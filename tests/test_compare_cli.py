@@ -112,7 +112,7 @@ def test_baseline_save_writes_the_same_file_as_the_plugin(
 ) -> None:
     pytester.makepyfile(test_exp=EXPERIMENTS)
     pytester.makefile(".ini", pytest=INI)
-    session(pytester, BEFORE, "--xp-save-baseline", "plugin.json")
+    session(pytester, BEFORE, "--xp-save-baseline=plugin.json")
     code, out, err = cli(capsys, "baseline", "save", "cli.json")
     assert (code, err) == (0, "")
     assert out == "baseline written to cli.json: 0 updated, 9 added, 0 kept (9 entries)\n"
@@ -223,7 +223,7 @@ def test_compare_baseline_file_with_the_stores_latest_runs(
 ) -> None:
     pytester.makepyfile(test_exp=EXPERIMENTS)
     pytester.makefile(".ini", pytest=INI)
-    session(pytester, BEFORE, "--xp-save-baseline", "baseline.json")
+    session(pytester, BEFORE, "--xp-save-baseline=baseline.json")
     session(pytester, AFTER)
     code, out, err = cli(capsys, "compare", "baseline.json")  # NEW: the latest runs of the store found from here
     assert (code, err) == (1, "")

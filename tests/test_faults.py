@@ -71,7 +71,7 @@ def test_twelve_runs_under_two_workers_are_all_recorded_once(
         """
     )
     store = pytester.path / "store"
-    code, output = procs.run("-n", "2", "--xp-store", str(store))
+    code, output = procs.run("-n", "2", f"--xp-store={store}")
     assert code == 0, output
     assert "12 passed" in output
     assert LOCKED not in output
@@ -107,8 +107,8 @@ def test_two_processes_racing_to_create_one_store(
     gate = pytester.mkdir("gate")
     assert not store.exists()  # both processes find no store and create it at once
 
-    first = procs.start("test_a.py", "--xp-store", str(store), XP_TEST_GATE=str(gate))
-    second = procs.start("test_b.py", "--xp-store", str(store), XP_TEST_GATE=str(gate))
+    first = procs.start("test_a.py", f"--xp-store={store}", XP_TEST_GATE=str(gate))
+    second = procs.start("test_b.py", f"--xp-store={store}", XP_TEST_GATE=str(gate))
     procs.release_together(gate, 2)
     results = [procs.finish(first), procs.finish(second)]
 
@@ -207,7 +207,7 @@ def test_worker_killed_mid_run_reads_back_interrupted(
     pytester.makepyfile(test_grid=BLOCKING_GRID.format(points="range(10)", pause=0.02))
     (pytester.path / "block.json").write_text("[3]")
     store = pytester.path / "store"
-    proc = procs.start("-n", "2", "--xp-store", str(store))
+    proc = procs.start("-n", "2", f"--xp-store={store}")
     victim_pid = int(procs.wait_for(pytester.path / "blocked-3", proc))
     assert victim_pid != proc.pid  # the body runs in a worker, not in the controller
     os.kill(victim_pid, signal.SIGKILL)
@@ -245,7 +245,7 @@ def test_pytest_process_killed_keeps_finished_runs(
     pytester.makepyfile(test_grid=BLOCKING_GRID.format(points="range(6)", pause=0.02))
     (pytester.path / "block.json").write_text("[3]")
     store = pytester.path / "store"
-    proc = procs.start("--xp-store", str(store))
+    proc = procs.start(f"--xp-store={store}")
     procs.wait_for(pytester.path / "blocked-3", proc)
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=10) == -signal.SIGKILL
@@ -279,7 +279,7 @@ def test_pytest_process_killed_keeps_finished_runs(
             return i
         """
     )
-    code, output = procs.run("test_after.py", "--xp-store", str(store))
+    code, output = procs.run("test_after.py", f"--xp-store={store}")
     assert code == 0, output
     assert "xp: 3 runs recorded (3 passed)" in output
     frame = load(store, history=True)
@@ -298,7 +298,7 @@ def test_sigint_stores_the_run_in_flight_as_interrupted(
     pytester.makepyfile(test_grid=BLOCKING_GRID.format(points="range(5)", pause=0.02))
     (pytester.path / "block.json").write_text("[2]")
     store = pytester.path / "store"
-    proc = procs.start("--xp-store", str(store))
+    proc = procs.start(f"--xp-store={store}")
     procs.wait_for(pytester.path / "blocked-2", proc)
     os.kill(proc.pid, signal.SIGINT)
     code, output = procs.finish(proc)
@@ -352,7 +352,7 @@ def test_hostile_parameters_stay_inside_the_store(
     absolute_ids_before = [Path("/tmp/x").exists(), Path("/tmp/x/artefact.txt").exists()]
     store = pytester.path / "deep" / "er" / "store"  # escapes of a few levels still land in pytester.path
     before = files_under(pytester.path)
-    code, output = procs.run("--xp-store", str(store))
+    code, output = procs.run(f"--xp-store={store}")
     assert code == 0, output
 
     # Every new file is inside the store, and /etc/passwd is untouched.
@@ -401,7 +401,7 @@ def test_run_ids_unique_when_many_processes_start_runs_at_once(pytester: pytest.
     )
     store = pytester.path / "store"
     gate = pytester.mkdir("gate")
-    started = [procs.start("--xp-store", str(store), XP_TEST_GATE=str(gate)) for _ in range(4)]
+    started = [procs.start(f"--xp-store={store}", XP_TEST_GATE=str(gate)) for _ in range(4)]
     procs.release_together(gate, 4)
     for proc in started:
         code, output = procs.finish(proc)
@@ -435,7 +435,7 @@ def test_moved_store_keeps_valid_run_folders(
         """
     )
     old = pytester.path / "store"
-    code, output = procs.run("--xp-store", str(old))
+    code, output = procs.run(f"--xp-store={old}")
     assert code == 0, output
     before = load(old, history=True)
     assert all(Path(folder).is_relative_to(old) for folder in before["dir"])
@@ -460,6 +460,6 @@ def test_moved_store_keeps_valid_run_folders(
         assert run.dir.is_dir()
 
     # The moved store records further sessions as before.
-    code, output = procs.run("--xp-store", str(new))
+    code, output = procs.run(f"--xp-store={new}")
     assert code == 0, output
     assert len(load(new, history=True)) == 8

@@ -280,7 +280,7 @@ def test_store_location_precedence(pytester: pytest.Pytester) -> None:
     def stores() -> set[str]:
         return {str(path.parent.relative_to(root)) for path in root.rglob("experiments.sqlite")}
 
-    run_with(pytester, "--xp-store", "from-option", PYTEST_XP_STORE=str(root / "from-env")).assert_outcomes(passed=1)
+    run_with(pytester, "--xp-store=from-option", PYTEST_XP_STORE=str(root / "from-env")).assert_outcomes(passed=1)
     assert stores() == {"from-option"}
     run_with(pytester, PYTEST_XP_STORE=str(root / "from-env")).assert_outcomes(passed=1)
     assert stores() == {"from-option", "from-env"}
@@ -376,7 +376,7 @@ def test_unusable_store_stops_the_session_with_one_line(pytester: pytest.Pyteste
     pytester.makepyfile("def test_exp(xp):\n    (xp.dir / 'a.txt').write_text('a')\n")
     store = make_store(pytester.path)
     before = snapshot(pytester.path)
-    result = pytester.runpytest("--xp-store", str(store))
+    result = pytester.runpytest(f"--xp-store={store}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     error_lines = [line for line in result.stderr.lines if line.strip()]
     assert len(error_lines) == 1, result.stderr.str()

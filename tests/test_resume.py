@@ -339,7 +339,9 @@ PLAIN = """
 """
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["in-process", "xdist"])
+@pytest.mark.parametrize(
+    "workers", [[], ["-n", "2"], ["-p", "no:xdist"]], ids=["in-process", "xdist", "xdist-plugin-off"]
+)
 @pytest.mark.parametrize(
     ("flags", "mode", "paths", "deselected"),
     [
@@ -359,11 +361,10 @@ def test_nothing_left_to_run_exits_zero(
     result = pytester.runpytest(*flags, *workers, *paths)
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()  # not 5: cluster scripts run under set -e
     assert xp_line(result.stdout.lines, f"xp: {mode}:") == f"xp: {mode}: 3 done, 0 to run; nothing left to run"
-    if workers:
-        result.stdout.fnmatch_lines(["*no tests ran*"])
-        assert "created: 2/2 workers" in result.stdout.str()
-    else:
-        assert result.parseoutcomes() == {"deselected": deselected}
+    # Under -n too: the controller selected, and started no worker for nothing.
+    assert result.parseoutcomes() == {"deselected": deselected}
+    assert "created:" not in result.stdout.str()
+    assert "[gw" not in result.stdout.str()
     assert raw_counts(store_of(pytester)) == counts  # nothing recorded, not even a session
 
 
@@ -711,9 +712,13 @@ def test_xdist_workers_collect_the_same_items_on_a_half_done_grid(pytester: pyte
     assert code == 0, output
     assert "Different tests were collected" not in output
     assert "100 passed" in output
-    # Under xdist the controller does not collect: the summary comes at the end, once.
+    # The controller collects and selects first: the plan comes once, at the start, before
+    # any worker exists.
+    lines = output.splitlines()
     assert output.count("xp: resume:") == 1
-    assert "xp: resume: 100 done, 100 to run (100 never run)" in output.splitlines()
+    plan = lines.index("xp: resume: 100 done, 100 to run (100 never run)")
+    assert lines[plan - 1] == "collected 200 items / 100 deselected / 100 selected"
+    assert plan < lines.index("created: 2/2 workers")
 
     collected = {path.name: path.read_text().splitlines() for path in pytester.path.glob("collected-*.txt")}
     assert set(collected) == {"collected-gw0.txt", "collected-gw1.txt"}

@@ -5,11 +5,11 @@ can be reproduced exactly; the tolerances in ``pytest.ini`` absorb the last-digi
 differences between machines. In CI (see ``experiments-workflow.yml``)::
 
     cd examples/ci
-    pytest . -n 2 --xp-baseline baseline.json --xp-report-md report.md
+    pytest . -n 2 --xp-baseline=baseline.json --xp-report-md=report.md
 
 After an intended change, refresh the baseline and commit it with the change::
 
-    pytest . --xp-save-baseline baseline.json
+    pytest . --xp-save-baseline=baseline.json
 """
 
 from __future__ import annotations
