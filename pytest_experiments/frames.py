@@ -38,7 +38,7 @@ def load(
     """
     if isinstance(store, Store):
         return runs_frame(store.runs(experiment=experiment, status=status, history=history))
-    with Store.open(find_store() if store is None else store) as opened:
+    with Store.open(find_store() if store is None else store, readonly=True) as opened:
         return runs_frame(opened.runs(experiment=experiment, status=status, history=history))
 
 
