@@ -67,7 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
         session = SessionStart(new_id(), time.time(), socket.gethostname(), os.getpid(), {})
     snapshot = _snapshot(config, settings) if settings.selection.active else None
 
-    handle = StoreHandle(settings.store_path, session, settings.lease)
+    handle = StoreHandle(settings.store_path, session, settings.lease, controller=workerinput is None)
     config.stash[HANDLE_KEY] = handle
     claim_since = snapshot.taken_at if snapshot is not None and settings.selection.claims else None
     config.pluginmanager.register(Recorder(handle, settings.worker, claim_since), "xp-recorder")

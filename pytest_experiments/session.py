@@ -12,6 +12,7 @@ import pytest
 from pytest_experiments.handle import StoreHandle
 from pytest_experiments.identity import is_experiment
 from pytest_experiments.run import ExperimentSession, SessionSummary
+from pytest_experiments.store import Store, StoreError
 from pytest_experiments.values import to_json_value
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ class SessionRecorder:
         self._workers_recorded = False
         #: Whether the session_start hooks ran (the finish hooks run only then).
         self.started = False
+        #: Why closing the session in the store failed (one line), if it did.
+        self.store_failure: str | None = None
 
     def _start(self) -> None:
         """Call the session_start hooks (once) and keep their metadata for the session row."""
@@ -73,16 +76,24 @@ class SessionRecorder:
         counts: dict[str, int] = {}
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         may_have_runs = self._handle.recorded or self._workers_recorded or interrupted
-        store = self._handle.existing() if may_have_runs else None
-        if store is not None:
-            store.finish_session(self.session.id, time.time(), int(exitstatus))
-            counts = store.status_counts(self.session.id)
+        # After a store failure (reported when it happened) the session writes nothing more.
+        if may_have_runs and self._handle.exists() and self._handle.failure is None:
+            try:
+                counts = self._handle.use(lambda store: self._finish(store, int(exitstatus)), create=False)
+            except StoreError as exc:
+                self.store_failure = str(exc)
         self.summary = SessionSummary(counts=counts, store_path=self._handle.path, exitstatus=int(exitstatus))
         if self.started:
             self._config.hook.pytest_experiments_session_finish(session=self.session, summary=self.summary)
 
+    def _finish(self, store: Store, exitstatus: int) -> dict[str, int]:
+        store.finish_session(self.session.id, time.time(), exitstatus)
+        return store.status_counts(self.session.id)
+
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.store_failure is not None:
+            terminalreporter.write_line(f"xp: {self.store_failure}", red=True)
         if self.summary is None or not self.summary.total:
             return
         counts = ", ".join(f"{n} {status}" for status, n in sorted(self.summary.counts.items(), key=lambda kv: -kv[1]))

@@ -379,7 +379,10 @@ class SQLiteStore(Store):
                 result = body()
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite rolls back by itself after some errors (a full disk at COMMIT): a
+                # ROLLBACK then fails, and its error would hide the real one.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             return result
 

@@ -80,7 +80,9 @@ def require_writable(path: Path, message: str) -> None:
     is not writable even then.
     """
     mode = os.W_OK | os.X_OK if path.is_dir() else os.W_OK
-    if not os.access(path, mode, effective_ids=os.access in os.supports_effective_ids):
+    writable = os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
+    # A -wal or -shm may go meanwhile (the last connection to close removes them): not a refusal.
+    if not writable and os.path.lexists(path):
         raise StoreError(message)
 
 
