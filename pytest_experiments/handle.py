@@ -88,16 +88,16 @@ class StoreHandle:
         self._reported_trouble: str | None = None
         self._failure: str | None = None
         # Outside the store (which may be damaged or full), shared by the session's processes.
-        self._stop_flag = Path(tempfile.gettempdir()) / f"pytest-experiments-{session.session_id}.stopped"
+        self._stop_flag = os.path.join(tempfile.gettempdir(), f"pytest-experiments-{session.session_id}.stopped")
         #: The controller removes the flag when the session ends (workers end before it).
         self._controller = controller
 
     @property
     def failure(self) -> str | None:
         """Why the session writes nothing more to the store (a failure in any of its processes), or None."""
-        if self._failure is None and self._stop_flag.exists():
+        if self._failure is None and os.path.exists(self._stop_flag):  # a few times a run: one stat
             try:
-                text = self._stop_flag.read_text(encoding="utf-8", errors="replace").strip()
+                text = Path(self._stop_flag).read_text(encoding="utf-8", errors="replace").strip()
             except OSError:
                 text = ""
             self._failure = text or f"another process of this session could not write the store {self.path}"
@@ -109,7 +109,7 @@ class StoreHandle:
             return
         self._failure = message
         try:  # best effort: without the flag, the other processes stop at their own failure
-            descriptor = os.open(self._stop_flag, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            descriptor = os.open(self._stop_flag, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError:
             return
         try:
@@ -172,4 +172,4 @@ class StoreHandle:
             self._store = None
         if self._controller:
             with contextlib.suppress(OSError):
-                self._stop_flag.unlink(missing_ok=True)
+                os.unlink(self._stop_flag)
