@@ -46,18 +46,23 @@ def store_path(args: argparse.Namespace) -> Path:
     return Path(os.path.expanduser(given)).absolute() if given else find_store()
 
 
-def opened_store(args: argparse.Namespace) -> contextlib.AbstractContextManager[Store]:
-    """The store of ``args``, closed afterwards; a missing or unusable one is a :class:`CLIError`."""
-    return store_at(store_path(args))
+def opened_store(args: argparse.Namespace, *, write: bool = False) -> contextlib.AbstractContextManager[Store]:
+    """The store of ``args``, closed afterwards; a missing or unusable one is a :class:`CLIError`.
+
+    Read-only unless ``write``: reading needs only read permission, creates no file and
+    never waits for a process writing the store.
+    """
+    return store_at(store_path(args), write=write)
 
 
 @contextlib.contextmanager
-def store_at(path: Path) -> Iterator[Store]:
-    """The store at ``path``, closed afterwards; a missing or unusable one is a :class:`CLIError`."""
+def store_at(path: Path, *, write: bool = False) -> Iterator[Store]:
+    """The store at ``path`` (read-only unless ``write``), closed afterwards; a missing or
+    unusable one is a :class:`CLIError`."""
     if not path.exists():
         raise CLIError(f"no experiment store at {path}; run some experiments first, or give --store PATH")
     try:
-        store = Store.open(path)
+        store = Store.open(path, readonly=not write)
     except StoreError as exc:
         raise CLIError(str(exc).replace("--xp-store", "--store")) from None
     try:
@@ -208,7 +213,7 @@ def gc_command(args: argparse.Namespace) -> int:
     """``gc``: delete old runs (``--keep N``) and runs by status, with their folders."""
     if args.keep is None and not args.status:
         raise CLIError("say what to delete: --keep N (latest runs per grid point) and/or --status STATUS")
-    with opened_store(args) as store:
+    with opened_store(args, write=True) as store:
         runs = store.runs(history=True)
         if not runs:
             raise no_runs(store)

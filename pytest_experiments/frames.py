@@ -44,7 +44,7 @@ def load(
     statuses = _statuses(status)
     if isinstance(store, Store):
         return runs_frame(_runs(store, names, statuses, history))
-    with Store.open(find_store() if store is None else store) as opened:
+    with Store.open(find_store() if store is None else store, readonly=True) as opened:
         return runs_frame(_runs(opened, names, statuses, history))
 
 

@@ -1,13 +1,32 @@
-"""A process's access to the store: opened when the first run starts, kept alive by a heartbeat."""
+"""A process's access to the store: opened when the first run starts, kept alive by a heartbeat,
+and closed to writing for good once writing it failed."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sqlite3
+import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from pytest_experiments.records import SessionStart
 from pytest_experiments.sqlite_store import DB_NAME
-from pytest_experiments.store import DEFAULT_LEASE_S, Store
+from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError
+from pytest_experiments.storefiles import explain
+
+T = TypeVar("T")
+
+
+def describe(error: Exception, path: Path) -> str:
+    """One line for ``error``, met while writing the store at ``path``."""
+    if isinstance(error, StoreError):
+        return str(error)
+    if isinstance(error, (sqlite3.Error, OSError)):
+        return explain(error, path)
+    return f"cannot write the store {path} ({type(error).__name__}: {error})"
 
 
 class Heartbeat(threading.Thread):
@@ -15,24 +34,27 @@ class Heartbeat(threading.Thread):
 
     Other hosts sharing the store count a ``running`` run as ``interrupted`` once its
     session's heartbeat is older than the lease; this keeps ours fresh (4 beats a lease).
+    A beat that cannot be written is noted in the handle, which the recorder reports.
     """
 
-    def __init__(self, path: Path, session_id: str, lease: float) -> None:
+    def __init__(self, handle: StoreHandle) -> None:
         super().__init__(name="pytest-experiments-heartbeat", daemon=True)
-        self._path = path
-        self._session_id = session_id
-        self._lease = lease
+        self._handle = handle
         self._stopped = threading.Event()
 
     def run(self) -> None:
         store: Store | None = None
         try:
-            while not self._stopped.wait(self._lease / 4):
+            while not self._stopped.wait(self._handle.lease / 4):
+                if self._handle.failure is not None:
+                    return  # the session writes nothing more
                 try:
-                    store = store or Store.open(self._path, lease=self._lease)
-                    store.heartbeat(self._session_id)
-                except Exception:
-                    continue
+                    store = store or Store.open(self._handle.path, lease=self._handle.lease)
+                    store.heartbeat(self._handle.session.session_id)
+                except Exception as exc:
+                    self._handle.heartbeat_trouble = describe(exc, self._handle.path)
+                else:
+                    self._handle.heartbeat_trouble = None
         finally:
             if store is not None:
                 store.close()
@@ -43,9 +65,17 @@ class Heartbeat(threading.Thread):
 
 
 class StoreHandle:
-    """This process's store, opened (and created) when the first run starts."""
+    """This process's store, opened (and created) when the first run starts.
 
-    def __init__(self, path: Path, session: SessionStart, lease: float = DEFAULT_LEASE_S) -> None:
+    Every write goes through :meth:`use`. The first failure (the store cannot be created or
+    written, SQLite finds it damaged, the disk is full) ends writing for the whole session:
+    it is noted in a flag file that every process of the session (each xdist worker) checks
+    before writing, so that nothing more is written to a store found damaged.
+    """
+
+    def __init__(
+        self, path: Path, session: SessionStart, lease: float = DEFAULT_LEASE_S, *, controller: bool = True
+    ) -> None:
         self.path = path
         self.session = session
         self.lease = lease
@@ -53,25 +83,84 @@ class StoreHandle:
         self._heartbeat: Heartbeat | None = None
         #: Whether this process started a run (and so created or used the store).
         self.recorded = False
+        #: Why the heartbeat could not be written last time it tried (None: it was written).
+        self.heartbeat_trouble: str | None = None
+        self._reported_trouble: str | None = None
+        self._failure: str | None = None
+        # Outside the store (which may be damaged or full), shared by the session's processes.
+        self._stop_flag = os.path.join(tempfile.gettempdir(), f"pytest-experiments-{session.session_id}.stopped")
+        #: The controller removes the flag when the session ends (workers end before it).
+        self._controller = controller
 
-    def get(self) -> Store:
-        """The store, created if needed, with this session recorded in it."""
+    @property
+    def failure(self) -> str | None:
+        """Why the session writes nothing more to the store (a failure in any of its processes), or None."""
+        if self._failure is None and os.path.exists(self._stop_flag):  # a few times a run: one stat
+            try:
+                text = Path(self._stop_flag).read_text(encoding="utf-8", errors="replace").strip()
+            except OSError:
+                text = ""
+            self._failure = text or f"another process of this session could not write the store {self.path}"
+        return self._failure
+
+    def fail(self, message: str) -> None:
+        """Stop writing the store, in this process and in the session's others."""
+        if self._failure is not None:
+            return
+        self._failure = message
+        try:  # best effort: without the flag, the other processes stop at their own failure
+            descriptor = os.open(self._stop_flag, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError:
+            return
+        try:
+            os.write(descriptor, message.encode())
+        except OSError:
+            pass  # an empty flag still stops the others
+        finally:
+            os.close(descriptor)
+
+    def use(self, action: Callable[[Store], T], *, create: bool = True) -> T:
+        """``action(store)`` on this process's store, opened on first use (and created, with ``create``).
+
+        Any failure is raised as a :class:`StoreError` of one line, and from then on the
+        session writes nothing more (see :meth:`fail`); so is a failure met earlier.
+        """
+        failure = self.failure
+        if failure is not None:
+            raise StoreError(failure)
+        try:
+            return action(self._open(create))
+        except Exception as exc:
+            if not isinstance(exc, (StoreError, sqlite3.Error, OSError)):
+                raise
+            message = describe(exc, self.path)
+        self.fail(message)
+        raise StoreError(message)
+
+    def _open(self, create: bool) -> Store:
         if self._store is None:
-            store = Store.open(self.path, create=True, lease=self.lease)
-            store.record_session(self.session)
-            self._store = store
+            self._store = Store.open(self.path, create=create, lease=self.lease)
+        if create and not self.recorded:  # this process records runs: the session must be in the store
+            self._store.record_session(self.session)
             self.recorded = True
-            self._heartbeat = Heartbeat(self.path, self.session.session_id, self.lease)
+            self._heartbeat = Heartbeat(self)
             self._heartbeat.start()
         return self._store
 
-    def existing(self) -> Store | None:
-        """The store if it exists (never creates it)."""
-        if self._store is None:
-            if not (self.path / DB_NAME).exists():
-                return None
-            self._store = Store.open(self.path, lease=self.lease)
-        return self._store
+    def exists(self) -> bool:
+        """Whether the store's database exists (or is open here already)."""
+        return self._store is not None or (self.path / DB_NAME).exists()
+
+    def heartbeat_news(self) -> str | None:
+        """A heartbeat failure not reported yet, as one line, or None."""
+        trouble = self.heartbeat_trouble
+        if trouble is None or trouble == self._reported_trouble:
+            return None
+        self._reported_trouble = trouble
+        return (
+            f"cannot renew this session's heartbeat ({trouble}); other hosts sharing the store may take "
+            "its running runs for dead and run them again"
+        )
 
     def close(self) -> None:
         """Stop the heartbeat and close the connection."""
@@ -81,3 +170,6 @@ class StoreHandle:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._controller:
+            with contextlib.suppress(OSError):
+                os.unlink(self._stop_flag)

@@ -59,22 +59,23 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("help", False) or config.getoption("version", False):
         return
     settings = read_settings(config)
+    workerinput = getattr(config, "workerinput", None)
     try:
-        check_store_path(settings.store_path)
+        # SQLite checks every page once per session, in the process that starts it (~0.1 s for 100,000 runs).
+        check_store_path(settings.store_path, integrity=workerinput is None)
     except StoreError as exc:
         raise pytest.UsageError(f"xp: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
     if settings.selection.status:
         config.option.dist = "no"  # like --collect-only: collect in this process, run nothing
 
-    workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
         session = SessionStart(**workerinput[WORKERINPUT_KEY])
     else:
         session = SessionStart(new_id(), time.time(), socket.gethostname(), os.getpid(), {})
     snapshot = _snapshot(config, settings) if settings.selection.active else None
 
-    handle = StoreHandle(settings.store_path, session, settings.lease)
+    handle = StoreHandle(settings.store_path, session, settings.lease, controller=workerinput is None)
     config.stash[HANDLE_KEY] = handle
     claim_after = snapshot.mark if snapshot is not None and settings.selection.claims else None
     config.pluginmanager.register(Recorder(handle, settings.worker, claim_after), "xp-recorder")

@@ -3,13 +3,18 @@
 setup (tryfirst)     the run is written as ``running`` and ``run_start`` hooks are called,
                      before any fixture, so a crash at any later point leaves evidence
 pyfunc_call          the experiment is called by us, its return value kept as the result
-makereport           the setup / call / teardown reports are observed
-protocol (wrapper)   after teardown: status, ``run_end`` hooks, and the completed run is
-                     written in one transaction; an interrupt stores ``interrupted``
+makereport           the setup / call / teardown reports are observed; before the teardown
+                     report is shown: status, ``run_end`` hooks, and the completed run is
+                     written in one transaction (a failed write turns that report into an error)
+protocol (wrapper)   an interrupt stores ``interrupted``
+
+A store that cannot be written (full, damaged, read-only...) stops the session with one line,
+and nothing more is written to it (see :class:`StoreHandle`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import socket
@@ -19,11 +24,12 @@ from typing import Any
 
 import pytest
 
-from pytest_experiments.handle import StoreHandle
+from pytest_experiments.handle import StoreHandle, describe
 from pytest_experiments.identity import grid_point, is_experiment, volatile_parameters
 from pytest_experiments.liveness import pid_namespace, process_start
 from pytest_experiments.run import Run, new_id
-from pytest_experiments.rundirs import relative_run_dir
+from pytest_experiments.rundirs import relative_run_dir, within
+from pytest_experiments.store import StoreError
 from pytest_experiments.values import metrics_from_result, to_json_value
 
 RUN_KEY = pytest.StashKey[Run]()
@@ -109,17 +115,42 @@ class Recorder:
             pid_started=self._pid_started,
             function=getattr(item, "function", None),
         )
-        if self._claim_after is None:
-            self._store.get().start_run(run.start_record())
-        else:
-            taken_by = self._store.get().claim_run(run.start_record(), self._claim_after)
-            if taken_by is not None:
-                # A plain tryfirst hook, not a wrapper: a skip raised from a setup wrapper
-                # breaks the logging plugin's teardown.
-                pytest.skip(taken_by)
+        taken_by = self._start(item, run)
+        if taken_by is not None:
+            # A plain tryfirst hook, not a wrapper: a skip raised from a setup wrapper
+            # breaks the logging plugin's teardown.
+            pytest.skip(taken_by)
         item.stash[RUN_KEY] = run
         item.stash[REPORTS_KEY] = {}
         item.ihook.pytest_experiments_run_start(run=run)
+
+    def _start(self, item: pytest.Item, run: Run) -> str | None:
+        """Write the run as ``running`` (with resume: claim it; a reason when another session has it).
+
+        A store failure errors this test with one line and stops the session.
+        """
+        record = run.start_record()
+        after = self._claim_after
+        try:
+            if after is None:
+                self._store.use(lambda store: store.start_run(record))
+                return None
+            return self._store.use(lambda store: store.claim_run(record, after))
+        except StoreError as exc:
+            failure = str(exc)
+        _stop(item.session, failure)
+        pytest.fail(f"xp: {failure}", pytrace=False)  # outside the except: no chained exception shown
+
+    @pytest.hookimpl(tryfirst=True, specname="pytest_runtest_protocol")
+    def skip_after_store_failure(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        """Once the store failed (in any process of the session), no experiment starts: the session stops."""
+        if not is_experiment(item):
+            return None
+        failure = self._store.failure
+        if failure is None:
+            return None
+        _stop(item.session, failure)
+        return True  # not run, nothing reported: as the items after ``-x`` stops a session
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
@@ -172,7 +203,25 @@ class Recorder:
                 if run.error_type is None:
                     run.error_type = call.excinfo.typename
                     run.error_message = str(call.excinfo.value)
+            # Completed before its last report is shown: when the final write fails, that
+            # report says so, and no run shows as passed that the store does not hold as passed.
+            if report.when == "teardown" and RUN_KEY in item.stash:
+                self._finish_reported(item, report)
         return report
+
+    def _finish_reported(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        try:
+            self._finish(item, None)
+        except StoreError as exc:
+            _stop(item.session, str(exc))
+            _turn_into_error(report, f"xp: {exc}")
+            return
+        news = self._store.heartbeat_news()
+        if news is not None:
+            try:
+                warnings.warn(PytestExperimentsWarning(f"xp: {news}"), stacklevel=1)
+            except Warning as exc:  # -W error: an error of this run's teardown, never an internal error
+                _turn_into_error(report, f"{type(exc).__name__}: {exc}")
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
@@ -184,10 +233,14 @@ class Recorder:
                 run = item.stash[RUN_KEY]
                 run.error_type = run.error_type or type(exc).__name__
                 run.error_message = run.error_message or str(exc)
-                self._finish(item, "interrupted")
+                with contextlib.suppress(StoreError):  # the interrupt goes on; the handle keeps the failure
+                    self._finish(item, "interrupted")
             raise
-        if RUN_KEY in item.stash:
-            self._finish(item, None)
+        if RUN_KEY in item.stash:  # another plugin ran the protocol without a teardown report
+            try:
+                self._finish(item, None)
+            except StoreError as exc:
+                _stop(item.session, str(exc))
         return outcome
 
     def _finish(self, item: pytest.Item, forced_status: str | None) -> None:
@@ -210,11 +263,39 @@ class Recorder:
             run.metadata.setdefault("timing", {})["call"] = call.duration
         run.finished_at = time.time()
         try:
-            item.ihook.pytest_experiments_run_end(run=run)
+            self._run_end_hooks(item, run)
         finally:
             # Stored even when a run_end hook raised: the run's results are never lost.
-            self._store.get().finish_run(run.end_record(item.stash.get(RESULT_KEY, None)))
+            end = run.end_record(item.stash.get(RESULT_KEY, None))
             del item.stash[RUN_KEY]
+            self._store.use(lambda store: store.finish_run(end))
+
+    def _run_end_hooks(self, item: pytest.Item, run: Run) -> None:
+        try:
+            item.ihook.pytest_experiments_run_end(run=run)
+        except OSError as exc:
+            # A run folder that cannot be written (a full disk under xp-capture's stdout.txt)
+            # is the store failing: one line, and the session stops.
+            if exc.filename is None or not within(self._store.path, str(exc.filename)):
+                raise
+            message = describe(exc, self._store.path)
+            self._store.fail(message)
+            raise StoreError(message) from None
+
+
+def _stop(session: pytest.Session, message: str) -> None:
+    """Stop the session after this test (as ``-x`` does), saying why."""
+    if not session.shouldstop:
+        session.shouldstop = f"xp: {message}"
+
+
+def _turn_into_error(report: pytest.TestReport, message: str) -> None:
+    """Make a teardown report an error showing ``message`` (added to its own error if it has one)."""
+    if report.failed:
+        report.sections.append(("pytest-experiments", message))
+    else:
+        report.outcome = "failed"
+        report.longrepr = message
 
 
 def _result_problems(notes: list[str], too_large: list[str]) -> str | None:

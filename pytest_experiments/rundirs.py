@@ -8,6 +8,7 @@ store moved elsewhere stays valid.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from pathlib import Path
 
@@ -28,8 +29,19 @@ def relative_run_dir(experiment: str, run_id: str) -> str:
 
 
 def inside(root: Path, relative: str) -> Path:
-    """``root / relative``, refusing any path that would leave ``root``."""
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root.resolve()):
+    """``root / relative``, refusing any path that would leave ``root``.
+
+    Containment is decided on the normalised path, as pytest's cache does, not on the
+    resolved one: a symlink the user made inside the store (``runs/`` pointing to scratch
+    storage) is followed, while ``..`` or an absolute path can still never leave it.
+    """
+    path = os.path.normpath(os.path.join(os.path.abspath(root), relative))
+    if not within(root, path):
         raise ValueError(f"run folder {relative!r} would leave the store {root}")
-    return path
+    return Path(path)
+
+
+def within(root: Path, path: str | Path) -> bool:
+    """Whether ``path`` is ``root`` or below it, as normalised absolute paths (symlinks not followed)."""
+    base = os.path.normpath(os.path.abspath(root))
+    return os.path.commonpath([base, os.path.normpath(os.path.abspath(path))]) == base

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_experiments.handle import StoreHandle
+from pytest_experiments.handle import StoreHandle, describe
 from pytest_experiments.identity import is_experiment
 from pytest_experiments.run import ExperimentSession, SessionSummary
+from pytest_experiments.store import Store, StoreError
 from pytest_experiments.values import to_json_value
 
 if TYPE_CHECKING:
     from pytest_experiments.selection import Snapshot
-    from pytest_experiments.store import Store
 
 WORKERINPUT_KEY = "xp_session"
 SNAPSHOT_KEY = "xp_snapshot"
@@ -44,6 +44,8 @@ class SessionRecorder:
         self._workers_recorded = False
         #: Whether the session_start hooks ran (the finish hooks run only then).
         self.started = False
+        #: Why closing the session in the store failed (one line), if it did.
+        self.store_failure: str | None = None
 
     def _start(self) -> None:
         """Call the session_start hooks (once) and keep their metadata for the session row."""
@@ -76,9 +78,26 @@ class SessionRecorder:
     def _store(self, exitstatus: int) -> Store | None:
         """The store, if this session may have written to it (never created here)."""
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-        if self._handle.recorded or self._workers_recorded or interrupted:
-            return self._handle.existing()
+        may_have_runs = self._handle.recorded or self._workers_recorded or interrupted
+        # After a store failure (reported when it happened) the session writes nothing more.
+        if may_have_runs and self._handle.exists() and self._handle.failure is None:
+            return self._handle.use(lambda store: store, create=False)
         return None
+
+    def _counts(self, exitstatus: int, *, close: bool) -> dict[str, int]:
+        """The session's run counts by status; with ``close``, close the session in the store first."""
+        try:
+            store = self._store(exitstatus)
+            if store is None:
+                return {}
+            if close:
+                store.finish_session(self.session.id, time.time(), exitstatus)
+            return store.status_counts(self.session.id)
+        except StoreError as exc:
+            self.store_failure = str(exc)
+        except Exception as exc:  # sqlite3 / OS errors of the store itself: one line, never a traceback
+            self.store_failure = describe(exc, self._handle.path)
+        return {}
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
@@ -90,23 +109,23 @@ class SessionRecorder:
         try:
             yield
         except BaseException:
-            self._close(session)
-            terminalreporter = self._config.pluginmanager.get_plugin("terminalreporter")
-            if terminalreporter is not None:
-                terminalreporter.line("")  # the progress line may still be open
-                self._write_summary(terminalreporter)
+            self._close(session, summary_written=False)
             raise
-        self._close(session)
+        self._close(session, summary_written=True)
 
-    def _close(self, session: pytest.Session) -> None:
+    def _close(self, session: pytest.Session, *, summary_written: bool) -> None:
         """Close the session in the store (duration, exit status) and call the finish hooks."""
         exitstatus = int(session.exitstatus)
-        store = self._store(exitstatus)
-        counts: dict[str, int] = {}
-        if store is not None:
-            store.finish_session(self.session.id, time.time(), exitstatus)
-            counts = store.status_counts(self.session.id)
+        failure_before = self.store_failure
+        counts = self._counts(exitstatus, close=True)
         self.summary = SessionSummary(counts=counts, store_path=self._handle.path, exitstatus=exitstatus)
+        terminalreporter = self._config.pluginmanager.get_plugin("terminalreporter")
+        if terminalreporter is not None:
+            if not summary_written:
+                terminalreporter.line("")  # the progress line may still be open
+                self._write_summary(terminalreporter)
+            elif self.store_failure is not None and self.store_failure != failure_before:
+                terminalreporter.write_line(f"xp: {self.store_failure}", red=True)
         if self.started:
             self._config.hook.pytest_experiments_session_finish(session=self.session, summary=self.summary)
 
@@ -114,14 +133,17 @@ class SessionRecorder:
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int) -> None:
         # Before the session is closed (the terminal summary runs inside sessionfinish): every
         # run of the session has ended by now, so its counts are final.
-        store = self._store(int(exitstatus))
-        counts = store.status_counts(self.session.id) if store is not None else {}
+        counts = self._counts(int(exitstatus), close=False)
         self.summary = SessionSummary(counts=counts, store_path=self._handle.path, exitstatus=int(exitstatus))
         self._write_summary(terminalreporter)
 
     def _write_summary(self, terminalreporter: Any) -> None:
-        """``xp: N runs recorded (...) in <store>``, when the session recorded any."""
-        if terminalreporter is None or self.summary is None or not self.summary.total:
+        """``xp: N runs recorded (...) in <store>``, when the session recorded any; a store failure first."""
+        if terminalreporter is None:
+            return
+        if self.store_failure is not None:
+            terminalreporter.write_line(f"xp: {self.store_failure}", red=True)
+        if self.summary is None or not self.summary.total:
             return
         counts = ", ".join(f"{n} {status}" for status, n in sorted(self.summary.counts.items(), key=lambda kv: -kv[1]))
         runs = "run" if self.summary.total == 1 else "runs"

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pytest_experiments import storefiles
 from pytest_experiments.liveness import Liveness, Process
 from pytest_experiments.records import (
     GridKey,
@@ -31,10 +32,21 @@ from pytest_experiments.records import (
 )
 from pytest_experiments.rundirs import inside
 from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError
+from pytest_experiments.storefiles import (
+    GITIGNORE,
+    Reader,
+    check_only_store_files,
+    check_runs_folder,
+    companions,
+    damaged,
+    explain,
+    nearest_existing,
+    require_writable,
+)
 from pytest_experiments.values import dumps
 
-DB_NAME = "experiments.sqlite"
-RUNS_DIR = "runs"
+DB_NAME = storefiles.DB_NAME  # other modules import these two from here
+RUNS_DIR = storefiles.RUNS_DIR
 #: Marks a database as ours ("XPST"), so another application's SQLite file is refused.
 APPLICATION_ID = 0x58505354
 SCHEMA_VERSION = 2
@@ -193,39 +205,65 @@ def _retrying(action: Callable[[], T]) -> T:
         delay = min(delay * 2, 0.25)
 
 
-def check_store_path(root: Path) -> None:
-    """Raise :class:`StoreError` unless ``root`` is, or can become, a store. Changes nothing."""
-    if root.exists():
-        if not root.is_dir():
-            raise StoreError(f"{root} is a file, not a store folder; give --xp-store a folder path")
-        if not os.access(root, os.W_OK | os.X_OK):
-            raise StoreError(f"store folder {root} is not writable; fix its permissions or choose another --xp-store")
-        database = root / DB_NAME
-        if database.exists():
-            _check_database(database)
+def check_store_path(root: Path, *, integrity: bool = False) -> None:
+    """Raise :class:`StoreError` unless this process can record into ``root``: a store, or a
+    folder that can become one. Creates and changes nothing.
+
+    A folder is a store when it holds our database, or only what a store holds before its
+    database exists (``runs/``, ``.gitignore``: another process may be creating it right now);
+    an empty folder becomes one; any other folder is refused, so that ``--xp-store .`` never
+    writes into a project. ``integrity`` also has SQLite check every page of the database
+    (``PRAGMA quick_check``, about 0.1 s for 100,000 runs): once per session, by the process
+    that starts it.
+    """
+    existing = nearest_existing(root)
+    if existing != root:
+        if not existing.is_dir():
+            raise StoreError(
+                f"cannot create store {root}: {existing} is a file, not a folder; choose another --xp-store"
+            )
+        require_writable(existing, f"cannot create store {root}: {existing} is not writable; choose another --xp-store")
         return
-    parent = root.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise StoreError(f"cannot create store {root}: {parent} is a file, not a folder; choose another --xp-store")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise StoreError(f"cannot create store {root}: {parent} is not writable; choose another --xp-store")
+    if not root.is_dir():
+        raise StoreError(f"{root} is a file, not a store folder; give --xp-store a folder path")
+    require_writable(root, f"store folder {root} is not writable; fix its permissions or choose another --xp-store")
+    database = root / DB_NAME
+    if os.path.lexists(database):
+        _check_database(database, integrity)
+    else:
+        check_only_store_files(root)
+    check_runs_folder(root)
 
 
-def _check_database(database: Path) -> None:
+def _check_database(database: Path, integrity: bool) -> None:
     # Only through SQLite, never open() + close(): closing any descriptor of the file drops
     # every POSIX lock this process holds on it, SQLite's too, and another process closing
     # its connection would then delete the WAL that our live connections still write to.
-    if database.stat().st_size == 0:
-        return  # what SQLite itself creates first: still to be initialised
-    # mode=rw (never creates, writes nothing): a read-only connection to a WAL database leaves
-    # -wal/-shm files behind, touching a store that is then refused; this one removes them on close.
-    connection = sqlite3.connect(f"{database.resolve().as_uri()}?mode=rw", uri=True, timeout=_BUSY_TIMEOUT_S)
+    # A reader connection creates no file: a refused store is left exactly as it was.
+    if database.stat().st_size:  # else what SQLite itself creates first: still to be initialised
+        reader = Reader(database, _BUSY_TIMEOUT_S)
+        try:
+            reader.read(lambda connection: _check_contents(connection, database, integrity))
+        finally:
+            reader.close()
+    for path in companions(database):
+        require_writable(
+            path,
+            f"{path} is not writable by this user; fix its permissions or choose another --xp-store "
+            "(reading needs no write permission: load() and the pytest-experiments command work)",
+        )
+
+
+def _check_contents(connection: sqlite3.Connection, database: Path, integrity: bool) -> None:
+    _retrying(lambda: _check_schema(connection, database))
+    if not integrity:
+        return
     try:
-        _retrying(lambda: _check_schema(connection, database))
-    finally:
-        connection.close()
+        problems = [row[0] for row in _retrying(lambda: connection.execute("PRAGMA quick_check(3)").fetchall())]
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(damaged(database, str(exc))) from None
+    if problems != ["ok"]:
+        raise StoreError(damaged(database, f"quick_check: {'; '.join(problems)}"))
 
 
 def _check_schema(connection: sqlite3.Connection, database: Path) -> bool:
@@ -240,6 +278,8 @@ def _check_schema(connection: sqlite3.Connection, database: Path) -> bool:
     except sqlite3.DatabaseError as exc:
         if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
             raise
+        if "malformed" in str(exc):  # ours or not, SQLite found it damaged
+            raise StoreError(damaged(database, str(exc))) from None
         raise StoreError(
             f"{database} is not a pytest-experiments database; move it away or choose another --xp-store"
         ) from None
@@ -258,42 +298,90 @@ def _check_schema(connection: sqlite3.Connection, database: Path) -> bool:
 class SQLiteStore(Store):
     """The embedded default store. See :meth:`Store.open`."""
 
-    def __init__(self, root: Path, *, create: bool = False, lease: float = DEFAULT_LEASE_S) -> None:
+    def __init__(
+        self, root: Path, *, create: bool = False, lease: float = DEFAULT_LEASE_S, readonly: bool = False
+    ) -> None:
+        if create and readonly:
+            raise ValueError("a store opened read-only cannot be created")
+        if readonly:
+            nearest_existing(root)  # resolve() below fails on a symlink loop with a bare RuntimeError
+        else:
+            check_store_path(root)
         self.root = root.resolve()
         self.database = self.root / DB_NAME
         self.lease = lease
         self._liveness = Liveness(lease)
         self._code_written: set[str] = set()
-        check_store_path(self.root)
+        #: A read-only store reads through it (see ``_read``).
+        self._reader: Reader | None = None
         if not self.database.exists():
             if not create:
                 raise StoreError(f"no experiment store at {self.root}: run some experiments first")
-            self._create_folder()
-        self._db = sqlite3.connect(str(self.database), isolation_level=None, timeout=_BUSY_TIMEOUT_S)
+            self._translating(self._create_folder)
+        if readonly:
+            self._reader = self._translating(lambda: Reader(self.database, _BUSY_TIMEOUT_S), False)
+            self._db = self._reader.connection
+        else:
+            self._db = self._translating(
+                lambda: sqlite3.connect(str(self.database), isolation_level=None, timeout=_BUSY_TIMEOUT_S)
+            )
         try:
-            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable against crashes, fsync only at checkpoints
-            # Checkpoint (and fsync) every ~32 MB of WAL instead of every 4 MB: fewer stalls per run.
-            self._db.execute("PRAGMA wal_autocheckpoint=8000")
-            _retrying(self._use_wal)
-            if create:
-                # Serialises schema creation and migration between processes opening the store at once.
-                self._version = self._immediate(self._create_schema)
+            if readonly:
+                self._translating(self._check_reader, False)
             else:
-                # A reader never takes the write lock, so it never creates or migrates a schema:
-                # it reads the store at the version it finds (0: still being created).
-                self._version = _retrying(self._read_version)
+                self._translating(lambda: self._prepare_writer(create))
         except BaseException:
             self.close()
             raise
 
+    def _translating(self, action: Callable[[], T], writing: bool = True) -> T:
+        """``action()``, its SQLite or OS error raised as one :class:`StoreError` line."""
+        try:
+            return action()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(explain(exc, self.root, writing=writing)) from None
+
+    def _prepare_writer(self, create: bool) -> None:
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable against crashes, fsync only at checkpoints
+        # Checkpoint (and fsync) every ~32 MB of WAL instead of every 4 MB: fewer stalls per run.
+        self._db.execute("PRAGMA wal_autocheckpoint=8000")
+        _retrying(self._use_wal)
+        if create:
+            # Serialises schema creation and migration between processes opening the store at once.
+            self._version = self._immediate(self._create_schema)
+        else:
+            # A store opened without ``create`` never takes the write lock to create or migrate
+            # a schema: it works with the version it finds (0: still being created).
+            self._version = _retrying(self._read_version)
+
+    def _check_reader(self) -> None:
+        # A reader neither switches to WAL nor creates the schema: both write, and wait for writers.
+        if self._read(lambda connection: _check_schema(connection, self.database)):
+            raise StoreError(f"no experiment store at {self.root} yet: run some experiments first")
+        # Nor does it migrate: it reads the store at the version it finds.
+        self._version = self._read(lambda connection: int(connection.execute("PRAGMA user_version").fetchone()[0]))
+
+    def _read(self, action: Callable[[sqlite3.Connection], T]) -> T:
+        """``action(connection)``, a read; a read-only store's :class:`Reader` makes it consistent."""
+        if self._reader is None:
+            return _retrying(lambda: action(self._db))
+        try:
+            return self._reader.read(lambda connection: _retrying(lambda: action(connection)))
+        finally:
+            self._db = self._reader.connection  # it may have reconnected
+
     def _create_folder(self) -> None:
         (self.root / RUNS_DIR).mkdir(parents=True, exist_ok=True)
-        gitignore = self.root / ".gitignore"
+        gitignore = self.root / GITIGNORE
         if not gitignore.exists():
             # Written under a unique name then renamed, so concurrent creators never see half a file.
-            partial = self.root / f".gitignore.{os.getpid()}.tmp"
-            partial.write_text("# Created by pytest-experiments: the store is data, never committed.\n*\n")
-            os.replace(partial, gitignore)
+            partial = self.root / f"{GITIGNORE}.{os.getpid()}.tmp"
+            try:
+                partial.write_text("# Created by pytest-experiments: the store is data, never committed.\n*\n")
+                os.replace(partial, gitignore)
+            except BaseException:
+                partial.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
+                raise
 
     def _use_wal(self) -> None:
         mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -313,7 +401,10 @@ class SQLiteStore(Store):
                 result = body()
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite rolls back by itself after some errors (a full disk at COMMIT): a
+                # ROLLBACK then fails, and its error would hide the real one.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             return result
 
@@ -487,9 +578,12 @@ class SQLiteStore(Store):
         )
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        cursor = self._db.cursor()
-        cursor.row_factory = sqlite3.Row
-        return _retrying(lambda: cursor.execute(sql, args).fetchall())
+        def rows(connection: sqlite3.Connection) -> list[sqlite3.Row]:
+            cursor = connection.cursor()
+            cursor.row_factory = sqlite3.Row
+            return cursor.execute(sql, args).fetchall()
+
+        return self._read(rows)
 
     def runs(
         self,
@@ -659,8 +753,9 @@ class SQLiteStore(Store):
         return deleted
 
     def _remove_run_folder(self, relative: str) -> None:
-        """Remove one run folder, refusing anything but a folder strictly inside ``runs/``."""
-        runs_root = (self.root / RUNS_DIR).resolve()
+        """Remove one run folder, refusing anything but a folder strictly inside ``runs/``
+        (which may be a symlink to scratch storage: compared as normalised paths)."""
+        runs_root = inside(self.root, RUNS_DIR)
         try:
             path = inside(self.root, relative)
         except ValueError:

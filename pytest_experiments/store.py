@@ -43,16 +43,20 @@ class Store(abc.ABC):
     root: Path
 
     @staticmethod
-    def open(path: str | Path, *, create: bool = False, lease: float | None = None) -> Store:
+    def open(path: str | Path, *, create: bool = False, lease: float | None = None, readonly: bool = False) -> Store:
         """Open the store at ``path``; with ``create``, make it if it does not exist.
 
         ``lease``: seconds after which a session that stopped renewing its heartbeat
-        counts as dead (its ``running`` runs as ``interrupted``). Raises
-        :class:`StoreError` when ``path`` is not a usable store.
+        counts as dead (its ``running`` runs as ``interrupted``). ``readonly``: only read,
+        as ``load()`` and the command line do: read permission suffices, no file is created
+        (not even SQLite's ``-wal``/``-shm``) and no write lock is ever waited for; writing
+        methods then fail. Raises :class:`StoreError` when ``path`` is not a usable store.
         """
         from pytest_experiments.sqlite_store import SQLiteStore
 
-        return SQLiteStore(Path(path), create=create, lease=DEFAULT_LEASE_S if lease is None else lease)
+        return SQLiteStore(
+            Path(path), create=create, lease=DEFAULT_LEASE_S if lease is None else lease, readonly=readonly
+        )
 
     # -- writing (the plugin) -------------------------------------------------------
     @abc.abstractmethod

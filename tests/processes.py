@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -132,10 +132,18 @@ class Processes:
 
     def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
         """``python -m pytest *args`` in ``cwd``, with ``env`` added to its environment; output to a log."""
+        return self._popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], env)
+
+    def start_script(self, code: str, *args: str, prefix: Sequence[str] = (), **env: str) -> subprocess.Popen[str]:
+        """``python -c code *args`` in ``cwd``, run through ``prefix`` (e.g. ``setpriv ...`` to run it as
+        another user), with ``env`` added to its environment; output to a log."""
+        return self._popen([*prefix, sys.executable, "-c", code, *args], env)
+
+    def _popen(self, command: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
         log = self.cwd.parent / f"{self.cwd.name}-pytest-{len(self._started)}.log"
         with log.open("w") as output:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+                command,
                 cwd=self.cwd,
                 env=inner_env(**env),
                 stdout=output,

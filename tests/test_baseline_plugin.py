@@ -477,7 +477,7 @@ def test_missing_or_corrupt_baseline_is_a_usage_error(
 # -- output paths: checked before anything runs -------------------------------------------
 
 
-@pytest.mark.parametrize("option", ["--xp-report-md=--xp-save-baseline"])
+@pytest.mark.parametrize("option", ["--xp-report-md", "--xp-save-baseline"])
 @pytest.mark.parametrize("where", ["folder", "below-a-file", "read-only-mount"])
 def test_unwritable_output_path_is_a_usage_error_before_anything_runs(
     pytester: pytest.Pytester, tmpfs: Callable[..., Path], option: str, where: str

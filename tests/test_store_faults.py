@@ -1,0 +1,335 @@
+"""A store that fails while a session writes it: a full disk, damage, a heartbeat that cannot
+be written. Each is one line, the session stops cleanly, and the store never holds a run as
+passed that it does not hold as passed.
+
+The faults are real: a small tmpfs mounted for the test (root) and filled up, garbage written
+over the database's pages by another process. Inner sessions are real ``python -m pytest``
+processes, with and without xdist; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from processes import Processes
+
+from pytest_experiments import Store
+
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="tmpfs mounts and Linux process groups"),
+    pytest.mark.usefixtures("clean_env"),
+]
+
+# The names a store may hold; anything else left behind (a *.tmp, a -journal) is litter.
+STORE_FILES = {".gitignore", "experiments.sqlite", "experiments.sqlite-wal", "experiments.sqlite-shm", "runs"}
+
+FILL = """
+import os
+from pathlib import Path
+
+DISK = Path(os.environ["XP_TEST_DISK"])
+MARKS = Path(os.environ["XP_TEST_MARKS"])
+
+
+def fill():
+    \"\"\"Write DISK/filler until the filesystem has not a byte left.\"\"\"
+    descriptor = os.open(DISK / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (1 << 16, 1 << 12, 1):
+            while True:
+                try:
+                    os.write(descriptor, b"x" * size)
+                except OSError:
+                    break
+    finally:
+        os.close(descriptor)
+"""
+
+# Where the disk fills up (XP_TEST_MODE): before the store exists, between two runs, inside a
+# run whose final write then fails, inside a run that prints (xp-capture's stdout.txt fails), or
+# after the last run (closing the session in the store fails).
+DISK_FULL_GRID = """
+import os
+
+import pytest
+from conftest import MARKS, fill
+
+MODE = os.environ["XP_TEST_MODE"]
+
+
+def test_0_before_any_run():
+    if MODE == "creating":
+        fill()
+
+
+@pytest.mark.experiment
+def test_a():
+    (MARKS / "ran-a").write_text("")
+    return {"value": 1}
+
+
+def test_b_between_runs():
+    if MODE == "starting":
+        fill()
+
+
+@pytest.mark.experiment
+@pytest.mark.parametrize("i", range(4))
+def test_c(i):
+    (MARKS / f"ran-c{i}").write_text("")
+    if i == 1 and MODE in ("finishing", "capturing"):
+        fill()
+        if MODE == "capturing":
+            print("some output the run folder has no room for")
+    return {"value": i}
+
+
+def test_z_after_every_run():
+    if MODE == "closing":
+        fill()
+"""
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB filesystem (tmpfs) for the store, unmounted afterwards. Needs root: fails otherwise."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(disk)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.fail(f"cannot mount a small tmpfs for the store (run the suite as root): {done.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=False)
+
+
+def stop_flags() -> set[str]:
+    """The session stop flags in the temporary folder (see StoreHandle)."""
+    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("pytest-experiments-")}
+
+
+def latest_statuses(store: Path) -> dict[str, str]:
+    with Store.open(store, readonly=True) as opened:
+        return {run.node_id: run.status for run in opened.runs()}
+
+
+def one_line_failure(output: str, message: str) -> None:
+    """``message`` reported, always on one line, and nothing from the plugin's insides."""
+    assert message in output, output
+    assert "INTERNALERROR" not in output, output
+    assert "Traceback" not in output, output
+    assert "cannot rollback" not in output, output
+    assert "During handling" not in output, output
+    for line in output.splitlines():
+        if "xp: " in line and message in line:
+            assert re.search(rf"xp: {re.escape(message)}; free some space", line), line
+
+
+@pytest.mark.parametrize(
+    ("mode", "xdist"),
+    [
+        ("creating", ()),
+        ("starting", ()),
+        ("finishing", ()),
+        ("capturing", ()),
+        ("finishing", ("-n", "2")),
+        ("capturing", ("-n", "2")),
+        ("closing", ()),
+    ],
+)
+def test_full_disk_stops_the_session_with_one_line(
+    pytester: pytest.Pytester, procs: Processes, small_disk: Path, mode: str, xdist: tuple[str, ...]
+) -> None:
+    pytester.makeconftest(FILL)
+    pytester.makepyfile(test_disk=DISK_FULL_GRID)
+    store = small_disk / "store"
+    env = {"XP_TEST_DISK": str(small_disk), "XP_TEST_MARKS": str(pytester.path), "XP_TEST_MODE": mode}
+    flags = stop_flags()
+
+    code, output = procs.run("-v", f"--xp-store={store}", *xdist, **env)
+
+    # Runs not recorded stop the session; a session that cannot be closed in the store ends as it was.
+    assert code == (pytest.ExitCode.OK if mode == "closing" else pytest.ExitCode.INTERRUPTED), output
+    one_line_failure(output, f"no space left on device while writing {store}")
+    assert stop_flags() == flags
+    assert not list(small_disk.rglob("*.tmp"))
+    if store.exists():
+        assert set(os.listdir(store)) <= STORE_FILES
+    (small_disk / "filler").unlink()
+    ran = {path.name for path in pytester.path.glob("ran-*")}
+    if mode == "creating":
+        assert ran == set()
+    elif mode == "closing":
+        assert f"\nxp: no space left on device while writing {store}; free some space" in output
+        assert set(latest_statuses(store).values()) == {"passed"}
+    elif mode == "starting":
+        assert ran == {"ran-a"}  # test_c[0] never started: its running row could not be written
+        assert latest_statuses(store) == {"test_disk.py::test_a": "passed"}
+    else:
+        # The run whose final write failed is reported as an error, and never stored as passed.
+        assert re.search(r"ERROR test_disk.py::test_c\[1\] - xp: no space left", output), output
+        statuses = latest_statuses(store)
+        assert statuses["test_disk.py::test_c[1]"] == "interrupted"
+        if not xdist:
+            assert ran == {"ran-a", "ran-c0", "ran-c1"}  # and the session stopped there
+
+    # Space freed: the store works, and resuming runs exactly what is not stored as done.
+    code, output = procs.run(f"--xp-store={store}", "--xp-resume", **env | {"XP_TEST_MODE": "none"})
+    assert code == 0, output
+    assert set(latest_statuses(store).values()) == {"passed"}
+    assert len(latest_statuses(store)) == 5
+
+
+HEARTBEAT_GRID = """
+import time
+
+import pytest
+from conftest import fill, DISK
+
+from pytest_experiments.plugin import HANDLE_KEY
+
+
+@pytest.mark.experiment
+def test_long_run(request):
+    handle = request.config.stash[HANDLE_KEY]
+    fill()
+    deadline = time.monotonic() + 30
+    while handle.heartbeat_trouble is None:  # the heartbeat thread has tried, and failed
+        assert time.monotonic() < deadline, "the heartbeat never failed"
+        time.sleep(0.01)
+    (DISK / "filler").unlink()
+    return {"value": 1}
+"""
+
+
+@pytest.mark.parametrize(
+    "args", [(), ("-n", "2"), ("-W", "error::pytest.PytestWarning")], ids=["no-xdist", "xdist", "warnings-are-errors"]
+)
+def test_heartbeat_that_cannot_be_written_is_reported(
+    pytester: pytest.Pytester, procs: Processes, small_disk: Path, args: tuple[str, ...]
+) -> None:
+    pytester.makeconftest(FILL)
+    pytester.makepyfile(test_beat=HEARTBEAT_GRID)
+    store = small_disk / "store"
+    env = {"XP_TEST_DISK": str(small_disk), "XP_TEST_MARKS": str(pytester.path)}
+
+    code, output = procs.run(f"--xp-store={store}", "--xp-lease=0.2", *args, **env)
+
+    warning = f"xp: cannot renew this session's heartbeat (no space left on device while writing {store}; "
+    assert warning in output, output
+    assert "other hosts sharing the store may take its running runs for dead" in output
+    assert "INTERNALERROR" not in output, output
+    assert latest_statuses(store) == {"test_beat.py::test_long_run": "passed"}
+    if "-W" in args:  # the warning is an error of the run's teardown, as any warning would be
+        assert code == pytest.ExitCode.TESTS_FAILED, output
+        assert f"PytestExperimentsWarning: {warning}" in output
+    else:
+        assert code == pytest.ExitCode.OK, output
+
+
+# -- damage found while writing --------------------------------------------------------
+
+# Run by the experiment in a process of its own: closing a descriptor of the database in the
+# process recording it would drop SQLite's locks there.
+DAMAGE = """
+import sqlite3
+import sys
+import time
+
+database = sys.argv[1]
+connection = sqlite3.connect(database, timeout=30, isolation_level=None)
+deadline = time.monotonic() + 30
+# Everything into the database file, and an empty WAL: every later read meets the damage.
+while connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+    assert time.monotonic() < deadline, "readers kept the checkpoint from finishing"
+    time.sleep(0.01)
+connection.close()
+with open(database, "r+b") as file:
+    size = file.seek(0, 2)
+    file.seek(4096)
+    file.write(bytes((i * 131 + 7) % 251 for i in range(size - 4096)))  # page 1 (the schema) is left
+"""
+
+# The first body damages the store; under xdist (XP_TEST_PARTNER) it first waits until a body
+# has started on the other worker, which then waits for the damage: that run started before the
+# damage, and must not be completed after it.
+DAMAGING_GRID = """
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+MARKS = Path(os.environ["XP_TEST_MARKS"])
+DATABASE = Path(os.environ["XP_TEST_STORE"]) / "experiments.sqlite"
+DAMAGE = {damage!r}
+
+
+def wait_for(marker):
+    deadline = time.monotonic() + 30
+    while not (MARKS / marker).exists():
+        assert time.monotonic() < deadline, f"no {{marker}}"
+        time.sleep(0.01)
+
+
+@pytest.mark.experiment
+@pytest.mark.parametrize("i", range(12))
+def test_point(i):
+    (MARKS / f"ran-{{i}}").write_text("")
+    try:
+        os.close(os.open(MARKS / "damager", os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        (MARKS / "partner").write_text("")
+        wait_for("damaged")
+        return {{"value": i}}
+    if os.environ.get("XP_TEST_PARTNER"):
+        wait_for("partner")
+    subprocess.run([sys.executable, "-c", DAMAGE, str(DATABASE)], check=True, timeout=60)
+    (MARKS / "damaged.sha256").write_text(hashlib.sha256(DATABASE.read_bytes()).hexdigest())
+    (MARKS / "damaged").write_text("")
+    return {{"value": i}}
+"""
+
+
+@pytest.mark.parametrize("xdist", [(), ("-n", "2")], ids=["no-xdist", "xdist"])
+def test_damage_found_mid_session_stops_it_and_nothing_more_is_written(
+    pytester: pytest.Pytester, procs: Processes, xdist: tuple[str, ...]
+) -> None:
+    store = pytester.path / "store"
+    pytester.makepyfile(test_grid=DAMAGING_GRID.format(damage=DAMAGE))
+    env = {"XP_TEST_MARKS": str(pytester.path), "XP_TEST_STORE": str(store), "XP_TEST_PARTNER": "1" if xdist else ""}
+    flags = stop_flags()
+
+    code, output = procs.run(f"--xp-store={store}", *xdist, **env)
+
+    assert code == pytest.ExitCode.INTERRUPTED, output
+    database = store / "experiments.sqlite"
+    message = f"the store database {database} is damaged (database disk image is malformed); nothing more is written"
+    assert message in output, output
+    assert "INTERNALERROR" not in output, output
+    assert "Traceback" not in output, output
+    assert "During handling" not in output, output
+    # Not a byte written since the damage: the database is as the damage left it, the WAL empty.
+    digest = hashlib.sha256(database.read_bytes()).hexdigest()
+    assert digest == (pytester.path / "damaged.sha256").read_text()
+    wal = store / "experiments.sqlite-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+    # The run that damaged the store, and under xdist the one in flight on the other worker:
+    # neither is completed, and none starts after them.
+    assert len(list(pytester.path.glob("ran-*"))) == (2 if xdist else 1)
+    assert len(re.findall(r"ERROR at teardown of test_point", output)) == (2 if xdist else 1)
+    assert stop_flags() == flags
