@@ -10,6 +10,7 @@ still meets a locked database is retried: "database is locked" never reaches the
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sqlite3
@@ -690,7 +691,8 @@ class SQLiteStore(Store):
             "SELECT step, value FROM metric_points WHERE run_id = ? AND name = ? ORDER BY seq", (run_id, name)
         )
         if rows:
-            return [(row["step"], row["value"]) for row in rows]
+            # SQLite stores a NaN as NULL: it was logged as a number, so it reads back as NaN.
+            return [(row["step"], math.nan if row["value"] is None else row["value"]) for row in rows]
         record = self.run(run_id)
         return [(None, record.metrics[name])] if name in record.metrics else []
 

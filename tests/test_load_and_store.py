@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import sqlite3
 import time
@@ -239,6 +240,25 @@ def test_store_api(pytester: pytest.Pytester) -> None:
         assert failed.session_id == sessions[1].session_id
         with pytest.raises(KeyError):
             store.run("no-such-run")
+
+
+def test_a_nan_series_point_reads_back_as_nan(pytester: pytest.Pytester) -> None:
+    # SQLite stores a NaN as NULL; the series still holds numbers only.
+    pytester.makepyfile(
+        test_nan="""
+        def test_diverge(xp):
+            xp.log_metric("loss", 1.0, step=0)
+            xp.log_metric("loss", float("nan"), step=1)
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    with Store.open(default_store(pytester), readonly=True) as store:
+        [run] = store.runs()
+        series = store.metric_series(run.run_id, "loss")
+    assert [step for step, _ in series] == [0, 1]
+    assert series[0][1] == 1.0
+    assert isinstance(series[1][1], float)
+    assert math.isnan(series[1][1])
 
 
 def test_opening_a_missing_store_without_create_is_an_error(tmp_path: Path) -> None:
