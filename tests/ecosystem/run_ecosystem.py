@@ -628,4 +628,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     # SIGTERM (a CI time limit) unwinds like Ctrl-C, so the suites' process groups are ended too.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("ecosystem: interrupted; the suites' runs were ended", file=sys.stderr)
+        sys.exit(130)

@@ -49,7 +49,18 @@ SUITES: tuple[Suite, ...] = (
     Suite(name="more-itertools", version="11.2.1", paths=("tests",)),
     # Runs real pytest sessions with -n through pytester and execnet: the plugin in controllers
     # and workers, crashed workers, SIGTERM (test_dist_tests_with_crash).
-    Suite(name="pytest-xdist", version="3.8.0", paths=("testing",), deps=("filelock==4.3.1",)),
+    Suite(
+        name="pytest-xdist",
+        version="3.8.0",
+        paths=("testing",),
+        deps=("filelock==4.3.1",),
+        known_flaky={
+            # Both assert which of two workers ran the first items: under load either can, and both
+            # flipped between runs of the same side here.
+            "testing/acceptance_test.py::TestLoadScope::test_workqueue_ordered_by_size": "worker order under load",
+            "testing/acceptance_test.py::TestLoadScope::test_workqueue_ordered_by_input": "worker order under load",
+        },
+    ),
     # Its array-namespace fixture is named `xp`, as is the plugin's run handle. Backends that are
     # not installed (jax, torch, dask, sparse, cupy) are skipped by the suite itself.
     Suite(
