@@ -91,7 +91,9 @@ def _run_logged(command: Sequence[str | Path], log: Path, what: str) -> None:
         code = subprocess.call([str(part) for part in command], stdout=output, stderr=subprocess.STDOUT)
     if code != 0:
         print("\n".join(log.read_text(errors="replace").splitlines()[-20:]), file=sys.stderr)
-        raise SetupError(f"{what} failed (exit {code}, log {log}); check the pins in tests/ecosystem/suites.py")
+        raise SetupError(
+            f"{what} failed (exit {code}, log {log}); check the pins in tests/ecosystem/suites.py and that PyPI answers"
+        )
 
 
 def ensure_venv(folder: Path, suite: Suite) -> Path:
@@ -131,13 +133,13 @@ def install_plugin(python: Path, target: Path, log: Path) -> None:
     _run_logged([*command, "--target", target, ROOT], log, f"building {PROJECT} from {ROOT}")
 
 
-def _sdist_prefix(suite: Suite) -> str:
+def _sdist_name(suite: Suite) -> str:
     # Sdist file names use the normalised name with underscores (PEP 625): pytest_xdist-3.8.0.tar.gz
     return re.sub(r"[-_.]+", "_", suite.name).lower() + f"-{suite.version}.tar.gz"
 
 
 def _cached_sdist(suite: Suite, folder: Path) -> Path | None:
-    matches = [path for path in folder.glob("*.tar.gz") if path.name.lower() == _sdist_prefix(suite)]
+    matches = [path for path in folder.glob("*.tar.gz") if path.name.lower() == _sdist_name(suite)]
     return matches[0] if matches else None
 
 
