@@ -35,7 +35,7 @@ class Suite:
     # that cannot work here (no network, root, ...), never for a difference the plugin causes.
     known_flaky: Mapping[str, str] = field(default_factory=dict)
     default: bool = True  # run when no --suite is given (all of them stay under ten minutes)
-    timeout: float = 900.0  # seconds for one side, a bound for a hung suite
+    timeout: float = 600.0  # seconds for one side: a bound for a hung suite (pytest-xdist takes 2-7 min here)
 
     @property
     def requirement(self) -> str:
@@ -45,7 +45,7 @@ class Suite:
 
 SUITES: tuple[Suite, ...] = (
     Suite(name="pluggy", version="1.7.0", paths=("testing",)),
-    # unittest TestCases with many subTests (pytest 9 runs them as subtests); doctests too.
+    # unittest TestCases with about 21,000 subTests (pytest 9 reports each as a subtest).
     Suite(name="more-itertools", version="11.2.1", paths=("tests",)),
     # Runs real pytest sessions with -n through pytester and execnet: the plugin in controllers
     # and workers, crashed workers, SIGTERM (test_dist_tests_with_crash).
@@ -56,7 +56,7 @@ SUITES: tuple[Suite, ...] = (
         deps=("filelock==4.3.1",),
         known_flaky={
             # Both assert which of two workers ran the first items: under load either can, and both
-            # flipped between runs of the same side here.
+            # changed outcome from one run to the next here, on either side.
             "testing/acceptance_test.py::TestLoadScope::test_workqueue_ordered_by_size": "worker order under load",
             "testing/acceptance_test.py::TestLoadScope::test_workqueue_ordered_by_input": "worker order under load",
         },
