@@ -44,7 +44,7 @@ from pytest_experiments.storefiles import (
     nearest_existing,
     require_writable,
 )
-from pytest_experiments.values import dumps
+from pytest_experiments.values import dumps, storable_text
 
 DB_NAME = storefiles.DB_NAME  # other modules import these two from here
 RUNS_DIR = storefiles.RUNS_DIR
@@ -181,7 +181,8 @@ _DELETE_BATCH = 500
 
 def _start_args(start: RunStart) -> tuple[Any, ...]:
     return (
-        start.run_id, start.session_id, start.node_id, start.module, start.experiment, start.param_hash,
+        start.run_id, start.session_id, storable_text(start.node_id), storable_text(start.module), start.experiment,
+        start.param_hash,
         dumps(start.params), start.started_at, start.worker, start.host, start.pid, start.pid_namespace,
         start.pid_started, start.dir,
     )  # fmt: skip
@@ -511,15 +512,18 @@ class SQLiteStore(Store):
         )
         if new_code:
             statements.append(
-                ("INSERT OR IGNORE INTO code (sha256, source) VALUES (?, ?)", (end.code_sha256, end.code_source))
+                (
+                    "INSERT OR IGNORE INTO code (sha256, source) VALUES (?, ?)",
+                    (end.code_sha256, storable_text(end.code_source)),
+                )
             )
         statements.append((
             "UPDATE runs SET status = ?, finished_at = ?, duration = ?, result = ?, metrics = ?, logged_params = ?, "
             "metadata = ?, code_sha256 = ?, error_type = ?, error_message = ?, traceback = ? WHERE run_id = ?",
             (
                 end.status, end.finished_at, end.duration, dumps(end.result), dumps(end.metrics),
-                dumps(end.logged_params), dumps(end.metadata), end.code_sha256, end.error_type,
-                end.error_message, end.traceback, end.run_id,
+                dumps(end.logged_params), dumps(end.metadata), end.code_sha256, storable_text(end.error_type),
+                storable_text(end.error_message), storable_text(end.traceback), end.run_id,
             ),
         ))  # fmt: skip
         points: list[Sequence[Any]] = [(end.run_id, p.name, p.seq, p.step, p.value) for p in end.points]
