@@ -129,7 +129,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def metric_series(self, run_id: str, name: str) -> list[tuple[int | None, float]]:
-        """The ``(step, value)`` pairs logged for one metric of one run, in logging order."""
+        """The ``(step, value)`` pairs logged for one metric of one run, in logging order.
+
+        A metric logged once without a step reads as ``[(None, value)]``, an unknown metric
+        as ``[]``; an unknown run id raises ``KeyError``.
+        """
 
     @abc.abstractmethod
     def sessions(self) -> list[SessionRecord]:
