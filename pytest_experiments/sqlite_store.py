@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pytest_experiments import storefiles
+from pytest_experiments import rundirs, storefiles
 from pytest_experiments.liveness import Liveness, Process
 from pytest_experiments.records import (
     GridKey,
@@ -31,10 +30,9 @@ from pytest_experiments.records import (
     SessionRecord,
     SessionStart,
 )
-from pytest_experiments.rundirs import inside
+from pytest_experiments.rundirs import create_root, remove_run_folder
 from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError
 from pytest_experiments.storefiles import (
-    GITIGNORE,
     Reader,
     check_only_store_files,
     check_runs_folder,
@@ -47,7 +45,7 @@ from pytest_experiments.storefiles import (
 from pytest_experiments.values import dumps, storable_text
 
 DB_NAME = storefiles.DB_NAME  # other modules import these two from here
-RUNS_DIR = storefiles.RUNS_DIR
+RUNS_DIR = rundirs.RUNS_DIR
 #: Marks a database as ours ("XPST"), so another application's SQLite file is refused.
 APPLICATION_ID = 0x58505354
 SCHEMA_VERSION = 2
@@ -319,7 +317,7 @@ class SQLiteStore(Store):
         if not self.database.exists():
             if not create:
                 raise StoreError(f"no experiment store at {self.root}: run some experiments first")
-            self._translating(self._create_folder)
+            self._translating(lambda: create_root(self.root))
         if readonly:
             self._reader = self._translating(lambda: Reader(self.database, _BUSY_TIMEOUT_S), False)
             self._db = self._reader.connection
@@ -371,19 +369,6 @@ class SQLiteStore(Store):
             return self._reader.read(lambda connection: _retrying(lambda: action(connection)))
         finally:
             self._db = self._reader.connection  # it may have reconnected
-
-    def _create_folder(self) -> None:
-        (self.root / RUNS_DIR).mkdir(parents=True, exist_ok=True)
-        gitignore = self.root / GITIGNORE
-        if not gitignore.exists():
-            # Written under a unique name then renamed, so concurrent creators never see half a file.
-            partial = self.root / f"{GITIGNORE}.{os.getpid()}.tmp"
-            try:
-                partial.write_text("# Created by pytest-experiments: the store is data, never committed.\n*\n")
-                os.replace(partial, gitignore)
-            except BaseException:
-                partial.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
-                raise
 
     def _use_wal(self) -> None:
         mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -755,19 +740,8 @@ class SQLiteStore(Store):
 
         deleted = self._immediate(body) if ids else 0
         for relative in folders:
-            self._remove_run_folder(relative)
+            remove_run_folder(self.root, relative)
         return deleted
-
-    def _remove_run_folder(self, relative: str) -> None:
-        """Remove one run folder, refusing anything but a folder strictly inside ``runs/``
-        (which may be a symlink to scratch storage: compared as normalised paths)."""
-        runs_root = inside(self.root, RUNS_DIR)
-        try:
-            path = inside(self.root, relative)
-        except ValueError:
-            return  # a stored path leaving the store is never followed
-        if path != runs_root and path.is_relative_to(runs_root) and path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
 
     def close(self) -> None:
         self._db.close()
