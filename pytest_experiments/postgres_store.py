@@ -1,0 +1,563 @@
+"""The PostgreSQL store: many hosts record into one database; run folders under an artefacts root.
+
+A store is one schema (``?store=NAME`` in the URL, default ``experiments``: see
+:mod:`pytest_experiments.server_url`), created on first use and versioned; the run folders
+live under the artefacts root given to :meth:`Store.open` (``artifacts=``), a filesystem every
+host sees, with their paths stored relative to it.
+
+Concurrency: every process has its own connection, in autocommit; what must be atomic is one
+transaction. A run start takes the next number of the store's run counter in the statement
+that inserts the run: the counter row's lock orders run starts as they commit, so a snapshot
+(one ``REPEATABLE READ`` transaction) that reads the counter as ``M`` sees exactly the runs
+numbered up to ``M``, and any run it does not see is numbered above. A claim takes a
+transaction-scoped advisory lock on its grid point, then checks and inserts: two claimers of
+one grid point take turns, and the second sees the first one's run. Liveness is judged as
+for SQLite (:mod:`pytest_experiments.liveness`), from the run's process and its session's
+heartbeat.
+
+Identifiers (the schema) go through ``psycopg.sql.Identifier``; every value is a parameter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pytest_experiments.liveness import Liveness, Process
+from pytest_experiments.records import (
+    GridKey,
+    GridSnapshot,
+    GridState,
+    RunEnd,
+    RunRecord,
+    RunStart,
+    SessionRecord,
+    SessionStart,
+)
+from pytest_experiments.rundirs import create_root, remove_run_folder
+from pytest_experiments.server_url import BadURL, masked, secrets_in, split_store
+from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError
+from pytest_experiments.values import dumps, storable_text
+
+#: The version of the schema this code writes; a store of a newer one is refused.
+SCHEMA_VERSION = 1
+APPLICATION = "pytest-experiments"
+#: Where a server store keeps run folders when ``Store.open`` is given no ``artifacts``.
+DEFAULT_ARTIFACTS = ".experiments-artifacts"
+_CONNECT_TIMEOUT_S = 10
+
+_SCHEMA = (
+    "CREATE TABLE {s}.store_version (application text NOT NULL, version integer NOT NULL)",
+    """CREATE TABLE {s}.sessions (
+        session_id   text PRIMARY KEY,
+        started_at   double precision NOT NULL,
+        finished_at  double precision,
+        heartbeat_at double precision,
+        host         text NOT NULL,
+        pid          integer NOT NULL,
+        exitstatus   integer,
+        metadata     text NOT NULL DEFAULT '{{}}'
+    )""",
+    "CREATE TABLE {s}.code (sha256 text PRIMARY KEY, source text NOT NULL)",
+    # The store's own order of run starts (see the module doc): one row, one lock.
+    "CREATE TABLE {s}.run_sequence (id integer PRIMARY KEY CHECK (id = 1), last bigint NOT NULL)",
+    "INSERT INTO {s}.run_sequence (id, last) VALUES (1, 0)",
+    """CREATE TABLE {s}.runs (
+        run_id        text PRIMARY KEY,
+        seq           bigint NOT NULL,
+        session_id    text NOT NULL,
+        node_id       text NOT NULL,
+        module        text NOT NULL,
+        experiment    text NOT NULL,
+        param_hash    text NOT NULL,
+        params        text NOT NULL,
+        logged_params text NOT NULL DEFAULT '{{}}',
+        status        text NOT NULL,
+        started_at    double precision NOT NULL,
+        finished_at   double precision,
+        duration      double precision,
+        worker        text NOT NULL,
+        host          text NOT NULL,
+        pid           integer NOT NULL,
+        pid_namespace text NOT NULL DEFAULT '',
+        pid_started   text NOT NULL DEFAULT '',
+        dir           text NOT NULL,
+        code_sha256   text,
+        metrics       text NOT NULL DEFAULT '{{}}',
+        result        text,
+        metadata      text NOT NULL DEFAULT '{{}}',
+        error_type    text,
+        error_message text,
+        traceback     text
+    )""",
+    # Claims and the latest run of a grid point go through it.
+    "CREATE INDEX runs_by_grid_point ON {s}.runs (module, experiment, param_hash, started_at)",
+    # JSON as text, not jsonb: jsonb has no NaN or infinity, which metrics and results hold.
+    """CREATE TABLE {s}.metric_points (
+        run_id text NOT NULL,
+        name   text NOT NULL,
+        seq    integer NOT NULL,
+        step   bigint,
+        value  double precision,
+        PRIMARY KEY (run_id, name, seq)
+    )""",
+)
+# Each entry takes a store from the version before it to its own, under the creation lock.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {}
+
+# What listings read of a run (the bulky result and traceback only by run()), and what
+# liveness needs of its session, by position.
+_RUN_COLUMNS = (
+    "run_id", "session_id", "node_id", "module", "experiment", "param_hash", "params", "logged_params",
+    "status", "started_at", "finished_at", "duration", "worker", "host", "pid", "pid_namespace", "dir",
+    "code_sha256", "metrics", "metadata", "error_type", "error_message", "pid_started",
+)  # fmt: skip
+_LIST = ", ".join(f"r.{column}" for column in _RUN_COLUMNS) + ", s.heartbeat_at, s.finished_at"
+_WITH_SESSION = "LEFT JOIN {s}.sessions s ON s.session_id = r.session_id"
+(_RUN_ID, _SESSION_ID, _NODE_ID, _MODULE, _EXPERIMENT, _PARAM_HASH, _PARAMS, _LOGGED, _STATUS, _STARTED,
+ _FINISHED, _DURATION, _WORKER, _HOST, _PID, _PID_NAMESPACE, _DIR, _CODE, _METRICS, _METADATA, _ERROR_TYPE,
+ _ERROR_MESSAGE, _PID_STARTED, _HEARTBEAT, _SESSION_FINISHED) = range(len(_RUN_COLUMNS) + 2)  # fmt: skip
+
+_STATEMENTS = {
+    "record_session": "INSERT INTO {s}.sessions (session_id, started_at, heartbeat_at, host, pid, metadata) "
+    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (session_id) DO NOTHING",
+    # The run's number comes from the counter in the same statement: no run without one.
+    "start_run": "WITH next AS (UPDATE {s}.run_sequence SET last = last + 1 RETURNING last) "
+    "INSERT INTO {s}.runs (seq, run_id, session_id, node_id, module, experiment, param_hash, params, status, "
+    "started_at, worker, host, pid, pid_namespace, pid_started, dir) "
+    "SELECT next.last, %s, %s, %s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s FROM next",
+    "lock_grid_point": "SELECT pg_advisory_xact_lock(%s)",
+    "claimed_elsewhere": "SELECT r.session_id, r.seq > %s, r.status, r.host, r.pid, r.pid_namespace, r.pid_started, "
+    "s.heartbeat_at, s.finished_at FROM {s}.runs r " + _WITH_SESSION + " "
+    "WHERE r.module = %s AND r.experiment = %s AND r.param_hash = %s AND r.session_id != %s "
+    "AND (r.status = 'running' OR r.seq > %s)",
+    "heartbeat": "UPDATE {s}.sessions SET heartbeat_at = %s WHERE session_id = %s AND finished_at IS NULL",
+    "insert_code": "INSERT INTO {s}.code (sha256, source) VALUES (%s, %s) ON CONFLICT (sha256) DO NOTHING",
+    "finish_run": "UPDATE {s}.runs SET status = %s, finished_at = %s, duration = %s, result = %s, metrics = %s, "
+    "logged_params = %s, metadata = %s, code_sha256 = %s, error_type = %s, error_message = %s, traceback = %s "
+    "WHERE run_id = %s",
+    "insert_point": "INSERT INTO {s}.metric_points (run_id, name, seq, step, value) VALUES (%s, %s, %s, %s, %s) "
+    "ON CONFLICT (run_id, name, seq) DO UPDATE SET step = EXCLUDED.step, value = EXCLUDED.value",
+    "finish_session": "UPDATE {s}.sessions SET finished_at = %s, heartbeat_at = %s, exitstatus = %s "
+    "WHERE session_id = %s",
+    "interrupt_runs": "UPDATE {s}.runs SET status = 'interrupted', finished_at = %s, duration = %s - started_at "
+    "WHERE session_id = %s AND status = 'running'",
+    "history": "SELECT " + _LIST + " FROM {s}.runs r " + _WITH_SESSION + " "
+    "WHERE (%s::text[] IS NULL OR r.experiment = ANY(%s::text[])) AND (%s::text IS NULL OR r.session_id = %s) "
+    "ORDER BY r.started_at, r.seq",
+    "latest": "SELECT " + _LIST + " FROM (SELECT DISTINCT ON (module, experiment, param_hash) * FROM {s}.runs "
+    "WHERE (%s::text[] IS NULL OR experiment = ANY(%s::text[])) AND (%s::text IS NULL OR session_id = %s) "
+    "ORDER BY module, experiment, param_hash, started_at DESC, seq DESC) r " + _WITH_SESSION + " "
+    "ORDER BY r.started_at, r.run_id",
+    "mark": "SELECT last FROM {s}.run_sequence",
+    "grid": "SELECT DISTINCT ON (r.module, r.experiment, r.param_hash) r.module, r.experiment, r.param_hash, "
+    "r.status, r.code_sha256, r.host, r.pid, r.pid_namespace, r.pid_started, s.heartbeat_at, s.finished_at "
+    "FROM {s}.runs r " + _WITH_SESSION + " "
+    "ORDER BY r.module, r.experiment, r.param_hash, r.started_at DESC, r.seq DESC",
+    "run": "SELECT " + _LIST + ", r.result, r.traceback, c.source, s.metadata FROM {s}.runs r " + _WITH_SESSION + " "
+    "LEFT JOIN {s}.code c ON c.sha256 = r.code_sha256 WHERE r.run_id = %s",
+    "series": "SELECT step, value FROM {s}.metric_points WHERE run_id = %s AND name = %s ORDER BY seq",
+    "counts": "SELECT r.session_id, r.status, r.host, r.pid, r.pid_namespace, r.pid_started, s.heartbeat_at, "
+    "s.finished_at, count(*) FROM {s}.runs r " + _WITH_SESSION + " WHERE (%s::text IS NULL OR r.session_id = %s) "
+    "GROUP BY r.session_id, r.status, r.host, r.pid, r.pid_namespace, r.pid_started, s.heartbeat_at, s.finished_at",
+    "sessions": "SELECT session_id, started_at, finished_at, host, pid, exitstatus, metadata FROM {s}.sessions "
+    "ORDER BY started_at, session_id",
+    "folders": "SELECT dir FROM {s}.runs WHERE run_id = ANY(%s::text[])",
+    "delete_points": "DELETE FROM {s}.metric_points WHERE run_id = ANY(%s::text[])",
+    "delete_runs": "DELETE FROM {s}.runs WHERE run_id = ANY(%s::text[])",
+    "version": "SELECT application, version FROM {s}.store_version",
+}
+
+
+def _lock_key(*parts: str) -> int:
+    """A 64-bit advisory lock key for ``parts`` (a collision with another key only makes one wait)."""
+    digest = hashlib.sha256("\0".join((APPLICATION, *parts)).encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class PostgresStore(Store):
+    """A store in a PostgreSQL database. See :meth:`Store.open` and the module doc."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        create: bool = False,
+        lease: float = DEFAULT_LEASE_S,
+        readonly: bool = False,
+        artifacts: str | Path | None = None,
+    ) -> None:
+        if create and readonly:
+            raise ValueError("a store opened read-only cannot be created")
+        self._location = masked(url)
+        self._secrets = secrets_in(url)
+        try:
+            conninfo, self.name = split_store(url)
+        except BadURL as exc:
+            raise StoreError(str(exc)) from None
+        self.root = Path(os.path.abspath(artifacts if artifacts is not None else DEFAULT_ARTIFACTS))
+        self.lease = lease
+        self._liveness = Liveness(lease)
+        self._schema = sql.Identifier(self.name)
+        self._code_written: set[str] = set()
+        self._db = self._connect(conninfo, readonly)
+        self._sql = {key: self._compose(text) for key, text in _STATEMENTS.items()}
+        try:
+            with self._errors(writing=not readonly):
+                self._prepare(create)
+            if create:
+                self._create_artifacts()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- connecting and the schema --------------------------------------------------------
+    @property
+    def location(self) -> str:
+        return self._location
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self._location!r}, artifacts={str(self.root)!r})"
+
+    def _connect(self, conninfo: str, readonly: bool) -> psycopg.Connection[tuple[Any, ...]]:
+        # libpq reads the rest (PGPASSWORD, ~/.pgpass, PGSERVICE...); ours only where unset.
+        extra: dict[str, Any] = {"application_name": APPLICATION}
+        if "PGCONNECT_TIMEOUT" not in os.environ:
+            extra["connect_timeout"] = _CONNECT_TIMEOUT_S
+        params = psycopg.conninfo.conninfo_to_dict(conninfo) if conninfo else {}
+        options = {key: value for key, value in extra.items() if key not in params}
+        try:
+            connection = psycopg.connect(conninfo, autocommit=True, **options)
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot connect to the store {self._location} ({self._detail(exc)}); check that the server "
+                "is running and the URL, or choose another --xp-store"
+            ) from None
+        if readonly:
+            # Every statement of this connection is then a read-only transaction: the server
+            # itself refuses any write.
+            connection.execute("SET default_transaction_read_only = on")
+        return connection
+
+    def _compose(self, text: str) -> str:
+        return sql.SQL(text).format(s=self._schema).as_string(self._db)
+
+    def _prepare(self, create: bool) -> None:
+        if create:
+            # One creator at a time (another process may be creating the same store right now).
+            with self._db.transaction():
+                self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("schema", self.name),))
+                self._create_schema()
+        else:
+            self._check_schema(self._schema_state())
+
+    def _schema_state(self) -> tuple[bool, bool, bool]:
+        """Whether the schema exists, holds anything, and holds our version table."""
+        row = self._db.execute(
+            "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = %s), "
+            "EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s), "
+            "EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = 'store_version')",
+            (self.name, self.name, self.name),
+        ).fetchone()
+        assert row is not None
+        return bool(row[0]), bool(row[1]), bool(row[2])
+
+    def _check_schema(self, state: tuple[bool, bool, bool]) -> int:
+        """The version of the store, refusing a missing, foreign or newer one."""
+        exists, holds, ours = state
+        if not exists:
+            raise StoreError(f"no experiment store at {self._location} yet: run some experiments first")
+        if not ours:
+            if not holds:
+                raise StoreError(f"no experiment store at {self._location} yet: run some experiments first")
+            raise StoreError(
+                f"schema {self.name!r} at {self._location} holds tables of something else, not an experiment "
+                "store; choose another store name (?store=NAME)"
+            )
+        row = self._db.execute(self._sql["version"]).fetchone()
+        if row is None or row[0] != APPLICATION:
+            raise StoreError(
+                f"schema {self.name!r} at {self._location} is not an experiment store; "
+                "choose another store name (?store=NAME)"
+            )
+        version = int(row[1])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store {self._location} has schema version {version}, newer than this pytest-experiments "
+                f"reads ({SCHEMA_VERSION}); upgrade pytest-experiments"
+            )
+        return version
+
+    def _create_schema(self) -> None:
+        """Create or migrate the schema (in a transaction, under the creation lock)."""
+        state = self._schema_state()
+        exists, holds, _ = state
+        if not holds:  # new, or an empty schema made for us
+            if not exists:
+                self._db.execute(sql.SQL("CREATE SCHEMA {}").format(self._schema))
+            for statement in _SCHEMA:
+                self._db.execute(self._compose(statement))
+            self._db.execute(self._compose("INSERT INTO {s}.store_version VALUES (%s, 1)"), (APPLICATION,))
+            state = (True, True, True)
+        version = self._check_schema(state)
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[target]:
+                self._db.execute(self._compose(statement))
+            self._db.execute(self._compose("UPDATE {s}.store_version SET version = %s"), (target,))
+
+    def _create_artifacts(self) -> None:
+        try:
+            create_root(self.root)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the artefacts folder {self.root} of the store {self._location} ({exc.strerror}); "
+                "choose another artefacts folder"
+            ) from None
+
+    # -- errors -----------------------------------------------------------------------------
+    def _detail(self, error: BaseException) -> str:
+        """``error``'s message on one line, never holding a password."""
+        text = " ".join(str(error).split())
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    @contextlib.contextmanager
+    def _errors(self, *, writing: bool = True) -> Iterator[None]:
+        """Raise any database error as one :class:`StoreError` line."""
+        try:
+            yield
+        except psycopg.Error as exc:
+            verb = "write" if writing else "read"
+            raise StoreError(
+                f"cannot {verb} the store {self._location} ({self._detail(exc)}); check it, or choose another --xp-store"
+            ) from None
+
+    # -- writing ----------------------------------------------------------------------------
+    def record_session(self, session: SessionStart) -> None:
+        args = (session.session_id, session.started_at, session.started_at, session.host, session.pid)
+        with self._errors():
+            self._db.execute(self._sql["record_session"], (*args, dumps(session.metadata)))
+
+    def start_run(self, start: RunStart) -> None:
+        with self._errors():
+            self._db.execute(self._sql["start_run"], _start_args(start))
+
+    def claim_run(self, start: RunStart, after: int) -> str | None:
+        with self._errors(), self._db.transaction():
+            # Claimers of one grid point take turns here; the check below then sees the runs
+            # of every claimer before us (each statement reads what was committed when it began).
+            key = _lock_key(self.name, start.module, start.experiment, start.param_hash)
+            self._db.execute(self._sql["lock_grid_point"], (key,))
+            reason = self._claimed_elsewhere(start, after)
+            if reason is None:
+                self._db.execute(self._sql["start_run"], _start_args(start))
+            return reason
+
+    def _claimed_elsewhere(self, start: RunStart, after: int) -> str | None:
+        rows = self._db.execute(
+            self._sql["claimed_elsewhere"],
+            (after, start.module, start.experiment, start.param_hash, start.session_id, after),
+        ).fetchall()
+        now = time.time()
+        judged = [(row[0], row[1], self._status(row[2], row[3:7], row[7], row[8], now)) for row in rows]
+        for session_id, _, status in judged:
+            if status == "running":
+                return f"running in session {session_id}"
+        for session_id, is_after, status in judged:
+            # Started after the snapshot and not cut short: that session did this grid point's work.
+            if is_after and status != "interrupted":
+                return f"done in session {session_id}"
+        return None
+
+    def heartbeat(self, session_id: str) -> None:
+        with self._errors():
+            self._db.execute(self._sql["heartbeat"], (time.time(), session_id))
+
+    def finish_run(self, end: RunEnd) -> None:
+        # A function's source is written once per connection, not with every run.
+        new_code = (
+            end.code_sha256 is not None and end.code_source is not None and end.code_sha256 not in self._code_written
+        )
+        update = (
+            end.status, end.finished_at, end.duration, dumps(end.result), dumps(end.metrics),
+            dumps(end.logged_params), dumps(end.metadata), end.code_sha256, storable_text(end.error_type),
+            storable_text(end.error_message), storable_text(end.traceback), end.run_id,
+        )  # fmt: skip
+        # One transaction, sent in one go (pipeline): one round trip to the server, not one a statement.
+        with self._errors(), self._db.pipeline(), self._db.transaction():
+            if new_code:
+                self._db.execute(self._sql["insert_code"], (end.code_sha256, storable_text(end.code_source)))
+            self._db.execute(self._sql["finish_run"], update)
+            if end.points:
+                with self._db.cursor() as cursor:
+                    cursor.executemany(
+                        self._sql["insert_point"], [(end.run_id, p.name, p.seq, p.step, p.value) for p in end.points]
+                    )
+        if new_code:
+            self._code_written.add(end.code_sha256)  # type: ignore[arg-type]
+
+    def finish_session(self, session_id: str, finished_at: float, exitstatus: int) -> None:
+        with self._errors(), self._db.pipeline(), self._db.transaction():
+            self._db.execute(self._sql["finish_session"], (finished_at, finished_at, exitstatus, session_id))
+            self._db.execute(self._sql["interrupt_runs"], (finished_at, finished_at, session_id))
+
+    # -- reading ----------------------------------------------------------------------------
+    def _status(
+        self, status: str, process: Sequence[Any], heartbeat: float | None, finished: float | None, now: float
+    ) -> str:
+        """The live status of a run stored with ``status`` (see :mod:`pytest_experiments.liveness`)."""
+        if status == "running" and not self._liveness.is_live(Process(*process), heartbeat, finished, now):
+            return "interrupted"
+        return status
+
+    def _record(self, row: Sequence[Any], now: float) -> RunRecord:
+        return RunRecord(
+            run_id=row[_RUN_ID],
+            session_id=row[_SESSION_ID],
+            node_id=row[_NODE_ID],
+            module=row[_MODULE],
+            experiment=row[_EXPERIMENT],
+            param_hash=row[_PARAM_HASH],
+            params=json.loads(row[_PARAMS]),
+            logged_params=json.loads(row[_LOGGED]),
+            status=self._status(
+                row[_STATUS],
+                (row[_HOST], row[_PID], row[_PID_NAMESPACE], row[_PID_STARTED]),
+                row[_HEARTBEAT],
+                row[_SESSION_FINISHED],
+                now,
+            ),
+            started_at=row[_STARTED],
+            finished_at=row[_FINISHED],
+            duration=row[_DURATION],
+            worker=row[_WORKER],
+            host=row[_HOST],
+            pid=row[_PID],
+            dir=self.root / row[_DIR],
+            metrics=json.loads(row[_METRICS]),
+            error_type=row[_ERROR_TYPE],
+            error_message=row[_ERROR_MESSAGE],
+            code_sha256=row[_CODE],
+            metadata=json.loads(row[_METADATA]),
+        )
+
+    def _query(self, key: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._errors(writing=False):
+            return self._db.execute(self._sql[key], args).fetchall()
+
+    def runs(
+        self,
+        *,
+        experiment: str | Iterable[str] | None = None,
+        status: str | Iterable[str] | None = None,
+        history: bool = False,
+        session_id: str | None = None,
+    ) -> list[RunRecord]:
+        names = None if experiment is None else [experiment] if isinstance(experiment, str) else list(experiment)
+        rows = self._query("history" if history else "latest", (names, names, session_id, session_id))
+        now = time.time()
+        records = [self._record(row, now) for row in rows]
+        if status is not None:
+            wanted = {status} if isinstance(status, str) else set(status)
+            records = [record for record in records if record.status in wanted]
+        return records
+
+    def grid_snapshot(self) -> GridSnapshot:
+        with self._errors(writing=False), self._db.transaction():
+            # One snapshot of the database for both reads: the runs it shows are exactly
+            # those numbered up to the mark (see the module doc).
+            self._db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            mark_row = self._db.execute(self._sql["mark"]).fetchone()
+            rows = self._db.execute(self._sql["grid"]).fetchall()
+        now = time.time()
+        states: dict[GridKey, GridState] = {
+            (row[0], row[1], row[2]): (self._status(row[3], row[5:9], row[9], row[10], now), row[4]) for row in rows
+        }
+        return GridSnapshot(states, int(mark_row[0]) if mark_row else 0)
+
+    def run(self, run_id: str) -> RunRecord:
+        rows = self._query("run", (run_id,))
+        if not rows:
+            raise KeyError(run_id)
+        row = rows[0]
+        record = self._record(row, time.time())
+        result, traceback, source, session = row[len(_RUN_COLUMNS) + 2 :]
+        record.result = None if result is None else json.loads(result)
+        record.traceback = traceback
+        record.code_source = source
+        record.session = json.loads(session) if session is not None else {}
+        return record
+
+    def metric_series(self, run_id: str, name: str) -> list[tuple[int | None, float]]:
+        rows = self._query("series", (run_id, name))
+        if rows:
+            return [(step, math.nan if value is None else value) for step, value in rows]
+        record = self.run(run_id)
+        return [(None, record.metrics[name])] if name in record.metrics else []
+
+    def _counts(self, session_id: str | None) -> dict[str, dict[str, int]]:
+        """Run counts by status, per session (all sessions when ``session_id`` is None)."""
+        counts: dict[str, dict[str, int]] = {}
+        now = time.time()
+        for row in self._query("counts", (session_id, session_id)):
+            per_session = counts.setdefault(row[0], {})
+            status = self._status(row[1], row[2:6], row[6], row[7], now)
+            per_session[status] = per_session.get(status, 0) + row[8]
+        return counts
+
+    def status_counts(self, session_id: str) -> dict[str, int]:
+        return self._counts(session_id).get(session_id, {})
+
+    def sessions(self) -> list[SessionRecord]:
+        rows = self._query("sessions")
+        counts = self._counts(None)
+        return [
+            SessionRecord(
+                session_id=session_id,
+                started_at=started_at,
+                finished_at=finished_at,
+                host=host,
+                pid=pid,
+                exitstatus=exitstatus,
+                metadata=json.loads(metadata),
+                counts=counts.get(session_id, {}),
+            )
+            for session_id, started_at, finished_at, host, pid, exitstatus, metadata in rows
+        ]
+
+    # -- maintenance ------------------------------------------------------------------------
+    def delete_runs(self, run_ids: Iterable[str]) -> int:
+        ids = list(dict.fromkeys(run_ids))
+        if not ids:
+            return 0
+        with self._errors(), self._db.transaction():
+            folders = [row[0] for row in self._db.execute(self._sql["folders"], (ids,)).fetchall()]
+            self._db.execute(self._sql["delete_points"], (ids,))
+            deleted = self._db.execute(self._sql["delete_runs"], (ids,)).rowcount
+        for relative in folders:
+            remove_run_folder(self.root, relative)
+        return deleted
+
+    def close(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self._db.close()
+
+
+def _start_args(start: RunStart) -> tuple[Any, ...]:
+    return (
+        start.run_id, start.session_id, storable_text(start.node_id), storable_text(start.module), start.experiment,
+        start.param_hash, dumps(start.params), start.started_at, start.worker, start.host, start.pid,
+        start.pid_namespace, start.pid_started, start.dir,
+    )  # fmt: skip
