@@ -240,8 +240,8 @@ class PostgresStore(Store):
             connection = psycopg.connect(conninfo, autocommit=True, **options)
         except psycopg.Error as exc:
             raise StoreError(
-                f"cannot connect to the store {self._location} ({self._detail(exc)}); check that the server "
-                "is running and the URL, or choose another --xp-store"
+                f"cannot connect to the store {self._location} ({self._detail(exc)}); check the server and "
+                "the URL, or choose another --xp-store"
             ) from None
         if readonly:
             # Every statement of this connection is then a read-only transaction: the server

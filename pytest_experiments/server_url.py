@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode
 
 #: URL schemes of a PostgreSQL store (libpq's own two).
 SCHEMES = ("postgresql", "postgres")
@@ -30,25 +30,39 @@ def is_server_url(location: str | Path) -> bool:
     return bool(separator) and scheme.lower() in SCHEMES
 
 
+def _parts(url: str) -> tuple[str, str, str, str]:
+    """``url`` as ``scheme://``, authority (``user:password@host:port``), path and query.
+
+    Split by hand: ``urllib.parse`` writes ``postgresql:///db`` (no host: libpq's default or a
+    service) back as ``postgresql:/db``, which libpq does not read.
+    """
+    scheme, _, rest = url.partition("://")
+    rest, _, query = rest.partition("?")
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}://", authority, slash + path, query
+
+
+def _joined(prefix: str, authority: str, path: str, query: str) -> str:
+    return f"{prefix}{authority}{path}" + (f"?{query}" if query else "")
+
+
 def masked(url: str) -> str:
     """``url`` with its password, if any, replaced by ``***`` (``postgresql://user:***@host/db``)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    user, at, hosts = netloc.rpartition("@")
+    prefix, authority, path, query = _parts(url)
+    user, at, hosts = authority.rpartition("@")
     if at and ":" in user:
-        netloc = f"{user.partition(':')[0]}:{MASK}@{hosts}"
-    query = parts.query
-    if query and any(key == "password" for key, _ in parse_qsl(query, keep_blank_values=True)):
-        pairs = [(key, MASK if key == "password" else value) for key, value in parse_qsl(query, keep_blank_values=True)]
-        query = urlencode(pairs, safe="*")
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+        authority = f"{user.partition(':')[0]}:{MASK}@{hosts}"
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(key == "password" for key, _ in pairs):
+        query = urlencode([(key, MASK if key == "password" else value) for key, value in pairs], safe="*")
+    return _joined(prefix, authority, path, query)
 
 
 def secrets_in(url: str) -> list[str]:
     """The passwords written in ``url`` (to be masked wherever its text could appear)."""
-    parts = urlsplit(url)
-    found = [value for key, value in parse_qsl(parts.query, keep_blank_values=True) if key == "password" and value]
-    user, at, _ = parts.netloc.rpartition("@")
+    _, authority, _, query = _parts(url)
+    found = [value for key, value in parse_qsl(query, keep_blank_values=True) if key == "password" and value]
+    user, at, _ = authority.rpartition("@")
     if at and ":" in user:
         found.append(user.partition(":")[2])
     # As written (percent-encoded) and as libpq reads it.
@@ -64,8 +78,8 @@ def split_store(url: str) -> tuple[str, str]:
 
     Raises :class:`BadURL` for a store name that is not a plain identifier.
     """
-    parts = urlsplit(url)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    prefix, authority, path, query = _parts(url)
+    pairs = parse_qsl(query, keep_blank_values=True)
     names = [value for key, value in pairs if key == STORE_PARAMETER]
     if not names:
         return url, DEFAULT_STORE_NAME
@@ -75,5 +89,5 @@ def split_store(url: str) -> tuple[str, str]:
             f"store name {name!r} in {masked(url)}: use lowercase letters, digits and _ "
             "(at most 63, not starting with a digit or pg_)"
         )
-    rest = [(key, value) for key, value in pairs if key != STORE_PARAMETER]
-    return urlunsplit(parts._replace(query=urlencode(rest))), name
+    rest = urlencode([(key, value) for key, value in pairs if key != STORE_PARAMETER])
+    return _joined(prefix, authority, path, rest), name
