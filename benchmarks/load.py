@@ -64,7 +64,7 @@ def grid_points() -> Iterator[tuple[str, str, dict[str, Any]]]:
         (
             "experiments/test_models.py",
             "TestModel.test_fit",
-            {"model": ["linear", "tree", "forest"], "alpha": [0.0, 0.5, 1.0], "seed": list(range(1000))},
+            {"model": ["linear", "tree", "forest"], "alpha": [0.0, 0.5, 1.0], "seed": list(range(100_000))},
         ),
         ("experiments/test_quick.py", "test_square", {"x": list(range(100_000))}),
     ]
