@@ -234,9 +234,9 @@ class PostgresStore(Store):
         extra: dict[str, Any] = {"application_name": APPLICATION}
         if "PGCONNECT_TIMEOUT" not in os.environ:
             extra["connect_timeout"] = _CONNECT_TIMEOUT_S
-        params = psycopg.conninfo.conninfo_to_dict(conninfo) if conninfo else {}
-        options = {key: value for key, value in extra.items() if key not in params}
         try:
+            params = psycopg.conninfo.conninfo_to_dict(conninfo)
+            options = {key: value for key, value in extra.items() if key not in params}
             connection = psycopg.connect(conninfo, autocommit=True, **options)
         except psycopg.Error as exc:
             raise StoreError(
@@ -409,7 +409,8 @@ class PostgresStore(Store):
             if end.points:
                 with self._db.cursor() as cursor:
                     cursor.executemany(
-                        self._sql["insert_point"], [(end.run_id, p.name, p.seq, p.step, p.value) for p in end.points]
+                        self._sql["insert_point"],
+                        [(end.run_id, storable_text(p.name), p.seq, p.step, p.value) for p in end.points],
                     )
         if new_code:
             self._code_written.add(end.code_sha256)  # type: ignore[arg-type]
@@ -507,7 +508,7 @@ class PostgresStore(Store):
         return record
 
     def metric_series(self, run_id: str, name: str) -> list[tuple[int | None, float]]:
-        rows = self._query("series", (run_id, name))
+        rows = self._query("series", (run_id, storable_text(name)))
         if rows:
             return [(step, math.nan if value is None else value) for step, value in rows]
         record = self.run(run_id)

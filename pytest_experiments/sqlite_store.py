@@ -511,7 +511,7 @@ class SQLiteStore(Store):
                 storable_text(end.error_message), storable_text(end.traceback), end.run_id,
             ),
         ))  # fmt: skip
-        points: list[Sequence[Any]] = [(end.run_id, p.name, p.seq, p.step, p.value) for p in end.points]
+        points: list[Sequence[Any]] = [(end.run_id, storable_text(p.name), p.seq, p.step, p.value) for p in end.points]
         many = [
             ("INSERT OR REPLACE INTO metric_points (run_id, name, seq, step, value) VALUES (?, ?, ?, ?, ?)", points)
         ]
@@ -677,7 +677,8 @@ class SQLiteStore(Store):
 
     def metric_series(self, run_id: str, name: str) -> list[tuple[int | None, float]]:
         rows = self._query(
-            "SELECT step, value FROM metric_points WHERE run_id = ? AND name = ? ORDER BY seq", (run_id, name)
+            "SELECT step, value FROM metric_points WHERE run_id = ? AND name = ? ORDER BY seq",
+            (run_id, storable_text(name)),
         )
         if rows:
             # SQLite stores a NaN as NULL: it was logged as a number, so it reads back as NaN.

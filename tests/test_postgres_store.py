@@ -104,6 +104,13 @@ def test_a_store_name_must_be_a_plain_identifier(name: str) -> None:
     assert SECRET not in message
 
 
+@pytest.mark.parametrize("url", [f"postgresql://u:{SECRET}@[::1/db", f"postgresql://u:{SECRET}@h:port/db"])
+def test_a_malformed_url_is_one_line_without_its_password(url: str) -> None:
+    message = refused(url)
+    assert message.startswith(f"cannot connect to the store {masked(url)} (")
+    assert SECRET not in message
+
+
 def test_without_psycopg_the_error_names_the_extra(tmp_path: Path) -> None:
     # A real interpreter where psycopg cannot be imported, as without the extra.
     procs = Processes(tmp_path)

@@ -251,6 +251,8 @@ def test_any_python_text_is_stored(backend: Backend) -> None:
                 error_type="UnicodeError",
                 error_message=text,
                 traceback=f"Traceback\n{text}\n",
+                metrics={text: 1.0},
+                points=[MetricPoint(text, 0, 0, 2.0), MetricPoint(text, 1, 1, 1.0)],
             )
         )
         record = store.run(start.run_id)
@@ -258,6 +260,8 @@ def test_any_python_text_is_stored(backend: Backend) -> None:
         assert record.session == {"note": text}
         assert (record.error_message, record.traceback) == (shown, f"Traceback\n{shown}\n")
         assert record.node_id == f"test_mod.py::test_x[{shown}]"
+        assert record.metrics == {text: 1.0}
+        assert store.metric_series(start.run_id, text) == [(0, 2.0), (1, 1.0)]
 
 
 def test_unknown_run_id_is_a_key_error(backend: Backend) -> None:
