@@ -33,6 +33,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pytest_experiments import postgres_sql as q
 from pytest_experiments.liveness import Liveness, Process
 from pytest_experiments.records import (
     GridKey,
@@ -49,139 +50,14 @@ from pytest_experiments.server_url import BadURL, masked, secrets_in, split_stor
 from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError
 from pytest_experiments.values import dumps, storable_text
 
-#: The version of the schema this code writes; a store of a newer one is refused.
-SCHEMA_VERSION = 1
-APPLICATION = "pytest-experiments"
 #: Where a server store keeps run folders when ``Store.open`` is given no ``artifacts``.
 DEFAULT_ARTIFACTS = ".experiments-artifacts"
 _CONNECT_TIMEOUT_S = 10
 
-_SCHEMA = (
-    "CREATE TABLE {s}.store_version (application text NOT NULL, version integer NOT NULL)",
-    """CREATE TABLE {s}.sessions (
-        session_id   text PRIMARY KEY,
-        started_at   double precision NOT NULL,
-        finished_at  double precision,
-        heartbeat_at double precision,
-        host         text NOT NULL,
-        pid          integer NOT NULL,
-        exitstatus   integer,
-        metadata     text NOT NULL DEFAULT '{{}}'
-    )""",
-    "CREATE TABLE {s}.code (sha256 text PRIMARY KEY, source text NOT NULL)",
-    # The store's own order of run starts (see the module doc): one row, one lock.
-    "CREATE TABLE {s}.run_sequence (id integer PRIMARY KEY CHECK (id = 1), last bigint NOT NULL)",
-    "INSERT INTO {s}.run_sequence (id, last) VALUES (1, 0)",
-    """CREATE TABLE {s}.runs (
-        run_id        text PRIMARY KEY,
-        seq           bigint NOT NULL,
-        session_id    text NOT NULL,
-        node_id       text NOT NULL,
-        module        text NOT NULL,
-        experiment    text NOT NULL,
-        param_hash    text NOT NULL,
-        params        text NOT NULL,
-        logged_params text NOT NULL DEFAULT '{{}}',
-        status        text NOT NULL,
-        started_at    double precision NOT NULL,
-        finished_at   double precision,
-        duration      double precision,
-        worker        text NOT NULL,
-        host          text NOT NULL,
-        pid           integer NOT NULL,
-        pid_namespace text NOT NULL DEFAULT '',
-        pid_started   text NOT NULL DEFAULT '',
-        dir           text NOT NULL,
-        code_sha256   text,
-        metrics       text NOT NULL DEFAULT '{{}}',
-        result        text,
-        metadata      text NOT NULL DEFAULT '{{}}',
-        error_type    text,
-        error_message text,
-        traceback     text
-    )""",
-    # Claims and the latest run of a grid point go through it.
-    "CREATE INDEX runs_by_grid_point ON {s}.runs (module, experiment, param_hash, started_at)",
-    # JSON as text, not jsonb: jsonb has no NaN or infinity, which metrics and results hold.
-    """CREATE TABLE {s}.metric_points (
-        run_id text NOT NULL,
-        name   text NOT NULL,
-        seq    integer NOT NULL,
-        step   bigint,
-        value  double precision,
-        PRIMARY KEY (run_id, name, seq)
-    )""",
-)
-# Each entry takes a store from the version before it to its own, under the creation lock.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {}
-
-# What listings read of a run (the bulky result and traceback only by run()), and what
-# liveness needs of its session, by position.
-_RUN_COLUMNS = (
-    "run_id", "session_id", "node_id", "module", "experiment", "param_hash", "params", "logged_params",
-    "status", "started_at", "finished_at", "duration", "worker", "host", "pid", "pid_namespace", "dir",
-    "code_sha256", "metrics", "metadata", "error_type", "error_message", "pid_started",
-)  # fmt: skip
-_LIST = ", ".join(f"r.{column}" for column in _RUN_COLUMNS) + ", s.heartbeat_at, s.finished_at"
-_WITH_SESSION = "LEFT JOIN {s}.sessions s ON s.session_id = r.session_id"
-(_RUN_ID, _SESSION_ID, _NODE_ID, _MODULE, _EXPERIMENT, _PARAM_HASH, _PARAMS, _LOGGED, _STATUS, _STARTED,
- _FINISHED, _DURATION, _WORKER, _HOST, _PID, _PID_NAMESPACE, _DIR, _CODE, _METRICS, _METADATA, _ERROR_TYPE,
- _ERROR_MESSAGE, _PID_STARTED, _HEARTBEAT, _SESSION_FINISHED) = range(len(_RUN_COLUMNS) + 2)  # fmt: skip
-
-_STATEMENTS = {
-    "record_session": "INSERT INTO {s}.sessions (session_id, started_at, heartbeat_at, host, pid, metadata) "
-    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (session_id) DO NOTHING",
-    # The run's number comes from the counter in the same statement: no run without one.
-    "start_run": "WITH next AS (UPDATE {s}.run_sequence SET last = last + 1 RETURNING last) "
-    "INSERT INTO {s}.runs (seq, run_id, session_id, node_id, module, experiment, param_hash, params, status, "
-    "started_at, worker, host, pid, pid_namespace, pid_started, dir) "
-    "SELECT next.last, %s, %s, %s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s FROM next",
-    "lock_grid_point": "SELECT pg_advisory_xact_lock(%s)",
-    "claimed_elsewhere": "SELECT r.session_id, r.seq > %s, r.status, r.host, r.pid, r.pid_namespace, r.pid_started, "
-    "s.heartbeat_at, s.finished_at FROM {s}.runs r " + _WITH_SESSION + " "
-    "WHERE r.module = %s AND r.experiment = %s AND r.param_hash = %s AND r.session_id != %s "
-    "AND (r.status = 'running' OR r.seq > %s)",
-    "heartbeat": "UPDATE {s}.sessions SET heartbeat_at = %s WHERE session_id = %s AND finished_at IS NULL",
-    "insert_code": "INSERT INTO {s}.code (sha256, source) VALUES (%s, %s) ON CONFLICT (sha256) DO NOTHING",
-    "finish_run": "UPDATE {s}.runs SET status = %s, finished_at = %s, duration = %s, result = %s, metrics = %s, "
-    "logged_params = %s, metadata = %s, code_sha256 = %s, error_type = %s, error_message = %s, traceback = %s "
-    "WHERE run_id = %s",
-    "insert_point": "INSERT INTO {s}.metric_points (run_id, name, seq, step, value) VALUES (%s, %s, %s, %s, %s) "
-    "ON CONFLICT (run_id, name, seq) DO UPDATE SET step = EXCLUDED.step, value = EXCLUDED.value",
-    "finish_session": "UPDATE {s}.sessions SET finished_at = %s, heartbeat_at = %s, exitstatus = %s "
-    "WHERE session_id = %s",
-    "interrupt_runs": "UPDATE {s}.runs SET status = 'interrupted', finished_at = %s, duration = %s - started_at "
-    "WHERE session_id = %s AND status = 'running'",
-    "history": "SELECT " + _LIST + " FROM {s}.runs r " + _WITH_SESSION + " "
-    "WHERE (%s::text[] IS NULL OR r.experiment = ANY(%s::text[])) AND (%s::text IS NULL OR r.session_id = %s) "
-    "ORDER BY r.started_at, r.seq",
-    "latest": "SELECT " + _LIST + " FROM (SELECT DISTINCT ON (module, experiment, param_hash) * FROM {s}.runs "
-    "WHERE (%s::text[] IS NULL OR experiment = ANY(%s::text[])) AND (%s::text IS NULL OR session_id = %s) "
-    "ORDER BY module, experiment, param_hash, started_at DESC, seq DESC) r " + _WITH_SESSION + " "
-    "ORDER BY r.started_at, r.run_id",
-    "mark": "SELECT last FROM {s}.run_sequence",
-    "grid": "SELECT DISTINCT ON (r.module, r.experiment, r.param_hash) r.module, r.experiment, r.param_hash, "
-    "r.status, r.code_sha256, r.host, r.pid, r.pid_namespace, r.pid_started, s.heartbeat_at, s.finished_at "
-    "FROM {s}.runs r " + _WITH_SESSION + " "
-    "ORDER BY r.module, r.experiment, r.param_hash, r.started_at DESC, r.seq DESC",
-    "run": "SELECT " + _LIST + ", r.result, r.traceback, c.source, s.metadata FROM {s}.runs r " + _WITH_SESSION + " "
-    "LEFT JOIN {s}.code c ON c.sha256 = r.code_sha256 WHERE r.run_id = %s",
-    "series": "SELECT step, value FROM {s}.metric_points WHERE run_id = %s AND name = %s ORDER BY seq",
-    "counts": "SELECT r.session_id, r.status, r.host, r.pid, r.pid_namespace, r.pid_started, s.heartbeat_at, "
-    "s.finished_at, count(*) FROM {s}.runs r " + _WITH_SESSION + " WHERE (%s::text IS NULL OR r.session_id = %s) "
-    "GROUP BY r.session_id, r.status, r.host, r.pid, r.pid_namespace, r.pid_started, s.heartbeat_at, s.finished_at",
-    "sessions": "SELECT session_id, started_at, finished_at, host, pid, exitstatus, metadata FROM {s}.sessions "
-    "ORDER BY started_at, session_id",
-    "folders": "SELECT dir FROM {s}.runs WHERE run_id = ANY(%s::text[])",
-    "delete_points": "DELETE FROM {s}.metric_points WHERE run_id = ANY(%s::text[])",
-    "delete_runs": "DELETE FROM {s}.runs WHERE run_id = ANY(%s::text[])",
-    "version": "SELECT application, version FROM {s}.store_version",
-}
-
 
 def _lock_key(*parts: str) -> int:
     """A 64-bit advisory lock key for ``parts`` (a collision with another key only makes one wait)."""
-    digest = hashlib.sha256("\0".join((APPLICATION, *parts)).encode("utf-8", "surrogatepass")).digest()
+    digest = hashlib.sha256("\0".join((q.APPLICATION, *parts)).encode("utf-8", "surrogatepass")).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -211,7 +87,7 @@ class PostgresStore(Store):
         self._schema = sql.Identifier(self.name)
         self._code_written: set[str] = set()
         self._db = self._connect(conninfo, readonly)
-        self._sql = {key: self._compose(text) for key, text in _STATEMENTS.items()}
+        self._sql = {key: self._compose(text) for key, text in q.STATEMENTS.items()}
         try:
             with self._errors(writing=not readonly):
                 self._prepare(create)
@@ -231,7 +107,7 @@ class PostgresStore(Store):
 
     def _connect(self, conninfo: str, readonly: bool) -> psycopg.Connection[tuple[Any, ...]]:
         # libpq reads the rest (PGPASSWORD, ~/.pgpass, PGSERVICE...); ours only where unset.
-        extra: dict[str, Any] = {"application_name": APPLICATION}
+        extra: dict[str, Any] = {"application_name": q.APPLICATION}
         if "PGCONNECT_TIMEOUT" not in os.environ:
             extra["connect_timeout"] = _CONNECT_TIMEOUT_S
         try:
@@ -292,16 +168,16 @@ class PostgresStore(Store):
                 "store; choose another store name (?store=NAME)"
             )
         row = self._db.execute(self._sql["version"]).fetchone()
-        if row is None or row[0] != APPLICATION:
+        if row is None or row[0] != q.APPLICATION:
             raise StoreError(
                 f"schema {self.name!r} at {self._location} is not an experiment store; "
                 "choose another store name (?store=NAME)"
             )
         version = int(row[1])
-        if version > SCHEMA_VERSION:
+        if version > q.SCHEMA_VERSION:
             raise StoreError(
                 f"the store {self._location} has schema version {version}, newer than this pytest-experiments "
-                f"reads ({SCHEMA_VERSION}); upgrade pytest-experiments"
+                f"reads ({q.SCHEMA_VERSION}); upgrade pytest-experiments"
             )
         return version
 
@@ -312,13 +188,13 @@ class PostgresStore(Store):
         if not holds:  # new, or an empty schema made for us
             if not exists:
                 self._db.execute(sql.SQL("CREATE SCHEMA {}").format(self._schema))
-            for statement in _SCHEMA:
+            for statement in q.SCHEMA:
                 self._db.execute(self._compose(statement))
-            self._db.execute(self._compose("INSERT INTO {s}.store_version VALUES (%s, 1)"), (APPLICATION,))
+            self._db.execute(self._compose("INSERT INTO {s}.store_version VALUES (%s, 1)"), (q.APPLICATION,))
             state = (True, True, True)
         version = self._check_schema(state)
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in _MIGRATIONS[target]:
+        for target in range(version + 1, q.SCHEMA_VERSION + 1):
+            for statement in q.MIGRATIONS[target]:
                 self._db.execute(self._compose(statement))
             self._db.execute(self._compose("UPDATE {s}.store_version SET version = %s"), (target,))
 
@@ -431,33 +307,33 @@ class PostgresStore(Store):
 
     def _record(self, row: Sequence[Any], now: float) -> RunRecord:
         return RunRecord(
-            run_id=row[_RUN_ID],
-            session_id=row[_SESSION_ID],
-            node_id=row[_NODE_ID],
-            module=row[_MODULE],
-            experiment=row[_EXPERIMENT],
-            param_hash=row[_PARAM_HASH],
-            params=json.loads(row[_PARAMS]),
-            logged_params=json.loads(row[_LOGGED]),
+            run_id=row[q.RUN_ID],
+            session_id=row[q.SESSION_ID],
+            node_id=row[q.NODE_ID],
+            module=row[q.MODULE],
+            experiment=row[q.EXPERIMENT],
+            param_hash=row[q.PARAM_HASH],
+            params=json.loads(row[q.PARAMS]),
+            logged_params=json.loads(row[q.LOGGED]),
             status=self._status(
-                row[_STATUS],
-                (row[_HOST], row[_PID], row[_PID_NAMESPACE], row[_PID_STARTED]),
-                row[_HEARTBEAT],
-                row[_SESSION_FINISHED],
+                row[q.STATUS],
+                (row[q.HOST], row[q.PID], row[q.PID_NAMESPACE], row[q.PID_STARTED]),
+                row[q.HEARTBEAT],
+                row[q.SESSION_FINISHED],
                 now,
             ),
-            started_at=row[_STARTED],
-            finished_at=row[_FINISHED],
-            duration=row[_DURATION],
-            worker=row[_WORKER],
-            host=row[_HOST],
-            pid=row[_PID],
-            dir=self.root / row[_DIR],
-            metrics=json.loads(row[_METRICS]),
-            error_type=row[_ERROR_TYPE],
-            error_message=row[_ERROR_MESSAGE],
-            code_sha256=row[_CODE],
-            metadata=json.loads(row[_METADATA]),
+            started_at=row[q.STARTED],
+            finished_at=row[q.FINISHED],
+            duration=row[q.DURATION],
+            worker=row[q.WORKER],
+            host=row[q.HOST],
+            pid=row[q.PID],
+            dir=self.root / row[q.DIR],
+            metrics=json.loads(row[q.METRICS]),
+            error_type=row[q.ERROR_TYPE],
+            error_message=row[q.ERROR_MESSAGE],
+            code_sha256=row[q.CODE],
+            metadata=json.loads(row[q.METADATA]),
         )
 
     def _query(self, key: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -500,7 +376,7 @@ class PostgresStore(Store):
             raise KeyError(run_id)
         row = rows[0]
         record = self._record(row, time.time())
-        result, traceback, source, session = row[len(_RUN_COLUMNS) + 2 :]
+        result, traceback, source, session = row[len(q.RUN_COLUMNS) + 2 :]
         record.result = None if result is None else json.loads(result)
         record.traceback = traceback
         record.code_source = source
