@@ -55,6 +55,10 @@ DEFAULT_ARTIFACTS = ".experiments-artifacts"
 _CONNECT_TIMEOUT_S = 10
 
 
+# Called for every run listed: the bound method, not json.loads and its keyword handling.
+_decode = json.JSONDecoder().decode
+
+
 def _lock_key(*parts: str) -> int:
     """A 64-bit advisory lock key for ``parts`` (a collision with another key only makes one wait)."""
     digest = hashlib.sha256("\0".join((q.APPLICATION, *parts)).encode("utf-8", "surrogatepass")).digest()
@@ -306,6 +310,7 @@ class PostgresStore(Store):
         return status
 
     def _record(self, row: Sequence[Any], now: float) -> RunRecord:
+        params, logged_params, metrics, metadata = _decode(row[q.VALUES])
         return RunRecord(
             run_id=row[q.RUN_ID],
             session_id=row[q.SESSION_ID],
@@ -313,8 +318,8 @@ class PostgresStore(Store):
             module=row[q.MODULE],
             experiment=row[q.EXPERIMENT],
             param_hash=row[q.PARAM_HASH],
-            params=json.loads(row[q.PARAMS]),
-            logged_params=json.loads(row[q.LOGGED]),
+            params=params,
+            logged_params=logged_params,
             status=self._status(
                 row[q.STATUS],
                 (row[q.HOST], row[q.PID], row[q.PID_NAMESPACE], row[q.PID_STARTED]),
@@ -329,16 +334,17 @@ class PostgresStore(Store):
             host=row[q.HOST],
             pid=row[q.PID],
             dir=self.root / row[q.DIR],
-            metrics=json.loads(row[q.METRICS]),
+            metrics=metrics,
             error_type=row[q.ERROR_TYPE],
             error_message=row[q.ERROR_MESSAGE],
             code_sha256=row[q.CODE],
-            metadata=json.loads(row[q.METADATA]),
+            metadata=metadata,
         )
 
     def _query(self, key: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._errors(writing=False):
-            return self._db.execute(self._sql[key], args).fetchall()
+        # Binary results: numbers arrive as they are, not as text to parse (load() of many runs).
+        with self._errors(writing=False), self._db.cursor(binary=True) as cursor:
+            return cursor.execute(self._sql[key], args).fetchall()
 
     def runs(
         self,
@@ -376,7 +382,7 @@ class PostgresStore(Store):
             raise KeyError(run_id)
         row = rows[0]
         record = self._record(row, time.time())
-        result, traceback, source, session = row[len(q.RUN_COLUMNS) + 2 :]
+        result, traceback, source, session = row[q.LISTED :]
         record.result = None if result is None else json.loads(result)
         record.traceback = traceback
         record.code_source = source
