@@ -106,15 +106,19 @@ STATEMENTS = {
     "WHERE r.module = %s AND r.experiment = %s AND r.param_hash = %s AND r.session_id != %s "
     "AND (r.status = 'running' OR r.seq > %s)",
     "heartbeat": "UPDATE {s}.sessions SET heartbeat_at = %s WHERE session_id = %s AND finished_at IS NULL",
-    "insert_code": "INSERT INTO {s}.code (sha256, source) VALUES (%s, %s) ON CONFLICT (sha256) DO NOTHING",
-    "finish_run": "UPDATE {s}.runs SET status = %s, finished_at = %s, duration = %s, result = %s, metrics = %s, "
+    # One statement (so one transaction and one round trip): the function's code when new,
+    # the metric points (arrays, unnested), and the run's outcome.
+    "finish_run": "WITH code AS (INSERT INTO {s}.code (sha256, source) SELECT %s::text, %s::text "
+    "WHERE %s::text IS NOT NULL ON CONFLICT (sha256) DO NOTHING), "
+    "points AS (INSERT INTO {s}.metric_points (run_id, name, seq, step, value) "
+    "SELECT %s::text, * FROM unnest(%s::text[], %s::integer[], %s::bigint[], %s::double precision[]) "
+    "ON CONFLICT (run_id, name, seq) DO UPDATE SET step = EXCLUDED.step, value = EXCLUDED.value) "
+    "UPDATE {s}.runs SET status = %s, finished_at = %s, duration = %s, result = %s, metrics = %s, "
     "logged_params = %s, metadata = %s, code_sha256 = %s, error_type = %s, error_message = %s, traceback = %s "
     "WHERE run_id = %s",
-    "insert_point": "INSERT INTO {s}.metric_points (run_id, name, seq, step, value) VALUES (%s, %s, %s, %s, %s) "
-    "ON CONFLICT (run_id, name, seq) DO UPDATE SET step = EXCLUDED.step, value = EXCLUDED.value",
-    "finish_session": "UPDATE {s}.sessions SET finished_at = %s, heartbeat_at = %s, exitstatus = %s "
-    "WHERE session_id = %s",
-    "interrupt_runs": "UPDATE {s}.runs SET status = 'interrupted', finished_at = %s, duration = %s - started_at "
+    "finish_session": "WITH session AS (UPDATE {s}.sessions SET finished_at = %s, heartbeat_at = %s, "
+    "exitstatus = %s WHERE session_id = %s) "
+    "UPDATE {s}.runs SET status = 'interrupted', finished_at = %s, duration = %s - started_at "
     "WHERE session_id = %s AND status = 'running'",
     "history": "SELECT " + _LIST + " FROM {s}.runs r " + _WITH_SESSION + " "
     "WHERE (%s::text[] IS NULL OR r.experiment = ANY(%s::text[])) AND (%s::text IS NULL OR r.session_id = %s) "

@@ -91,9 +91,10 @@ class PostgresStore(Store):
         self._schema = sql.Identifier(self.name)
         self._code_written: set[str] = set()
         self._db = self._connect(conninfo, readonly)
-        self._sql = {key: self._compose(text) for key, text in q.STATEMENTS.items()}
         try:
             with self._errors(writing=not readonly):
+                self._set_up_session(readonly)
+                self._sql = {key: self._compose(text) for key, text in q.STATEMENTS.items()}
                 self._prepare(create)
             if create:
                 self._create_artifacts()
@@ -123,17 +124,19 @@ class PostgresStore(Store):
                 f"cannot connect to the store {self._location} ({self._detail(exc)}); check the server and "
                 "the URL, or choose another --xp-store"
             ) from None
+        return connection
+
+    def _set_up_session(self, readonly: bool) -> None:
         if readonly:
             # Every statement of this connection is then a read-only transaction: the server
             # itself refuses any write.
-            connection.execute("SET default_transaction_read_only = on")
+            self._db.execute("SET default_transaction_read_only = on")
         else:
-            # A commit does not wait for the server's disk (a run costs ~0.5 ms, not ~7): what
-            # SQLite's synchronous=NORMAL does too. A crash of this process loses nothing
-            # committed; a crash of the server may lose its last fraction of a second of
-            # commits, never leaves the database inconsistent, and claims stay atomic.
-            connection.execute("SET synchronous_commit = off")
-        return connection
+            # A commit does not wait for the server's disk (a run's two commits took 7 ms on
+            # the project's machine, 1 ms without waiting), as SQLite's synchronous=NORMAL: a
+            # crash of this process loses nothing committed; a crash of the server may lose its
+            # last fraction of a second of commits, never consistency, and claims stay atomic.
+            self._db.execute("SET synchronous_commit = off")
 
     def _compose(self, text: str) -> str:
         return sql.SQL(text).format(s=self._schema).as_string(self._db)
@@ -276,29 +279,25 @@ class PostgresStore(Store):
         new_code = (
             end.code_sha256 is not None and end.code_source is not None and end.code_sha256 not in self._code_written
         )
-        update = (
+        code = (end.code_sha256, storable_text(end.code_source)) if new_code else (None, None)
+        points = [[storable_text(p.name) for p in end.points], [p.seq for p in end.points],
+                  [p.step for p in end.points], [p.value for p in end.points]]  # fmt: skip
+        outcome = (
             end.status, end.finished_at, end.duration, dumps(end.result), dumps(end.metrics),
             dumps(end.logged_params), dumps(end.metadata), end.code_sha256, storable_text(end.error_type),
             storable_text(end.error_message), storable_text(end.traceback), end.run_id,
         )  # fmt: skip
-        # One transaction, sent in one go (pipeline): one round trip to the server, not one a statement.
-        with self._errors(), self._db.pipeline(), self._db.transaction():
-            if new_code:
-                self._db.execute(self._sql["insert_code"], (end.code_sha256, storable_text(end.code_source)))
-            self._db.execute(self._sql["finish_run"], update)
-            if end.points:
-                with self._db.cursor() as cursor:
-                    cursor.executemany(
-                        self._sql["insert_point"],
-                        [(end.run_id, storable_text(p.name), p.seq, p.step, p.value) for p in end.points],
-                    )
+        with self._errors():
+            self._db.execute(self._sql["finish_run"], (*code, code[1], end.run_id, *points, *outcome))
         if new_code:
             self._code_written.add(end.code_sha256)  # type: ignore[arg-type]
 
     def finish_session(self, session_id: str, finished_at: float, exitstatus: int) -> None:
-        with self._errors(), self._db.pipeline(), self._db.transaction():
-            self._db.execute(self._sql["finish_session"], (finished_at, finished_at, exitstatus, session_id))
-            self._db.execute(self._sql["interrupt_runs"], (finished_at, finished_at, session_id))
+        with self._errors():
+            self._db.execute(
+                self._sql["finish_session"],
+                (finished_at, finished_at, exitstatus, session_id, finished_at, finished_at, session_id),
+            )
 
     # -- reading ----------------------------------------------------------------------------
     def _status(
