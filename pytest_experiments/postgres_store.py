@@ -244,21 +244,24 @@ class PostgresStore(Store):
             self._db.execute(self._sql["start_run"], _start_args(start))
 
     def claim_run(self, start: RunStart, after: int) -> str | None:
-        with self._errors(), self._db.transaction():
-            # Claimers of one grid point take turns here; the check below then sees the runs
-            # of every claimer before us (each statement reads what was committed when it began).
+        # Pipelined: BEGIN, the lock and the check reach the server in one round trip, the
+        # insert and COMMIT in a second.
+        with self._errors(), self._db.pipeline(), self._db.transaction():
+            # Claimers of one grid point take turns here; the check then sees the runs of every
+            # claimer before us (each statement reads what was committed when it began).
             key = _lock_key(self.name, start.module, start.experiment, start.param_hash)
             self._db.execute(self._sql["lock_grid_point"], (key,))
-            reason = self._claimed_elsewhere(start, after)
+            rows = self._db.execute(
+                self._sql["claimed_elsewhere"],
+                (after, start.module, start.experiment, start.param_hash, start.session_id, after),
+            ).fetchall()
+            reason = self._claimed_elsewhere(rows)
             if reason is None:
                 self._db.execute(self._sql["start_run"], _start_args(start))
             return reason
 
-    def _claimed_elsewhere(self, start: RunStart, after: int) -> str | None:
-        rows = self._db.execute(
-            self._sql["claimed_elsewhere"],
-            (after, start.module, start.experiment, start.param_hash, start.session_id, after),
-        ).fetchall()
+    def _claimed_elsewhere(self, rows: list[tuple[Any, ...]]) -> str | None:
+        """Why another session has the grid point, from its runs that are running or after the snapshot."""
         now = time.time()
         judged = [(row[0], row[1], self._status(row[2], row[3:7], row[7], row[8], now)) for row in rows]
         for session_id, _, status in judged:
