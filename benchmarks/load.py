@@ -64,7 +64,7 @@ def grid_points() -> Iterator[tuple[str, str, dict[str, Any]]]:
         (
             "experiments/test_models.py",
             "TestModel.test_fit",
-            {"model": ["linear", "tree", "forest"], "alpha": [0.0, 0.5, 1.0], "seed": list(range(1000))},
+            {"model": ["linear", "tree", "forest"], "alpha": [0.0, 0.5, 1.0], "seed": list(range(100_000))},
         ),
         ("experiments/test_quick.py", "test_square", {"x": list(range(100_000))}),
     ]
@@ -78,14 +78,15 @@ def _points(axes: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
         yield dict(zip(axes, values, strict=True))
 
 
-def build_store(path: Path, runs: int, sessions: int, seed: int) -> None:
-    """Record ``runs`` runs into a new store at ``path``: ``sessions`` sessions over the same grid points."""
+def build_store(path: Path | str, runs: int, sessions: int, seed: int, **options: Any) -> None:
+    """Record ``runs`` runs into a new store at ``path`` (a folder or a server store's URL, opened
+    with ``options``): ``sessions`` sessions over the same grid points."""
     rng = random.Random(seed)
     per_session = math.ceil(runs / sessions)
     points = list(itertools.islice(grid_points(), per_session))
     host, pid = socket.gethostname(), os.getpid()
     written = 0
-    with Store.open(path, create=True) as store:
+    with Store.open(path, create=True, **options) as store:
         for index in range(sessions):
             session = SessionStart(
                 new_id(),
@@ -130,6 +131,12 @@ def record_run(
             dir=relative_run_dir(experiment, run_id),
         )
     )
+    store.finish_run(run_end(rng, run_id, experiment, started))
+
+
+def run_end(rng: random.Random, run_id: str, experiment: str, started: float) -> RunEnd:
+    """The outcome of a run of ``experiment``: 3-5 metrics, a 10-step series for ``test_train``,
+    a little metadata, its code, and for 2% of the runs a failure with a traceback."""
     metrics = {"accuracy": rng.random(), "loss": rng.expovariate(1.0), "fit_seconds": rng.uniform(0.1, 5.0)}
     points: list[MetricPoint] = []
     if experiment == "test_train":
@@ -142,25 +149,21 @@ def record_run(
         metrics["n_leaves"] = float(rng.randint(1, 200))
     failed = rng.random() < 0.02
     source = _SOURCE.format(name=experiment.rsplit(".", 1)[-1])
-    store.finish_run(
-        RunEnd(
-            run_id=run_id,
-            status="failed" if failed else "passed",
-            finished_at=started + metrics["fit_seconds"],
-            duration=metrics["fit_seconds"],
-            result=None if failed else dict(metrics),
-            metrics={} if failed else metrics,
-            points=points,
-            logged_params={"n_params": rng.randint(100, 100_000)},
-            metadata={"timing": {"call": metrics["fit_seconds"], "fit": metrics["fit_seconds"] * 0.9}},
-            code_sha256=hashlib.sha256(source.encode()).hexdigest(),
-            code_source=source,
-            error_type="ValueError" if failed else None,
-            error_message="diverged: loss is nan" if failed else None,
-            traceback="Traceback (most recent call last):\n  ...\nValueError: diverged: loss is nan\n"
-            if failed
-            else None,
-        )
+    return RunEnd(
+        run_id=run_id,
+        status="failed" if failed else "passed",
+        finished_at=started + metrics["fit_seconds"],
+        duration=metrics["fit_seconds"],
+        result=None if failed else dict(metrics),
+        metrics={} if failed else metrics,
+        points=points,
+        logged_params={"n_params": rng.randint(100, 100_000)},
+        metadata={"timing": {"call": metrics["fit_seconds"], "fit": metrics["fit_seconds"] * 0.9}},
+        code_sha256=hashlib.sha256(source.encode()).hexdigest(),
+        code_source=source,
+        error_type="ValueError" if failed else None,
+        error_message="diverged: loss is nan" if failed else None,
+        traceback="Traceback (most recent call last):\n  ...\nValueError: diverged: loss is nan\n" if failed else None,
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from pytest_experiments.locate import find_store
 from pytest_experiments.records import STATUSES, RunRecord
+from pytest_experiments.server_url import is_server_url
 from pytest_experiments.store import Store, StoreError
 from pytest_experiments.tables import Column, grid, human_size
 
@@ -40,9 +41,12 @@ class CLIError(Exception):
 # -- the store --------------------------------------------------------------------------
 
 
-def store_path(args: argparse.Namespace) -> Path:
-    """``--store``, else the store pytest would use from the current directory."""
+def store_path(args: argparse.Namespace) -> Path | str:
+    """``--store`` (a folder, or a server store's URL, kept as it is), else the store pytest would
+    use from the current directory."""
     given = getattr(args, "store", None)
+    if given and is_server_url(given):
+        return str(given)
     return Path(os.path.expanduser(given)).absolute() if given else find_store()
 
 
@@ -56,10 +60,10 @@ def opened_store(args: argparse.Namespace, *, write: bool = False) -> contextlib
 
 
 @contextlib.contextmanager
-def store_at(path: Path, *, write: bool = False) -> Iterator[Store]:
+def store_at(path: Path | str, *, write: bool = False) -> Iterator[Store]:
     """The store at ``path`` (read-only unless ``write``), closed afterwards; a missing or
     unusable one is a :class:`CLIError`."""
-    if not path.exists():
+    if isinstance(path, Path) and not path.exists():
         raise CLIError(f"no experiment store at {path}; run some experiments first, or give --store PATH")
     try:
         store = Store.open(path, readonly=not write)
@@ -73,7 +77,7 @@ def store_at(path: Path, *, write: bool = False) -> Iterator[Store]:
 
 def no_runs(store: Store) -> CLIError:
     """The error for a store that holds no run."""
-    return CLIError(f"the store at {store.root} has no runs yet; run some experiments first")
+    return CLIError(f"the store at {store.location} has no runs yet; run some experiments first")
 
 
 def plural(count: int, word: str) -> str:
@@ -144,7 +148,7 @@ def status_command(args: argparse.Namespace) -> int:
     recorded = sum(sum(session.counts.values()) for session in sessions)
     print_lines(
         [
-            f"store {root}",
+            f"store {store.location}",
             f"{plural(recorded, 'run')} in {plural(len(sessions), 'session')}, latest of "
             f"{plural(len(latest), 'grid point')} below; {human_size(database + folders)} on disk "
             f"(database {human_size(database)}, run folders {human_size(folders)})",

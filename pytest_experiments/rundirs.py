@@ -2,7 +2,8 @@
 
 A folder's path is built from the experiment's name and the run id only, never from a
 parameter value or node id, and it is stored relative to the store root so that a
-store moved elsewhere stays valid.
+store moved elsewhere stays valid. The root is the store's folder (SQLite) or a server
+store's artefacts folder.
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shutil
 from pathlib import Path
+
+RUNS_DIR = "runs"
+GITIGNORE = ".gitignore"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _MAX_NAME = 100
@@ -25,7 +30,7 @@ def safe_name(name: str) -> str:
 
 def relative_run_dir(experiment: str, run_id: str) -> str:
     """The run folder of ``run_id``, relative to the store root (POSIX separators)."""
-    return f"runs/{safe_name(experiment)}/{_UNSAFE.sub('_', run_id) or 'run'}"
+    return f"{RUNS_DIR}/{safe_name(experiment)}/{_UNSAFE.sub('_', run_id) or 'run'}"
 
 
 def inside(root: Path, relative: str) -> Path:
@@ -45,3 +50,31 @@ def within(root: Path, path: str | Path) -> bool:
     """Whether ``path`` is ``root`` or below it, as normalised absolute paths (symlinks not followed)."""
     base = os.path.normpath(os.path.abspath(root))
     return os.path.commonpath([base, os.path.normpath(os.path.abspath(path))]) == base
+
+
+def create_root(root: Path) -> None:
+    """Create ``root`` with its ``runs/`` folder and a ``.gitignore`` that ignores everything (the
+    store is data, never committed); several processes may do it at once."""
+    (root / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+    gitignore = root / GITIGNORE
+    if not gitignore.exists():
+        # Written under a unique name then renamed, so concurrent creators never see half a file.
+        partial = root / f"{GITIGNORE}.{os.getpid()}.tmp"
+        try:
+            partial.write_text("# Created by pytest-experiments: the store is data, never committed.\n*\n")
+            os.replace(partial, gitignore)
+        except BaseException:
+            partial.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
+            raise
+
+
+def remove_run_folder(root: Path, relative: str) -> None:
+    """Remove one run folder, refusing anything but a folder strictly inside ``root/runs/``
+    (which may be a symlink to scratch storage: compared as normalised paths)."""
+    runs_root = inside(root, RUNS_DIR)
+    try:
+        path = inside(root, relative)
+    except ValueError:
+        return  # a stored path leaving the store is never followed
+    if path != runs_root and path.is_relative_to(runs_root) and path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pytest_experiments import storefiles
+from pytest_experiments import rundirs, storefiles
 from pytest_experiments.liveness import Liveness, Process
 from pytest_experiments.records import (
     GridKey,
@@ -31,10 +30,9 @@ from pytest_experiments.records import (
     SessionRecord,
     SessionStart,
 )
-from pytest_experiments.rundirs import inside
+from pytest_experiments.rundirs import create_root, remove_run_folder
 from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError
 from pytest_experiments.storefiles import (
-    GITIGNORE,
     Reader,
     check_only_store_files,
     check_runs_folder,
@@ -44,10 +42,10 @@ from pytest_experiments.storefiles import (
     nearest_existing,
     require_writable,
 )
-from pytest_experiments.values import dumps
+from pytest_experiments.values import dumps, storable_text
 
 DB_NAME = storefiles.DB_NAME  # other modules import these two from here
-RUNS_DIR = storefiles.RUNS_DIR
+RUNS_DIR = rundirs.RUNS_DIR
 #: Marks a database as ours ("XPST"), so another application's SQLite file is refused.
 APPLICATION_ID = 0x58505354
 SCHEMA_VERSION = 2
@@ -181,7 +179,8 @@ _DELETE_BATCH = 500
 
 def _start_args(start: RunStart) -> tuple[Any, ...]:
     return (
-        start.run_id, start.session_id, start.node_id, start.module, start.experiment, start.param_hash,
+        start.run_id, start.session_id, storable_text(start.node_id), storable_text(start.module), start.experiment,
+        start.param_hash,
         dumps(start.params), start.started_at, start.worker, start.host, start.pid, start.pid_namespace,
         start.pid_started, start.dir,
     )  # fmt: skip
@@ -318,7 +317,7 @@ class SQLiteStore(Store):
         if not self.database.exists():
             if not create:
                 raise StoreError(f"no experiment store at {self.root}: run some experiments first")
-            self._translating(self._create_folder)
+            self._translating(lambda: create_root(self.root))
         if readonly:
             self._reader = self._translating(lambda: Reader(self.database, _BUSY_TIMEOUT_S), False)
             self._db = self._reader.connection
@@ -370,19 +369,6 @@ class SQLiteStore(Store):
             return self._reader.read(lambda connection: _retrying(lambda: action(connection)))
         finally:
             self._db = self._reader.connection  # it may have reconnected
-
-    def _create_folder(self) -> None:
-        (self.root / RUNS_DIR).mkdir(parents=True, exist_ok=True)
-        gitignore = self.root / GITIGNORE
-        if not gitignore.exists():
-            # Written under a unique name then renamed, so concurrent creators never see half a file.
-            partial = self.root / f"{GITIGNORE}.{os.getpid()}.tmp"
-            try:
-                partial.write_text("# Created by pytest-experiments: the store is data, never committed.\n*\n")
-                os.replace(partial, gitignore)
-            except BaseException:
-                partial.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
-                raise
 
     def _use_wal(self) -> None:
         mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -511,18 +497,21 @@ class SQLiteStore(Store):
         )
         if new_code:
             statements.append(
-                ("INSERT OR IGNORE INTO code (sha256, source) VALUES (?, ?)", (end.code_sha256, end.code_source))
+                (
+                    "INSERT OR IGNORE INTO code (sha256, source) VALUES (?, ?)",
+                    (end.code_sha256, storable_text(end.code_source)),
+                )
             )
         statements.append((
             "UPDATE runs SET status = ?, finished_at = ?, duration = ?, result = ?, metrics = ?, logged_params = ?, "
             "metadata = ?, code_sha256 = ?, error_type = ?, error_message = ?, traceback = ? WHERE run_id = ?",
             (
                 end.status, end.finished_at, end.duration, dumps(end.result), dumps(end.metrics),
-                dumps(end.logged_params), dumps(end.metadata), end.code_sha256, end.error_type,
-                end.error_message, end.traceback, end.run_id,
+                dumps(end.logged_params), dumps(end.metadata), end.code_sha256, storable_text(end.error_type),
+                storable_text(end.error_message), storable_text(end.traceback), end.run_id,
             ),
         ))  # fmt: skip
-        points: list[Sequence[Any]] = [(end.run_id, p.name, p.seq, p.step, p.value) for p in end.points]
+        points: list[Sequence[Any]] = [(end.run_id, storable_text(p.name), p.seq, p.step, p.value) for p in end.points]
         many = [
             ("INSERT OR REPLACE INTO metric_points (run_id, name, seq, step, value) VALUES (?, ?, ?, ?, ?)", points)
         ]
@@ -688,7 +677,8 @@ class SQLiteStore(Store):
 
     def metric_series(self, run_id: str, name: str) -> list[tuple[int | None, float]]:
         rows = self._query(
-            "SELECT step, value FROM metric_points WHERE run_id = ? AND name = ? ORDER BY seq", (run_id, name)
+            "SELECT step, value FROM metric_points WHERE run_id = ? AND name = ? ORDER BY seq",
+            (run_id, storable_text(name)),
         )
         if rows:
             # SQLite stores a NaN as NULL: it was logged as a number, so it reads back as NaN.
@@ -751,19 +741,8 @@ class SQLiteStore(Store):
 
         deleted = self._immediate(body) if ids else 0
         for relative in folders:
-            self._remove_run_folder(relative)
+            remove_run_folder(self.root, relative)
         return deleted
-
-    def _remove_run_folder(self, relative: str) -> None:
-        """Remove one run folder, refusing anything but a folder strictly inside ``runs/``
-        (which may be a symlink to scratch storage: compared as normalised paths)."""
-        runs_root = inside(self.root, RUNS_DIR)
-        try:
-            path = inside(self.root, relative)
-        except ValueError:
-            return  # a stored path leaving the store is never followed
-        if path != runs_root and path.is_relative_to(runs_root) and path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
 
     def close(self) -> None:
         self._db.close()

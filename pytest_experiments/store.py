@@ -1,7 +1,8 @@
 """The storage interface every backend implements, and how a store is opened.
 
-The SQLite store is the default and only backend for now; a server store (for many
-hosts at once) will implement the same :class:`Store` interface.
+Two backends: SQLite (a store folder, the default) and PostgreSQL (a server store for many
+hosts at once, ``postgresql://...``). Both pass the same contract suite
+(``tests/test_store_contract.py``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from pytest_experiments.records import (
     GridKey,
@@ -20,6 +22,7 @@ from pytest_experiments.records import (
     SessionRecord,
     SessionStart,
 )
+from pytest_experiments.server_url import is_server_url, masked
 
 #: A session that has not renewed its heartbeat for this long is dead, whatever host it ran on.
 DEFAULT_LEASE_S = 300.0
@@ -39,24 +42,45 @@ class Store(abc.ABC):
             print(run.node_id, run.status, run.metrics)
     """
 
-    #: The folder holding the store (its database and its ``runs/`` tree).
+    #: The folder under which run folders live (``runs/``): an SQLite store's own folder, a
+    #: server store's artefacts folder.
     root: Path
 
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages: its folder, or its URL with any password masked."""
+        return str(self.root)
+
     @staticmethod
-    def open(path: str | Path, *, create: bool = False, lease: float | None = None, readonly: bool = False) -> Store:
+    def open(
+        path: str | Path,
+        *,
+        create: bool = False,
+        lease: float | None = None,
+        readonly: bool = False,
+        artifacts: str | Path | None = None,
+    ) -> Store:
         """Open the store at ``path``; with ``create``, make it if it does not exist.
 
-        ``lease``: seconds after which a session that stopped renewing its heartbeat
-        counts as dead (its ``running`` runs as ``interrupted``). ``readonly``: only read,
-        as ``load()`` and the command line do: read permission suffices, no file is created
-        (not even SQLite's ``-wal``/``-shm``) and no write lock is ever waited for; writing
-        methods then fail. Raises :class:`StoreError` when ``path`` is not a usable store.
+        ``path`` is a store folder (SQLite), or a server store's URL,
+        ``postgresql://user@host:port/dbname?store=NAME`` (also ``postgres://``; needs the
+        ``postgres`` extra). ``lease``: seconds after which a session that stopped renewing its
+        heartbeat counts as dead (its ``running`` runs as ``interrupted``). ``readonly``: only
+        read, as ``load()`` and the command line do: read permission suffices, nothing is
+        created (not even SQLite's ``-wal``/``-shm``) and no write lock is ever waited for;
+        writing methods then fail. ``artifacts``: a server store's folder of run folders (a
+        filesystem every host sees; default ``./.experiments-artifacts``); an SQLite store
+        keeps them inside its folder and takes none. Raises :class:`StoreError` when ``path``
+        is not a usable store.
         """
+        lease = DEFAULT_LEASE_S if lease is None else lease
+        if is_server_url(path):
+            return _open_server(str(path), create=create, lease=lease, readonly=readonly, artifacts=artifacts)
+        if artifacts is not None:
+            raise ValueError("artifacts= is for a server store: an SQLite store keeps its run folders inside it")
         from pytest_experiments.sqlite_store import SQLiteStore
 
-        return SQLiteStore(
-            Path(path), create=create, lease=DEFAULT_LEASE_S if lease is None else lease, readonly=readonly
-        )
+        return SQLiteStore(Path(path), create=create, lease=lease, readonly=readonly)
 
     # -- writing (the plugin) -------------------------------------------------------
     @abc.abstractmethod
@@ -129,7 +153,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def metric_series(self, run_id: str, name: str) -> list[tuple[int | None, float]]:
-        """The ``(step, value)`` pairs logged for one metric of one run, in logging order."""
+        """The ``(step, value)`` pairs logged for one metric of one run, in logging order.
+
+        A metric logged once without a step reads as ``[(None, value)]``, an unknown metric
+        as ``[]``; an unknown run id raises ``KeyError``.
+        """
 
     @abc.abstractmethod
     def sessions(self) -> list[SessionRecord]:
@@ -157,3 +185,16 @@ class Store(abc.ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _open_server(url: str, **options: Any) -> Store:
+    """The PostgreSQL store at ``url``; without psycopg, a :class:`StoreError` naming the extra."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise StoreError(
+            f"the PostgreSQL store {masked(url)} needs psycopg: pip install 'pytest-experiments[postgres]'"
+        ) from None
+    from pytest_experiments.postgres_store import PostgresStore
+
+    return PostgresStore(url, **options)

@@ -18,11 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from pytest_experiments.rundirs import GITIGNORE, RUNS_DIR
 from pytest_experiments.store import StoreError
 
 DB_NAME = "experiments.sqlite"
-RUNS_DIR = "runs"
-GITIGNORE = ".gitignore"
 
 #: What a store folder may hold before its database exists: another process may be creating
 #: it right now (the ``.gitignore`` is written under a temporary name, then renamed).

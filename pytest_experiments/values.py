@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, overload
 
 # A repr such as ``<Model object at 0x7f...>`` differs in every process.
 _MEMORY_ADDRESS = re.compile(r"\bat 0x[0-9a-fA-F]+")
@@ -142,14 +142,49 @@ def to_json_value(value: Any, reprs: list[str] | None = None) -> Any:
 
 
 def dumps(value: Any) -> str:
-    """Serialise JSON-typed ``value`` compactly (NaN and infinities allowed, as Python reads them)."""
-    return _COMPACT.encode(value)
+    """Serialise JSON-typed ``value`` compactly (NaN and infinities allowed, as Python reads them),
+    as text every database takes, and ``json.loads`` gives ``value`` back exactly.
+
+    A lone surrogate (text decoded with ``surrogateescape``), which UTF-8 cannot encode and so
+    no database can store as text, is written as a JSON escape (``\\udcff``), as NUL is anyway.
+    """
+    text = _COMPACT.encode(value)
+    if text.isascii() or _utf8(text):
+        return text
+    return _ASCII.encode(value)
+
+
+@overload
+def storable_text(text: str) -> str: ...
+@overload
+def storable_text(text: None) -> None: ...
+def storable_text(text: str | None) -> str | None:
+    """``text`` as a database's text column can hold it: a NUL (which PostgreSQL refuses) and lone
+    surrogates (which UTF-8 cannot encode) become the backslash escapes ``repr`` shows for them."""
+    if text is None:
+        return None
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if text.isascii() or _utf8(text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` can be encoded as UTF-8 (it holds no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
 # One encoder for every hash: json.dumps with options builds a new encoder per call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# Escapes every non-ASCII character, lone surrogates included.
+_ASCII = json.JSONEncoder(separators=(",", ":"))
 
 
 def is_plain(params: Mapping[str, Any]) -> bool:

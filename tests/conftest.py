@@ -1,15 +1,52 @@
-"""Shared test setup: pytester runs real pytest sessions against real SQLite stores."""
+"""Shared test setup: pytester runs real pytest sessions against real stores (SQLite, and
+PostgreSQL when ``XP_TEST_POSTGRES_URL`` names a server: see ``backends.py``)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from backends import BACKENDS, POSTGRES_ENV, REQUIRE_ENV, Backend, fresh_database, make_backend, postgres_required
 from processes import LEAKY_ENV, Processes
 
 pytest_plugins = ["pytester"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # CI must run the PostgreSQL tests: a missing server is an error there, never a skip.
+    if postgres_required() and not os.environ.get(POSTGRES_ENV):
+        raise pytest.UsageError(
+            f"{POSTGRES_ENV} is not set, but CI (or {REQUIRE_ENV}=1) requires the PostgreSQL tests; "
+            f"set it to a server's URL, e.g. {POSTGRES_ENV}=postgresql://postgres@127.0.0.1:5432/postgres"
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if os.environ.get(POSTGRES_ENV):
+        return f"PostgreSQL tests: a fresh database on the server of {POSTGRES_ENV}"
+    return f"PostgreSQL tests: skipped ({POSTGRES_ENV} is not set)"
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """The URL of a database created for this test session on the server of ``XP_TEST_POSTGRES_URL``
+    (dropped at the end); skips the test when the variable is not set."""
+    server = os.environ.get(POSTGRES_ENV)
+    if not server:
+        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV}=postgresql://USER@HOST:PORT/DB (a server, not set)")
+    with fresh_database(server) as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """A new store location of its own for the test, on each backend in turn (not created yet)."""
+    kind: str = request.param
+    url = request.getfixturevalue("postgres_database") if kind == "postgresql" else None
+    return make_backend(kind, tmp_path, url)
 
 
 @pytest.fixture

@@ -42,20 +42,16 @@ def inner_env(**extra: str) -> dict[str, str]:
     return env
 
 
-# Started with ``XP_TEST_GATE=<folder>``, an inner session announces itself there after
-# collection (its store snapshot is taken by then) and waits for ``go``, which holds a start
-# time: every process spins until that very moment, so their first runs start within
-# microseconds and race on the store for real. See ``Processes.release_together``.
-GATE_CONFTEST = """
+# ``wait_at_gate(folder)``: a process announces itself in the folder and waits for ``go``,
+# which holds a start time: every process spins until that very moment, so that what they do
+# next starts within microseconds and races for real. See ``Processes.release_together``.
+GATE_WAIT = """
     import os
     import time
     from pathlib import Path
 
 
-    def pytest_collection_finish(session):
-        gate = os.environ.get("XP_TEST_GATE")
-        if not gate:
-            return
+    def wait_at_gate(gate):
         gate = Path(gate)
         (gate / f"ready-{os.getpid()}").write_text("")
         deadline = time.monotonic() + 30
@@ -68,6 +64,19 @@ GATE_CONFTEST = """
         while time.time() < start:
             pass
 """
+
+# Started with ``XP_TEST_GATE=<folder>``, an inner session waits at that gate after collection
+# (its store snapshot is taken by then), so that the first runs of several sessions race.
+GATE_CONFTEST = (
+    GATE_WAIT
+    + """
+
+    def pytest_collection_finish(session):
+        gate = os.environ.get("XP_TEST_GATE")
+        if gate:
+            wait_at_gate(gate)
+"""
+)
 
 # A ``python &`` started from a non-interactive shell ignores SIGINT, and children inherit
 # that: restore Python's handler in every inner process (controller and workers alike) so

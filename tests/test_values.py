@@ -483,3 +483,35 @@ def test_bad_metric_values_and_steps_raise_in_the_test(pytester: pytest.Pytester
         assert store.metric_series(runs["test_caught"].run_id, "kept") == [(2**62 + 1, 1.0), (-(2**63), 2.0), (4, 3.0)]
     assert runs["test_uncaught"].status == "failed"
     assert runs["test_uncaught"].error_type == "ValueError"
+
+
+def test_text_utf8_cannot_hold_is_recorded_not_an_internal_error(pytester: pytest.Pytester) -> None:
+    # A lone surrogate (bytes decoded with surrogateescape) in a result, a logged parameter or
+    # an error message: SQLite refused the text, and the session died with an INTERNALERROR.
+    pytester.makepyfile(
+        test_text=r"""
+        import pytest
+
+        TEXT = b"caf\xe9 \x00".decode("utf-8", "surrogateescape")
+
+
+        @pytest.mark.experiment
+        @pytest.mark.parametrize("fail", [False, True])
+        def test_text(xp, fail):
+            xp.log_param("text", TEXT)
+            if fail:
+                raise ValueError(TEXT)
+            return {"text": TEXT}
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "INTERNALERROR" not in result.stdout.str()
+    text = b"caf\xe9 \x00".decode("utf-8", "surrogateescape")
+    runs = {run.params["fail"]: run for run in full_runs(pytester).values()}
+    assert (runs[False].status, runs[False].result, runs[False].logged_params) == (
+        "passed",
+        {"text": text},
+        {"text": text},
+    )
+    assert (runs[True].status, runs[True].error) == ("failed", "ValueError: caf\\udce9 \\x00")

@@ -1,0 +1,210 @@
+"""The PostgreSQL store against SQLite, side by side: per-run write cost, and ``load()`` at scale.
+
+What is measured, on a local PostgreSQL server and a local SQLite store:
+
+1. **Per run** (store level, ``--runs`` runs, default 2,000): the wall time of ``start_run`` (the
+   ``running`` row written before a run's body) and of ``finish_run`` (its outcome, metrics, two
+   10-step series for a third of the runs, metadata, its code once per connection), one run after
+   the other as one process records them; also ``claim_run`` + ``finish_run`` (what
+   ``--xp-resume`` does per run). Medians over ``--repeats`` fresh stores, in microseconds a run.
+2. **load()**: ``pytest_experiments.load(store)`` (the latest run of each grid point) and
+   ``load(store, history=True)`` of a store of ``--load-runs`` runs (default 100,000, in two
+   sessions over the same grid points, built with ``benchmarks/load.py`` and not timed), pandas
+   already imported; the target is under 2 s from PostgreSQL.
+
+The server: ``--url`` (default ``$XP_TEST_POSTGRES_URL``, else
+``postgresql://postgres@127.0.0.1:5432/postgres``), a user who may create databases. A fresh
+database ``xp_bench_<random>`` is created there and dropped at the end; no other is touched.
+
+Run it from the repository root::
+
+    .venv/bin/python benchmarks/postgres_store.py
+    .venv/bin/python benchmarks/postgres_store.py --runs 500 --load-runs 20000 --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import secrets
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/load.py builds the stores
+
+from load import build_store, grid_points, run_end
+
+from pytest_experiments.records import RunStart, SessionStart
+from pytest_experiments.run import new_id
+from pytest_experiments.rundirs import relative_run_dir
+from pytest_experiments.store import Store
+from pytest_experiments.values import param_hash
+
+LOAD_TARGET_S = 2.0
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new database on the server of ``server_url``, dropped afterwards; yields its URL."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"xp_bench_{secrets.token_hex(6)}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base, _, query = server_url.partition("?")
+    prefix, _, _ = base.rpartition("/")
+    try:
+        yield f"{prefix}/{name}" + (f"?{query}" if query else "")
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+class Locations:
+    """New store locations on both backends, in one temporary folder and one database."""
+
+    def __init__(self, folder: Path, database_url: str) -> None:
+        self.folder = folder
+        self.database_url = database_url
+        self._count = 0
+
+    def new(self, backend: str) -> tuple[str, dict[str, Any]]:
+        """A location not created yet on ``backend``, and the options ``Store.open`` needs for it."""
+        self._count += 1
+        if backend == "sqlite":
+            return str(self.folder / f"store-{self._count}"), {}
+        artifacts = self.folder / f"artifacts-{self._count}"
+        separator = "&" if "?" in self.database_url else "?"
+        return f"{self.database_url}{separator}store=bench_{self._count}", {"artifacts": artifacts}
+
+
+def per_run(location: str, options: dict[str, Any], runs: int, claim: bool) -> tuple[float, float]:
+    """Record ``runs`` runs one after the other; seconds a run spent in start (or claim) and in finish."""
+    rng = random.Random(0)
+    host, pid = socket.gethostname(), os.getpid()
+    session = SessionStart(new_id(), time.time(), host, pid, {"command": "benchmark"})
+    points = grid_points()
+    starting = finishing = 0.0
+    with Store.open(location, create=True, **options) as store:
+        store.record_session(session)
+        mark = store.grid_snapshot().mark
+        for _ in range(runs):
+            module, experiment, params = next(points)
+            run_id = new_id()
+            start = RunStart(
+                run_id, session.session_id, f"{module}::{experiment}[{run_id}]", module, experiment,
+                param_hash(params), params, time.time(), "main", host, pid, relative_run_dir(experiment, run_id),
+            )  # fmt: skip
+            before = time.perf_counter()
+            if claim:
+                assert store.claim_run(start, mark) is None
+            else:
+                store.start_run(start)
+            middle = time.perf_counter()
+            # The same outcome as load.py records (metrics, series, code, metadata).
+            store.finish_run(run_end(rng, run_id, experiment, start.started_at))
+            finishing += time.perf_counter() - middle
+            starting += middle - before
+    return starting / runs, finishing / runs
+
+
+def timed(repeats: int, call: Callable[[], Any]) -> tuple[list[float], Any]:
+    seconds: list[float] = []
+    result = None
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        result = call()
+        seconds.append(time.perf_counter() - begin)
+    return seconds, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default=os.environ.get("XP_TEST_POSTGRES_URL") or DEFAULT_URL)
+    parser.add_argument("--runs", type=int, default=2000, help="runs recorded per store for the per-run cost (2000)")
+    parser.add_argument("--load-runs", type=int, default=100_000, help="runs in the store load() reads (100000)")
+    parser.add_argument("--repeats", type=int, default=3, help="stores (per-run) and calls (load) timed (3)")
+    options = parser.parse_args()
+
+    import pandas
+
+    import pytest_experiments
+    import pytest_experiments.frames  # noqa: F401  # imported before anything is timed
+
+    folder = Path(tempfile.mkdtemp(prefix="xp-bench-pg-"))
+    try:
+        with fresh_database(options.url) as database_url:
+            locations = Locations(folder, database_url)
+            print(
+                f"python {sys.version.split()[0]}, pandas {pandas.__version__}, server {options.url.split('@')[-1]}\n"
+            )
+            print_per_run(locations, options.runs, options.repeats)
+            print()
+            print_load(locations, options.load_runs, options.repeats)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def print_per_run(locations: Locations, runs: int, repeats: int) -> None:
+    header = f"{'per run, ' + str(runs) + ' runs':<26} {'SQLite µs':>10} {'PostgreSQL µs':>14} {'ratio':>6}"
+    print(header)
+    print("-" * len(header))
+    for label, claim in (("start_run + finish_run", False), ("claim_run + finish_run", True)):
+        medians: dict[str, tuple[float, float]] = {}
+        # Alternating backends, so that a load that comes and goes hits both alike.
+        samples: dict[str, list[tuple[float, float]]] = {"sqlite": [], "postgresql": []}
+        for _ in range(repeats):
+            for backend in samples:
+                location, open_options = locations.new(backend)
+                samples[backend].append(per_run(location, open_options, runs, claim))
+        for backend, values in samples.items():
+            medians[backend] = (statistics.median(v[0] for v in values), statistics.median(v[1] for v in values))
+        first, finish = label.split(" + ")
+        for name, index in ((first, 0), (finish, 1)):
+            sqlite, postgres = medians["sqlite"][index] * 1e6, medians["postgresql"][index] * 1e6
+            print(f"  {name:<24} {sqlite:>10.0f} {postgres:>14.0f} {postgres / sqlite:>6.2f}")
+        sqlite, postgres = sum(medians["sqlite"]) * 1e6, sum(medians["postgresql"]) * 1e6
+        print(f"{label:<26} {sqlite:>10.0f} {postgres:>14.0f} {postgres / sqlite:>6.2f}")
+
+
+def print_load(locations: Locations, runs: int, repeats: int) -> None:
+    import pytest_experiments
+
+    stores = {}
+    for backend in ("sqlite", "postgresql"):
+        location, open_options = locations.new(backend)
+        begin = time.perf_counter()
+        build_store(location, runs, 2, 0, **open_options)
+        print(f"built a {backend} store of {runs} runs in {time.perf_counter() - begin:.0f} s (not timed below)")
+        stores[backend] = location
+    header = f"{'load, ' + str(runs) + ' runs':<28} {'rows':>7} {'SQLite s':>9} {'PostgreSQL s':>13}   target"
+    print(header)
+    print("-" * len(header))
+    for label, kwargs in (("load(store)", {}), ("load(store, history=True)", {"history": True})):
+        medians, rows = {}, 0
+        for backend, location in stores.items():
+            seconds, frame = timed(
+                repeats, lambda location=location, kwargs=kwargs: pytest_experiments.load(location, **kwargs)
+            )
+            medians[backend] = statistics.median(seconds)
+            rows = len(frame)
+        verdict = "PASS" if medians["postgresql"] < LOAD_TARGET_S else "MISS"
+        print(
+            f"{label:<28} {rows:>7} {medians['sqlite']:>9.2f} {medians['postgresql']:>13.2f}"
+            f"   PostgreSQL < {LOAD_TARGET_S} s {verdict}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The PostgreSQL store's schema and statements, as text with ``{s}`` for the store's schema.
+
+:class:`pytest_experiments.postgres_store.PostgresStore` fills in ``{s}`` through
+``psycopg.sql.Identifier`` once per connection; every value is a ``%s`` parameter. No driver
+is imported here.
+"""
+
+from __future__ import annotations
+
+#: The version of the schema this code writes; a store of a newer one is refused.
+SCHEMA_VERSION = 1
+#: Written in the store's version table (a schema without it is not a store), and the
+#: connections' ``application_name``.
+APPLICATION = "pytest-experiments"
+
+# Keys compare bytewise (COLLATE "C"), as SQLite compares text: the same order of runs
+# started at the same instant, and sorts that do not go through the locale.
+SCHEMA = (
+    "CREATE TABLE {s}.store_version (application text NOT NULL, version integer NOT NULL)",
+    """CREATE TABLE {s}.sessions (
+        session_id   text COLLATE "C" PRIMARY KEY,
+        started_at   double precision NOT NULL,
+        finished_at  double precision,
+        heartbeat_at double precision,
+        host         text NOT NULL,
+        pid          integer NOT NULL,
+        exitstatus   integer,
+        metadata     text NOT NULL DEFAULT '{{}}'
+    )""",
+    'CREATE TABLE {s}.code (sha256 text COLLATE "C" PRIMARY KEY, source text NOT NULL)',
+    # The store's own order of run starts (see the module doc): one row, one lock.
+    "CREATE TABLE {s}.run_sequence (id integer PRIMARY KEY CHECK (id = 1), last bigint NOT NULL)",
+    "INSERT INTO {s}.run_sequence (id, last) VALUES (1, 0)",
+    """CREATE TABLE {s}.runs (
+        run_id        text COLLATE "C" PRIMARY KEY,
+        seq           bigint NOT NULL,
+        session_id    text COLLATE "C" NOT NULL,
+        node_id       text COLLATE "C" NOT NULL,
+        module        text COLLATE "C" NOT NULL,
+        experiment    text COLLATE "C" NOT NULL,
+        param_hash    text COLLATE "C" NOT NULL,
+        params        text NOT NULL,
+        logged_params text NOT NULL DEFAULT '{{}}',
+        status        text NOT NULL,
+        started_at    double precision NOT NULL,
+        finished_at   double precision,
+        duration      double precision,
+        worker        text NOT NULL,
+        host          text NOT NULL,
+        pid           integer NOT NULL,
+        pid_namespace text NOT NULL DEFAULT '',
+        pid_started   text NOT NULL DEFAULT '',
+        dir           text NOT NULL,
+        code_sha256   text COLLATE "C",
+        metrics       text NOT NULL DEFAULT '{{}}',
+        result        text,
+        metadata      text NOT NULL DEFAULT '{{}}',
+        error_type    text,
+        error_message text,
+        traceback     text
+    )""",
+    # Claims and the latest run of a grid point go through it.
+    "CREATE INDEX runs_by_grid_point ON {s}.runs (module, experiment, param_hash, started_at)",
+    # JSON as text, not jsonb: jsonb has no NaN or infinity, which metrics and results hold.
+    """CREATE TABLE {s}.metric_points (
+        run_id text COLLATE "C" NOT NULL,
+        name   text COLLATE "C" NOT NULL,
+        seq    integer NOT NULL,
+        step   bigint,
+        value  double precision,
+        PRIMARY KEY (run_id, name, seq)
+    )""",
+)
+# Each entry takes a store from the version before it to its own, under the creation lock.
+MIGRATIONS: dict[int, tuple[str, ...]] = {}
+
+# What listings read of a run (the bulky result and traceback only by run()), and what
+# liveness needs of its session, by position.
+RUN_COLUMNS = (
+    "run_id", "session_id", "node_id", "module", "experiment", "param_hash", "status", "started_at",
+    "finished_at", "duration", "worker", "host", "pid", "pid_namespace", "dir", "code_sha256", "error_type",
+    "error_message", "pid_started",
+)  # fmt: skip
+# The four JSON columns as one JSON array, decoded with one json.loads: for load() of many runs
+# the per-call cost of four decodes a row is more than the decoding itself.
+_VALUES = "'[' || r.params || ',' || r.logged_params || ',' || r.metrics || ',' || r.metadata || ']'"
+_LIST = ", ".join(f"r.{column}" for column in RUN_COLUMNS) + f", {_VALUES}, s.heartbeat_at, s.finished_at"
+_WITH_SESSION = "LEFT JOIN {s}.sessions s ON s.session_id = r.session_id"
+(RUN_ID, SESSION_ID, NODE_ID, MODULE, EXPERIMENT, PARAM_HASH, STATUS, STARTED, FINISHED, DURATION, WORKER,
+ HOST, PID, PID_NAMESPACE, DIR, CODE, ERROR_TYPE, ERROR_MESSAGE, PID_STARTED, VALUES, HEARTBEAT,
+ SESSION_FINISHED) = range(len(RUN_COLUMNS) + 3)  # fmt: skip
+#: How many columns a listed run has (``run`` reads more after them).
+LISTED = SESSION_FINISHED + 1
+
+STATEMENTS = {
+    "record_session": "INSERT INTO {s}.sessions (session_id, started_at, heartbeat_at, host, pid, metadata) "
+    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (session_id) DO NOTHING",
+    # The run's number comes from the counter in the same statement: no run without one.
+    "start_run": "WITH next AS (UPDATE {s}.run_sequence SET last = last + 1 RETURNING last) "
+    "INSERT INTO {s}.runs (seq, run_id, session_id, node_id, module, experiment, param_hash, params, status, "
+    "started_at, worker, host, pid, pid_namespace, pid_started, dir) "
+    "SELECT next.last, %s, %s, %s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s FROM next",
+    "lock_grid_point": "SELECT pg_advisory_xact_lock(%s)",
+    "claimed_elsewhere": "SELECT r.session_id, r.seq > %s, r.status, r.host, r.pid, r.pid_namespace, r.pid_started, "
+    "s.heartbeat_at, s.finished_at FROM {s}.runs r " + _WITH_SESSION + " "
+    "WHERE r.module = %s AND r.experiment = %s AND r.param_hash = %s AND r.session_id != %s "
+    "AND (r.status = 'running' OR r.seq > %s)",
+    "heartbeat": "UPDATE {s}.sessions SET heartbeat_at = %s WHERE session_id = %s AND finished_at IS NULL",
+    # One statement (so one transaction and one round trip): the function's code when new,
+    # the metric points (arrays, unnested), and the run's outcome.
+    "finish_run": "WITH code AS (INSERT INTO {s}.code (sha256, source) SELECT %s::text, %s::text "
+    "WHERE %s::text IS NOT NULL ON CONFLICT (sha256) DO NOTHING), "
+    "points AS (INSERT INTO {s}.metric_points (run_id, name, seq, step, value) "
+    "SELECT %s::text, * FROM unnest(%s::text[], %s::integer[], %s::bigint[], %s::double precision[]) "
+    "ON CONFLICT (run_id, name, seq) DO UPDATE SET step = EXCLUDED.step, value = EXCLUDED.value) "
+    "UPDATE {s}.runs SET status = %s, finished_at = %s, duration = %s, result = %s, metrics = %s, "
+    "logged_params = %s, metadata = %s, code_sha256 = %s, error_type = %s, error_message = %s, traceback = %s "
+    "WHERE run_id = %s",
+    "finish_session": "WITH session AS (UPDATE {s}.sessions SET finished_at = %s, heartbeat_at = %s, "
+    "exitstatus = %s WHERE session_id = %s) "
+    "UPDATE {s}.runs SET status = 'interrupted', finished_at = %s, duration = %s - started_at "
+    "WHERE session_id = %s AND status = 'running'",
+    "history": "SELECT " + _LIST + " FROM {s}.runs r " + _WITH_SESSION + " "
+    "WHERE (%s::text[] IS NULL OR r.experiment = ANY(%s::text[])) AND (%s::text IS NULL OR r.session_id = %s) "
+    "ORDER BY r.started_at, r.seq",
+    # The latest run of each grid point is chosen over narrow rows, then read in full.
+    "latest": "SELECT " + _LIST + " FROM (SELECT DISTINCT ON (module, experiment, param_hash) run_id FROM {s}.runs "
+    "WHERE (%s::text[] IS NULL OR experiment = ANY(%s::text[])) AND (%s::text IS NULL OR session_id = %s) "
+    "ORDER BY module, experiment, param_hash, started_at DESC, seq DESC) latest JOIN {s}.runs r USING (run_id) "
+    + _WITH_SESSION
+    + " ORDER BY r.started_at, r.run_id",
+    "mark": "SELECT last FROM {s}.run_sequence",
+    "grid": "SELECT DISTINCT ON (r.module, r.experiment, r.param_hash) r.module, r.experiment, r.param_hash, "
+    "r.status, r.code_sha256, r.host, r.pid, r.pid_namespace, r.pid_started, s.heartbeat_at, s.finished_at "
+    "FROM {s}.runs r " + _WITH_SESSION + " "
+    "ORDER BY r.module, r.experiment, r.param_hash, r.started_at DESC, r.seq DESC",
+    "run": "SELECT " + _LIST + ", r.result, r.traceback, c.source, s.metadata FROM {s}.runs r " + _WITH_SESSION + " "
+    "LEFT JOIN {s}.code c ON c.sha256 = r.code_sha256 WHERE r.run_id = %s",
+    "series": "SELECT step, value FROM {s}.metric_points WHERE run_id = %s AND name = %s ORDER BY seq",
+    "counts": "SELECT r.session_id, r.status, r.host, r.pid, r.pid_namespace, r.pid_started, s.heartbeat_at, "
+    "s.finished_at, count(*) FROM {s}.runs r " + _WITH_SESSION + " WHERE (%s::text IS NULL OR r.session_id = %s) "
+    "GROUP BY r.session_id, r.status, r.host, r.pid, r.pid_namespace, r.pid_started, s.heartbeat_at, s.finished_at",
+    "sessions": "SELECT session_id, started_at, finished_at, host, pid, exitstatus, metadata FROM {s}.sessions "
+    "ORDER BY started_at, session_id",
+    "folders": "SELECT dir FROM {s}.runs WHERE run_id = ANY(%s::text[])",
+    "delete_points": "DELETE FROM {s}.metric_points WHERE run_id = ANY(%s::text[])",
+    "delete_runs": "DELETE FROM {s}.runs WHERE run_id = ANY(%s::text[])",
+    "version": "SELECT application, version FROM {s}.store_version",
+}

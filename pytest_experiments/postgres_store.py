@@ -1,0 +1,454 @@
+"""The PostgreSQL store: many hosts record into one database; run folders under an artefacts root.
+
+A store is one schema (``?store=NAME`` in the URL, default ``experiments``: see
+:mod:`pytest_experiments.server_url`), created on first use and versioned; the run folders
+live under the artefacts root given to :meth:`Store.open` (``artifacts=``), a filesystem every
+host sees, with their paths stored relative to it.
+
+Concurrency: every process has its own connection, in autocommit; what must be atomic is one
+transaction. A run start takes the next number of the store's run counter in the statement
+that inserts the run: the counter row's lock orders run starts as they commit, so a snapshot
+(one ``REPEATABLE READ`` transaction) that reads the counter as ``M`` sees exactly the runs
+numbered up to ``M``, and any run it does not see is numbered above. A claim takes a
+transaction-scoped advisory lock on its grid point, then checks and inserts: two claimers of
+one grid point take turns, and the second sees the first one's run. Liveness is judged as
+for SQLite (:mod:`pytest_experiments.liveness`), from the run's process and its session's
+heartbeat.
+
+Identifiers (the schema) go through ``psycopg.sql.Identifier``; every value is a parameter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pytest_experiments import postgres_sql as q
+from pytest_experiments.liveness import Liveness, Process
+from pytest_experiments.records import (
+    GridKey,
+    GridSnapshot,
+    GridState,
+    RunEnd,
+    RunRecord,
+    RunStart,
+    SessionRecord,
+    SessionStart,
+)
+from pytest_experiments.rundirs import create_root, remove_run_folder
+from pytest_experiments.server_url import BadURL, masked, secrets_in, split_store
+from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError
+from pytest_experiments.values import dumps, storable_text
+
+#: Where a server store keeps run folders when ``Store.open`` is given no ``artifacts``.
+DEFAULT_ARTIFACTS = ".experiments-artifacts"
+_CONNECT_TIMEOUT_S = 10
+
+
+# Called for every run listed: the bound method, not json.loads and its keyword handling.
+_decode = json.JSONDecoder().decode
+
+
+def _lock_key(*parts: str) -> int:
+    """A 64-bit advisory lock key for ``parts`` (a collision with another key only makes one wait)."""
+    digest = hashlib.sha256("\0".join((q.APPLICATION, *parts)).encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class PostgresStore(Store):
+    """A store in a PostgreSQL database. See :meth:`Store.open` and the module doc."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        create: bool = False,
+        lease: float = DEFAULT_LEASE_S,
+        readonly: bool = False,
+        artifacts: str | Path | None = None,
+    ) -> None:
+        if create and readonly:
+            raise ValueError("a store opened read-only cannot be created")
+        self._location = masked(url)
+        self._secrets = secrets_in(url)
+        try:
+            conninfo, self.name = split_store(url)
+        except BadURL as exc:
+            raise StoreError(str(exc)) from None
+        self.root = Path(os.path.abspath(artifacts if artifacts is not None else DEFAULT_ARTIFACTS))
+        self.lease = lease
+        self._liveness = Liveness(lease)
+        self._schema = sql.Identifier(self.name)
+        self._code_written: set[str] = set()
+        self._db = self._connect(conninfo, readonly)
+        try:
+            with self._errors(writing=not readonly):
+                self._set_up_session(readonly)
+                self._sql = {key: self._compose(text) for key, text in q.STATEMENTS.items()}
+                self._prepare(create)
+            if create:
+                self._create_artifacts()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- connecting and the schema --------------------------------------------------------
+    @property
+    def location(self) -> str:
+        return self._location
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self._location!r}, artifacts={str(self.root)!r})"
+
+    def _connect(self, conninfo: str, readonly: bool) -> psycopg.Connection[tuple[Any, ...]]:
+        # libpq reads the rest (PGPASSWORD, ~/.pgpass, PGSERVICE...); ours only where unset.
+        extra: dict[str, Any] = {"application_name": q.APPLICATION}
+        if "PGCONNECT_TIMEOUT" not in os.environ:
+            extra["connect_timeout"] = _CONNECT_TIMEOUT_S
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(conninfo)
+            options = {key: value for key, value in extra.items() if key not in params}
+            connection = psycopg.connect(conninfo, autocommit=True, **options)
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot connect to the store {self._location} ({self._detail(exc)}); check the server and "
+                "the URL, or choose another --xp-store"
+            ) from None
+        return connection
+
+    def _set_up_session(self, readonly: bool) -> None:
+        if readonly:
+            # Every statement of this connection is then a read-only transaction: the server
+            # itself refuses any write.
+            self._db.execute("SET default_transaction_read_only = on")
+        else:
+            # A commit does not wait for the server's disk (a run's two commits took 7 ms on
+            # the project's machine, 1 ms without waiting), as SQLite's synchronous=NORMAL: a
+            # crash of this process loses nothing committed; a crash of the server may lose its
+            # last fraction of a second of commits, never consistency, and claims stay atomic.
+            self._db.execute("SET synchronous_commit = off")
+
+    def _compose(self, text: str) -> str:
+        return sql.SQL(text).format(s=self._schema).as_string(self._db)
+
+    def _prepare(self, create: bool) -> None:
+        if create:
+            # One creator at a time (another process may be creating the same store right now).
+            with self._db.transaction():
+                self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("schema", self.name),))
+                self._create_schema()
+        else:
+            self._check_schema(self._schema_state())
+
+    def _schema_state(self) -> tuple[bool, bool, bool]:
+        """Whether the schema exists, holds anything, and holds our version table."""
+        row = self._db.execute(
+            "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = %s), "
+            "EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s), "
+            "EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = 'store_version')",
+            (self.name, self.name, self.name),
+        ).fetchone()
+        assert row is not None
+        return bool(row[0]), bool(row[1]), bool(row[2])
+
+    def _check_schema(self, state: tuple[bool, bool, bool]) -> int:
+        """The version of the store, refusing a missing, foreign or newer one."""
+        exists, holds, ours = state
+        if not exists:
+            raise StoreError(f"no experiment store at {self._location} yet: run some experiments first")
+        if not ours:
+            if not holds:
+                raise StoreError(f"no experiment store at {self._location} yet: run some experiments first")
+            raise StoreError(
+                f"schema {self.name!r} at {self._location} holds tables of something else, not an experiment "
+                "store; choose another store name (?store=NAME)"
+            )
+        row = self._db.execute(self._sql["version"]).fetchone()
+        if row is None or row[0] != q.APPLICATION:
+            raise StoreError(
+                f"schema {self.name!r} at {self._location} is not an experiment store; "
+                "choose another store name (?store=NAME)"
+            )
+        version = int(row[1])
+        if version > q.SCHEMA_VERSION:
+            raise StoreError(
+                f"the store {self._location} has schema version {version}, newer than this pytest-experiments "
+                f"reads ({q.SCHEMA_VERSION}); upgrade pytest-experiments"
+            )
+        return version
+
+    def _create_schema(self) -> None:
+        """Create or migrate the schema (in a transaction, under the creation lock)."""
+        state = self._schema_state()
+        exists, holds, _ = state
+        if not holds:  # new, or an empty schema made for us
+            if not exists:
+                self._db.execute(sql.SQL("CREATE SCHEMA {}").format(self._schema))
+            for statement in q.SCHEMA:
+                self._db.execute(self._compose(statement))
+            self._db.execute(self._compose("INSERT INTO {s}.store_version VALUES (%s, 1)"), (q.APPLICATION,))
+            state = (True, True, True)
+        version = self._check_schema(state)
+        for target in range(version + 1, q.SCHEMA_VERSION + 1):
+            for statement in q.MIGRATIONS[target]:
+                self._db.execute(self._compose(statement))
+            self._db.execute(self._compose("UPDATE {s}.store_version SET version = %s"), (target,))
+
+    def _create_artifacts(self) -> None:
+        try:
+            create_root(self.root)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the artefacts folder {self.root} of the store {self._location} ({exc.strerror}); "
+                "choose another artefacts folder"
+            ) from None
+
+    # -- errors -----------------------------------------------------------------------------
+    def _detail(self, error: BaseException) -> str:
+        """``error``'s message on one line, never holding a password."""
+        text = " ".join(str(error).split())
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    @contextlib.contextmanager
+    def _errors(self, *, writing: bool = True) -> Iterator[None]:
+        """Raise any database error as one :class:`StoreError` line."""
+        try:
+            yield
+        except psycopg.Error as exc:
+            verb = "write" if writing else "read"
+            raise StoreError(
+                f"cannot {verb} the store {self._location} ({self._detail(exc)}); check it, or choose another --xp-store"
+            ) from None
+
+    # -- writing ----------------------------------------------------------------------------
+    def record_session(self, session: SessionStart) -> None:
+        args = (session.session_id, session.started_at, session.started_at, session.host, session.pid)
+        with self._errors():
+            self._db.execute(self._sql["record_session"], (*args, dumps(session.metadata)))
+
+    def start_run(self, start: RunStart) -> None:
+        with self._errors():
+            self._db.execute(self._sql["start_run"], _start_args(start))
+
+    def claim_run(self, start: RunStart, after: int) -> str | None:
+        # Pipelined: BEGIN, the lock and the check reach the server in one round trip, the
+        # insert and COMMIT in a second.
+        with self._errors(), self._db.pipeline(), self._db.transaction():
+            # Claimers of one grid point take turns here; the check then sees the runs of every
+            # claimer before us (each statement reads what was committed when it began).
+            key = _lock_key(self.name, start.module, start.experiment, start.param_hash)
+            self._db.execute(self._sql["lock_grid_point"], (key,))
+            rows = self._db.execute(
+                self._sql["claimed_elsewhere"],
+                (after, start.module, start.experiment, start.param_hash, start.session_id, after),
+            ).fetchall()
+            reason = self._claimed_elsewhere(rows)
+            if reason is None:
+                self._db.execute(self._sql["start_run"], _start_args(start))
+            return reason
+
+    def _claimed_elsewhere(self, rows: list[tuple[Any, ...]]) -> str | None:
+        """Why another session has the grid point, from its runs that are running or after the snapshot."""
+        now = time.time()
+        judged = [(row[0], row[1], self._status(row[2], row[3:7], row[7], row[8], now)) for row in rows]
+        for session_id, _, status in judged:
+            if status == "running":
+                return f"running in session {session_id}"
+        for session_id, is_after, status in judged:
+            # Started after the snapshot and not cut short: that session did this grid point's work.
+            if is_after and status != "interrupted":
+                return f"done in session {session_id}"
+        return None
+
+    def heartbeat(self, session_id: str) -> None:
+        with self._errors():
+            self._db.execute(self._sql["heartbeat"], (time.time(), session_id))
+
+    def finish_run(self, end: RunEnd) -> None:
+        # A function's source is written once per connection, not with every run.
+        new_code = (
+            end.code_sha256 is not None and end.code_source is not None and end.code_sha256 not in self._code_written
+        )
+        code = (end.code_sha256, storable_text(end.code_source)) if new_code else (None, None)
+        points = [[storable_text(p.name) for p in end.points], [p.seq for p in end.points],
+                  [p.step for p in end.points], [p.value for p in end.points]]  # fmt: skip
+        outcome = (
+            end.status, end.finished_at, end.duration, dumps(end.result), dumps(end.metrics),
+            dumps(end.logged_params), dumps(end.metadata), end.code_sha256, storable_text(end.error_type),
+            storable_text(end.error_message), storable_text(end.traceback), end.run_id,
+        )  # fmt: skip
+        with self._errors():
+            self._db.execute(self._sql["finish_run"], (*code, code[1], end.run_id, *points, *outcome))
+        if new_code:
+            self._code_written.add(end.code_sha256)  # type: ignore[arg-type]
+
+    def finish_session(self, session_id: str, finished_at: float, exitstatus: int) -> None:
+        with self._errors():
+            self._db.execute(
+                self._sql["finish_session"],
+                (finished_at, finished_at, exitstatus, session_id, finished_at, finished_at, session_id),
+            )
+
+    # -- reading ----------------------------------------------------------------------------
+    def _status(
+        self, status: str, process: Sequence[Any], heartbeat: float | None, finished: float | None, now: float
+    ) -> str:
+        """The live status of a run stored with ``status`` (see :mod:`pytest_experiments.liveness`)."""
+        if status == "running" and not self._liveness.is_live(Process(*process), heartbeat, finished, now):
+            return "interrupted"
+        return status
+
+    def _record(self, row: Sequence[Any], now: float) -> RunRecord:
+        params, logged_params, metrics, metadata = _decode(row[q.VALUES])
+        return RunRecord(
+            run_id=row[q.RUN_ID],
+            session_id=row[q.SESSION_ID],
+            node_id=row[q.NODE_ID],
+            module=row[q.MODULE],
+            experiment=row[q.EXPERIMENT],
+            param_hash=row[q.PARAM_HASH],
+            params=params,
+            logged_params=logged_params,
+            status=self._status(
+                row[q.STATUS],
+                (row[q.HOST], row[q.PID], row[q.PID_NAMESPACE], row[q.PID_STARTED]),
+                row[q.HEARTBEAT],
+                row[q.SESSION_FINISHED],
+                now,
+            ),
+            started_at=row[q.STARTED],
+            finished_at=row[q.FINISHED],
+            duration=row[q.DURATION],
+            worker=row[q.WORKER],
+            host=row[q.HOST],
+            pid=row[q.PID],
+            dir=self.root / row[q.DIR],
+            metrics=metrics,
+            error_type=row[q.ERROR_TYPE],
+            error_message=row[q.ERROR_MESSAGE],
+            code_sha256=row[q.CODE],
+            metadata=metadata,
+        )
+
+    def _query(self, key: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        # Binary results: numbers arrive as they are, not as text to parse (load() of many runs).
+        with self._errors(writing=False), self._db.cursor(binary=True) as cursor:
+            return cursor.execute(self._sql[key], args).fetchall()
+
+    def runs(
+        self,
+        *,
+        experiment: str | Iterable[str] | None = None,
+        status: str | Iterable[str] | None = None,
+        history: bool = False,
+        session_id: str | None = None,
+    ) -> list[RunRecord]:
+        names = None if experiment is None else [experiment] if isinstance(experiment, str) else list(experiment)
+        rows = self._query("history" if history else "latest", (names, names, session_id, session_id))
+        now = time.time()
+        records = [self._record(row, now) for row in rows]
+        if status is not None:
+            wanted = {status} if isinstance(status, str) else set(status)
+            records = [record for record in records if record.status in wanted]
+        return records
+
+    def grid_snapshot(self) -> GridSnapshot:
+        with self._errors(writing=False), self._db.transaction():
+            # One snapshot of the database for both reads: the runs it shows are exactly
+            # those numbered up to the mark (see the module doc).
+            self._db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            mark_row = self._db.execute(self._sql["mark"]).fetchone()
+            rows = self._db.execute(self._sql["grid"]).fetchall()
+        now = time.time()
+        states: dict[GridKey, GridState] = {
+            (row[0], row[1], row[2]): (self._status(row[3], row[5:9], row[9], row[10], now), row[4]) for row in rows
+        }
+        return GridSnapshot(states, int(mark_row[0]) if mark_row else 0)
+
+    def run(self, run_id: str) -> RunRecord:
+        rows = self._query("run", (run_id,))
+        if not rows:
+            raise KeyError(run_id)
+        row = rows[0]
+        record = self._record(row, time.time())
+        result, traceback, source, session = row[q.LISTED :]
+        record.result = None if result is None else json.loads(result)
+        record.traceback = traceback
+        record.code_source = source
+        record.session = json.loads(session) if session is not None else {}
+        return record
+
+    def metric_series(self, run_id: str, name: str) -> list[tuple[int | None, float]]:
+        rows = self._query("series", (run_id, storable_text(name)))
+        if rows:
+            return [(step, math.nan if value is None else value) for step, value in rows]
+        record = self.run(run_id)
+        return [(None, record.metrics[name])] if name in record.metrics else []
+
+    def _counts(self, session_id: str | None) -> dict[str, dict[str, int]]:
+        """Run counts by status, per session (all sessions when ``session_id`` is None)."""
+        counts: dict[str, dict[str, int]] = {}
+        now = time.time()
+        for row in self._query("counts", (session_id, session_id)):
+            per_session = counts.setdefault(row[0], {})
+            status = self._status(row[1], row[2:6], row[6], row[7], now)
+            per_session[status] = per_session.get(status, 0) + row[8]
+        return counts
+
+    def status_counts(self, session_id: str) -> dict[str, int]:
+        return self._counts(session_id).get(session_id, {})
+
+    def sessions(self) -> list[SessionRecord]:
+        rows = self._query("sessions")
+        counts = self._counts(None)
+        return [
+            SessionRecord(
+                session_id=session_id,
+                started_at=started_at,
+                finished_at=finished_at,
+                host=host,
+                pid=pid,
+                exitstatus=exitstatus,
+                metadata=json.loads(metadata),
+                counts=counts.get(session_id, {}),
+            )
+            for session_id, started_at, finished_at, host, pid, exitstatus, metadata in rows
+        ]
+
+    # -- maintenance ------------------------------------------------------------------------
+    def delete_runs(self, run_ids: Iterable[str]) -> int:
+        ids = list(dict.fromkeys(run_ids))
+        if not ids:
+            return 0
+        with self._errors(), self._db.transaction():
+            folders = [row[0] for row in self._db.execute(self._sql["folders"], (ids,)).fetchall()]
+            self._db.execute(self._sql["delete_points"], (ids,))
+            deleted = self._db.execute(self._sql["delete_runs"], (ids,)).rowcount
+        for relative in folders:
+            remove_run_folder(self.root, relative)
+        return deleted
+
+    def close(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self._db.close()
+
+
+def _start_args(start: RunStart) -> tuple[Any, ...]:
+    return (
+        start.run_id, start.session_id, storable_text(start.node_id), storable_text(start.module), start.experiment,
+        start.param_hash, dumps(start.params), start.started_at, start.worker, start.host, start.pid,
+        start.pid_namespace, start.pid_started, start.dir,
+    )  # fmt: skip
