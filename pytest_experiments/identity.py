@@ -29,7 +29,9 @@ from pytest_experiments.values import (
     volatile_params,
 )
 
-_EXPERIMENT_MARKS = ("experiment", "grid")
+#: The run fixture (``xp`` and ``xp_dir`` request it); see ``fixtures.py``.
+RUN_FIXTURE = "xp_run"
+_FIXTURES_MODULE = "pytest_experiments.fixtures"
 # Per collector node: whether a mark on it or its parents makes its tests experiments.
 _MARKED_KEY = pytest.StashKey[bool]()
 # Per collector node: {function name: (module, experiment)}.
@@ -42,25 +44,51 @@ _ID_TYPES = (str, int, float, bool)
 _GRID_IDS_KEY = pytest.StashKey[dict[str, tuple[list[str], list[dict[str, str]]]]]()
 
 
+def is_experiment_mark(mark: pytest.Mark) -> bool:
+    """``experiment``, or a ``grid`` with something in it: a bare ``@pytest.mark.grid`` may be
+    another plugin's or the suite's own marker, and is left alone."""
+    return mark.name == "experiment" or (mark.name == "grid" and bool(mark.args or mark.kwargs))
+
+
 def _marked(node: pytest.Item | pytest.Collector | None) -> bool:
     if node is None:
         return False
     found = node.stash.get(_MARKED_KEY, None)
     if found is None:
-        own = any(mark.name in _EXPERIMENT_MARKS for mark in node.own_markers)
+        own = any(is_experiment_mark(mark) for mark in node.own_markers)
         found = node.stash[_MARKED_KEY] = own or _marked(node.parent)
     return found
 
 
 def is_experiment(item: pytest.Item) -> bool:
-    """Marked ``experiment`` or ``grid`` (function, class or module), or requesting ``xp`` / ``xp_dir``."""
+    """Marked ``experiment`` or ``grid`` (function, class or module), or receiving this plugin's
+    run fixture (``xp_run``, which ``xp`` and ``xp_dir`` request)."""
     if not isinstance(item, pytest.Function):
         return False
-    names = item.fixturenames
-    if "xp" in names or "xp_dir" in names:
+    if RUN_FIXTURE in item.fixturenames and _receives_own_run_fixture(item):
         return True
     # A grid mark means nothing without this plugin: a grid is always an experiment.
-    return any(mark.name in _EXPERIMENT_MARKS for mark in item.own_markers) or _marked(item.parent)
+    return any(is_experiment_mark(mark) for mark in item.own_markers) or _marked(item.parent)
+
+
+def _receives_own_run_fixture(item: pytest.Function) -> bool:
+    """Whether the ``xp_run`` that ``item`` receives is this plugin's (or one that requests it).
+
+    A suite may define a fixture of the same name: pytest gives the test the closest
+    definition (a conftest, module or class one overrides a plugin's). pytest has no public
+    API naming the definition an item uses, so this reads ``item._fixtureinfo`` (pytest 8
+    and 9: ``name2fixturedefs[name]`` lists the definitions visible to the item, the one it
+    uses last); without it, the fixture name alone decides.
+    """
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}).get(RUN_FIXTURE)
+    if not definitions:
+        return True
+    for definition in reversed(definitions):
+        if getattr(definition.func, "__module__", None) == _FIXTURES_MODULE:
+            return True
+        if RUN_FIXTURE not in definition.argnames:  # overrides ours without using it
+            return False
+    return False
 
 
 def experiment_name(item: pytest.Function) -> str:

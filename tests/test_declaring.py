@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import textwrap
 
 import pytest
 
@@ -106,6 +107,91 @@ def test_plain_suite_writes_nothing_and_creates_no_store(pytester: pytest.Pytest
     assert not (pytester.path / ".experiments").exists()
     assert "xp:" not in result.stdout.str()
 
+
+# An array-API suite (SciPy, scikit-learn, array-api-extra): its ``xp`` fixture is the array
+# namespace, parametrised over backends, under warnings as errors.
+ARRAY_API_CONFTEST = """
+    import importlib
+
+    import pytest
+
+    @pytest.fixture(params=["math", "cmath"])
+    def xp(request):
+        return importlib.import_module(request.param)
+"""
+
+
+def test_a_suite_fixture_named_xp_is_not_the_run_handle(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makeconftest(ARRAY_API_CONFTEST)
+    pytester.makepyfile(
+        test_arrays="""
+        import pytest
+
+        def test_sqrt(xp):
+            assert xp.sqrt(4) == 2
+
+        @pytest.mark.parametrize("n", [1, 2])
+        def test_many(xp, n):
+            assert xp.sqrt(n * n) == n
+
+        class TestOwn:
+            @pytest.fixture
+            def xp(self):
+                return "a class's own xp"
+
+            def test_method(self, xp):
+                assert xp == "a class's own xp"
+        """,
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=7)
+    assert "xp:" not in result.stdout.str()
+    assert not (pytester.path / ".experiments").exists()
+
+
+def test_xp_run_is_the_run_handle_beside_a_suite_fixture_named_xp(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    arrays = pytester.mkpydir("arrays")
+    arrays.joinpath("conftest.py").write_text(textwrap.dedent(ARRAY_API_CONFTEST))
+    arrays.joinpath("test_exp.py").write_text(
+        textwrap.dedent(
+            """
+            def test_handle(xp, xp_run):
+                xp_run.log_metric("root", xp.sqrt(16).real)
+                return {"name": xp.__name__}
+
+            def test_folder(xp_dir):
+                (xp_dir / "a.txt").write_text("x")
+
+            def test_plain(xp):
+                pass
+            """
+        )
+    )
+    elsewhere = pytester.mkpydir("elsewhere")  # beyond that conftest: xp is ours
+    elsewhere.joinpath("test_ours.py").write_text("def test_ours(xp):\n    xp.log_metric('m', 1)\n")
+    extending = pytester.mkpydir("extending")  # a conftest whose xp builds on ours
+    extending.joinpath("conftest.py").write_text(
+        "import pytest\n\n@pytest.fixture\ndef xp(xp):\n    xp.metadata['via'] = 'conftest'\n    return xp\n"
+    )
+    extending.joinpath("test_extended.py").write_text("def test_extended(xp):\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=7)
+    runs = by_node(pytester)
+    assert set(runs) == {
+        "arrays/test_exp.py::test_handle[math]",
+        "arrays/test_exp.py::test_handle[cmath]",
+        "arrays/test_exp.py::test_folder",
+        "elsewhere/test_ours.py::test_ours",
+        "extending/test_extended.py::test_extended",
+    }
+    assert runs["arrays/test_exp.py::test_handle[cmath]"].metrics == {"root": 4.0}
+    assert runs["arrays/test_exp.py::test_handle[math]"].params == {"xp": "math"}  # the fixture's param
+    assert runs["elsewhere/test_ours.py::test_ours"].metrics == {"m": 1.0}
+    assert (runs["arrays/test_exp.py::test_folder"].dir / "a.txt").read_text() == "x"
+    with Store.open(pytester.path / ".experiments") as store:
+        assert store.run(runs["extending/test_extended.py::test_extended"].run_id).metadata["via"] == "conftest"
 
 # -- grids ------------------------------------------------------------------------------
 
