@@ -7,9 +7,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from processes import LEAKY_ENV, Processes
+from processes import LEAKY_ENV, PLUGINS_OFF, Processes
 
 pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(autouse=True)
+def _plugins_off(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inner sessions start with the test extra's third-party plugins off (see ``processes.PLUGINS_OFF``)."""
+    if "pytester" in request.fixturenames:
+        request.getfixturevalue("pytester")  # which clears PYTEST_ADDOPTS when it starts
+    monkeypatch.setenv("PYTEST_ADDOPTS", PLUGINS_OFF)
 
 
 @pytest.fixture
@@ -20,6 +28,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     for name in LEAKY_ENV:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PYTEST_ADDOPTS", PLUGINS_OFF)
 
 
 @pytest.fixture
