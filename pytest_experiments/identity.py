@@ -40,8 +40,10 @@ _GRID_POINT_KEY = pytest.StashKey["GridPoint"]()
 _IDENTITY_KEY = pytest.StashKey["Identity"]()
 _PARAMETER_SET = type(pytest.param())
 _ID_TYPES = (str, int, float, bool)
-# Per collector node: {function name: (grid axes, per grid point {axis: id given})}.
-_GRID_IDS_KEY = pytest.StashKey[dict[str, tuple[list[str], list[dict[str, str]]]]]()
+# Per collector node: {function name: per grid level, (its axes, {its values' key: {axis: id given}})}.
+_GRID_IDS_KEY = pytest.StashKey[dict[str, list[tuple[list[str], dict[tuple[int, ...], dict[str, str]]]]]]()
+# Per collector node: {id of a parametrize mark: {its values' key: position}}.
+_POSITIONS_KEY = pytest.StashKey[dict[int, dict[tuple[int, ...], int]]]()
 
 
 def is_experiment_mark(mark: pytest.Mark) -> bool:
@@ -198,38 +200,72 @@ def explicit_ids(item: pytest.Function) -> dict[str, str]:
     found: dict[str, str] = {}
     for mark in item.iter_markers("parametrize"):  # closest first: a function's mark wins
         names, values, ids = _parametrize_arguments(mark)
-        if not names or names[0] not in callspec.indices:
+        if not names or any(name not in callspec.params for name in names):
             continue
-        index = callspec.indices[names[0]]
-        entry = values[index] if isinstance(values, Sequence) and index < len(values) else None
+        index = _position(item, mark, names, values)
+        entry = values[index] if index is not None else None
         given = entry.id if isinstance(entry, _PARAMETER_SET) else None
-        if given is None and isinstance(ids, Sequence) and not isinstance(ids, str) and index < len(ids):
-            given = ids[index]
+        if given is None and index is not None and isinstance(ids, Sequence) and not isinstance(ids, str):
+            given = ids[index] if index < len(ids) else None
         for name in names:
             own = _id_of(callspec.params.get(name), ids, given)
             if own is not None:
                 found.setdefault(name, own)
-    for name, given in _grid_ids(item, callspec.indices).items():
+    for name, given in _grid_ids(item).items():
         found.setdefault(name, given)
     return found
 
 
-def keep_grid_ids(definition: pytest.Function, names: list[str], given: list[dict[str, str]]) -> None:
-    """Note the ids given to values in ``definition``'s grid marks, per grid point, for :func:`explicit_ids`."""
+def _values_key(values: Sequence[Any]) -> tuple[int, ...]:
+    """What finds a parameter set among a mark's: the identity of its values, which pytest
+    hands to the item unchanged."""
+    return tuple(id(value) for value in values)
+
+
+def _position(item: pytest.Function, mark: pytest.Mark, names: list[str], values: Any) -> int | None:
+    """Where ``item``'s values of ``names`` stand among the ``values`` of a ``parametrize`` mark.
+
+    Not ``callspec.indices``: pytest (9) numbers a direct parameter's index over the whole
+    product of stacked marks, not among its own mark's values. Each mark's positions are
+    computed once (per parent node), so a large grid stays linear.
+    """
+    if not isinstance(values, Sequence):
+        return None
+    cache = item.parent.stash.setdefault(_POSITIONS_KEY, {}) if item.parent is not None else {}
+    positions = cache.get(id(mark))  # marks live as long as the session's functions
+    if positions is None:
+        positions = cache[id(mark)] = {}
+        for index, entry in enumerate(values):
+            entry_values = entry.values if isinstance(entry, _PARAMETER_SET) else (entry,) if len(names) == 1 else entry
+            if isinstance(entry_values, Sequence) and len(entry_values) == len(names):
+                positions.setdefault(_values_key(entry_values), index)
+    params = item.callspec.params
+    return positions.get(_values_key([params[name] for name in names]))
+
+
+def keep_grid_ids(definition: pytest.Function, levels: list[tuple[list[str], list[Any], list[dict[str, str]]]]) -> None:
+    """Note the ids given to values in ``definition``'s grid marks, for :func:`explicit_ids`:
+    per level (one ``parametrize`` call), its axes, its points (``pytest.param`` sets) and
+    per point the ids given."""
     parent = definition.parent
     if isinstance(parent, (pytest.Module, pytest.Class)):
-        parent.stash.setdefault(_GRID_IDS_KEY, {})[definition.originalname] = (names, given)
+        kept = [
+            (names, {_values_key(point.values): ids for point, ids in zip(points, given, strict=True) if ids})
+            for names, points, given in levels
+        ]
+        parent.stash.setdefault(_GRID_IDS_KEY, {})[definition.originalname] = kept
 
 
-def _grid_ids(item: pytest.Function, indices: dict[str, int]) -> dict[str, str]:
+def _grid_ids(item: pytest.Function) -> dict[str, str]:
     """The ids given to ``item``'s values in its grid marks (see :func:`keep_grid_ids`)."""
     parent = item.parent
     recorded = parent.stash.get(_GRID_IDS_KEY, {}).get(item.originalname) if parent is not None else None
-    if recorded is None:
-        return {}
-    names, given = recorded
-    index = indices.get(names[0])
-    return given[index] if index is not None and index < len(given) else {}
+    found: dict[str, str] = {}
+    params = item.callspec.params
+    for names, given in recorded or ():
+        if all(name in params for name in names):
+            found.update(given.get(_values_key([params[name] for name in names]), {}))
+    return found
 
 
 @dataclass(slots=True)
