@@ -32,6 +32,9 @@ from pytest_experiments.values import (
 #: The run fixture (``xp`` and ``xp_dir`` request it); see ``fixtures.py``.
 RUN_FIXTURE = "xp_run"
 _FIXTURES_MODULE = "pytest_experiments.fixtures"
+# pytest-repeat's parameter (``--count``), and the name it is stored under.
+_REPEAT_STEP = "__pytest_repeat_step_number"
+REPEAT = "repeat"
 # Per collector node: whether a mark on it or its parents makes its tests experiments.
 _MARKED_KEY = pytest.StashKey[bool]()
 # Per collector node: {function name: (module, experiment)}.
@@ -113,7 +116,20 @@ def _names(item: pytest.Function) -> tuple[str, str]:
 
 def _callspec_params(item: pytest.Function) -> dict[str, Any]:
     callspec = getattr(item, "callspec", None)
-    return callspec.params if callspec is not None else {}
+    if callspec is None:
+        return {}
+    params: dict[str, Any] = callspec.params
+    return _with_repeat(params) if _REPEAT_STEP in params else params
+
+
+def _with_repeat(params: dict[str, Any]) -> dict[str, Any]:
+    """pytest-repeat's step (0, 1, ... under ``--count``) as the parameter ``repeat`` (1, 2, ...,
+    as its ids read): each repetition is a grid point of its own, which resume counts."""
+    name = REPEAT if REPEAT not in params else _REPEAT_STEP  # the test's own ``repeat`` keeps its name
+    return {
+        (name if key == _REPEAT_STEP else key): (value + 1 if key == _REPEAT_STEP else value)
+        for key, value in params.items()
+    }
 
 
 def _params(item: pytest.Function) -> tuple[dict[str, Any], dict[str, Any]]:
