@@ -193,6 +193,7 @@ def test_xp_run_is_the_run_handle_beside_a_suite_fixture_named_xp(pytester: pyte
     with Store.open(pytester.path / ".experiments") as store:
         assert store.run(runs["extending/test_extended.py::test_extended"].run_id).metadata["via"] == "conftest"
 
+
 # -- grids ------------------------------------------------------------------------------
 
 
@@ -380,7 +381,9 @@ def test_grid_marks_at_different_levels_multiply(pytester: pytest.Pytester) -> N
     runs = all_runs(pytester)
     fit = sorted((run.params["seed"], run.params["lr"]) for run in runs if run.experiment == "TestModel.test_fit")
     assert fit == [(0, 0.01), (0, 0.1), (1, 0.01), (1, 0.1)]
-    tree = sorted((run.params["seed"], run.params["depth"] or 0) for run in runs if run.experiment == "TestModel.test_tree")
+    tree = sorted(
+        (run.params["seed"], run.params["depth"] or 0) for run in runs if run.experiment == "TestModel.test_tree"
+    )
     assert tree == [(0, 0), (0, 2), (1, 0), (1, 2)]
     defaults = [run.params for run in runs if run.experiment == "TestModel.test_defaults"]
     assert sorted(defaults, key=str) == [{"data": "iris", "seed": 0}, {"data": "iris", "seed": 1}]
