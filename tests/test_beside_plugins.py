@@ -327,3 +327,42 @@ def test_repetitions_are_grid_points_with_a_repeat_parameter(pytester: pytest.Py
     result = pytester.runpytest("-p", "repeat", "--count", "5", "--xp-resume")
     result.assert_outcomes(passed=2, deselected=5)
     result.stdout.fnmatch_lines(["xp: resume: 5 done, 2 to run (2 never run)*"])
+
+
+# -- --sw (stepwise) with --xp-retry-failed ----------------------------------------------
+
+
+@XDIST
+def test_retry_failed_under_stepwise_says_what_stepwise_left_out(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, xdist: list[str]
+) -> None:
+    pytester.makepyfile(
+        test_sw="""
+        import os
+
+        import pytest
+
+        @pytest.mark.grid(i=[0, 1, 2, 3])
+        def test_point(i):
+            assert str(i) not in os.environ["FAIL"]
+        """
+    )
+    monkeypatch.setenv("FAIL", "02")
+    pytester.runpytest().assert_outcomes(passed=2, failed=2)
+    # --sw-skip steps over the failure of point 0 and stops at point 2: stepwise's position.
+    pytester.runpytest("--sw", "--sw-skip").assert_outcomes(passed=1, failed=2)
+
+    # Stepwise skips everything before its position, point 0 included, which failed: retry
+    # runs point 2 only, and says that one more is left to run.
+    result = pytester.runpytest("--sw", "--xp-retry-failed", *xdist)
+    result.assert_outcomes(failed=1, deselected=3)
+    assert (
+        "xp: retry-failed: 1 done, 1 to run (1 failed); 1 more to run deselected by other options "
+        "(--sw skips what precedes its last failure; --sw-reset runs them)"
+    ) in result.stdout.lines
+    assert [run.params["i"] for run in history(pytester)[-1:]] == [2]
+
+    monkeypatch.setenv("FAIL", "")
+    result = pytester.runpytest("--sw-reset", "--xp-retry-failed", *xdist)
+    result.assert_outcomes(passed=2, deselected=2)
+    assert "xp: retry-failed: 2 done, 2 to run (2 failed)" in result.stdout.lines
