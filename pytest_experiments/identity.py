@@ -29,8 +29,8 @@ from pytest_experiments.values import (
     volatile_params,
 )
 
-#: The run fixture (``xp`` and ``xp_dir`` request it); see ``fixtures.py``.
-RUN_FIXTURE = "xp_run"
+# The fixtures that make a test an experiment, when the test receives ours (``fixtures.py``).
+_RUN_FIXTURES = ("xp", "xp_run", "xp_dir")
 _FIXTURES_MODULE = "pytest_experiments.fixtures"
 # pytest-repeat's parameter (``--count``), and the name it is stored under.
 _REPEAT_STEP = "__pytest_repeat_step_number"
@@ -67,31 +67,33 @@ def _marked(node: pytest.Item | pytest.Collector | None) -> bool:
 
 def is_experiment(item: pytest.Item) -> bool:
     """Marked ``experiment`` or ``grid`` (function, class or module), or receiving this plugin's
-    run fixture (``xp_run``, which ``xp`` and ``xp_dir`` request)."""
+    ``xp``, ``xp_run`` or ``xp_dir`` fixture (not a suite's own of that name)."""
     if not isinstance(item, pytest.Function):
         return False
-    if RUN_FIXTURE in item.fixturenames and _receives_own_run_fixture(item):
+    names = item.fixturenames
+    if any(name in names and _receives_ours(item, name) for name in _RUN_FIXTURES):
         return True
     # A grid mark means nothing without this plugin: a grid is always an experiment.
     return any(is_experiment_mark(mark) for mark in item.own_markers) or _marked(item.parent)
 
 
-def _receives_own_run_fixture(item: pytest.Function) -> bool:
-    """Whether the ``xp_run`` that ``item`` receives is this plugin's (or one that requests it).
+def _receives_ours(item: pytest.Function, name: str) -> bool:
+    """Whether the fixture ``name`` that ``item`` receives is this plugin's (or one built on it).
 
     A suite may define a fixture of the same name: pytest gives the test the closest
-    definition (a conftest, module or class one overrides a plugin's). pytest has no public
-    API naming the definition an item uses, so this reads ``item._fixtureinfo`` (pytest 8
-    and 9: ``name2fixturedefs[name]`` lists the definitions visible to the item, the one it
-    uses last); without it, the fixture name alone decides.
+    definition (a conftest, module or class one overrides a plugin's), which may request the
+    one it overrides (``def xp(xp)``). pytest has no public API naming the definition an item
+    uses, so this reads ``item._fixtureinfo`` (pytest 8 and 9: ``name2fixturedefs[name]``
+    lists the definitions visible to the item, the one it uses last); without it, the name
+    alone decides.
     """
-    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}).get(RUN_FIXTURE)
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}).get(name)
     if not definitions:
         return True
     for definition in reversed(definitions):
         if getattr(definition.func, "__module__", None) == _FIXTURES_MODULE:
             return True
-        if RUN_FIXTURE not in definition.argnames:  # overrides ours without using it
+        if name not in definition.argnames:  # overrides ours without using it
             return False
     return False
 

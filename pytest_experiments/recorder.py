@@ -302,7 +302,8 @@ def _returns_to_caller(item: pytest.Function) -> bool:
     Not under unittest (``TestCase`` runs the method itself and drops what it returns), nor
     under hypothesis (``@given`` calls the function itself and forbids a return value).
     """
-    if item.cls is not None and issubclass(item.cls, unittest.TestCase):
+    parent = item.parent  # not item.cls, which walks every parent: this runs for every run
+    if isinstance(parent, pytest.Class) and issubclass(parent.obj, unittest.TestCase):
         return False
     function = item.obj
     return not getattr(function, "is_hypothesis_test", False) and not inspect.isasyncgenfunction(function)
