@@ -1,4 +1,11 @@
-"""The ``xp`` and ``xp_dir`` fixtures."""
+"""The ``xp`` / ``xp_run`` and ``xp_dir`` fixtures.
+
+``xp_run`` is the run handle under a name nobody else uses, ``xp`` the short name for it.
+A suite may define a fixture of one of these names itself (array-API code names its array
+namespace ``xp``): a test receiving that one is not an experiment (see
+:func:`pytest_experiments.identity.is_experiment`), and reaches its run as ``xp_run``.
+Each reads the run directly: one fixture per test, not a chain.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,13 @@ import pytest
 
 from pytest_experiments.recorder import RUN_KEY
 from pytest_experiments.run import Run
+
+
+def _current_run(request: pytest.FixtureRequest) -> Run:
+    run: Run | None = request.node.stash.get(RUN_KEY, None)
+    if run is None:
+        pytest.fail("xp: no experiment run for this test (is pytest-experiments disabled?)", pytrace=False)
+    return run
 
 
 @pytest.fixture
@@ -22,13 +36,17 @@ def xp(request: pytest.FixtureRequest) -> Run:
             (xp.dir / "model.txt").write_text("...")
             return {"accuracy": 0.93}
     """
-    run: Run | None = request.node.stash.get(RUN_KEY, None)
-    if run is None:
-        pytest.fail("xp: no experiment run for this test (is pytest-experiments disabled?)", pytrace=False)
-    return run
+    return _current_run(request)
 
 
 @pytest.fixture
-def xp_dir(xp: Run) -> Path:
+def xp_run(request: pytest.FixtureRequest) -> Run:
+    """The current experiment run, as ``xp``: for suites where ``xp`` is a fixture of their own
+    (the array namespace of array-API code)."""
+    return _current_run(request)
+
+
+@pytest.fixture
+def xp_dir(request: pytest.FixtureRequest) -> Path:
     """The run's own folder inside the store (``xp.dir``); files written there are its artefacts."""
-    return xp.dir
+    return _current_run(request).dir

@@ -1,8 +1,9 @@
 """``@pytest.mark.grid(name=values, ..., where=None)``: parameter grids.
 
 Each mark is the cartesian product of its axes, filtered by ``where(**point) -> bool``;
-several marks on one function give the union of their grids (conditional grids). Ids
-read ``lr=0.01-seed=0``.
+several marks at one level (the function, its class, its module) give the union of their
+grids (conditional grids); marks at different levels multiply, as stacked ``parametrize``
+marks do. Ids read ``lr=0.01-seed=0``. A mark without axes is left alone.
 """
 
 from __future__ import annotations
@@ -163,19 +164,53 @@ def grid_points(marks: list[pytest.Mark], function: str, argnames: Iterable[str]
     return grid
 
 
+def marks_by_level(definition: pytest.Item) -> list[list[pytest.Mark]]:
+    """``definition``'s grid marks with axes, grouped by the node carrying them (function,
+    class, module), closest level first, each level's marks in the order they were written.
+
+    A bare ``@pytest.mark.grid`` may be the suite's own marker of that name: left out.
+    """
+    levels: dict[int, list[pytest.Mark]] = {}  # id(node): nodes hash in Python, and id is enough here
+    for node, mark in definition.iter_markers_with_node("grid"):
+        if mark.args or mark.kwargs:
+            levels.setdefault(id(node), []).append(mark)
+    # Marks are found closest first; keep the order in which they were written.
+    return [marks[::-1] for marks in levels.values()]
+
+
+def _check_levels(grids: list[Grid], function: str) -> None:
+    """Each axis at one level: the levels' grids multiply, and a value is given once."""
+    seen: set[str] = set()
+    for grid in grids:
+        twice = seen.intersection(grid.names)
+        if twice:
+            axis = sorted(twice)[0]
+            _fail(
+                function,
+                f"axis {axis!r} is in grid marks at two levels (function, class, module); "
+                "marks at different levels multiply, so give each axis at one level",
+            )
+        seen.update(grid.names)
+
+
 class GridPlugin:
-    """Turns ``grid`` marks into ``metafunc.parametrize`` calls."""
+    """Turns ``grid`` marks into ``metafunc.parametrize`` calls: one per level (function,
+    class, module), which pytest multiplies as it does stacked ``parametrize`` marks; the
+    marks of one level give the union of their grids."""
 
     @pytest.hookimpl
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        marks = list(metafunc.definition.iter_markers("grid"))
-        if not marks:
+        levels = marks_by_level(metafunc.definition)
+        if not levels:
             return
-        # Marks are found closest first; keep the order in which they were written.
-        marks.reverse()
-        grid = grid_points(marks, metafunc.function.__name__, metafunc.fixturenames)
-        if not grid.points:
-            _fail(metafunc.function.__name__, "where= left no point in the grid")
-        metafunc.parametrize(grid.names, grid.points)
-        if any(grid.given_ids):  # they identify values JSON cannot hold (see identity.py)
-            keep_grid_ids(metafunc.definition, grid.names, grid.given_ids)
+        function = metafunc.function.__name__
+        grids = [grid_points(marks, function, metafunc.fixturenames) for marks in levels]
+        _check_levels(grids, function)
+        for grid in grids:
+            if not grid.points:
+                _fail(function, "where= left no point in the grid")
+        for grid in grids:
+            metafunc.parametrize(grid.names, grid.points)
+        given = [(grid.names, grid.points, grid.given_ids) for grid in grids if any(grid.given_ids)]
+        if given:  # they identify values JSON cannot hold (see identity.py)
+            keep_grid_ids(metafunc.definition, given)

@@ -29,7 +29,12 @@ from pytest_experiments.values import (
     volatile_params,
 )
 
-_EXPERIMENT_MARKS = ("experiment", "grid")
+# The fixtures that make a test an experiment, when the test receives ours (``fixtures.py``).
+_RUN_FIXTURES = ("xp", "xp_run", "xp_dir")
+_FIXTURES_MODULE = "pytest_experiments.fixtures"
+# pytest-repeat's parameter (``--count``), and the name it is stored under.
+_REPEAT_STEP = "__pytest_repeat_step_number"
+REPEAT = "repeat"
 # Per collector node: whether a mark on it or its parents makes its tests experiments.
 _MARKED_KEY = pytest.StashKey[bool]()
 # Per collector node: {function name: (module, experiment)}.
@@ -38,8 +43,16 @@ _GRID_POINT_KEY = pytest.StashKey["GridPoint"]()
 _IDENTITY_KEY = pytest.StashKey["Identity"]()
 _PARAMETER_SET = type(pytest.param())
 _ID_TYPES = (str, int, float, bool)
-# Per collector node: {function name: (grid axes, per grid point {axis: id given})}.
-_GRID_IDS_KEY = pytest.StashKey[dict[str, tuple[list[str], list[dict[str, str]]]]]()
+# Per collector node: {function name: per grid level, (its axes, {its values' key: {axis: id given}})}.
+_GRID_IDS_KEY = pytest.StashKey[dict[str, list[tuple[list[str], dict[tuple[int, ...], dict[str, str]]]]]]()
+# Per collector node: {id of a parametrize mark: {its values' key: position}}.
+_POSITIONS_KEY = pytest.StashKey[dict[int, dict[tuple[int, ...], int]]]()
+
+
+def is_experiment_mark(mark: pytest.Mark) -> bool:
+    """``experiment``, or a ``grid`` with something in it: a bare ``@pytest.mark.grid`` may be
+    another plugin's or the suite's own marker, and is left alone."""
+    return mark.name == "experiment" or (mark.name == "grid" and bool(mark.args or mark.kwargs))
 
 
 def _marked(node: pytest.Item | pytest.Collector | None) -> bool:
@@ -47,20 +60,42 @@ def _marked(node: pytest.Item | pytest.Collector | None) -> bool:
         return False
     found = node.stash.get(_MARKED_KEY, None)
     if found is None:
-        own = any(mark.name in _EXPERIMENT_MARKS for mark in node.own_markers)
+        own = any(is_experiment_mark(mark) for mark in node.own_markers)
         found = node.stash[_MARKED_KEY] = own or _marked(node.parent)
     return found
 
 
 def is_experiment(item: pytest.Item) -> bool:
-    """Marked ``experiment`` or ``grid`` (function, class or module), or requesting ``xp`` / ``xp_dir``."""
+    """Marked ``experiment`` or ``grid`` (function, class or module), or receiving this plugin's
+    ``xp``, ``xp_run`` or ``xp_dir`` fixture (not a suite's own of that name)."""
     if not isinstance(item, pytest.Function):
         return False
     names = item.fixturenames
-    if "xp" in names or "xp_dir" in names:
+    if any(name in names and _receives_ours(item, name) for name in _RUN_FIXTURES):
         return True
     # A grid mark means nothing without this plugin: a grid is always an experiment.
-    return any(mark.name in _EXPERIMENT_MARKS for mark in item.own_markers) or _marked(item.parent)
+    return any(is_experiment_mark(mark) for mark in item.own_markers) or _marked(item.parent)
+
+
+def _receives_ours(item: pytest.Function, name: str) -> bool:
+    """Whether the fixture ``name`` that ``item`` receives is this plugin's (or one built on it).
+
+    A suite may define a fixture of the same name: pytest gives the test the closest
+    definition (a conftest, module or class one overrides a plugin's), which may request the
+    one it overrides (``def xp(xp)``). pytest has no public API naming the definition an item
+    uses, so this reads ``item._fixtureinfo`` (pytest 8 and 9: ``name2fixturedefs[name]``
+    lists the definitions visible to the item, the one it uses last); without it, the name
+    alone decides.
+    """
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}).get(name)
+    if not definitions:
+        return True
+    for definition in reversed(definitions):
+        if getattr(definition.func, "__module__", None) == _FIXTURES_MODULE:
+            return True
+        if name not in definition.argnames:  # overrides ours without using it
+            return False
+    return False
 
 
 def experiment_name(item: pytest.Function) -> str:
@@ -83,7 +118,20 @@ def _names(item: pytest.Function) -> tuple[str, str]:
 
 def _callspec_params(item: pytest.Function) -> dict[str, Any]:
     callspec = getattr(item, "callspec", None)
-    return callspec.params if callspec is not None else {}
+    if callspec is None:
+        return {}
+    params: dict[str, Any] = callspec.params
+    return _with_repeat(params) if _REPEAT_STEP in params else params
+
+
+def _with_repeat(params: dict[str, Any]) -> dict[str, Any]:
+    """pytest-repeat's step (0, 1, ... under ``--count``) as the parameter ``repeat`` (1, 2, ...,
+    as its ids read): each repetition is a grid point of its own, which resume counts."""
+    name = REPEAT if REPEAT not in params else _REPEAT_STEP  # the test's own ``repeat`` keeps its name
+    return {
+        (name if key == _REPEAT_STEP else key): (value + 1 if key == _REPEAT_STEP else value)
+        for key, value in params.items()
+    }
 
 
 def _params(item: pytest.Function) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -170,38 +218,72 @@ def explicit_ids(item: pytest.Function) -> dict[str, str]:
     found: dict[str, str] = {}
     for mark in item.iter_markers("parametrize"):  # closest first: a function's mark wins
         names, values, ids = _parametrize_arguments(mark)
-        if not names or names[0] not in callspec.indices:
+        if not names or any(name not in callspec.params for name in names):
             continue
-        index = callspec.indices[names[0]]
-        entry = values[index] if isinstance(values, Sequence) and index < len(values) else None
+        index = _position(item, mark, names, values)
+        entry = values[index] if index is not None else None
         given = entry.id if isinstance(entry, _PARAMETER_SET) else None
-        if given is None and isinstance(ids, Sequence) and not isinstance(ids, str) and index < len(ids):
-            given = ids[index]
+        if given is None and index is not None and isinstance(ids, Sequence) and not isinstance(ids, str):
+            given = ids[index] if index < len(ids) else None
         for name in names:
             own = _id_of(callspec.params.get(name), ids, given)
             if own is not None:
                 found.setdefault(name, own)
-    for name, given in _grid_ids(item, callspec.indices).items():
+    for name, given in _grid_ids(item).items():
         found.setdefault(name, given)
     return found
 
 
-def keep_grid_ids(definition: pytest.Function, names: list[str], given: list[dict[str, str]]) -> None:
-    """Note the ids given to values in ``definition``'s grid marks, per grid point, for :func:`explicit_ids`."""
+def _values_key(values: Sequence[Any]) -> tuple[int, ...]:
+    """What finds a parameter set among a mark's: the identity of its values, which pytest
+    hands to the item unchanged."""
+    return tuple(id(value) for value in values)
+
+
+def _position(item: pytest.Function, mark: pytest.Mark, names: list[str], values: Any) -> int | None:
+    """Where ``item``'s values of ``names`` stand among the ``values`` of a ``parametrize`` mark.
+
+    Not ``callspec.indices``: pytest (9) numbers a direct parameter's index over the whole
+    product of stacked marks, not among its own mark's values. Each mark's positions are
+    computed once (per parent node), so a large grid stays linear.
+    """
+    if not isinstance(values, Sequence):
+        return None
+    cache = item.parent.stash.setdefault(_POSITIONS_KEY, {}) if item.parent is not None else {}
+    positions = cache.get(id(mark))  # marks live as long as the session's functions
+    if positions is None:
+        positions = cache[id(mark)] = {}
+        for index, entry in enumerate(values):
+            entry_values = entry.values if isinstance(entry, _PARAMETER_SET) else (entry,) if len(names) == 1 else entry
+            if isinstance(entry_values, Sequence) and len(entry_values) == len(names):
+                positions.setdefault(_values_key(entry_values), index)
+    params = item.callspec.params
+    return positions.get(_values_key([params[name] for name in names]))
+
+
+def keep_grid_ids(definition: pytest.Function, levels: list[tuple[list[str], list[Any], list[dict[str, str]]]]) -> None:
+    """Note the ids given to values in ``definition``'s grid marks, for :func:`explicit_ids`:
+    per level (one ``parametrize`` call), its axes, its points (``pytest.param`` sets) and
+    per point the ids given."""
     parent = definition.parent
     if isinstance(parent, (pytest.Module, pytest.Class)):
-        parent.stash.setdefault(_GRID_IDS_KEY, {})[definition.originalname] = (names, given)
+        kept = [
+            (names, {_values_key(point.values): ids for point, ids in zip(points, given, strict=True) if ids})
+            for names, points, given in levels
+        ]
+        parent.stash.setdefault(_GRID_IDS_KEY, {})[definition.originalname] = kept
 
 
-def _grid_ids(item: pytest.Function, indices: dict[str, int]) -> dict[str, str]:
+def _grid_ids(item: pytest.Function) -> dict[str, str]:
     """The ids given to ``item``'s values in its grid marks (see :func:`keep_grid_ids`)."""
     parent = item.parent
     recorded = parent.stash.get(_GRID_IDS_KEY, {}).get(item.originalname) if parent is not None else None
-    if recorded is None:
-        return {}
-    names, given = recorded
-    index = indices.get(names[0])
-    return given[index] if index is not None and index < len(given) else {}
+    found: dict[str, str] = {}
+    params = item.callspec.params
+    for names, given in recorded or ():
+        if all(name in params for name in names):
+            found.update(given.get(_values_key([params[name] for name in names]), {}))
+    return found
 
 
 @dataclass(slots=True)

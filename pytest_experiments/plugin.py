@@ -14,7 +14,7 @@ import pytest
 
 from pytest_experiments import hookspecs
 from pytest_experiments.collectors import BUILTIN_COLLECTORS
-from pytest_experiments.fixtures import xp, xp_dir  # noqa: F401  (fixtures of this plugin)
+from pytest_experiments.fixtures import xp, xp_dir, xp_run  # noqa: F401  (fixtures of this plugin)
 from pytest_experiments.grid import GridPlugin
 from pytest_experiments.handle import StoreHandle
 from pytest_experiments.identity import DistinctValues

@@ -2,7 +2,8 @@
 
 setup (tryfirst)     the run is written as ``running`` and ``run_start`` hooks are called,
                      before any fixture, so a crash at any later point leaves evidence
-pyfunc_call          the experiment is called by us, its return value kept as the result
+call (wrapper)       the test function is wrapped for the call, its return value kept as the
+                     result (sync or async, whoever runs it)
 makereport           the setup / call / teardown reports are observed; before the teardown
                      report is shown: status, ``run_end`` hooks, and the completed run is
                      written in one transaction (a failed write turns that report into an error)
@@ -15,11 +16,14 @@ and nothing more is written to it (see :class:`StoreHandle`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 import socket
 import time
+import unittest  # pytest imports it already
 import warnings
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
@@ -35,6 +39,7 @@ from pytest_experiments.values import metrics_from_result, to_json_value
 RUN_KEY = pytest.StashKey[Run]()
 REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 RESULT_KEY = pytest.StashKey[Any]()
+ATTEMPT_KEY = pytest.StashKey[int]()
 
 
 class PytestExperimentsWarning(pytest.PytestWarning):
@@ -115,6 +120,12 @@ class Recorder:
             pid_started=self._pid_started,
             function=getattr(item, "function", None),
         )
+        # A rerun plugin (pytest-rerunfailures) runs the whole protocol again: each attempt
+        # is a run of its own, numbered, and keeps nothing of the attempt before.
+        attempt = item.stash[ATTEMPT_KEY] = item.stash.get(ATTEMPT_KEY, 0) + 1
+        run.metadata["attempt"] = attempt
+        if RESULT_KEY in item.stash:
+            del item.stash[RESULT_KEY]
         taken_by = self._start(item, run)
         if taken_by is not None:
             # A plain tryfirst hook, not a wrapper: a skip raised from a setup wrapper
@@ -152,18 +163,20 @@ class Recorder:
         _stop(item.session, failure)
         return True  # not run, nothing reported: as the items after ``-x`` stops a session
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
-        run = pyfuncitem.stash.get(RUN_KEY, None)
-        function = pyfuncitem.obj
-        if run is None or inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
-            return None
-        funcargs = pyfuncitem.funcargs
-        # The same call pytest's own pytest_pyfunc_call makes; we keep the return value
-        # instead of warning that a test returned something.
-        result = function(**{name: funcargs[name] for name in pyfuncitem._fixtureinfo.argnames})
-        self._keep_result(run, pyfuncitem, result)
-        return True
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        # The test function is swapped for one that keeps its return value and returns None,
+        # for the call only: whoever calls it (pytest, pytest-asyncio's runner, anyio's) calls
+        # ours, and pytest has no non-None return to warn about.
+        run = item.stash.get(RUN_KEY, None)
+        if run is None or not isinstance(item, pytest.Function) or not _returns_to_caller(item):
+            return (yield)
+        function = item.obj
+        item.obj = _keeping_result(function, lambda result: self._keep_result(run, item, result))
+        try:
+            return (yield)
+        finally:
+            item.obj = function
 
     def _keep_result(self, run: Run, item: pytest.Function, result: Any) -> None:
         """Store the return value as best it can; warnings are issued here, inside the test's own call.
@@ -281,6 +294,40 @@ class Recorder:
             message = describe(exc, self._store.path)
             self._store.fail(message)
             raise StoreError(message) from None
+
+
+def _returns_to_caller(item: pytest.Function) -> bool:
+    """Whether the item's test function hands its return value to whoever calls it.
+
+    Not under unittest (``TestCase`` runs the method itself and drops what it returns), nor
+    under hypothesis (``@given`` calls the function itself and forbids a return value).
+    """
+    parent = item.parent  # not item.cls, which walks every parent: this runs for every run
+    if isinstance(parent, pytest.Class) and issubclass(parent.obj, unittest.TestCase):
+        return False
+    function = item.obj
+    return not getattr(function, "is_hypothesis_test", False) and not inspect.isasyncgenfunction(function)
+
+
+def _keeping_result(function: Callable[..., Any], keep: Callable[[Any], None]) -> Callable[..., Any]:
+    """``function`` (sync or async, its signature kept) returning None, its result given to ``keep``."""
+    if inspect.iscoroutinefunction(function):
+
+        @functools.wraps(function)
+        async def keeping_async(*args: Any, **kwargs: Any) -> None:
+            keep(await function(*args, **kwargs))
+
+        return keeping_async
+
+    @functools.wraps(function)
+    def keeping(*args: Any, **kwargs: Any) -> Any:
+        result = function(*args, **kwargs)
+        if inspect.isawaitable(result):
+            return result  # a coroutine from a sync function: pytest says what is wrong with it
+        keep(result)
+        return None
+
+    return keeping
 
 
 def _stop(session: pytest.Session, message: str) -> None:

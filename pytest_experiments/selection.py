@@ -126,6 +126,10 @@ class Selection:
         self.per_experiment: dict[tuple[str, str], Counter[str]] = {}
         self.deselected = 0
         self.summary: str | None = None
+        #: Items other options (``--sw``, ``-k``, ``-m``...) deselected before this selection.
+        self._others_deselected: list[pytest.Item] | None = []
+        #: How many of those this selection would have run.
+        self.left_out = 0
 
     def _current_code(self, item: pytest.Function) -> str | None:
         """sha256 of the experiment function's code as collected now (once per function)."""
@@ -136,11 +140,32 @@ class Selection:
             self._code_hashes[key] = function_hash(item.function)
         return self._code_hashes[key]
 
-    @pytest.hookimpl(trylast=True)  # after -k / -m have deselected their share
+    @pytest.hookimpl
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        if self._others_deselected is not None:
+            self._others_deselected.extend(items)
+
+    def _category(self, item: pytest.Function) -> str:
+        state = self.snapshot.states.get(point_key(item))
+        code = self._current_code(item) if state is not None and state[0] in _DONE_STATUSES else None
+        return categorise(state, code, self.options.rerun_changed)
+
+    def _count_left_out(self, runnable: frozenset[str]) -> None:
+        """What this selection would run that other options deselected first: ``--sw`` skips
+        everything before its last failure, failed experiments included, which the summary says."""
+        others, self._others_deselected = self._others_deselected or [], None  # ours are not theirs
+        self.left_out = sum(
+            1
+            for item in others
+            if isinstance(item, pytest.Function) and is_experiment(item) and self._category(item) in runnable
+        )
+
+    @pytest.hookimpl(trylast=True)  # after -k / -m / --sw have deselected their share
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         # The hot loop of resume: 100,000 items take well under a second (benchmarks/resume.py).
         status_mode, rerun_changed, states = self.options.status, self.options.rerun_changed, self.snapshot.states
         runnable = _TO_RUN[(self.options.resume, self.options.retry_failed)]
+        self._count_left_out(runnable)
         plain_tests_run = not (self.options.retry_failed and not self.options.resume and not status_mode)
         tally: Counter[tuple[str, str, str]] = Counter()
         selected: list[pytest.Item] = []
@@ -185,6 +210,10 @@ class Selection:
             line += f"; {kept} failed kept (--xp-retry-failed)"
         if count.get(RUNNING):
             line += f"; {count[RUNNING]} running in another session"
+        if self.left_out:
+            line += f"; {self.left_out} more to run deselected by other options"
+            if self._config.getoption("stepwise", False):
+                line += " (--sw skips what precedes its last failure; --sw-reset runs them)"
         if count.get(DONE_OLDER_CODE):
             older = ", ".join(
                 f"{experiment}: {counts[DONE_OLDER_CODE]}"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from backends import BACKENDS, POSTGRES_ENV, REQUIRE_ENV, Backend, fresh_database, make_backend, postgres_required
-from processes import LEAKY_ENV, Processes
+from processes import LEAKY_ENV, PLUGINS_OFF, Processes
 
 pytest_plugins = ["pytester"]
 
@@ -49,6 +49,14 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return make_backend(kind, tmp_path, url)
 
 
+@pytest.fixture(autouse=True)
+def _plugins_off(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inner sessions start with the test extra's third-party plugins off (see ``processes.PLUGINS_OFF``)."""
+    if "pytester" in request.fixturenames:
+        request.getfixturevalue("pytester")  # which clears PYTEST_ADDOPTS when it starts
+    monkeypatch.setenv("PYTEST_ADDOPTS", PLUGINS_OFF)
+
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the outer run's ``LEAKY_ENV`` from in-process inner sessions (``pytester.runpytest``).
@@ -57,6 +65,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     for name in LEAKY_ENV:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PYTEST_ADDOPTS", PLUGINS_OFF)
 
 
 @pytest.fixture

@@ -34,9 +34,19 @@ LEAKY_ENV = (
 )
 
 
+# The pytest plugins the ``test`` extra installs for tests/test_beside_plugins.py. Every inner
+# session starts with them off (``PYTEST_ADDOPTS``, set by ``inner_env`` and by the autouse
+# fixture of conftest.py), as in the outer run (pyproject's addopts), so that their presence
+# changes nothing else (pytest-asyncio warns at start-up in a project that does not configure
+# it); a test turns one on with ``-p NAME``.
+PLUGINS_OFF = "-p no:asyncio -p no:anyio -p no:rerunfailures -p no:repeat -p no:hypothesispytest"
+
+
 def inner_env(**extra: str) -> dict[str, str]:
-    """The environment of an inner pytest process: this one's, without ``LEAKY_ENV``, plus ``extra``."""
+    """The environment of an inner pytest process: this one's, without ``LEAKY_ENV``, with
+    ``PLUGINS_OFF``, plus ``extra``."""
     env = {key: value for key, value in os.environ.items() if key not in LEAKY_ENV}
+    env["PYTEST_ADDOPTS"] = PLUGINS_OFF
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ in the projects: some tests list every file
     env.update(extra)
     return env

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import textwrap
 
 import pytest
 
@@ -105,6 +106,92 @@ def test_plain_suite_writes_nothing_and_creates_no_store(pytester: pytest.Pytest
     result.assert_outcomes(passed=5)
     assert not (pytester.path / ".experiments").exists()
     assert "xp:" not in result.stdout.str()
+
+
+# An array-API suite (SciPy, scikit-learn, array-api-extra): its ``xp`` fixture is the array
+# namespace, parametrised over backends, under warnings as errors.
+ARRAY_API_CONFTEST = """
+    import importlib
+
+    import pytest
+
+    @pytest.fixture(params=["math", "cmath"])
+    def xp(request):
+        return importlib.import_module(request.param)
+"""
+
+
+def test_a_suite_fixture_named_xp_is_not_the_run_handle(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.makeconftest(ARRAY_API_CONFTEST)
+    pytester.makepyfile(
+        test_arrays="""
+        import pytest
+
+        def test_sqrt(xp):
+            assert xp.sqrt(4) == 2
+
+        @pytest.mark.parametrize("n", [1, 2])
+        def test_many(xp, n):
+            assert xp.sqrt(n * n) == n
+
+        class TestOwn:
+            @pytest.fixture
+            def xp(self):
+                return "a class's own xp"
+
+            def test_method(self, xp):
+                assert xp == "a class's own xp"
+        """,
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=7)
+    assert "xp:" not in result.stdout.str()
+    assert not (pytester.path / ".experiments").exists()
+
+
+def test_xp_run_is_the_run_handle_beside_a_suite_fixture_named_xp(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    arrays = pytester.mkpydir("arrays")
+    arrays.joinpath("conftest.py").write_text(textwrap.dedent(ARRAY_API_CONFTEST))
+    arrays.joinpath("test_exp.py").write_text(
+        textwrap.dedent(
+            """
+            def test_handle(xp, xp_run):
+                xp_run.log_metric("root", xp.sqrt(16).real)
+                return {"name": xp.__name__}
+
+            def test_folder(xp_dir):
+                (xp_dir / "a.txt").write_text("x")
+
+            def test_plain(xp):
+                pass
+            """
+        )
+    )
+    elsewhere = pytester.mkpydir("elsewhere")  # beyond that conftest: xp is ours
+    elsewhere.joinpath("test_ours.py").write_text("def test_ours(xp):\n    xp.log_metric('m', 1)\n")
+    extending = pytester.mkpydir("extending")  # a conftest whose xp builds on ours
+    extending.joinpath("conftest.py").write_text(
+        "import pytest\n\n@pytest.fixture\ndef xp(xp):\n    xp.metadata['via'] = 'conftest'\n    return xp\n"
+    )
+    extending.joinpath("test_extended.py").write_text("def test_extended(xp):\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=7)
+    runs = by_node(pytester)
+    assert set(runs) == {
+        "arrays/test_exp.py::test_handle[math]",
+        "arrays/test_exp.py::test_handle[cmath]",
+        "arrays/test_exp.py::test_folder",
+        "elsewhere/test_ours.py::test_ours",
+        "extending/test_extended.py::test_extended",
+    }
+    assert runs["arrays/test_exp.py::test_handle[cmath]"].metrics == {"root": 4.0}
+    assert runs["arrays/test_exp.py::test_handle[math]"].params == {"xp": "math"}  # the fixture's param
+    assert runs["elsewhere/test_ours.py::test_ours"].metrics == {"m": 1.0}
+    assert (runs["arrays/test_exp.py::test_folder"].dir / "a.txt").read_text() == "x"
+    with Store.open(pytester.path / ".experiments") as store:
+        assert store.run(runs["extending/test_extended.py::test_extended"].run_id).metadata["via"] == "conftest"
 
 
 # -- grids ------------------------------------------------------------------------------
@@ -218,6 +305,111 @@ def test_indirect_parametrize_records_the_param_values(pytester: pytest.Pytester
     runs = sorted(all_runs(pytester), key=lambda run: run.params["dataset"])
     assert [run.params for run in runs] == [{"dataset": "iris", "lr": 0.5}, {"dataset": "mnist", "lr": 0.5}]
     assert [run.metrics["rows"] for run in runs] == [4.0, 5.0]
+
+
+def test_a_bare_grid_mark_is_left_alone(pytester: pytest.Pytester) -> None:
+    # A suite with a grid marker of its own, under --strict-markers.
+    pytester.makeconftest(
+        """
+        def pytest_configure(config):
+            config.addinivalue_line("markers", "grid: the suite's own tests of its grid layout")
+        """
+    )
+    pytester.makepyfile(
+        test_layout="""
+        import pytest
+
+        @pytest.mark.grid
+        def test_cells():
+            pass
+
+        @pytest.mark.grid
+        class TestRows:
+            def test_row(self):
+                pass
+        """,
+        test_module_marked="""
+        import pytest
+
+        pytestmark = pytest.mark.grid
+
+        def test_columns():
+            pass
+        """,
+    )
+    result = pytester.runpytest("--strict-markers", "-m", "grid")
+    result.assert_outcomes(passed=3)
+    assert "xp:" not in result.stdout.str()
+    assert not (pytester.path / ".experiments").exists()
+
+
+def test_grid_marks_at_different_levels_multiply(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.grid(data=["iris"])
+
+        @pytest.mark.grid(seed=[0, 1])
+        class TestModel:
+            @pytest.mark.grid(lr=[0.1, 0.01])
+            def test_fit(self, data, seed, lr):
+                return {"score": seed + lr}
+
+            # the marks of one level give the union of their grids
+            @pytest.mark.grid(depth=[1, 2], where=lambda depth: depth > 1)
+            @pytest.mark.grid(depth=[None])
+            def test_tree(self, data, seed, depth):
+                pass
+
+            def test_defaults(self, data, seed):
+                pass
+
+        class Opt:
+            pass
+
+        @pytest.mark.grid(opt=[pytest.param(Opt(), id="adam"), pytest.param(Opt(), id="sgd")])
+        class TestObjects:
+            @pytest.mark.grid(size=[pytest.param(Opt(), id="small")])
+            def test_obj(self, data, opt, size):
+                pass
+        """
+    )
+    result = pytester.runpytest("-v", "-W", "error")
+    result.assert_outcomes(passed=4 + 4 + 2 + 2)
+    result.stdout.fnmatch_lines(["*TestModel::test_fit?lr=0.1-seed=0-data=iris? PASSED*"])
+    runs = all_runs(pytester)
+    fit = sorted((run.params["seed"], run.params["lr"]) for run in runs if run.experiment == "TestModel.test_fit")
+    assert fit == [(0, 0.01), (0, 0.1), (1, 0.01), (1, 0.1)]
+    tree = sorted(
+        (run.params["seed"], run.params["depth"] or 0) for run in runs if run.experiment == "TestModel.test_tree"
+    )
+    assert tree == [(0, 0), (0, 2), (1, 0), (1, 2)]
+    defaults = [run.params for run in runs if run.experiment == "TestModel.test_defaults"]
+    assert sorted(defaults, key=str) == [{"data": "iris", "seed": 0}, {"data": "iris", "seed": 1}]
+    objects = [run for run in runs if run.experiment == "TestObjects.test_obj"]
+    assert len({run.param_hash for run in objects}) == 2  # told apart by the ids given at each level
+    # The ids given count, not the object's repr: a new session is the same two grid points.
+    pytester.runpytest("--xp-resume").assert_outcomes(deselected=12)
+
+
+def test_one_axis_at_two_levels_is_a_clean_collection_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.grid(lr=[0.1])
+        class TestModel:
+            @pytest.mark.grid(lr=[0.2])
+            def test_fit(self, lr):
+                pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    (line,) = [line for line in result.stdout.lines if line.startswith("grid on ")]
+    assert line.startswith("grid on test_fit: axis 'lr' is in grid marks at two levels")
+    assert "Traceback" not in result.stdout.str()
 
 
 # -- collection errors ------------------------------------------------------------------

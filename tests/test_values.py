@@ -285,6 +285,30 @@ def test_explicit_ids_tell_values_apart_whatever_their_position(pytester: pytest
     assert "xp: resume: 7 done, 0 to run; nothing left to run" in output.splitlines(), output
 
 
+def test_ids_count_in_stacked_parametrize_marks(pytester: pytest.Pytester) -> None:
+    # pytest numbers a direct parameter's callspec index over the product of stacked marks:
+    # the third item's model is the first value of its mark, not the third.
+    pytester.makepyfile(
+        test_stacked="""
+        import pytest
+
+        class Model:
+            pass
+
+        @pytest.mark.experiment
+        @pytest.mark.parametrize("model", [Model(), Model()], ids=["small", "large"])
+        @pytest.mark.parametrize("seed", [0, 1])
+        def test_fit(model, seed):
+            pass
+        """
+    )
+    result = pytester.runpytest(*WARN_ALWAYS)
+    result.assert_outcomes(passed=4)
+    assert "memory address" not in result.stdout.str()
+    assert len(set(hashes(pytester).values())) == 4
+    pytester.runpytest("--xp-resume").assert_outcomes(deselected=4)
+
+
 def test_equal_values_stay_one_grid_point(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_equal="""
