@@ -8,9 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-from pytest_experiments.locate import find_store
-from pytest_experiments.records import STATUSES, RunRecord
+from pytest_experiments.model import STATUSES, RunRecord
 from pytest_experiments.store import Store
+from pytest_experiments.store.locate import find_store
 
 #: The columns every frame has, in order; ``params.<name>`` and ``metrics.<name>`` follow,
 #: then ``error``.

@@ -18,7 +18,7 @@ from cli_helpers import cli, user_error
 
 from pytest_experiments import Store, load
 from pytest_experiments.cli import runs_to_delete
-from pytest_experiments.records import RunRecord, RunStart
+from pytest_experiments.model import RunRecord, RunStart
 from pytest_experiments.tables import Column, common_prefix, grid, latex_escape, shorten
 
 EXPERIMENTS = r"""

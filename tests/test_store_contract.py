@@ -26,9 +26,9 @@ from backends import Backend
 from processes import GATE_WAIT, Processes
 
 from pytest_experiments import Store, StoreError
-from pytest_experiments.liveness import pid_namespace, process_start
-from pytest_experiments.records import MetricPoint, RunEnd, RunRecord, RunStart, SessionStart
-from pytest_experiments.rundirs import relative_run_dir
+from pytest_experiments.model import MetricPoint, RunEnd, RunRecord, RunStart, SessionStart
+from pytest_experiments.store.liveness import pid_namespace, process_start
+from pytest_experiments.store.rundirs import relative_run_dir
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="liveness reads /proc")
 
@@ -592,8 +592,8 @@ WRITER = textwrap.dedent(GATE_WAIT) + textwrap.dedent("""
     import sys
 
     from pytest_experiments import Store
-    from pytest_experiments.liveness import pid_namespace, process_start
-    from pytest_experiments.records import MetricPoint, RunEnd, RunStart, SessionStart
+    from pytest_experiments.store.liveness import pid_namespace, process_start
+    from pytest_experiments.model import MetricPoint, RunEnd, RunStart, SessionStart
 
     location, artifacts, gate, name, points, mode = sys.argv[1:]
     options = {"artifacts": artifacts} if artifacts else {}

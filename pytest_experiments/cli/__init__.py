@@ -2,10 +2,10 @@
 
 Results from the shell without writing pandas: ``status``, ``runs`` (alias ``table``),
 ``show``, ``export``, ``sessions`` and ``gc``; ``baseline`` and ``compare`` come from
-:mod:`pytest_experiments.compare_cli`. Each subcommand is a ``handler(args) -> int``. A user
+:mod:`pytest_experiments.cli.compare`. Each subcommand is a ``handler(args) -> int``. A user
 mistake or an unusable store raises :class:`CLIError`, which :func:`main` prints as one
-line (exit code 2), never as a traceback. ``runs``/``export`` live in :mod:`results_cli` (the only
-part importing pandas) and ``show`` in :mod:`show_cli`.
+line (exit code 2), never as a traceback. ``runs``/``export`` live in :mod:`pytest_experiments.cli.results` (the only
+part importing pandas) and ``show`` in :mod:`pytest_experiments.cli.show`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pytest_experiments.locate import find_store
-from pytest_experiments.records import STATUSES, RunRecord
-from pytest_experiments.server_url import is_server_url
+from pytest_experiments.model import STATUSES, RunRecord
 from pytest_experiments.store import Store, StoreError
+from pytest_experiments.store.locate import find_store
+from pytest_experiments.store.server_url import is_server_url
 from pytest_experiments.tables import Column, grid, human_size
 
 PROG = "pytest-experiments"
@@ -290,7 +290,10 @@ def add_subcommand(subparsers: Any, name: str, summary: str, example: str, **kwa
 def build_parser() -> argparse.ArgumentParser:
     """The ``pytest-experiments`` argument parser with every subcommand."""
     # Imported here: they import this module (CLIError, opened_store...).
-    from pytest_experiments import __version__, compare_cli, results_cli, show_cli
+    from pytest_experiments import __version__
+    from pytest_experiments.cli import compare as compare_cli
+    from pytest_experiments.cli import results as results_cli
+    from pytest_experiments.cli import show as show_cli
 
     parser = Parser(
         prog=PROG,

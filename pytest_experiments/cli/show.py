@@ -12,7 +12,7 @@ from typing import Any
 
 from pytest_experiments import tables
 from pytest_experiments.cli import CLIError, add_subcommand, duration_text, no_runs, opened_store, print_lines, utc_time
-from pytest_experiments.records import RunRecord
+from pytest_experiments.model import RunRecord
 from pytest_experiments.store import Store
 from pytest_experiments.tables import Column, grid, human_size
 

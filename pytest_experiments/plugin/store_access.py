@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from pytest_experiments.records import SessionStart
-from pytest_experiments.sqlite_store import DB_NAME
+from pytest_experiments.model import SessionStart
 from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError
-from pytest_experiments.storefiles import explain
+from pytest_experiments.store.sqlite import DB_NAME
+from pytest_experiments.store.sqlite_files import explain
 
 T = TypeVar("T")
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from pytest_experiments.rundirs import GITIGNORE, RUNS_DIR
-from pytest_experiments.store import StoreError
+from pytest_experiments.store.base import StoreError
+from pytest_experiments.store.rundirs import GITIGNORE, RUNS_DIR
 
 DB_NAME = "experiments.sqlite"
 

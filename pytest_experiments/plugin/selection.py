@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_experiments.identity import is_experiment, point_key
-from pytest_experiments.options import SelectionOptions
-from pytest_experiments.records import GridKey, GridState
-from pytest_experiments.sqlite_store import DB_NAME
+from pytest_experiments.model import GridKey, GridState
+from pytest_experiments.plugin.identity import is_experiment, point_key
+from pytest_experiments.plugin.options import SelectionOptions
 from pytest_experiments.store import Store
+from pytest_experiments.store.sqlite import DB_NAME
 
 # Categories of a collected experiment, from its latest run in the snapshot.
 NEVER_RUN = "never run"
@@ -133,7 +133,7 @@ class Selection:
 
     def _current_code(self, item: pytest.Function) -> str | None:
         """sha256 of the experiment function's code as collected now (once per function)."""
-        from pytest_experiments.collectors import function_hash
+        from pytest_experiments.plugin.collectors import function_hash
 
         key = (id(item.parent), item.originalname)  # nodes hash in Python: their id is faster
         if key not in self._code_hashes:

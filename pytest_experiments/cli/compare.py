@@ -7,9 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pytest_experiments import locate
 from pytest_experiments.cli import CLIError, opened_store, store_at
-from pytest_experiments.compare import (
+from pytest_experiments.comparison import (
     REGRESSED,
     BaselineError,
     Entry,
@@ -26,7 +25,8 @@ from pytest_experiments.compare import (
     unreported_line,
     unreported_rules,
 )
-from pytest_experiments.sqlite_store import DB_NAME
+from pytest_experiments.store import locate
+from pytest_experiments.store.sqlite import DB_NAME
 
 _BASELINE_EXAMPLE = """FILE is merged into: its entries of grid points without a passed run here are kept.
 

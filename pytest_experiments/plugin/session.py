@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_experiments.handle import StoreHandle, describe
-from pytest_experiments.identity import is_experiment
+from pytest_experiments.plugin.identity import is_experiment
+from pytest_experiments.plugin.store_access import StoreHandle, describe
 from pytest_experiments.run import ExperimentSession, SessionSummary
 from pytest_experiments.store import Store, StoreError
 from pytest_experiments.values import to_json_value
 
 if TYPE_CHECKING:
-    from pytest_experiments.selection import Snapshot
+    from pytest_experiments.plugin.selection import Snapshot
 
 WORKERINPUT_KEY = "xp_session"
 SNAPSHOT_KEY = "xp_snapshot"

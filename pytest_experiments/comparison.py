@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_experiments.records import RunRecord
+from pytest_experiments.model import RunRecord
 from pytest_experiments.values import canonical_json
 
 BASELINE_FORMAT = 1
