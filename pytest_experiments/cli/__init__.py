@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sqlite3
 import sys
 import time
 from collections import Counter
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_experiments.model import STATUSES, RunRecord
-from pytest_experiments.store import Store, StoreError
+from pytest_experiments.store import Store, StoreError, is_database_error
 from pytest_experiments.store.locate import find_store
 from pytest_experiments.store.server_url import is_server_url
 from pytest_experiments.tables import Column, grid, human_size
@@ -143,7 +142,7 @@ def status_command(args: argparse.Namespace) -> int:
         counts = Counter(run.status for run in runs)
         last = max(run.finished_at or run.started_at for run in runs)
         rows.append([name, str(len(runs)), *(str(counts[status]) for status in statuses), utc_time(last)])
-    database = sum(path.stat().st_size for path in root.glob("experiments.sqlite*") if path.is_file())
+    database = store.database_size()
     folders = folder_size(root / "runs")
     recorded = sum(sum(session.counts.values()) for session in sessions)
     print_lines(
@@ -336,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(message: str) -> str:
-    """Whatever the message holds (an SQLite error, a pandas one), the user gets one line."""
+    """Whatever the message holds (a database error, a pandas one), the user gets one line."""
     return " ".join(message.split())
 
 
@@ -372,7 +371,9 @@ def _run(argv: list[str] | None) -> int:
         return int(handler(args))
     except (CLIError, StoreError) as exc:
         message = str(exc).replace("--xp-store", "--store")
-    except sqlite3.DatabaseError as exc:
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
         message = f"cannot read the store database ({exc}); move the damaged store away or give --store PATH"
     except KeyboardInterrupt:
         return 130

@@ -118,7 +118,7 @@ def _artefacts(folder: Path) -> list[tuple[str, str]]:
 def _summary(last: float | None, points: Sequence[float | None]) -> list[str]:
     """Last, min and max of a metric's logged points; NaN points are left out of min and max.
 
-    SQLite stores a NaN point as NULL, so the store hands it back as None: NaN again here.
+    A store may keep a NaN point as NULL and hand it back as None: NaN again here.
     """
     values = [math.nan if value is None else value for value in points] or [math.nan if last is None else last]
     if last is None:

@@ -23,8 +23,7 @@ from pytest_experiments.plugin.recorder import Recorder
 from pytest_experiments.plugin.session import SNAPSHOT_KEY, WORKERINPUT_KEY, SessionRecorder, XdistSessionHandover
 from pytest_experiments.plugin.store_access import StoreHandle
 from pytest_experiments.run import new_id
-from pytest_experiments.store import StoreError
-from pytest_experiments.store.sqlite import check_store_path
+from pytest_experiments.store import StoreError, check_location
 
 if TYPE_CHECKING:
     from pytest_experiments.plugin.selection import Snapshot
@@ -61,8 +60,8 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = read_settings(config)
     workerinput = getattr(config, "workerinput", None)
     try:
-        # SQLite checks every page once per session, in the process that starts it (~0.1 s for 100,000 runs).
-        check_store_path(settings.store_path, integrity=workerinput is None)
+        # The whole database is checked once per session, in the process that starts it (~0.1 s for 100,000 runs).
+        check_location(settings.store_path, integrity=workerinput is None)
     except StoreError as exc:
         raise pytest.UsageError(f"xp: {exc}") from None
     config.stash[SETTINGS_KEY] = settings

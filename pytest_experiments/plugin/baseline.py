@@ -238,11 +238,10 @@ class ComparisonReport:
 
     def _save_baseline(self, path: Path) -> None:
         """Merge this session's passed runs into the baseline at ``path`` (the file's other entries stay)."""
-        from pytest_experiments.store import Store
-        from pytest_experiments.store.sqlite import DB_NAME
+        from pytest_experiments.store import Store, store_exists
 
         runs = []
-        if (self._store_path / DB_NAME).exists():
+        if store_exists(self._store_path):
             with Store.open(self._store_path) as store:
                 runs = store.runs(session_id=self._session_id, status="passed")
         if not runs:

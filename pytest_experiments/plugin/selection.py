@@ -20,8 +20,7 @@ import pytest
 from pytest_experiments.model import GridKey, GridState
 from pytest_experiments.plugin.identity import is_experiment, point_key
 from pytest_experiments.plugin.options import SelectionOptions
-from pytest_experiments.store import Store
-from pytest_experiments.store.sqlite import DB_NAME
+from pytest_experiments.store import Store, store_exists
 
 # Categories of a collected experiment, from its latest run in the snapshot.
 NEVER_RUN = "never run"
@@ -57,7 +56,7 @@ class Snapshot:
     @classmethod
     def take(cls, store_path: Path, lease: float) -> Snapshot:
         """Read the store at ``store_path`` in one read (an absent store is an empty snapshot)."""
-        if not (store_path / DB_NAME).exists():
+        if not store_exists(store_path):
             return cls()
         with Store.open(store_path, lease=lease) as store:
             states, mark = store.grid_snapshot()

@@ -95,7 +95,7 @@ class SessionRecorder:
             return store.status_counts(self.session.id)
         except StoreError as exc:
             self.store_failure = str(exc)
-        except Exception as exc:  # sqlite3 / OS errors of the store itself: one line, never a traceback
+        except Exception as exc:  # database / OS errors of the store itself: one line, never a traceback
             self.store_failure = describe(exc, self._handle.path)
         return {}
 

@@ -7,5 +7,23 @@ never to a backend's module, its files or its driver.
 from __future__ import annotations
 
 from pytest_experiments.store.base import DEFAULT_LEASE_S, Store, StoreError
+from pytest_experiments.store.location import (
+    Location,
+    check_location,
+    describe_failure,
+    is_database_error,
+    open_store,
+    store_exists,
+)
 
-__all__ = ["DEFAULT_LEASE_S", "Store", "StoreError"]
+__all__ = [
+    "DEFAULT_LEASE_S",
+    "Location",
+    "Store",
+    "StoreError",
+    "check_location",
+    "describe_failure",
+    "is_database_error",
+    "open_store",
+    "store_exists",
+]

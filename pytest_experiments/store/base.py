@@ -51,6 +51,10 @@ class Store(abc.ABC):
         """Where the store is, for messages: its folder, or its URL with any password masked."""
         return str(self.root)
 
+    def database_size(self) -> int:
+        """Bytes the store's database takes on this machine's disk (0 for a server store)."""
+        return 0
+
     @staticmethod
     def open(
         path: str | Path,

@@ -65,6 +65,19 @@ def _lock_key(*parts: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+class NoStore(StoreError):
+    """There is no store at the URL (yet): no schema, or an empty one."""
+
+
+def store_exists(url: str) -> bool:
+    """Whether the store at ``url`` has been created; a server that cannot be reached is a :class:`StoreError`."""
+    try:
+        PostgresStore(url, readonly=True).close()
+    except NoStore:
+        return False
+    return True
+
+
 class PostgresStore(Store):
     """A store in a PostgreSQL database. See :meth:`Store.open` and the module doc."""
 
@@ -166,10 +179,10 @@ class PostgresStore(Store):
         """The version of the store, refusing a missing, foreign or newer one."""
         exists, holds, ours = state
         if not exists:
-            raise StoreError(f"no experiment store at {self._location} yet: run some experiments first")
+            raise NoStore(f"no experiment store at {self._location} yet: run some experiments first")
         if not ours:
             if not holds:
-                raise StoreError(f"no experiment store at {self._location} yet: run some experiments first")
+                raise NoStore(f"no experiment store at {self._location} yet: run some experiments first")
             raise StoreError(
                 f"schema {self.name!r} at {self._location} holds tables of something else, not an experiment "
                 "store; choose another store name (?store=NAME)"

@@ -744,5 +744,8 @@ class SQLiteStore(Store):
             remove_run_folder(self.root, relative)
         return deleted
 
+    def database_size(self) -> int:
+        return sqlite_files.database_size(self.root)
+
     def close(self) -> None:
         self._db.close()

@@ -53,6 +53,16 @@ Signature = tuple[int, int, int]
 # -- paths ------------------------------------------------------------------------------
 
 
+def database_exists(root: Path) -> bool:
+    """Whether the store folder ``root`` holds its database."""
+    return (root / DB_NAME).exists()
+
+
+def database_size(root: Path) -> int:
+    """Bytes of the database of the store folder ``root``, with SQLite's files beside it."""
+    return sum(path.stat().st_size for path in root.glob(f"{DB_NAME}*") if path.is_file())
+
+
 def nearest_existing(path: Path) -> Path:
     """``path`` if it exists, else its nearest existing ancestor.
 
