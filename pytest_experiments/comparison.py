@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_experiments.model import RunRecord
+from pytest_experiments.tables import Column, markdown_escape, markdown_table, text_table
 from pytest_experiments.values import canonical_json
 
 BASELINE_FORMAT = 1
@@ -613,11 +614,20 @@ def _welch(
 
 # -- reports -----------------------------------------------------------------------------
 
+_REPORT_COLUMNS = [
+    Column("run"),
+    Column("metric"),
+    Column("baseline", right=True),
+    Column("new", right=True),
+    Column("delta", right=True),
+    Column("verdict"),
+]
+
 
 def markdown_report(verdicts: list[MetricVerdict], unreported: Iterable[Rule] = ()) -> str:
     """The comparison as a markdown table (for a CI job summary), then the counts and the
     rules that judged nothing (``unreported``, see :func:`unreported_rules`)."""
-    lines = ["| run | metric | baseline | new | delta | verdict |", "| --- | --- | ---: | ---: | ---: | --- |"]
+    rows = []
     for verdict in _ordered(verdicts):
         delta = "" if verdict.delta is None else f"{verdict.delta:+.6g}"
         base, new = (
@@ -627,25 +637,25 @@ def markdown_report(verdicts: list[MetricVerdict], unreported: Iterable[Rule] = 
         mark = {REGRESSED: "❌ ", IMPROVED: "✅ ", NEW: "🆕 "}.get(verdict.verdict, "") + verdict.mark
         if verdict.p_value is not None and verdict.verdict != NEW:
             mark += f" (p={verdict.p_value:.3g})"
-        cells = [_md(verdict.label), _md(verdict.metric), base, new, delta, mark]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append([verdict.label, verdict.metric, base, new, delta, mark])
+    lines = markdown_table(_REPORT_COLUMNS, rows)
     lines.append("")
     lines.append(counts_line(verdicts))
     unjudged = unreported_line(unreported)
     if unjudged:
-        lines += ["", _md(unjudged[0].upper() + unjudged[1:])]
+        lines += ["", markdown_escape(unjudged[0].upper() + unjudged[1:])]
     return "\n".join(lines) + "\n"
 
 
 def text_report(verdicts: list[MetricVerdict]) -> list[str]:
     """The comparison as aligned text lines."""
-    rows = [("run", "metric", "baseline", "new", "delta", "verdict")]
+    rows = []
     for verdict in _ordered(verdicts):
         delta = "" if verdict.delta is None else f"{verdict.delta:+.6g}"
         mark = verdict.mark + (f" p={verdict.p_value:.3g}" if verdict.p_value is not None else "")
-        rows.append((verdict.label, verdict.metric, _number(verdict.base), _number(verdict.new), delta, mark))
-    widths = [max(len(row[i]) for row in rows) for i in range(6)]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+        rows.append([verdict.label, verdict.metric, _number(verdict.base), _number(verdict.new), delta, mark])
+    # Left-aligned throughout and never shortened: a log keeps every run's label whole.
+    return text_table([Column(column.header) for column in _REPORT_COLUMNS], rows, width=0)
 
 
 def summary_counts(verdicts: Iterable[MetricVerdict]) -> dict[str, int]:
@@ -672,7 +682,3 @@ def _with_interval(value: float | None, interval: tuple[float, float] | None) ->
     if interval is None:
         return f"{value:.6g}"
     return f"{value:.6g} ± {(interval[1] - interval[0]) / 2:.2g}"
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|")

@@ -24,7 +24,7 @@ from pytest_experiments.model import STATUSES, RunRecord
 from pytest_experiments.store import Store, StoreError, is_database_error
 from pytest_experiments.store.locate import find_store
 from pytest_experiments.store.server_url import is_server_url
-from pytest_experiments.tables import Column, grid, human_size
+from pytest_experiments.tables import Column, human_size, text_table
 
 PROG = "pytest-experiments"
 #: Exit code when stdout's reader went away (128 + SIGPIPE, as a shell reports ``yes | head``).
@@ -152,7 +152,7 @@ def status_command(args: argparse.Namespace) -> int:
             f"{plural(len(latest), 'grid point')} below; {human_size(database + folders)} on disk "
             f"(database {human_size(database)}, run folders {human_size(folders)})",
             "",
-            *grid(columns, rows),
+            *text_table(columns, rows),
         ]
     )
     return 0
@@ -189,7 +189,7 @@ def sessions_command(args: argparse.Namespace) -> int:
         Column("git"),
         Column("session"),
     ]
-    print_lines(grid(columns, rows))
+    print_lines(text_table(columns, rows))
     return 0
 
 
@@ -233,7 +233,7 @@ def gc_command(args: argparse.Namespace) -> int:
     print_lines(
         [
             f"{verb} {plural(len(doomed), 'run')} of {len(runs)} and their run folders ({size}):",
-            *grid(columns, rows),
+            *text_table(columns, rows),
             *(["dry run: nothing was deleted"] if args.dry_run else []),
         ]
     )

@@ -236,7 +236,9 @@ def runs_command(args: argparse.Namespace) -> int:
         columns = list(frame.columns)  # for programs: everything
     else:
         columns = default_columns(frame)
-    sys.stdout.write(tables.render(frame[columns], args.format))
+    from pytest_experiments.frames import results_table
+
+    sys.stdout.write(tables.render(results_table(frame[columns]), args.format))
     return 0
 
 
@@ -277,7 +279,9 @@ def export_command(args: argparse.Namespace) -> int:
         if suffix == ".parquet":
             _parquet_ready(frame).to_parquet(target, index=False)
         else:
-            text = tables.render_csv(frame) if suffix == ".csv" else tables.render_json(frame)
+            from pytest_experiments.frames import results_table
+
+            text = tables.render(results_table(frame), suffix[1:])
             target.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise CLIError(f"cannot write {target}: {exc.strerror or exc}; choose another -o path") from None

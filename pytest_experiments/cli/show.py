@@ -14,7 +14,7 @@ from pytest_experiments import tables
 from pytest_experiments.cli import CLIError, add_subcommand, duration_text, no_runs, opened_store, print_lines, utc_time
 from pytest_experiments.model import RunRecord
 from pytest_experiments.store import Store
-from pytest_experiments.tables import Column, grid, human_size
+from pytest_experiments.tables import Column, human_size, text_table
 
 
 def register(subparsers: Any) -> None:
@@ -156,7 +156,7 @@ def describe_run(run: RunRecord, series: dict[str, list[tuple[int | None, float]
             Column("name", shrink="end"),
             *(Column(head, right=True) for head in ("points", "last", "min", "max")),
         ]
-        lines += ["  " + line for line in grid(columns, rows, tables.terminal_width() - 2)]
+        lines += ["  " + line for line in text_table(columns, rows, tables.terminal_width() - 2)]
     else:
         lines.append("  (none)")
     metadata = _flatten(run.metadata)

@@ -21,6 +21,7 @@ from pytest_experiments.model import GridKey, GridState
 from pytest_experiments.plugin.identity import is_experiment, point_key
 from pytest_experiments.plugin.options import SelectionOptions
 from pytest_experiments.store import Store, store_exists
+from pytest_experiments.tables import Column, text_table
 
 # Categories of a collected experiment, from its latest run in the snapshot.
 NEVER_RUN = "never run"
@@ -251,13 +252,12 @@ class Selection:
             "never run": (NEVER_RUN,),
             "older code": (DONE_OLDER_CODE, CODE_CHANGED),
         }
-        names = {key: "::".join(key) for key in self.per_experiment}
-        width = max(len("experiment"), *(len(name) for name in names.values()))
-        lines = [f"xp status (store: {self._store_path})", f"{'experiment':<{width}}  " + "  ".join(columns)]
-        for key, counts in sorted(self.per_experiment.items()):
-            name = names[key]
-            cells = [f"{sum(counts[c] for c in categories):>{len(title)}}" for title, categories in columns.items()]
-            lines.append(f"{name:<{width}}  " + "  ".join(cells))
+        rows = [
+            ["::".join(key), *(str(sum(counts[c] for c in categories)) for categories in columns.values())]
+            for key, counts in sorted(self.per_experiment.items())
+        ]
+        header = [Column("experiment"), *(Column(title, right=True) for title in columns)]
+        lines = [f"xp status (store: {self._store_path})", *text_table(header, rows, width=0)]
         if verbosity > 0:
             for category, node_ids in sorted(self.node_ids.items()):
                 lines.append(f"{category}:")
