@@ -20,23 +20,15 @@ import os
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, get_args
 
-from pytest_experiments.model import RunRecord
+from pytest_experiments.model import IMPROVED, NEW, NOT_RUN, OK, REGRESSED, SHOWN, RunRecord, Verdict
 from pytest_experiments.tables import Column, markdown_escape, markdown_table, text_table
 from pytest_experiments.values import canonical_json
 
 BASELINE_FORMAT = 1
 _RULE_EXAMPLES = "e.g. 'acc higher 0.01' or 'loss lower 5%'"
 _NO_SCIPY = "comparing over seeds (over=...) needs scipy: pip install 'pytest-experiments[stats]'"
-
-# Verdicts, per metric.
-REGRESSED = "regressed"
-IMPROVED = "improved"
-OK = "ok"
-SHOWN = "shown"  # no rule: shown, never judged
-NEW = "new"  # no baseline entry with these parameters
-NOT_RUN = "not run"  # a baseline entry that nothing compared was run for
 
 # Why a value was judged without its tolerance (it is NaN or absent), in messages and reports.
 BECAME_NAN = "became NaN"
@@ -291,7 +283,7 @@ class MetricVerdict:
     metric: str
     base: float | None
     new: float | None
-    verdict: str
+    verdict: Verdict
     tolerance: float | None = None  # in the metric's units
     rule: str | None = None
     p_value: float | None = None
@@ -336,9 +328,16 @@ class MetricVerdict:
     def from_json(cls, data: Mapping[str, Any]) -> MetricVerdict:
         """The verdict :meth:`to_json` made."""
         return cls(
-            str(data["label"]), str(data["metric"]), data.get("base"), data.get("new"), str(data["verdict"]),
+            str(data["label"]), str(data["metric"]), data.get("base"), data.get("new"), _verdict(data["verdict"]),
             data.get("tolerance"), data.get("rule"), data.get("p_value"), note=data.get("note"),
         )  # fmt: skip
+
+
+def _verdict(value: object) -> Verdict:
+    """A verdict read back (from a worker's report): one of :data:`Verdict`, else a ``ValueError``."""
+    if value not in get_args(Verdict):
+        raise ValueError(f"unknown verdict {value!r}")
+    return cast("Verdict", value)
 
 
 def _number(value: float | None) -> str:
@@ -361,11 +360,11 @@ def judge(label: str, metric: str, base: float | None, new: float | None, rule: 
         return MetricVerdict(label, metric, base, new, special[0], rule=rule.describe(), note=special[1])
     allowed = rule.allowed(base)
     worsening = rule.worsening(base, new)
-    verdict = REGRESSED if _beyond(worsening, allowed) else IMPROVED if _beyond(-worsening, allowed) else OK
+    verdict: Verdict = REGRESSED if _beyond(worsening, allowed) else IMPROVED if _beyond(-worsening, allowed) else OK
     return MetricVerdict(label, metric, base, new, verdict, allowed, rule.describe())
 
 
-def _untolerated(base: float, new: float, rule: Rule) -> tuple[str, str | None] | None:
+def _untolerated(base: float, new: float, rule: Rule) -> tuple[Verdict, str | None] | None:
     """(verdict, note) when a tolerance cannot judge, a value being NaN or infinite; else None.
 
     NaN compares false with everything, so tolerances would call it ``ok``: it is judged
@@ -559,7 +558,7 @@ def _judge_samples(
     p_worse, p_better, base_ci, new_ci = _welch(base, new, rule.higher_is_better)
     significant_worse = p_worse is None or p_worse < alpha
     significant_better = p_better is None or p_better < alpha
-    verdict = OK
+    verdict: Verdict = OK
     if _beyond(worsening, allowed) and significant_worse:
         verdict = REGRESSED
     elif _beyond(-worsening, allowed) and significant_better:

@@ -17,12 +17,6 @@ from pathlib import Path
 import pytest
 
 from pytest_experiments.comparison import (
-    IMPROVED,
-    NEW,
-    NOT_RUN,
-    OK,
-    REGRESSED,
-    SHOWN,
     BaselineError,
     BaselineUpdate,
     Entry,
@@ -49,6 +43,7 @@ from pytest_experiments.comparison import (
     unreported_line,
     unreported_rules,
 )
+from pytest_experiments.model import IMPROVED, NEW, NOT_RUN, OK, REGRESSED, SHOWN
 from pytest_experiments.values import param_hash
 
 needs_scipy = pytest.mark.skipif(importlib.util.find_spec("scipy") is None, reason="comparing over seeds needs scipy")

@@ -9,7 +9,6 @@ from typing import Any
 
 from pytest_experiments.cli import CLIError, opened_store, store_at
 from pytest_experiments.comparison import (
-    REGRESSED,
     BaselineError,
     Entry,
     Rule,
@@ -25,6 +24,7 @@ from pytest_experiments.comparison import (
     unreported_line,
     unreported_rules,
 )
+from pytest_experiments.model import REGRESSED
 from pytest_experiments.store import locate, store_exists
 
 _BASELINE_EXAMPLE = """FILE is merged into: its entries of grid points without a passed run here are kept.

@@ -19,10 +19,6 @@ from typing import Any
 import pytest
 
 from pytest_experiments.comparison import (
-    IMPROVED,
-    NEW,
-    NOT_RUN,
-    REGRESSED,
     BaselineError,
     Entry,
     MetricVerdict,
@@ -41,6 +37,7 @@ from pytest_experiments.comparison import (
     unrun_verdicts,
     write_text_atomically,
 )
+from pytest_experiments.model import IMPROVED, NEW, NOT_RUN, REGRESSED
 from pytest_experiments.plugin.identity import grid_point, is_experiment
 from pytest_experiments.plugin.options import ComparisonOptions
 from pytest_experiments.plugin.recorder import RUN_KEY

@@ -17,32 +17,35 @@ from pathlib import Path
 
 import pytest
 
-from pytest_experiments.model import GridKey, GridState
+from pytest_experiments.model import (
+    CODE_CHANGED,
+    DONE,
+    DONE_OLDER_CODE,
+    DONE_STATUSES,
+    ERROR,
+    FAILED,
+    INTERRUPTED,
+    NEVER_RUN,
+    RUNNING_ELSEWHERE,
+    SKIPPED,
+    Category,
+    GridKey,
+    GridState,
+)
 from pytest_experiments.plugin.identity import is_experiment, point_key
 from pytest_experiments.plugin.options import SelectionOptions
 from pytest_experiments.store import Store, store_exists
 from pytest_experiments.tables import Column, text_table
 
-# Categories of a collected experiment, from its latest run in the snapshot.
-NEVER_RUN = "never run"
-DONE = "done"
-DONE_OLDER_CODE = "done with older code"  # kept: --xp-rerun-changed is off
-CODE_CHANGED = "code changed"  # runs: --xp-rerun-changed is on
-FAILED = "failed"
-ERROR = "error"
-INTERRUPTED = "interrupted"
-SKIPPED = "skipped"
-RUNNING = "running elsewhere"
-_DONE_STATUSES = frozenset({"passed", "xfailed", "xpassed"})
-_CATEGORY_OF_STATUS = {
+_CATEGORY_OF_STATUS: dict[str, Category] = {
     "failed": FAILED,
     "error": ERROR,
     "interrupted": INTERRUPTED,
     "skipped": SKIPPED,
-    "running": RUNNING,
+    "running": RUNNING_ELSEWHERE,
 }
-_TO_RESUME = frozenset({NEVER_RUN, INTERRUPTED, SKIPPED, CODE_CHANGED})
-_TO_RETRY = frozenset({FAILED, ERROR, INTERRUPTED})
+_TO_RESUME: frozenset[Category] = frozenset({NEVER_RUN, INTERRUPTED, SKIPPED, CODE_CHANGED})
+_TO_RETRY: frozenset[Category] = frozenset({FAILED, ERROR, INTERRUPTED})
 
 
 @dataclass
@@ -88,12 +91,12 @@ class Snapshot:
         return cls(payload["mark"], states)
 
 
-def categorise(state: tuple[str, str | None] | None, current_code: str | None, rerun_changed: bool) -> str:
+def categorise(state: tuple[str, str | None] | None, current_code: str | None, rerun_changed: bool) -> Category:
     """The category of a grid point whose latest run is ``state``."""
     if state is None:
         return NEVER_RUN
     status, code = state
-    if status in _DONE_STATUSES:
+    if status in DONE_STATUSES:
         if current_code is not None and code is not None and code != current_code:
             return CODE_CHANGED if rerun_changed else DONE_OLDER_CODE
         return DONE
@@ -145,9 +148,9 @@ class Selection:
         if self._others_deselected is not None:
             self._others_deselected.extend(items)
 
-    def _category(self, item: pytest.Function) -> str:
+    def _category(self, item: pytest.Function) -> Category:
         state = self.snapshot.states.get(point_key(item))
-        code = self._current_code(item) if state is not None and state[0] in _DONE_STATUSES else None
+        code = self._current_code(item) if state is not None and state[0] in DONE_STATUSES else None
         return categorise(state, code, self.options.rerun_changed)
 
     def _count_left_out(self, runnable: frozenset[str]) -> None:
@@ -167,7 +170,7 @@ class Selection:
         runnable = _TO_RUN[(self.options.resume, self.options.retry_failed)]
         self._count_left_out(runnable)
         plain_tests_run = not (self.options.retry_failed and not self.options.resume and not status_mode)
-        tally: Counter[tuple[str, str, str]] = Counter()
+        tally: Counter[tuple[str, str, Category]] = Counter()
         selected: list[pytest.Item] = []
         deselected: list[pytest.Item] = []
         for item in items:
@@ -178,7 +181,7 @@ class Selection:
             key = point_key(item)
             state = states.get(key)
             # The code hash only matters for done runs (older code or not).
-            code = self._current_code(item) if state is not None and state[0] in _DONE_STATUSES else None
+            code = self._current_code(item) if state is not None and state[0] in DONE_STATUSES else None
             category = categorise(state, code, rerun_changed)
             tally[key[0], key[1], category] += 1
             if status_mode:
@@ -208,8 +211,8 @@ class Selection:
         kept = count.get(FAILED, 0) + count.get(ERROR, 0)
         if kept and not self.options.retry_failed:
             line += f"; {kept} failed kept (--xp-retry-failed)"
-        if count.get(RUNNING):
-            line += f"; {count[RUNNING]} running in another session"
+        if count.get(RUNNING_ELSEWHERE):
+            line += f"; {count[RUNNING_ELSEWHERE]} running in another session"
         if self.left_out:
             line += f"; {self.left_out} more to run deselected by other options"
             if self._config.getoption("stepwise", False):
@@ -242,13 +245,23 @@ class Selection:
         if not self.per_experiment:
             return [f"xp status: no experiments collected (store: {self._store_path})"]
         columns = {
-            "grid": (DONE, DONE_OLDER_CODE, CODE_CHANGED, FAILED, ERROR, INTERRUPTED, SKIPPED, RUNNING, NEVER_RUN),
+            "grid": (
+                DONE,
+                DONE_OLDER_CODE,
+                CODE_CHANGED,
+                FAILED,
+                ERROR,
+                INTERRUPTED,
+                SKIPPED,
+                RUNNING_ELSEWHERE,
+                NEVER_RUN,
+            ),
             "done": (DONE, DONE_OLDER_CODE, CODE_CHANGED),
             "failed": (FAILED,),
             "error": (ERROR,),
             "interrupted": (INTERRUPTED,),
             "skipped": (SKIPPED,),
-            "running": (RUNNING,),
+            "running": (RUNNING_ELSEWHERE,),
             "never run": (NEVER_RUN,),
             "older code": (DONE_OLDER_CODE, CODE_CHANGED),
         }
