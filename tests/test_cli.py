@@ -17,7 +17,7 @@ import pytest
 from cli_helpers import cli, user_error
 
 from pytest_experiments import Store, load
-from pytest_experiments.cli import runs_to_delete
+from pytest_experiments.cli.sessions import runs_to_delete
 from pytest_experiments.model import RunRecord, RunStart
 from pytest_experiments.tables import Column, common_prefix, latex_escape, shorten, text_table
 

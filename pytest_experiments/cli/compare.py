@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pytest_experiments.cli import CLIError, opened_store, store_at
+from pytest_experiments.cli.common import CLIError, opened_store, store_at
 from pytest_experiments.comparison import (
     BaselineError,
     Entry,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_experiments import tables
-from pytest_experiments.cli import CLIError, add_subcommand, no_runs, opened_store, plural
+from pytest_experiments.cli.common import CLIError, add_subcommand, no_runs, opened_store, plural
 from pytest_experiments.model import STATUSES, RunRecord
 
 if TYPE_CHECKING:

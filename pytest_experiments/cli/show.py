@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from pytest_experiments import tables
-from pytest_experiments.cli import CLIError, add_subcommand, duration_text, no_runs, opened_store, print_lines, utc_time
+from pytest_experiments.cli.common import (
+    CLIError,
+    add_subcommand,
+    duration_text,
+    no_runs,
+    opened_store,
+    print_lines,
+    utc_time,
+)
 from pytest_experiments.model import RunRecord
 from pytest_experiments.store import Store
 from pytest_experiments.tables import Column, human_size, text_table
