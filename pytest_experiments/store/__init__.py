@@ -12,7 +12,6 @@ from pytest_experiments.store.location import (
     check_location,
     describe_failure,
     is_database_error,
-    open_store,
     store_exists,
 )
 
@@ -24,6 +23,5 @@ __all__ = [
     "check_location",
     "describe_failure",
     "is_database_error",
-    "open_store",
     "store_exists",
 ]

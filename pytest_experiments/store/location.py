@@ -2,7 +2,7 @@
 
 A location is a store folder (SQLite, the default) or a server store's URL
 (``postgresql://...``). Outside the store layer, code speaks to :class:`Store` and to these
-functions only: which backend serves a location, its files, its driver and its errors stay
+functions only (a store is opened with :meth:`Store.open`): which backend serves a location, its files, its driver and its errors stay
 inside :mod:`pytest_experiments.store`. Backends are imported when first needed, so importing
 this module (the plugin does, at start-up) imports no database driver.
 """
@@ -13,22 +13,10 @@ import sys
 from pathlib import Path
 from typing import Union
 
-from pytest_experiments.store.base import DEFAULT_LEASE_S, Store
 from pytest_experiments.store.server_url import is_server_url
 
 #: A store folder or a server store's URL.
 Location = Union[str, Path]  # noqa: UP007  (a runtime alias: ``str | Path`` needs Python 3.10's types at import)
-
-
-def open_store(
-    location: Location,
-    *,
-    create: bool = False,
-    lease: float = DEFAULT_LEASE_S,
-    readonly: bool = False,
-) -> Store:
-    """The store at ``location`` (see :meth:`Store.open`)."""
-    return Store.open(location, create=create, lease=lease, readonly=readonly)
 
 
 def check_location(location: Location, *, integrity: bool = False) -> None:
