@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Union
+from typing import TypeAlias
 
 from pytest_experiments.store.server_url import is_server_url
 
 #: A store folder or a server store's URL.
-Location = Union[str, Path]  # noqa: UP007  (a runtime alias: ``str | Path`` needs Python 3.10's types at import)
+Location: TypeAlias = "str | Path"
 
 
 def check_location(location: Location, *, integrity: bool = False) -> None:
