@@ -1,9 +1,9 @@
 """A store location, and what can be asked of it without going through a backend's module.
 
 A location is a store folder (SQLite, the default) or a server store's URL
-(``postgresql://...``). Outside the store layer, code speaks to :class:`Store` and to these
-functions only (a store is opened with :meth:`Store.open`): which backend serves a location, its files, its driver and its errors stay
-inside :mod:`pytest_experiments.store`. Backends are imported when first needed, so importing
+(``postgresql://...``). Outside the store layer, code speaks to :class:`Store` (opened with
+:meth:`Store.open`) and to these functions only: which backend serves a location, its files,
+its driver and its errors stay inside :mod:`pytest_experiments.store`. Backends are imported when first needed, so importing
 this module (the plugin does, at start-up) imports no database driver.
 """
 
