@@ -36,10 +36,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pytest_experiments.records import MetricPoint, RunEnd, RunStart, SessionStart
+from pytest_experiments.model import MetricPoint, RunEnd, RunStart, SessionStart
 from pytest_experiments.run import new_id
-from pytest_experiments.rundirs import relative_run_dir
 from pytest_experiments.store import Store
+from pytest_experiments.store.rundirs import relative_run_dir
 from pytest_experiments.values import param_hash
 
 TARGET_SECONDS = 0.5

@@ -43,10 +43,10 @@ sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/load.py builds the 
 
 from load import build_store, grid_points, run_end
 
-from pytest_experiments.records import RunStart, SessionStart
+from pytest_experiments.model import RunStart, SessionStart
 from pytest_experiments.run import new_id
-from pytest_experiments.rundirs import relative_run_dir
 from pytest_experiments.store import Store
+from pytest_experiments.store.rundirs import relative_run_dir
 from pytest_experiments.values import param_hash
 
 LOAD_TARGET_S = 2.0

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_experiments.records import RunEnd, RunStart, SessionStart
+from pytest_experiments.model import RunEnd, RunStart, SessionStart
 from pytest_experiments.store import Store
 from pytest_experiments.values import param_hash
 

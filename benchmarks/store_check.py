@@ -29,7 +29,7 @@ from pathlib import Path
 
 from resume import build
 
-from pytest_experiments.sqlite_store import DB_NAME, check_store_path
+from pytest_experiments.store.sqlite import DB_NAME, check_store_path
 
 
 def timed(action: Callable[[], object], repeats: int) -> list[float]:

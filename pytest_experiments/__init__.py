@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pytest_experiments.records import RunRecord, SessionRecord
+from pytest_experiments.model import RunRecord, SessionRecord
 from pytest_experiments.run import ExperimentSession, Run, SessionSummary
 from pytest_experiments.store import Store, StoreError
 
@@ -35,7 +35,7 @@ __all__ = [
 
 def open_store(store: str | Path | None = None) -> Store:
     """Open an existing store; ``None`` finds it as pytest would from the current directory."""
-    from pytest_experiments.locate import find_store
+    from pytest_experiments.store.locate import find_store
 
     return Store.open(find_store() if store is None else store)
 

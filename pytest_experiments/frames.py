@@ -1,4 +1,4 @@
-"""Recorded runs as a pandas DataFrame. The only module that imports pandas."""
+"""Recorded runs as a pandas DataFrame, and a frame as a table to print. The only module that imports pandas."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from pytest_experiments.locate import find_store
-from pytest_experiments.records import STATUSES, RunRecord
+from pytest_experiments.model import STATUSES, RunRecord
 from pytest_experiments.store import Store
+from pytest_experiments.store.locate import find_store
+from pytest_experiments.tables import Table, plain, results_column
 
 #: The columns every frame has, in order; ``params.<name>`` and ``metrics.<name>`` follow,
 #: then ``error``.
@@ -127,3 +128,15 @@ def _param_column(values: list[Any]) -> Any:
 def _pad(values: list[Any], count: int, fill: Any) -> list[Any]:
     padded = [fill if value is None else value for value in values]
     return padded + [fill] * (count - len(values))
+
+
+def results_table(frame: pd.DataFrame) -> Table:
+    """``frame`` (a results frame, or some of its columns) as a :class:`~pytest_experiments.tables.Table`."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    columns = [
+        results_column(name, is_numeric_dtype(frame[name].dtype) and not is_bool_dtype(frame[name].dtype))
+        for name in frame.columns
+    ]
+    rows = [[plain(value) for value in row] for row in frame.itertuples(index=False, name=None)]
+    return Table(columns, rows)

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_experiments.records import MetricPoint, RunEnd, RunStart
-from pytest_experiments.rundirs import inside
+from pytest_experiments.model import MetricPoint, RunEnd, RunStart
+from pytest_experiments.store.rundirs import inside
 from pytest_experiments.values import as_number, safe_repr, to_json_value, too_large
 
-# SQLite stores integers in 64 bits.
+# Stores keep integers in 64 bits.
 _STEP_RANGE = range(-(2**63), 2**63)
 
 

@@ -1,8 +1,11 @@
-"""Results tables rendered for people (text, markdown, LaTeX) and for programs (CSV, JSON).
+"""The one table renderer: tables for people (text, markdown, LaTeX) and for programs (CSV, JSON).
 
-:func:`grid` lays out rows of strings to fit a terminal and needs no pandas, so the
-command line's light subcommands use it too; :func:`render` turns a results DataFrame
-(see :func:`pytest_experiments.load`) into one of :data:`FORMATS`.
+Every table pytest-experiments prints goes through here: the command line's, ``--xp-status``,
+the baseline comparison (terminal and markdown report) and the results table of ``runs`` and
+``export``. :func:`text_table` and :func:`markdown_table` lay out rows of strings;
+:func:`render` turns a :class:`Table` of plain values (see
+:func:`pytest_experiments.frames.results_table` for a results frame) into one of
+:data:`FORMATS`. No pandas here: a frame becomes a :class:`Table` in :mod:`pytest_experiments.frames`.
 """
 
 from __future__ import annotations
@@ -17,10 +20,7 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import pandas as pd
+from typing import Any
 
 FORMATS = ("text", "markdown", "csv", "json", "latex")
 ELLIPSIS = "..."  # ASCII: a terminal with a non-UTF-8 locale must still print it
@@ -28,6 +28,7 @@ _GAP = "  "
 # Columns shortened before any is dropped, and the narrowest each may become.
 _NODE_ID_MIN = 24
 _TEXT_MIN = 12
+_UNLIMITED = 1 << 30
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
     "&": r"\&",
@@ -53,7 +54,7 @@ def terminal_width() -> int:
 
 @dataclass
 class Column:
-    """One column of a :func:`grid`: its header, how it aligns and how it may shrink."""
+    """One column of a table: its header, whether it holds numbers (aligned right) and how it may shrink."""
 
     header: str
     right: bool = False
@@ -61,15 +62,15 @@ class Column:
     shrink: str | None = None
 
 
-def grid(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int | None = None) -> list[str]:
+def text_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int | None = None) -> list[str]:
     """Lines of an aligned table no wider than ``width`` (default: the terminal).
 
     Too wide, it shortens free-text columns, then long node ids (never below a readable
     share of the width), then drops columns from the right and says which in a last
     line; only when the first columns alone are still too wide does it cut node ids
-    further. It never wraps a row.
+    further. It never wraps a row. ``width=0``: no limit, nothing shortened.
     """
-    width = terminal_width() if width is None else width
+    width = terminal_width() if width is None else width or _UNLIMITED
     natural = [max([len(column.header), *(len(row[index]) for row in rows)]) for index, column in enumerate(columns)]
     node_floor = max(_NODE_ID_MIN, width * 2 // 5)
 
@@ -191,41 +192,48 @@ def cell(value: Any, column: str) -> str:
     return " ".join(str(value).split()) if column != "error" else str(value).partition("\n")[0]
 
 
-def _numeric(frame: pd.DataFrame, column: str) -> bool:
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+@dataclass
+class Table:
+    """Rows of plain values (None, bool, int, float, str, lists and dicts: see :func:`plain`) under their columns."""
 
-    dtype = frame[column].dtype
-    return is_numeric_dtype(dtype) and not is_bool_dtype(dtype)
+    columns: list[Column]
+    rows: list[list[Any]]
+
+
+def results_column(name: str, numeric: bool) -> Column:
+    """A column of the results table: numbers right; node ids shorten in the middle, free text at the end."""
+    if name == "node_id":
+        return Column(name, numeric, "middle")
+    if name in ("status", "started_at", "finished_at") or numeric:
+        return Column(name, numeric)
+    return Column(name, numeric, "end")
 
 
 # -- formats ----------------------------------------------------------------------------
 
 
-def render(frame: pd.DataFrame, fmt: str, width: int | None = None) -> str:
-    """``frame`` in format ``fmt`` (one of :data:`FORMATS`), ending with a newline."""
+def render(table: Table, fmt: str, width: int | None = None) -> str:
+    """``table`` in format ``fmt`` (one of :data:`FORMATS`), ending with a newline."""
     if fmt == "text":
-        return render_text(frame, width)
+        return render_text(table, width)
     renderers = {"markdown": render_markdown, "latex": render_latex, "csv": render_csv, "json": render_json}
     if fmt in renderers:
-        return renderers[fmt](frame)
+        return renderers[fmt](table)
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
-def _rows(frame: pd.DataFrame) -> list[list[str]]:
-    names = list(frame.columns)
-    return [
-        [cell(value, name) for value, name in zip(row, names, strict=True)]
-        for row in frame.itertuples(index=False, name=None)
-    ]
+def _cells(table: Table) -> list[list[str]]:
+    names = [column.header for column in table.columns]
+    return [[cell(value, name) for value, name in zip(row, names, strict=True)] for row in table.rows]
 
 
-def render_text(frame: pd.DataFrame, width: int | None = None) -> str:
+def render_text(table: Table, width: int | None = None) -> str:
     """An aligned table that fits ``width``; node ids lose their shared module prefix first."""
-    if frame.empty:
+    if not table.rows:
         return "(no runs match)\n"
-    rows = _rows(frame)
+    rows = _cells(table)
     lines = []
-    names = list(frame.columns)
+    names = [column.header for column in table.columns]
     if "node_id" in names:
         index = names.index("node_id")
         prefix = common_prefix([row[index] for row in rows])
@@ -233,30 +241,26 @@ def render_text(frame: pd.DataFrame, width: int | None = None) -> str:
             lines.append(shorten(f"node ids below start with {prefix}", width or terminal_width(), middle=True))
             for row in rows:
                 row[index] = row[index][len(prefix) :]
-    columns = [Column(name, right=_numeric(frame, name), shrink=_shrink_kind(frame, name)) for name in frame.columns]
-    lines += grid(columns, rows, width)
+    lines += text_table(table.columns, rows, width)
     return "\n".join(lines) + "\n"
 
 
-def _shrink_kind(frame: pd.DataFrame, name: str) -> str | None:
-    if name == "node_id":
-        return "middle"
-    if name in ("status", "started_at", "finished_at") or _numeric(frame, name):
-        return None
-    return "end"
+def markdown_escape(text: str) -> str:
+    """``text`` for a markdown table cell: ``\\`` and ``|`` escaped, so a cell never splits."""
+    return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
-def render_markdown(frame: pd.DataFrame) -> str:
+def markdown_table(columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Lines of a GitHub-flavoured markdown table (numbers aligned right), every cell escaped."""
+    lines = ["| " + " | ".join(markdown_escape(column.header) for column in columns) + " |"]
+    lines.append("| " + " | ".join("---:" if column.right else "---" for column in columns) + " |")
+    lines += ["| " + " | ".join(markdown_escape(text) for text in row) + " |" for row in rows]
+    return lines
+
+
+def render_markdown(table: Table) -> str:
     """A GitHub-flavoured markdown table (``|`` escaped, one line per row)."""
-
-    def escape(text: str) -> str:
-        return text.replace("\\", "\\\\").replace("|", "\\|")
-
-    names = list(frame.columns)
-    lines = ["| " + " | ".join(escape(name) for name in names) + " |"]
-    lines.append("|" + "|".join("---:" if _numeric(frame, name) else "---" for name in names) + "|")
-    lines += ["| " + " | ".join(escape(text) for text in row) + " |" for row in _rows(frame)]
-    return "\n".join(lines) + "\n"
+    return "\n".join(markdown_table(table.columns, _cells(table))) + "\n"
 
 
 def latex_escape(text: str) -> str:
@@ -264,14 +268,13 @@ def latex_escape(text: str) -> str:
     return _LATEX_PATTERN.sub(lambda match: _LATEX_SPECIALS[match.group()], text)
 
 
-def render_latex(frame: pd.DataFrame) -> str:
+def render_latex(table: Table) -> str:
     """A ``tabular`` environment (plain LaTeX, no package needed), every cell escaped."""
-    names = list(frame.columns)
-    spec = "".join("r" if _numeric(frame, name) else "l" for name in names)
+    spec = "".join("r" if column.right else "l" for column in table.columns)
     lines = [f"\\begin{{tabular}}{{{spec}}}", "\\hline"]
-    lines.append(" & ".join(latex_escape(name) for name in names) + " \\\\")
+    lines.append(" & ".join(latex_escape(column.header) for column in table.columns) + " \\\\")
     lines.append("\\hline")
-    lines += [" & ".join(latex_escape(text) for text in row) + " \\\\" for row in _rows(frame)]
+    lines += [" & ".join(latex_escape(text) for text in row) + " \\\\" for row in _cells(table)]
     lines += ["\\hline", "\\end{tabular}"]
     return "\n".join(lines) + "\n"
 
@@ -293,27 +296,24 @@ def json_value(value: Any) -> Any:
     return value
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    names = list(frame.columns)
-    return [
-        {name: plain(value) for name, value in zip(names, row, strict=True)}
-        for row in frame.itertuples(index=False, name=None)
-    ]
+def _records(table: Table) -> list[dict[str, Any]]:
+    names = [column.header for column in table.columns]
+    return [{name: plain(value) for name, value in zip(names, row, strict=True)} for row in table.rows]
 
 
-def render_json(frame: pd.DataFrame) -> str:
+def render_json(table: Table) -> str:
     """A JSON list with one object per run; missing values and NaN are null, infinities the strings
     ``"Infinity"`` and ``"-Infinity"`` (see :func:`json_value`), timestamps ISO 8601 UTC."""
-    return json.dumps(json_value(_records(frame)), indent=2, allow_nan=False, default=str) + "\n"
+    return json.dumps(json_value(_records(table)), indent=2, allow_nan=False, default=str) + "\n"
 
 
-def render_csv(frame: pd.DataFrame) -> str:
+def render_csv(table: Table) -> str:
     """CSV with a header row; missing values and NaN are empty, infinities ``inf`` and ``-inf``
     (as pandas and Python's ``float()`` read them), timestamps ISO 8601 UTC."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(frame.columns)
-    for record in _records(frame):
+    writer.writerow(column.header for column in table.columns)
+    for record in _records(table):
         writer.writerow("" if value is None else _csv_value(value) for value in record.values())
     return buffer.getvalue()
 

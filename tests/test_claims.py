@@ -24,7 +24,7 @@ import pytest
 from processes import GATE_CONFTEST, Processes, history, store_of
 
 from pytest_experiments import Store
-from pytest_experiments.records import RunEnd, RunStart, SessionStart
+from pytest_experiments.model import RunEnd, RunStart, SessionStart
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and process groups")
 
@@ -84,7 +84,7 @@ HOLD_CLAIM_CONFTEST = """
     import time
     from pathlib import Path
 
-    from pytest_experiments.sqlite_store import SQLiteStore
+    from pytest_experiments.store.sqlite import SQLiteStore
 
     HOLD = os.environ.get("XP_TEST_HOLD_CLAIM")
     if HOLD:
@@ -220,7 +220,7 @@ def test_snapshot_is_one_read_while_another_process_writes(tmp_path: Path) -> No
 
 
 def test_snapshot_crosses_the_xdist_channel_with_its_mark() -> None:
-    from pytest_experiments.selection import Snapshot
+    from pytest_experiments.plugin.selection import Snapshot
 
     snapshot = Snapshot(41, {("m.py", "test_a", "h1"): ("passed", "c1"), ("m.py", "test_b", "h2"): ("running", None)})
     assert Snapshot.from_wire(snapshot.to_wire()) == snapshot

@@ -17,9 +17,9 @@ import pytest
 from cli_helpers import cli, user_error
 
 from pytest_experiments import Store, load
-from pytest_experiments.cli import runs_to_delete
-from pytest_experiments.records import RunRecord, RunStart
-from pytest_experiments.tables import Column, common_prefix, grid, latex_escape, shorten
+from pytest_experiments.cli.sessions import runs_to_delete
+from pytest_experiments.model import RunRecord, RunStart
+from pytest_experiments.tables import Column, common_prefix, latex_escape, shorten, text_table
 
 EXPERIMENTS = r"""
 import pytest
@@ -193,7 +193,7 @@ def test_runs_markdown_escapes_pipes(store: Path, capsys: pytest.CaptureFixture[
     lines = ok(capsys, "runs", "--store", store, "--format", "markdown").splitlines()
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     assert header[:4] == ["node_id", "status", "metrics.loss", "metrics.acc"]  # params.lr: in every node id
-    assert lines[1].startswith("|---|---|---:|")  # numbers right-aligned
+    assert lines[1].startswith("| --- | --- | ---: |")  # numbers right-aligned
     assert len(lines) == 2 + 8
     failing = next(line for line in lines if "a_b" in line)
     assert "test_demo.py::test_fail[a_b\\|c] | failed |" in failing
@@ -591,7 +591,7 @@ def test_table_helpers() -> None:
     assert latex_escape(r"a&b%c$d#e_f{g}h~i^j\k") == (
         r"a\&b\%c\$d\#e\_f\{g\}h\textasciitilde{}i\textasciicircum{}j\textbackslash{}k"
     )
-    lines = grid([Column("a"), Column("b", right=True), Column("c")], [["x" * 10, "1", "y" * 30]], width=20)
+    lines = text_table([Column("a"), Column("b", right=True), Column("c")], [["x" * 10, "1", "y" * 30]], width=20)
     assert lines[:2] == ["a           b", "xxxxxxxxxx  1"]
     assert "1 more columns not shown: c" in " ".join(lines[2:])
     assert all(len(line) <= 20 for line in lines)

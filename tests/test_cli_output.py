@@ -19,7 +19,7 @@ from cli_helpers import cli
 from processes import inner_env
 
 from pytest_experiments import load
-from pytest_experiments.compare import Entry, baseline_text
+from pytest_experiments.comparison import Entry, baseline_text
 from pytest_experiments.values import param_hash
 
 pytestmark = pytest.mark.usefixtures("clean_env")

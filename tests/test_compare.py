@@ -1,6 +1,6 @@
 """The pure comparison functions: rules, verdicts, baseline files and the seed-aware test.
 
-No pytest session here: ``pytest_experiments.compare`` is plain Python, shared by the plugin
+No pytest session here: ``pytest_experiments.comparison`` is plain Python, shared by the plugin
 (``--xp-baseline``) and the command line (``pytest-experiments compare``). The noisy data of the
 seed-aware tests are written out as explicit numbers, so every expected verdict can be checked
 by hand (and the p-values with any t-test calculator).
@@ -16,13 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_experiments.compare import (
-    IMPROVED,
-    NEW,
-    NOT_RUN,
-    OK,
-    REGRESSED,
-    SHOWN,
+from pytest_experiments.comparison import (
     BaselineError,
     BaselineUpdate,
     Entry,
@@ -49,6 +43,7 @@ from pytest_experiments.compare import (
     unreported_line,
     unreported_rules,
 )
+from pytest_experiments.model import IMPROVED, NEW, NOT_RUN, OK, REGRESSED, SHOWN
 from pytest_experiments.values import param_hash
 
 needs_scipy = pytest.mark.skipif(importlib.util.find_spec("scipy") is None, reason="comparing over seeds needs scipy")

@@ -24,7 +24,7 @@ import pytest
 from processes import BLOCKING_GRID, GATE_CONFTEST, SIGINT_CONFTEST, TIMEOUT, Processes, inner_env
 
 from pytest_experiments import Store
-from pytest_experiments.sqlite_store import APPLICATION_ID
+from pytest_experiments.store.sqlite import APPLICATION_ID
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals, fork and process groups")
 
@@ -141,7 +141,7 @@ import sys
 from pathlib import Path
 
 from pytest_experiments import Store
-from pytest_experiments.sqlite_store import SQLiteStore  # noqa: F401  (imported once, before forking)
+from pytest_experiments.store.sqlite import SQLiteStore  # noqa: F401  (imported once, before forking)
 
 base, rounds, racers = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 for number in range(rounds):

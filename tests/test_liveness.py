@@ -20,8 +20,8 @@ import pytest
 from processes import BLOCKING_GRID, Processes, history, store_of
 
 from pytest_experiments import Store
-from pytest_experiments.liveness import Liveness, Process, pid_namespace, process_start
-from pytest_experiments.records import RunStart, SessionStart
+from pytest_experiments.model import RunStart, SessionStart
+from pytest_experiments.store.liveness import Liveness, Process, pid_namespace, process_start
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process start times come from /proc")
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from pytest_experiments import Store, StoreError, load
-from pytest_experiments.sqlite_store import SCHEMA_VERSION
+from pytest_experiments.store.sqlite import SCHEMA_VERSION
 
 BASE_COLUMNS = [
     "run_id",

@@ -22,8 +22,8 @@ from processes import Processes
 
 import pytest_experiments
 from pytest_experiments import Store, StoreError
-from pytest_experiments.records import MetricPoint, RunEnd, RunStart, SessionStart
-from pytest_experiments.server_url import is_server_url, masked, split_store
+from pytest_experiments.model import MetricPoint, RunEnd, RunStart, SessionStart
+from pytest_experiments.store.server_url import is_server_url, masked, split_store
 
 SECRET = "hunter2-secret"
 

@@ -10,8 +10,8 @@ import pytest
 from cli_helpers import cli
 
 from pytest_experiments import load
-from pytest_experiments.records import STATUSES
-from pytest_experiments.results_cli import default_columns
+from pytest_experiments.cli.results import default_columns
+from pytest_experiments.model import STATUSES
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

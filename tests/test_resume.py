@@ -26,7 +26,7 @@ import pytest
 from processes import BLOCKING_GRID, Processes, history, store_of
 
 from pytest_experiments import RunRecord, Store, load
-from pytest_experiments.records import RunStart, SessionStart
+from pytest_experiments.model import RunStart, SessionStart
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

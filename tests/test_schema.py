@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from processes import GATE_CONFTEST, Processes, store_of
 
-from pytest_experiments.liveness import pid_namespace
-from pytest_experiments.sqlite_store import APPLICATION_ID, DB_NAME
+from pytest_experiments.store.liveness import pid_namespace
+from pytest_experiments.store.sqlite import APPLICATION_ID, DB_NAME
 from pytest_experiments.values import dumps, param_hash
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")

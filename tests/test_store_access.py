@@ -53,7 +53,7 @@ import time
 from pathlib import Path
 
 from pytest_experiments import Store
-from pytest_experiments.records import RunEnd, RunStart, SessionStart
+from pytest_experiments.model import RunEnd, RunStart, SessionStart
 
 store_path, then = Path(sys.argv[1]), sys.argv[2]
 store = Store.open(store_path)

@@ -26,9 +26,10 @@ from backends import Backend
 from processes import GATE_WAIT, Processes
 
 from pytest_experiments import Store, StoreError
-from pytest_experiments.liveness import pid_namespace, process_start
-from pytest_experiments.records import MetricPoint, RunEnd, RunRecord, RunStart, SessionStart
-from pytest_experiments.rundirs import relative_run_dir
+from pytest_experiments.model import MetricPoint, RunEnd, RunRecord, RunStart, SessionStart
+from pytest_experiments.store import check_location, store_exists
+from pytest_experiments.store.liveness import pid_namespace, process_start
+from pytest_experiments.store.rundirs import relative_run_dir
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="liveness reads /proc")
 
@@ -138,6 +139,16 @@ def test_a_store_that_does_not_exist_is_created_only_when_asked(backend: Backend
         assert store.runs() == again.runs() == []
     with pytest.raises(ValueError, match="read-only"):
         backend.open(create=True, readonly=True)
+
+
+def test_a_location_is_checked_and_found_without_creating_anything(backend: Backend) -> None:
+    # What the plugin and the command line ask of a location before (or instead of) opening it.
+    assert not store_exists(backend.location)
+    check_location(backend.location, integrity=True)  # a place where a store can be created
+    assert not backend.exists()
+    backend.open(create=True).close()
+    assert store_exists(backend.location)
+    check_location(backend.location, integrity=True)
 
 
 def test_a_newer_schema_is_refused_with_one_line(backend: Backend) -> None:
@@ -592,8 +603,8 @@ WRITER = textwrap.dedent(GATE_WAIT) + textwrap.dedent("""
     import sys
 
     from pytest_experiments import Store
-    from pytest_experiments.liveness import pid_namespace, process_start
-    from pytest_experiments.records import MetricPoint, RunEnd, RunStart, SessionStart
+    from pytest_experiments.store.liveness import pid_namespace, process_start
+    from pytest_experiments.model import MetricPoint, RunEnd, RunStart, SessionStart
 
     location, artifacts, gate, name, points, mode = sys.argv[1:]
     options = {"artifacts": artifacts} if artifacts else {}

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pytest_experiments.records import (
+from pytest_experiments.model import (
     GridKey,
     GridSnapshot,
     GridState,
@@ -22,7 +22,7 @@ from pytest_experiments.records import (
     SessionRecord,
     SessionStart,
 )
-from pytest_experiments.server_url import is_server_url, masked
+from pytest_experiments.store.server_url import is_server_url, masked
 
 #: A session that has not renewed its heartbeat for this long is dead, whatever host it ran on.
 DEFAULT_LEASE_S = 300.0
@@ -51,6 +51,10 @@ class Store(abc.ABC):
         """Where the store is, for messages: its folder, or its URL with any password masked."""
         return str(self.root)
 
+    def database_size(self) -> int:
+        """Bytes the store's database takes on this machine's disk (0 for a server store)."""
+        return 0
+
     @staticmethod
     def open(
         path: str | Path,
@@ -78,7 +82,7 @@ class Store(abc.ABC):
             return _open_server(str(path), create=create, lease=lease, readonly=readonly, artifacts=artifacts)
         if artifacts is not None:
             raise ValueError("artifacts= is for a server store: an SQLite store keeps its run folders inside it")
-        from pytest_experiments.sqlite_store import SQLiteStore
+        from pytest_experiments.store.sqlite import SQLiteStore
 
         return SQLiteStore(Path(path), create=create, lease=lease, readonly=readonly)
 
@@ -195,6 +199,6 @@ def _open_server(url: str, **options: Any) -> Store:
         raise StoreError(
             f"the PostgreSQL store {masked(url)} needs psycopg: pip install 'pytest-experiments[postgres]'"
         ) from None
-    from pytest_experiments.postgres_store import PostgresStore
+    from pytest_experiments.store.postgres import PostgresStore
 
     return PostgresStore(url, **options)

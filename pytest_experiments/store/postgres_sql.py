@@ -1,6 +1,6 @@
 """The PostgreSQL store's schema and statements, as text with ``{s}`` for the store's schema.
 
-:class:`pytest_experiments.postgres_store.PostgresStore` fills in ``{s}`` through
+:class:`pytest_experiments.store.postgres.PostgresStore` fills in ``{s}`` through
 ``psycopg.sql.Identifier`` once per connection; every value is a ``%s`` parameter. No driver
 is imported here.
 """

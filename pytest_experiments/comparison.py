@@ -20,22 +20,15 @@ import os
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, get_args
 
-from pytest_experiments.records import RunRecord
+from pytest_experiments.model import IMPROVED, NEW, NOT_RUN, OK, REGRESSED, SHOWN, RunRecord, Verdict
+from pytest_experiments.tables import Column, markdown_escape, markdown_table, text_table
 from pytest_experiments.values import canonical_json
 
 BASELINE_FORMAT = 1
 _RULE_EXAMPLES = "e.g. 'acc higher 0.01' or 'loss lower 5%'"
 _NO_SCIPY = "comparing over seeds (over=...) needs scipy: pip install 'pytest-experiments[stats]'"
-
-# Verdicts, per metric.
-REGRESSED = "regressed"
-IMPROVED = "improved"
-OK = "ok"
-SHOWN = "shown"  # no rule: shown, never judged
-NEW = "new"  # no baseline entry with these parameters
-NOT_RUN = "not run"  # a baseline entry that nothing compared was run for
 
 # Why a value was judged without its tolerance (it is NaN or absent), in messages and reports.
 BECAME_NAN = "became NaN"
@@ -290,7 +283,7 @@ class MetricVerdict:
     metric: str
     base: float | None
     new: float | None
-    verdict: str
+    verdict: Verdict
     tolerance: float | None = None  # in the metric's units
     rule: str | None = None
     p_value: float | None = None
@@ -335,9 +328,16 @@ class MetricVerdict:
     def from_json(cls, data: Mapping[str, Any]) -> MetricVerdict:
         """The verdict :meth:`to_json` made."""
         return cls(
-            str(data["label"]), str(data["metric"]), data.get("base"), data.get("new"), str(data["verdict"]),
+            str(data["label"]), str(data["metric"]), data.get("base"), data.get("new"), _verdict(data["verdict"]),
             data.get("tolerance"), data.get("rule"), data.get("p_value"), note=data.get("note"),
         )  # fmt: skip
+
+
+def _verdict(value: object) -> Verdict:
+    """A verdict read back (from a worker's report): one of :data:`Verdict`, else a ``ValueError``."""
+    if value not in get_args(Verdict):
+        raise ValueError(f"unknown verdict {value!r}")
+    return cast("Verdict", value)
 
 
 def _number(value: float | None) -> str:
@@ -360,11 +360,11 @@ def judge(label: str, metric: str, base: float | None, new: float | None, rule: 
         return MetricVerdict(label, metric, base, new, special[0], rule=rule.describe(), note=special[1])
     allowed = rule.allowed(base)
     worsening = rule.worsening(base, new)
-    verdict = REGRESSED if _beyond(worsening, allowed) else IMPROVED if _beyond(-worsening, allowed) else OK
+    verdict: Verdict = REGRESSED if _beyond(worsening, allowed) else IMPROVED if _beyond(-worsening, allowed) else OK
     return MetricVerdict(label, metric, base, new, verdict, allowed, rule.describe())
 
 
-def _untolerated(base: float, new: float, rule: Rule) -> tuple[str, str | None] | None:
+def _untolerated(base: float, new: float, rule: Rule) -> tuple[Verdict, str | None] | None:
     """(verdict, note) when a tolerance cannot judge, a value being NaN or infinite; else None.
 
     NaN compares false with everything, so tolerances would call it ``ok``: it is judged
@@ -558,7 +558,7 @@ def _judge_samples(
     p_worse, p_better, base_ci, new_ci = _welch(base, new, rule.higher_is_better)
     significant_worse = p_worse is None or p_worse < alpha
     significant_better = p_better is None or p_better < alpha
-    verdict = OK
+    verdict: Verdict = OK
     if _beyond(worsening, allowed) and significant_worse:
         verdict = REGRESSED
     elif _beyond(-worsening, allowed) and significant_better:
@@ -613,11 +613,20 @@ def _welch(
 
 # -- reports -----------------------------------------------------------------------------
 
+_REPORT_COLUMNS = [
+    Column("run"),
+    Column("metric"),
+    Column("baseline", right=True),
+    Column("new", right=True),
+    Column("delta", right=True),
+    Column("verdict"),
+]
+
 
 def markdown_report(verdicts: list[MetricVerdict], unreported: Iterable[Rule] = ()) -> str:
     """The comparison as a markdown table (for a CI job summary), then the counts and the
     rules that judged nothing (``unreported``, see :func:`unreported_rules`)."""
-    lines = ["| run | metric | baseline | new | delta | verdict |", "| --- | --- | ---: | ---: | ---: | --- |"]
+    rows = []
     for verdict in _ordered(verdicts):
         delta = "" if verdict.delta is None else f"{verdict.delta:+.6g}"
         base, new = (
@@ -627,25 +636,25 @@ def markdown_report(verdicts: list[MetricVerdict], unreported: Iterable[Rule] = 
         mark = {REGRESSED: "❌ ", IMPROVED: "✅ ", NEW: "🆕 "}.get(verdict.verdict, "") + verdict.mark
         if verdict.p_value is not None and verdict.verdict != NEW:
             mark += f" (p={verdict.p_value:.3g})"
-        cells = [_md(verdict.label), _md(verdict.metric), base, new, delta, mark]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append([verdict.label, verdict.metric, base, new, delta, mark])
+    lines = markdown_table(_REPORT_COLUMNS, rows)
     lines.append("")
     lines.append(counts_line(verdicts))
     unjudged = unreported_line(unreported)
     if unjudged:
-        lines += ["", _md(unjudged[0].upper() + unjudged[1:])]
+        lines += ["", markdown_escape(unjudged[0].upper() + unjudged[1:])]
     return "\n".join(lines) + "\n"
 
 
 def text_report(verdicts: list[MetricVerdict]) -> list[str]:
     """The comparison as aligned text lines."""
-    rows = [("run", "metric", "baseline", "new", "delta", "verdict")]
+    rows = []
     for verdict in _ordered(verdicts):
         delta = "" if verdict.delta is None else f"{verdict.delta:+.6g}"
         mark = verdict.mark + (f" p={verdict.p_value:.3g}" if verdict.p_value is not None else "")
-        rows.append((verdict.label, verdict.metric, _number(verdict.base), _number(verdict.new), delta, mark))
-    widths = [max(len(row[i]) for row in rows) for i in range(6)]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+        rows.append([verdict.label, verdict.metric, _number(verdict.base), _number(verdict.new), delta, mark])
+    # Left-aligned throughout and never shortened: a log keeps every run's label whole.
+    return text_table([Column(column.header) for column in _REPORT_COLUMNS], rows, width=0)
 
 
 def summary_counts(verdicts: Iterable[MetricVerdict]) -> dict[str, int]:
@@ -672,7 +681,3 @@ def _with_interval(value: float | None, interval: tuple[float, float] | None) ->
     if interval is None:
         return f"{value:.6g}"
     return f"{value:.6g} ± {(interval[1] - interval[0]) / 2:.2g}"
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|")

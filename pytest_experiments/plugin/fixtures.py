@@ -3,7 +3,7 @@
 ``xp_run`` is the run handle under a name nobody else uses, ``xp`` the short name for it.
 A suite may define a fixture of one of these names itself (array-API code names its array
 namespace ``xp``): a test receiving that one is not an experiment (see
-:func:`pytest_experiments.identity.is_experiment`), and reaches its run as ``xp_run``.
+:func:`pytest_experiments.plugin.identity.is_experiment`), and reaches its run as ``xp_run``.
 Each reads the run directly: one fixture per test, not a chain.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_experiments.recorder import RUN_KEY
+from pytest_experiments.plugin.recorder import RUN_KEY
 from pytest_experiments.run import Run
 
 

@@ -5,28 +5,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from pytest_experiments.records import SessionStart
-from pytest_experiments.sqlite_store import DB_NAME
-from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError
-from pytest_experiments.storefiles import explain
+from pytest_experiments.model import SessionStart
+from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError, describe_failure, store_exists
 
 T = TypeVar("T")
 
 
 def describe(error: Exception, path: Path) -> str:
     """One line for ``error``, met while writing the store at ``path``."""
-    if isinstance(error, StoreError):
-        return str(error)
-    if isinstance(error, (sqlite3.Error, OSError)):
-        return explain(error, path)
-    return f"cannot write the store {path} ({type(error).__name__}: {error})"
+    message = describe_failure(error, path)
+    return f"cannot write the store {path} ({type(error).__name__}: {error})" if message is None else message
 
 
 class Heartbeat(threading.Thread):
@@ -68,7 +62,7 @@ class StoreHandle:
     """This process's store, opened (and created) when the first run starts.
 
     Every write goes through :meth:`use`. The first failure (the store cannot be created or
-    written, SQLite finds it damaged, the disk is full) ends writing for the whole session:
+    written, the database is found damaged, the disk is full) ends writing for the whole session:
     it is noted in a flag file that every process of the session (each xdist worker) checks
     before writing, so that nothing more is written to a store found damaged.
     """
@@ -131,9 +125,10 @@ class StoreHandle:
         try:
             return action(self._open(create))
         except Exception as exc:
-            if not isinstance(exc, (StoreError, sqlite3.Error, OSError)):
+            failure = describe_failure(exc, self.path)
+            if failure is None:
                 raise
-            message = describe(exc, self.path)
+            message = failure
         self.fail(message)
         raise StoreError(message)
 
@@ -148,8 +143,8 @@ class StoreHandle:
         return self._store
 
     def exists(self) -> bool:
-        """Whether the store's database exists (or is open here already)."""
-        return self._store is not None or (self.path / DB_NAME).exists()
+        """Whether the store exists (or is open here already)."""
+        return self._store is not None or store_exists(self.path)
 
     def heartbeat_news(self) -> str | None:
         """A heartbeat failure not reported yet, as one line, or None."""

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from pytest_experiments.rundirs import GITIGNORE, RUNS_DIR
-from pytest_experiments.store import StoreError
+from pytest_experiments.store.base import StoreError
+from pytest_experiments.store.rundirs import GITIGNORE, RUNS_DIR
 
 DB_NAME = "experiments.sqlite"
 
@@ -51,6 +51,16 @@ Signature = tuple[int, int, int]
 
 
 # -- paths ------------------------------------------------------------------------------
+
+
+def database_exists(root: Path) -> bool:
+    """Whether the store folder ``root`` holds its database."""
+    return (root / DB_NAME).exists()
+
+
+def database_size(root: Path) -> int:
+    """Bytes of the database of the store folder ``root``, with SQLite's files beside it."""
+    return sum(path.stat().st_size for path in root.glob(f"{DB_NAME}*") if path.is_file())
 
 
 def nearest_existing(path: Path) -> Path:

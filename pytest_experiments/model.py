@@ -1,14 +1,62 @@
-"""Plain data exchanged between the recorder and a store (no pytest, no pandas)."""
+"""The run model: what a run can be, and the plain records the recorder and the stores exchange.
+
+One place for every named set of states: a run's :data:`Status`, a comparison's
+:data:`Verdict` and resume's :data:`Category` of a collected experiment. Records are plain
+(named tuples and dataclasses of builtin values): no pytest, no pandas, nothing a store or the
+xdist channel cannot carry. The user's handle on a run in flight is
+:class:`pytest_experiments.Run`; what is read back is a :class:`RunRecord`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Final, Literal, NamedTuple, get_args
 
-#: Every status a run can have. ``running`` is only ever seen while a run is in flight;
-#: a ``running`` run whose process is gone reads back as ``interrupted``.
-STATUSES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "interrupted", "running")
+# -- run statuses ---------------------------------------------------------------------------
+
+#: What a run can be. ``running`` is only ever seen while a run is in flight; a ``running``
+#: run whose process is gone reads back as ``interrupted``.
+Status = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed", "interrupted", "running"]
+#: Every :data:`Status`, in the order tables show them.
+STATUSES: tuple[Status, ...] = get_args(Status)
+#: The statuses of a run that is done: resume runs its grid point again only for changed code.
+DONE_STATUSES: frozenset[str] = frozenset({"passed", "xfailed", "xpassed"})
+
+# -- comparison verdicts, per metric of a run ----------------------------------------------
+
+Verdict = Literal["regressed", "improved", "ok", "shown", "new", "not run"]
+REGRESSED: Final = "regressed"
+IMPROVED: Final = "improved"
+OK: Final = "ok"
+SHOWN: Final = "shown"  # no rule: shown, never judged
+NEW: Final = "new"  # no baseline entry with these parameters
+NOT_RUN: Final = "not run"  # a baseline entry that nothing compared was run for
+
+# -- resume categories: a collected experiment, from its latest run in the store -----------
+
+Category = Literal[
+    "never run",
+    "done",
+    "done with older code",
+    "code changed",
+    "failed",
+    "error",
+    "interrupted",
+    "skipped",
+    "running elsewhere",
+]
+NEVER_RUN: Final = "never run"
+DONE: Final = "done"
+DONE_OLDER_CODE: Final = "done with older code"  # kept: --xp-rerun-changed is off
+CODE_CHANGED: Final = "code changed"  # runs: --xp-rerun-changed is on
+FAILED: Final = "failed"
+ERROR: Final = "error"
+INTERRUPTED: Final = "interrupted"
+SKIPPED: Final = "skipped"
+RUNNING_ELSEWHERE: Final = "running elsewhere"
+
+# -- records --------------------------------------------------------------------------------
 
 
 class RunStart(NamedTuple):

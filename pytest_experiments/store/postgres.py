@@ -1,7 +1,7 @@
 """The PostgreSQL store: many hosts record into one database; run folders under an artefacts root.
 
 A store is one schema (``?store=NAME`` in the URL, default ``experiments``: see
-:mod:`pytest_experiments.server_url`), created on first use and versioned; the run folders
+:mod:`pytest_experiments.store.server_url`), created on first use and versioned; the run folders
 live under the artefacts root given to :meth:`Store.open` (``artifacts=``), a filesystem every
 host sees, with their paths stored relative to it.
 
@@ -12,7 +12,7 @@ that inserts the run: the counter row's lock orders run starts as they commit, s
 numbered up to ``M``, and any run it does not see is numbered above. A claim takes a
 transaction-scoped advisory lock on its grid point, then checks and inserts: two claimers of
 one grid point take turns, and the second sees the first one's run. Liveness is judged as
-for SQLite (:mod:`pytest_experiments.liveness`), from the run's process and its session's
+for SQLite (:mod:`pytest_experiments.store.liveness`), from the run's process and its session's
 heartbeat.
 
 Identifiers (the schema) go through ``psycopg.sql.Identifier``; every value is a parameter.
@@ -33,9 +33,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pytest_experiments import postgres_sql as q
-from pytest_experiments.liveness import Liveness, Process
-from pytest_experiments.records import (
+from pytest_experiments.model import (
     GridKey,
     GridSnapshot,
     GridState,
@@ -45,9 +43,11 @@ from pytest_experiments.records import (
     SessionRecord,
     SessionStart,
 )
-from pytest_experiments.rundirs import create_root, remove_run_folder
-from pytest_experiments.server_url import BadURL, masked, secrets_in, split_store
-from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError
+from pytest_experiments.store import postgres_sql as q
+from pytest_experiments.store.base import DEFAULT_LEASE_S, Store, StoreError
+from pytest_experiments.store.liveness import Liveness, Process
+from pytest_experiments.store.rundirs import create_root, remove_run_folder
+from pytest_experiments.store.server_url import BadURL, masked, secrets_in, split_store
 from pytest_experiments.values import dumps, storable_text
 
 #: Where a server store keeps run folders when ``Store.open`` is given no ``artifacts``.
@@ -63,6 +63,19 @@ def _lock_key(*parts: str) -> int:
     """A 64-bit advisory lock key for ``parts`` (a collision with another key only makes one wait)."""
     digest = hashlib.sha256("\0".join((q.APPLICATION, *parts)).encode("utf-8", "surrogatepass")).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class NoStore(StoreError):
+    """There is no store at the URL (yet): no schema, or an empty one."""
+
+
+def store_exists(url: str) -> bool:
+    """Whether the store at ``url`` has been created; a server that cannot be reached is a :class:`StoreError`."""
+    try:
+        PostgresStore(url, readonly=True).close()
+    except NoStore:
+        return False
+    return True
 
 
 class PostgresStore(Store):
@@ -166,10 +179,10 @@ class PostgresStore(Store):
         """The version of the store, refusing a missing, foreign or newer one."""
         exists, holds, ours = state
         if not exists:
-            raise StoreError(f"no experiment store at {self._location} yet: run some experiments first")
+            raise NoStore(f"no experiment store at {self._location} yet: run some experiments first")
         if not ours:
             if not holds:
-                raise StoreError(f"no experiment store at {self._location} yet: run some experiments first")
+                raise NoStore(f"no experiment store at {self._location} yet: run some experiments first")
             raise StoreError(
                 f"schema {self.name!r} at {self._location} holds tables of something else, not an experiment "
                 "store; choose another store name (?store=NAME)"
@@ -306,7 +319,7 @@ class PostgresStore(Store):
     def _status(
         self, status: str, process: Sequence[Any], heartbeat: float | None, finished: float | None, now: float
     ) -> str:
-        """The live status of a run stored with ``status`` (see :mod:`pytest_experiments.liveness`)."""
+        """The live status of a run stored with ``status`` (see :mod:`pytest_experiments.store.liveness`)."""
         if status == "running" and not self._liveness.is_live(Process(*process), heartbeat, finished, now):
             return "interrupted"
         return status

@@ -18,11 +18,7 @@ from typing import Any
 
 import pytest
 
-from pytest_experiments.compare import (
-    IMPROVED,
-    NEW,
-    NOT_RUN,
-    REGRESSED,
+from pytest_experiments.comparison import (
     BaselineError,
     Entry,
     MetricVerdict,
@@ -41,9 +37,10 @@ from pytest_experiments.compare import (
     unrun_verdicts,
     write_text_atomically,
 )
-from pytest_experiments.identity import grid_point, is_experiment
-from pytest_experiments.options import ComparisonOptions
-from pytest_experiments.recorder import RUN_KEY
+from pytest_experiments.model import IMPROVED, NEW, NOT_RUN, REGRESSED
+from pytest_experiments.plugin.identity import grid_point, is_experiment
+from pytest_experiments.plugin.options import ComparisonOptions
+from pytest_experiments.plugin.recorder import RUN_KEY
 
 _PROPERTY = "xp_compare"
 _USAGE_ERROR = "xp_usage_error"
@@ -238,11 +235,10 @@ class ComparisonReport:
 
     def _save_baseline(self, path: Path) -> None:
         """Merge this session's passed runs into the baseline at ``path`` (the file's other entries stay)."""
-        from pytest_experiments.sqlite_store import DB_NAME
-        from pytest_experiments.store import Store
+        from pytest_experiments.store import Store, store_exists
 
         runs = []
-        if (self._store_path / DB_NAME).exists():
+        if store_exists(self._store_path):
             with Store.open(self._store_path) as store:
                 runs = store.runs(session_id=self._session_id, status="passed")
         if not runs:

@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_experiments import locate
-from pytest_experiments.store import DEFAULT_LEASE_S
+from pytest_experiments.store import DEFAULT_LEASE_S, locate
 
 if TYPE_CHECKING:
-    from pytest_experiments.compare import Rule
+    from pytest_experiments.comparison import Rule
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ def alpha_level(text: str) -> float:
 
 def compare_rule(text: str) -> str:
     """Check a comparison rule's syntax when the option is parsed."""
-    from pytest_experiments.compare import RuleError, parse_rule
+    from pytest_experiments.comparison import RuleError, parse_rule
 
     try:
         parse_rule(text)
@@ -303,7 +302,7 @@ def _worker_threads(config: pytest.Config) -> int | str | None:
 
 def _comparison(config: pytest.Config) -> ComparisonOptions:
     # Imported here: sessions that compare nothing never load the comparison code.
-    from pytest_experiments.compare import RuleError, parse_rules
+    from pytest_experiments.comparison import RuleError, parse_rules
 
     base = config.invocation_params.dir
 
@@ -332,7 +331,7 @@ def _comparison(config: pytest.Config) -> ComparisonOptions:
 def _check_outputs(options: ComparisonOptions) -> None:
     """Files written at the end of the session must be writable from the start: a sweep
     must not run for hours and then fail to write its report (nothing is created here)."""
-    from pytest_experiments.compare import BaselineError, output_path_problem, read_saved_baseline
+    from pytest_experiments.comparison import BaselineError, output_path_problem, read_saved_baseline
 
     if options.report_md is not None:
         problem = output_path_problem(options.report_md)

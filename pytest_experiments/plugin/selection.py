@@ -17,32 +17,35 @@ from pathlib import Path
 
 import pytest
 
-from pytest_experiments.identity import is_experiment, point_key
-from pytest_experiments.options import SelectionOptions
-from pytest_experiments.records import GridKey, GridState
-from pytest_experiments.sqlite_store import DB_NAME
-from pytest_experiments.store import Store
+from pytest_experiments.model import (
+    CODE_CHANGED,
+    DONE,
+    DONE_OLDER_CODE,
+    DONE_STATUSES,
+    ERROR,
+    FAILED,
+    INTERRUPTED,
+    NEVER_RUN,
+    RUNNING_ELSEWHERE,
+    SKIPPED,
+    Category,
+    GridKey,
+    GridState,
+)
+from pytest_experiments.plugin.identity import is_experiment, point_key
+from pytest_experiments.plugin.options import SelectionOptions
+from pytest_experiments.store import Store, store_exists
+from pytest_experiments.tables import Column, text_table
 
-# Categories of a collected experiment, from its latest run in the snapshot.
-NEVER_RUN = "never run"
-DONE = "done"
-DONE_OLDER_CODE = "done with older code"  # kept: --xp-rerun-changed is off
-CODE_CHANGED = "code changed"  # runs: --xp-rerun-changed is on
-FAILED = "failed"
-ERROR = "error"
-INTERRUPTED = "interrupted"
-SKIPPED = "skipped"
-RUNNING = "running elsewhere"
-_DONE_STATUSES = frozenset({"passed", "xfailed", "xpassed"})
-_CATEGORY_OF_STATUS = {
+_CATEGORY_OF_STATUS: dict[str, Category] = {
     "failed": FAILED,
     "error": ERROR,
     "interrupted": INTERRUPTED,
     "skipped": SKIPPED,
-    "running": RUNNING,
+    "running": RUNNING_ELSEWHERE,
 }
-_TO_RESUME = frozenset({NEVER_RUN, INTERRUPTED, SKIPPED, CODE_CHANGED})
-_TO_RETRY = frozenset({FAILED, ERROR, INTERRUPTED})
+_TO_RESUME: frozenset[Category] = frozenset({NEVER_RUN, INTERRUPTED, SKIPPED, CODE_CHANGED})
+_TO_RETRY: frozenset[Category] = frozenset({FAILED, ERROR, INTERRUPTED})
 
 
 @dataclass
@@ -57,7 +60,7 @@ class Snapshot:
     @classmethod
     def take(cls, store_path: Path, lease: float) -> Snapshot:
         """Read the store at ``store_path`` in one read (an absent store is an empty snapshot)."""
-        if not (store_path / DB_NAME).exists():
+        if not store_exists(store_path):
             return cls()
         with Store.open(store_path, lease=lease) as store:
             states, mark = store.grid_snapshot()
@@ -88,12 +91,12 @@ class Snapshot:
         return cls(payload["mark"], states)
 
 
-def categorise(state: tuple[str, str | None] | None, current_code: str | None, rerun_changed: bool) -> str:
+def categorise(state: tuple[str, str | None] | None, current_code: str | None, rerun_changed: bool) -> Category:
     """The category of a grid point whose latest run is ``state``."""
     if state is None:
         return NEVER_RUN
     status, code = state
-    if status in _DONE_STATUSES:
+    if status in DONE_STATUSES:
         if current_code is not None and code is not None and code != current_code:
             return CODE_CHANGED if rerun_changed else DONE_OLDER_CODE
         return DONE
@@ -133,7 +136,7 @@ class Selection:
 
     def _current_code(self, item: pytest.Function) -> str | None:
         """sha256 of the experiment function's code as collected now (once per function)."""
-        from pytest_experiments.collectors import function_hash
+        from pytest_experiments.plugin.collectors import function_hash
 
         key = (id(item.parent), item.originalname)  # nodes hash in Python: their id is faster
         if key not in self._code_hashes:
@@ -145,9 +148,9 @@ class Selection:
         if self._others_deselected is not None:
             self._others_deselected.extend(items)
 
-    def _category(self, item: pytest.Function) -> str:
+    def _category(self, item: pytest.Function) -> Category:
         state = self.snapshot.states.get(point_key(item))
-        code = self._current_code(item) if state is not None and state[0] in _DONE_STATUSES else None
+        code = self._current_code(item) if state is not None and state[0] in DONE_STATUSES else None
         return categorise(state, code, self.options.rerun_changed)
 
     def _count_left_out(self, runnable: frozenset[str]) -> None:
@@ -167,7 +170,7 @@ class Selection:
         runnable = _TO_RUN[(self.options.resume, self.options.retry_failed)]
         self._count_left_out(runnable)
         plain_tests_run = not (self.options.retry_failed and not self.options.resume and not status_mode)
-        tally: Counter[tuple[str, str, str]] = Counter()
+        tally: Counter[tuple[str, str, Category]] = Counter()
         selected: list[pytest.Item] = []
         deselected: list[pytest.Item] = []
         for item in items:
@@ -178,7 +181,7 @@ class Selection:
             key = point_key(item)
             state = states.get(key)
             # The code hash only matters for done runs (older code or not).
-            code = self._current_code(item) if state is not None and state[0] in _DONE_STATUSES else None
+            code = self._current_code(item) if state is not None and state[0] in DONE_STATUSES else None
             category = categorise(state, code, rerun_changed)
             tally[key[0], key[1], category] += 1
             if status_mode:
@@ -208,8 +211,8 @@ class Selection:
         kept = count.get(FAILED, 0) + count.get(ERROR, 0)
         if kept and not self.options.retry_failed:
             line += f"; {kept} failed kept (--xp-retry-failed)"
-        if count.get(RUNNING):
-            line += f"; {count[RUNNING]} running in another session"
+        if count.get(RUNNING_ELSEWHERE):
+            line += f"; {count[RUNNING_ELSEWHERE]} running in another session"
         if self.left_out:
             line += f"; {self.left_out} more to run deselected by other options"
             if self._config.getoption("stepwise", False):
@@ -242,23 +245,32 @@ class Selection:
         if not self.per_experiment:
             return [f"xp status: no experiments collected (store: {self._store_path})"]
         columns = {
-            "grid": (DONE, DONE_OLDER_CODE, CODE_CHANGED, FAILED, ERROR, INTERRUPTED, SKIPPED, RUNNING, NEVER_RUN),
+            "grid": (
+                DONE,
+                DONE_OLDER_CODE,
+                CODE_CHANGED,
+                FAILED,
+                ERROR,
+                INTERRUPTED,
+                SKIPPED,
+                RUNNING_ELSEWHERE,
+                NEVER_RUN,
+            ),
             "done": (DONE, DONE_OLDER_CODE, CODE_CHANGED),
             "failed": (FAILED,),
             "error": (ERROR,),
             "interrupted": (INTERRUPTED,),
             "skipped": (SKIPPED,),
-            "running": (RUNNING,),
+            "running": (RUNNING_ELSEWHERE,),
             "never run": (NEVER_RUN,),
             "older code": (DONE_OLDER_CODE, CODE_CHANGED),
         }
-        names = {key: "::".join(key) for key in self.per_experiment}
-        width = max(len("experiment"), *(len(name) for name in names.values()))
-        lines = [f"xp status (store: {self._store_path})", f"{'experiment':<{width}}  " + "  ".join(columns)]
-        for key, counts in sorted(self.per_experiment.items()):
-            name = names[key]
-            cells = [f"{sum(counts[c] for c in categories):>{len(title)}}" for title, categories in columns.items()]
-            lines.append(f"{name:<{width}}  " + "  ".join(cells))
+        rows = [
+            ["::".join(key), *(str(sum(counts[c] for c in categories)) for categories in columns.values())]
+            for key, counts in sorted(self.per_experiment.items())
+        ]
+        header = [Column("experiment"), *(Column(title, right=True) for title in columns)]
+        lines = [f"xp status (store: {self._store_path})", *text_table(header, rows, width=0)]
         if verbosity > 0:
             for category, node_ids in sorted(self.node_ids.items()):
                 lines.append(f"{category}:")

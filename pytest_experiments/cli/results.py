@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_experiments import tables
-from pytest_experiments.cli import CLIError, add_subcommand, no_runs, opened_store, plural
-from pytest_experiments.records import STATUSES, RunRecord
+from pytest_experiments.cli.common import CLIError, add_subcommand, no_runs, opened_store, plural
+from pytest_experiments.model import STATUSES, RunRecord
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -236,7 +236,9 @@ def runs_command(args: argparse.Namespace) -> int:
         columns = list(frame.columns)  # for programs: everything
     else:
         columns = default_columns(frame)
-    sys.stdout.write(tables.render(frame[columns], args.format))
+    from pytest_experiments.frames import results_table
+
+    sys.stdout.write(tables.render(results_table(frame[columns]), args.format))
     return 0
 
 
@@ -277,7 +279,9 @@ def export_command(args: argparse.Namespace) -> int:
         if suffix == ".parquet":
             _parquet_ready(frame).to_parquet(target, index=False)
         else:
-            text = tables.render_csv(frame) if suffix == ".csv" else tables.render_json(frame)
+            from pytest_experiments.frames import results_table
+
+            text = tables.render(results_table(frame), suffix[1:])
             target.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise CLIError(f"cannot write {target}: {exc.strerror or exc}; choose another -o path") from None

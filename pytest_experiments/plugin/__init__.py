@@ -12,22 +12,21 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_experiments import hookspecs
-from pytest_experiments.collectors import BUILTIN_COLLECTORS
-from pytest_experiments.fixtures import xp, xp_dir, xp_run  # noqa: F401  (fixtures of this plugin)
-from pytest_experiments.grid import GridPlugin
-from pytest_experiments.handle import StoreHandle
-from pytest_experiments.identity import DistinctValues
-from pytest_experiments.options import Settings, add_options, check_path_tokens, read_settings
-from pytest_experiments.recorder import Recorder
-from pytest_experiments.records import SessionStart
+from pytest_experiments.model import SessionStart
+from pytest_experiments.plugin import hookspecs
+from pytest_experiments.plugin.collectors import BUILTIN_COLLECTORS
+from pytest_experiments.plugin.fixtures import xp, xp_dir, xp_run  # noqa: F401  (fixtures of this plugin)
+from pytest_experiments.plugin.grid import GridPlugin
+from pytest_experiments.plugin.identity import DistinctValues
+from pytest_experiments.plugin.options import Settings, add_options, check_path_tokens, read_settings
+from pytest_experiments.plugin.recorder import Recorder
+from pytest_experiments.plugin.session import SNAPSHOT_KEY, WORKERINPUT_KEY, SessionRecorder, XdistSessionHandover
+from pytest_experiments.plugin.store_access import StoreHandle
 from pytest_experiments.run import new_id
-from pytest_experiments.session import SNAPSHOT_KEY, WORKERINPUT_KEY, SessionRecorder, XdistSessionHandover
-from pytest_experiments.sqlite_store import check_store_path
-from pytest_experiments.store import StoreError
+from pytest_experiments.store import StoreError, check_location
 
 if TYPE_CHECKING:
-    from pytest_experiments.selection import Snapshot
+    from pytest_experiments.plugin.selection import Snapshot
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 HANDLE_KEY = pytest.StashKey[StoreHandle]()
@@ -61,8 +60,8 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = read_settings(config)
     workerinput = getattr(config, "workerinput", None)
     try:
-        # SQLite checks every page once per session, in the process that starts it (~0.1 s for 100,000 runs).
-        check_store_path(settings.store_path, integrity=workerinput is None)
+        # The whole database is checked once per session, in the process that starts it (~0.1 s for 100,000 runs).
+        check_location(settings.store_path, integrity=workerinput is None)
     except StoreError as exc:
         raise pytest.UsageError(f"xp: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
@@ -88,7 +87,7 @@ def pytest_configure(config: pytest.Config) -> None:
             handover = XdistSessionHandover(handle, snapshot, settings.worker_threads)
             config.pluginmanager.register(handover, "xp-xdist")
     if settings.comparison.active:
-        from pytest_experiments.comparing import ComparisonReport, RunComparison
+        from pytest_experiments.plugin.baseline import ComparisonReport, RunComparison
 
         config.pluginmanager.register(RunComparison(settings.comparison), "xp-compare")
         if workerinput is None:
@@ -103,7 +102,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _register_selection(config: pytest.Config, settings: Settings, snapshot: Snapshot, controller: bool) -> None:
     """Resume / retry / status: the selection in every process; its exit status, and under
     xdist the controller's own collection before the workers start, on the controller."""
-    from pytest_experiments.selection import DeferredWorkers, Selection, SelectionController
+    from pytest_experiments.plugin.selection import DeferredWorkers, Selection, SelectionController
 
     selection = Selection(config, settings.selection, snapshot, settings.store_path)
     config.pluginmanager.register(selection, "xp-selection")
@@ -116,7 +115,7 @@ def _register_selection(config: pytest.Config, settings: Settings, snapshot: Sna
 def _snapshot(config: pytest.Config, settings: Settings) -> Snapshot:
     """The store's state that resume / retry / status decide from: taken once by the
     controller, received by each xdist worker (so that all of them decide alike)."""
-    from pytest_experiments.selection import Snapshot
+    from pytest_experiments.plugin.selection import Snapshot
 
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:

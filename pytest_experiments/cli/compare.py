@@ -7,10 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pytest_experiments import locate
-from pytest_experiments.cli import CLIError, opened_store, store_at
-from pytest_experiments.compare import (
-    REGRESSED,
+from pytest_experiments.cli.common import CLIError, opened_store, store_at
+from pytest_experiments.comparison import (
     BaselineError,
     Entry,
     Rule,
@@ -26,7 +24,8 @@ from pytest_experiments.compare import (
     unreported_line,
     unreported_rules,
 )
-from pytest_experiments.sqlite_store import DB_NAME
+from pytest_experiments.model import REGRESSED
+from pytest_experiments.store import locate, store_exists
 
 _BASELINE_EXAMPLE = """FILE is merged into: its entries of grid points without a passed run here are kept.
 
@@ -113,7 +112,7 @@ def _entries(source: str, args: argparse.Namespace) -> tuple[list[Entry], str]:
         except BaselineError as exc:
             raise CLIError(str(exc)) from None
     if path.is_dir():
-        if not (path / DB_NAME).exists():
+        if not store_exists(path):
             raise CLIError(f"{path} is a folder but not an experiment store")
         with store_at(path) as store:
             return [Entry.of_run(run) for run in store.runs()], f"latest runs of {path}"

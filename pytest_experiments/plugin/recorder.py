@@ -28,12 +28,12 @@ from typing import Any
 
 import pytest
 
-from pytest_experiments.handle import StoreHandle, describe
-from pytest_experiments.identity import grid_point, is_experiment, volatile_parameters
-from pytest_experiments.liveness import pid_namespace, process_start
+from pytest_experiments.plugin.identity import grid_point, is_experiment, volatile_parameters
+from pytest_experiments.plugin.store_access import StoreHandle, describe
 from pytest_experiments.run import Run, new_id
-from pytest_experiments.rundirs import relative_run_dir, within
 from pytest_experiments.store import StoreError
+from pytest_experiments.store.liveness import pid_namespace, process_start
+from pytest_experiments.store.rundirs import relative_run_dir, within
 from pytest_experiments.values import metrics_from_result, to_json_value
 
 RUN_KEY = pytest.StashKey[Run]()

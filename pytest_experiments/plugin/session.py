@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_experiments.handle import StoreHandle, describe
-from pytest_experiments.identity import is_experiment
+from pytest_experiments.plugin.identity import is_experiment
+from pytest_experiments.plugin.store_access import StoreHandle, describe
 from pytest_experiments.run import ExperimentSession, SessionSummary
 from pytest_experiments.store import Store, StoreError
 from pytest_experiments.values import to_json_value
 
 if TYPE_CHECKING:
-    from pytest_experiments.selection import Snapshot
+    from pytest_experiments.plugin.selection import Snapshot
 
 WORKERINPUT_KEY = "xp_session"
 SNAPSHOT_KEY = "xp_snapshot"
@@ -95,7 +95,7 @@ class SessionRecorder:
             return store.status_counts(self.session.id)
         except StoreError as exc:
             self.store_failure = str(exc)
-        except Exception as exc:  # sqlite3 / OS errors of the store itself: one line, never a traceback
+        except Exception as exc:  # database / OS errors of the store itself: one line, never a traceback
             self.store_failure = describe(exc, self._handle.path)
         return {}
 

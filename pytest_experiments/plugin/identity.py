@@ -31,7 +31,7 @@ from pytest_experiments.values import (
 
 # The fixtures that make a test an experiment, when the test receives ours (``fixtures.py``).
 _RUN_FIXTURES = ("xp", "xp_run", "xp_dir")
-_FIXTURES_MODULE = "pytest_experiments.fixtures"
+_FIXTURES_MODULE = "pytest_experiments.plugin.fixtures"
 # pytest-repeat's parameter (``--count``), and the name it is stored under.
 _REPEAT_STEP = "__pytest_repeat_step_number"
 REPEAT = "repeat"

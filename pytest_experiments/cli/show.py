@@ -11,10 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from pytest_experiments import tables
-from pytest_experiments.cli import CLIError, add_subcommand, duration_text, no_runs, opened_store, print_lines, utc_time
-from pytest_experiments.records import RunRecord
+from pytest_experiments.cli.common import (
+    CLIError,
+    add_subcommand,
+    duration_text,
+    no_runs,
+    opened_store,
+    print_lines,
+    utc_time,
+)
+from pytest_experiments.model import RunRecord
 from pytest_experiments.store import Store
-from pytest_experiments.tables import Column, grid, human_size
+from pytest_experiments.tables import Column, human_size, text_table
 
 
 def register(subparsers: Any) -> None:
@@ -118,7 +126,7 @@ def _artefacts(folder: Path) -> list[tuple[str, str]]:
 def _summary(last: float | None, points: Sequence[float | None]) -> list[str]:
     """Last, min and max of a metric's logged points; NaN points are left out of min and max.
 
-    SQLite stores a NaN point as NULL, so the store hands it back as None: NaN again here.
+    A store may keep a NaN point as NULL and hand it back as None: NaN again here.
     """
     values = [math.nan if value is None else value for value in points] or [math.nan if last is None else last]
     if last is None:
@@ -156,7 +164,7 @@ def describe_run(run: RunRecord, series: dict[str, list[tuple[int | None, float]
             Column("name", shrink="end"),
             *(Column(head, right=True) for head in ("points", "last", "min", "max")),
         ]
-        lines += ["  " + line for line in grid(columns, rows, tables.terminal_width() - 2)]
+        lines += ["  " + line for line in text_table(columns, rows, tables.terminal_width() - 2)]
     else:
         lines.append("  (none)")
     metadata = _flatten(run.metadata)

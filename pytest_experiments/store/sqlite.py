@@ -18,9 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pytest_experiments import rundirs, storefiles
-from pytest_experiments.liveness import Liveness, Process
-from pytest_experiments.records import (
+from pytest_experiments.model import (
     GridKey,
     GridSnapshot,
     GridState,
@@ -30,9 +28,11 @@ from pytest_experiments.records import (
     SessionRecord,
     SessionStart,
 )
-from pytest_experiments.rundirs import create_root, remove_run_folder
-from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError
-from pytest_experiments.storefiles import (
+from pytest_experiments.store import rundirs, sqlite_files
+from pytest_experiments.store.base import DEFAULT_LEASE_S, Store, StoreError
+from pytest_experiments.store.liveness import Liveness, Process
+from pytest_experiments.store.rundirs import create_root, remove_run_folder
+from pytest_experiments.store.sqlite_files import (
     Reader,
     check_only_store_files,
     check_runs_folder,
@@ -44,7 +44,7 @@ from pytest_experiments.storefiles import (
 )
 from pytest_experiments.values import dumps, storable_text
 
-DB_NAME = storefiles.DB_NAME  # other modules import these two from here
+DB_NAME = sqlite_files.DB_NAME  # other modules import these two from here
 RUNS_DIR = rundirs.RUNS_DIR
 #: Marks a database as ours ("XPST"), so another application's SQLite file is refused.
 APPLICATION_ID = 0x58505354
@@ -529,7 +529,7 @@ class SQLiteStore(Store):
 
     # -- reading --------------------------------------------------------------------
     def _is_live(self, row: sqlite3.Row) -> bool:
-        """Whether a ``running`` run can still be in flight (see :mod:`pytest_experiments.liveness`)."""
+        """Whether a ``running`` run can still be in flight (see :mod:`pytest_experiments.store.liveness`)."""
         process = Process(row["host"], row["pid"], row["pid_namespace"], row["pid_started"])
         return self._liveness.is_live(process, row["session_heartbeat"], row["session_finished"], time.time())
 
@@ -743,6 +743,9 @@ class SQLiteStore(Store):
         for relative in folders:
             remove_run_folder(self.root, relative)
         return deleted
+
+    def database_size(self) -> int:
+        return sqlite_files.database_size(self.root)
 
     def close(self) -> None:
         self._db.close()

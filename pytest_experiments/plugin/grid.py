@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from pytest_experiments.identity import keep_grid_ids
+from pytest_experiments.plugin.identity import keep_grid_ids
 from pytest_experiments.values import canonical_json, identity_values, is_plain, known_equal, safe_repr
 
 _ID_TYPES = (str, int, float, bool, type(None))
