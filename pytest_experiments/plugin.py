@@ -23,6 +23,7 @@ from pytest_experiments.recorder import Recorder
 from pytest_experiments.records import SessionStart
 from pytest_experiments.run import new_id
 from pytest_experiments.session import SNAPSHOT_KEY, WORKERINPUT_KEY, SessionRecorder, XdistSessionHandover
+from pytest_experiments.sharding import Sharding
 from pytest_experiments.sqlite_store import check_store_path
 from pytest_experiments.store import StoreError
 
@@ -94,6 +95,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if workerinput is None:
             report = ComparisonReport(settings.comparison, session.session_id, settings.store_path)
             config.pluginmanager.register(report, "xp-compare-report")
+    if settings.shard is not None:  # --xp-shard (issue 10): a pure filter, the same in every process
+        config.pluginmanager.register(Sharding(settings.shard), "xp-shard")
     for name, collector in BUILTIN_COLLECTORS.items():
         if not config.pluginmanager.is_blocked(name):
             config.pluginmanager.register(collector(), name)
