@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from pytest_experiments import rundirs, storefiles
 from pytest_experiments.liveness import Liveness, Process
+from pytest_experiments.mounts import network_store_problem
 from pytest_experiments.records import (
     GridKey,
     GridSnapshot,
@@ -217,6 +218,9 @@ def check_store_path(root: Path, *, integrity: bool = False) -> None:
     that starts it.
     """
     existing = nearest_existing(root)
+    network = network_store_problem(existing)  # SQLite's locks fail there (mounts.py)
+    if network is not None:
+        raise StoreError(network)
     if existing != root:
         if not existing.is_dir():
             raise StoreError(
