@@ -290,7 +290,7 @@ def add_subcommand(subparsers: Any, name: str, summary: str, example: str, **kwa
 def build_parser() -> argparse.ArgumentParser:
     """The ``pytest-experiments`` argument parser with every subcommand."""
     # Imported here: they import this module (CLIError, opened_store...).
-    from pytest_experiments import __version__, compare_cli, results_cli, show_cli
+    from pytest_experiments import __version__, compare_cli, merge_cli, results_cli, show_cli
 
     parser = Parser(
         prog=PROG,
@@ -329,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc.set_defaults(handler=gc_command)
 
     compare_cli.register(subparsers)
+    merge_cli.register(subparsers)  # issue 10: merge SRC... --into DST
     return parser
 
 

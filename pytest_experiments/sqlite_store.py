@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pytest_experiments import rundirs, storefiles
+from pytest_experiments.copies import RunCopy, SessionCopy, run_row, session_row
 from pytest_experiments.liveness import Liveness, Process
 from pytest_experiments.mounts import network_store_problem
 from pytest_experiments.records import (
@@ -748,5 +749,36 @@ class SQLiteStore(Store):
             remove_run_folder(self.root, relative)
         return deleted
 
+    def add_copies(self, sessions: Sequence[SessionCopy], runs: Sequence[RunCopy]) -> int:
+        # merge (issue 10): one immediate transaction; INSERT OR IGNORE keeps what is here.
+        def body() -> int:
+            self._db.executemany(_INSERT_SESSION_COPY, [session_row(session) for session in sessions])
+            code = [(run.code_sha256, storable_text(run.code_source)) for run in runs if run.code_source is not None]
+            self._db.executemany("INSERT OR IGNORE INTO code (sha256, source) VALUES (?, ?)", code)
+            added = 0
+            for run in sorted(runs, key=lambda run: run.started_at):  # the store's sequence follows start order
+                if self._db.execute(_INSERT_RUN_COPY, run_row(run)).rowcount:
+                    added += 1
+                    points = [(run.run_id, storable_text(p.name), p.seq, p.step, p.value) for p in run.points]
+                    self._db.executemany(
+                        "INSERT OR IGNORE INTO metric_points (run_id, name, seq, step, value) VALUES (?, ?, ?, ?, ?)",
+                        points,
+                    )
+            return added
+
+        return self._immediate(body)
+
     def close(self) -> None:
         self._db.close()
+
+
+_INSERT_SESSION_COPY = (
+    "INSERT OR IGNORE INTO sessions (session_id, started_at, finished_at, heartbeat_at, host, pid, exitstatus, "
+    "metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_RUN_COPY = (
+    "INSERT OR IGNORE INTO runs (run_id, session_id, node_id, module, experiment, param_hash, params, "
+    "logged_params, status, started_at, finished_at, duration, worker, host, pid, dir, code_sha256, metrics, "
+    "result, metadata, error_type, error_message, traceback) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
