@@ -3,7 +3,6 @@ real stores (SQLite sources; SQLite and PostgreSQL destinations)."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
@@ -18,15 +17,9 @@ from pytest_experiments import Store
 from pytest_experiments.cli import main
 from pytest_experiments.copies import run_copy
 from pytest_experiments.merge import merge
-from pytest_experiments.records import RunStart, SessionStart
+from pytest_experiments.records import MetricPoint, RunEnd, RunStart, SessionStart
 
 pytestmark = pytest.mark.usefixtures("clean_env")
-
-# Imported here, before any test: pytester drops at teardown the modules first imported during its
-# test, and psycopg's C extension keeps raising the first module's exception classes, which the
-# second import's ``except psycopg.Error`` then misses (tests/test_postgres_store.py failed so).
-with contextlib.suppress(ImportError):
-    import pytest_experiments.postgres_store  # noqa: F401
 
 SWEEP = """
     import pytest
@@ -175,13 +168,38 @@ def test_a_folder_left_by_an_interrupted_merge_is_replaced(shards: list[Path], t
     assert run_folders(into) == folders
 
 
-def test_merge_into_any_backend(shards: list[Path], backend: Backend) -> None:
-    report = merge(shards, backend.location, artifacts=backend.artifacts)
-    assert (report.added, report.present) == (POINTS, 0)
+def recorded_store(root: Path, tag: str, count: int) -> Path:
+    """A store with one session of ``count`` finished runs, with series and run folders, written
+    through the Store API (no pytester here: a test using it drops at teardown the modules first
+    imported during it, and psycopg's C extension then raises the first import's exceptions)."""
+    session = SessionStart(f"session-{tag}", 1.0e9, "node", 1, {"tag": tag})
+    with Store.open(root, create=True) as store:
+        store.record_session(session)
+        for index in range(count):
+            run_id = f"20010909-014640-{tag}{index:05x}"
+            start = RunStart(run_id, session.session_id, f"test_m.py::test_f[{tag}{index}]", "test_m.py", "test_f",
+                             f"{tag}{index:063x}"[:64], {"i": index}, 1.0e9 + index, "main", "node", 1,
+                             f"runs/test_f/{run_id}")  # fmt: skip
+            store.start_run(start)
+            (root / start.dir).mkdir(parents=True)
+            (root / start.dir / "out.txt").write_text(run_id)
+            points = [MetricPoint("loss", seq, seq, 1 / (seq + 1)) for seq in range(3)]
+            store.finish_run(RunEnd(run_id, "passed", 1.0e9 + index + 0.5, 0.5, {"i": index}, {"loss": 1 / 3},
+                                    points, {}, {"k": index}, "c0de", "def test_f(): pass"))  # fmt: skip
+        store.finish_session(session.session_id, 1.0e9 + count, 0)
+    return root
+
+
+def test_merge_into_any_backend(tmp_path: Path, backend: Backend) -> None:
+    sources = [recorded_store(tmp_path / f"node-{tag}", tag, 4) for tag in "ab"]
+    report = merge(sources, backend.location, artifacts=backend.artifacts)
+    assert (report.added, report.present, report.folders) == (8, 0, 8)
     expected: dict[str, str] = {}
-    for store in shards:
+    for store in sources:
         expected.update(copies(store))
     options = {"artifacts": backend.artifacts} if backend.artifacts is not None else {}
     assert copies(backend.location, **options) == expected
-    again = merge(shards, backend.location, artifacts=backend.artifacts)
-    assert (again.added, again.present) == (0, POINTS)
+    root = backend.artifacts if backend.artifacts is not None else Path(backend.location)
+    assert {**run_folders(sources[0]), **run_folders(sources[1])} == run_folders(root)
+    again = merge(sources, backend.location, artifacts=backend.artifacts)
+    assert (again.added, again.present) == (0, 8)
