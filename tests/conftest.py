@@ -22,12 +22,25 @@ def pytest_configure(config: pytest.Config) -> None:
             f"{POSTGRES_ENV} is not set, but CI (or {REQUIRE_ENV}=1) requires the PostgreSQL tests; "
             f"set it to a server's URL, e.g. {POSTGRES_ENV}=postgresql://postgres@127.0.0.1:5432/postgres"
         )
+    # Likewise the SLURM tests (tests/test_slurm.py): .ci/run starts a cluster and sets the variable.
+    if (os.environ.get("CI") or os.environ.get("XP_REQUIRE_SLURM") == "1") and not os.environ.get("XP_TEST_SLURM"):
+        raise pytest.UsageError(
+            "XP_TEST_SLURM is not set, but CI (or XP_REQUIRE_SLURM=1) requires the SLURM tests; "
+            "start a cluster with .ci/slurm up and set XP_TEST_SLURM to the slurm.conf path it prints"
+        )
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    if os.environ.get(POSTGRES_ENV):
-        return f"PostgreSQL tests: a fresh database on the server of {POSTGRES_ENV}"
-    return f"PostgreSQL tests: skipped ({POSTGRES_ENV} is not set)"
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    postgres = (
+        f"PostgreSQL tests: a fresh database on the server of {POSTGRES_ENV}"
+        if os.environ.get(POSTGRES_ENV)
+        else f"PostgreSQL tests: skipped ({POSTGRES_ENV} is not set)"
+    )
+    slurm = os.environ.get("XP_TEST_SLURM")
+    return [
+        postgres,
+        f"SLURM tests: the cluster of {slurm}" if slurm else "SLURM tests: skipped (XP_TEST_SLURM is not set)",
+    ]
 
 
 @pytest.fixture(scope="session")

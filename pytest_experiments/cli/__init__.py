@@ -17,7 +17,7 @@ import os
 import sys
 
 from pytest_experiments import __version__
-from pytest_experiments.cli import compare, results, sessions, show, status
+from pytest_experiments.cli import compare, merge, results, sessions, show, status
 from pytest_experiments.cli.common import PROG, CLIError, Parser
 from pytest_experiments.store import StoreError, is_database_error
 
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for command in (status, results, show, sessions, compare):
+    for command in (status, results, show, sessions, compare, merge):
         command.register(subparsers)
     return parser
 

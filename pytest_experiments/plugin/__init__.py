@@ -21,6 +21,7 @@ from pytest_experiments.plugin.identity import DistinctValues
 from pytest_experiments.plugin.options import Settings, add_options, check_path_tokens, read_settings
 from pytest_experiments.plugin.recorder import Recorder
 from pytest_experiments.plugin.session import SNAPSHOT_KEY, WORKERINPUT_KEY, SessionRecorder, XdistSessionHandover
+from pytest_experiments.plugin.sharding import Sharding
 from pytest_experiments.plugin.store_access import StoreHandle
 from pytest_experiments.run import new_id
 from pytest_experiments.store import StoreError, check_location
@@ -93,6 +94,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if workerinput is None:
             report = ComparisonReport(settings.comparison, session.session_id, settings.store_path)
             config.pluginmanager.register(report, "xp-compare-report")
+    if settings.shard is not None:  # --xp-shard (issue 10): a pure filter, the same in every process
+        config.pluginmanager.register(Sharding(settings.shard), "xp-shard")
     for name, collector in BUILTIN_COLLECTORS.items():
         if not config.pluginmanager.is_blocked(name):
             config.pluginmanager.register(collector(), name)

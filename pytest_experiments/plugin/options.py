@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_experiments.plugin.sharding import Shard, resolve, shard_option
 from pytest_experiments.store import DEFAULT_LEASE_S, locate
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ class Settings:
     comparison: ComparisonOptions
     #: --xp-worker-threads: threads per xdist worker (a number or "auto"), None to leave them alone.
     worker_threads: int | str | None = None
+    #: --xp-shard: the part of the grid this process runs (``auto`` already resolved), None for all.
+    shard: Shard | None = None
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,15 @@ def add_options(parser: pytest.Parser) -> None:
         help="under -n: start each xdist worker with OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS... "
         "set to N (auto: CPUs / workers), unless any of them is set already",
     )
+    group.addoption(
+        "--xp-shard",
+        dest="xp_shard",
+        metavar="K/N",
+        type=shard_option,
+        default=None,
+        help="run only shard K of N (0-based) of the selected tests, split by grid point; auto: this SLURM "
+        "array task's (SLURM_ARRAY_TASK_ID, _COUNT, _MIN)",
+    )
     parser.addini(locate.INI_KEY, "folder of the experiment store, relative to the ini file", default="")
     parser.addini(
         "xp_compare", "comparison rules, one per line: '<metric> higher|lower <tolerance>[%]'", type="linelist"
@@ -286,7 +298,8 @@ def read_settings(config: pytest.Config) -> Settings:
             lease = lease_seconds(ini_lease) if ini_lease else DEFAULT_LEASE_S
         except argparse.ArgumentTypeError as exc:
             raise pytest.UsageError(f"xp: ini key xp_lease: {exc}") from None
-    return Settings(store_path, worker, selection, lease, _comparison(config), _worker_threads(config))
+    shard = resolve(config.getoption("xp_shard"))
+    return Settings(store_path, worker, selection, lease, _comparison(config), _worker_threads(config), shard)
 
 
 def _worker_threads(config: pytest.Config) -> int | str | None:

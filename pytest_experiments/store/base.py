@@ -8,9 +8,9 @@ hosts at once, ``postgresql://...``). Both pass the same contract suite
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_experiments.model import (
     GridKey,
@@ -23,6 +23,9 @@ from pytest_experiments.model import (
     SessionStart,
 )
 from pytest_experiments.store.server_url import is_server_url, masked
+
+if TYPE_CHECKING:
+    from pytest_experiments.store.copies import RunCopy, SessionCopy
 
 #: A session that has not renewed its heartbeat for this long is dead, whatever host it ran on.
 DEFAULT_LEASE_S = 300.0
@@ -178,6 +181,16 @@ class Store(abc.ABC):
 
         Unknown ids are ignored. The rows go in one transaction; folders are removed
         afterwards, and only ones inside the store's ``runs/`` tree.
+        """
+
+    @abc.abstractmethod
+    def add_copies(self, sessions: Sequence[SessionCopy], runs: Sequence[RunCopy]) -> int:
+        """Add sessions and finished runs copied from another store, in one transaction (``merge``).
+
+        A session or run whose id is here already is left as it is, so adding the same copies
+        twice adds nothing; a run's code and metric series come with it. Returns how many runs
+        were added. Run folders are the caller's to copy, before this: a folder without a row
+        is harmless, a row without its folder is not.
         """
 
     @abc.abstractmethod

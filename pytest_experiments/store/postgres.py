@@ -45,6 +45,7 @@ from pytest_experiments.model import (
 )
 from pytest_experiments.store import postgres_sql as q
 from pytest_experiments.store.base import DEFAULT_LEASE_S, Store, StoreError
+from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, session_row
 from pytest_experiments.store.liveness import Liveness, Process
 from pytest_experiments.store.rundirs import create_root, remove_run_folder
 from pytest_experiments.store.server_url import BadURL, masked, secrets_in, split_store
@@ -453,6 +454,24 @@ class PostgresStore(Store):
         for relative in folders:
             remove_run_folder(self.root, relative)
         return deleted
+
+    def add_copies(self, sessions: Sequence[SessionCopy], runs: Sequence[RunCopy]) -> int:
+        # merge (issue 10): one transaction; ON CONFLICT DO NOTHING keeps what is here.
+        added = 0
+        with self._errors(), self._db.transaction():
+            for session in sessions:
+                self._db.execute(self._sql["add_session_copy"], session_row(session))
+            for run in runs:
+                if run.code_source is not None:
+                    self._db.execute(self._sql["add_code_copy"], (run.code_sha256, storable_text(run.code_source)))
+            for run in sorted(runs, key=lambda run: run.started_at):  # the store's sequence follows start order
+                if not self._db.execute(self._sql["add_run_copy"], run_row(run)).rowcount:
+                    continue
+                added += 1
+                points = [[storable_text(p.name) for p in run.points], [p.seq for p in run.points],
+                          [p.step for p in run.points], [p.value for p in run.points]]  # fmt: skip
+                self._db.execute(self._sql["add_points_copy"], (run.run_id, *points))
+        return added
 
     def close(self) -> None:
         with contextlib.suppress(psycopg.Error):

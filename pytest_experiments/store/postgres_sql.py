@@ -146,4 +146,16 @@ STATEMENTS = {
     "delete_points": "DELETE FROM {s}.metric_points WHERE run_id = ANY(%s::text[])",
     "delete_runs": "DELETE FROM {s}.runs WHERE run_id = ANY(%s::text[])",
     "version": "SELECT application, version FROM {s}.store_version",
+    # merge (issue 10): copies from another store; what is here already stays as it is.
+    "add_session_copy": "INSERT INTO {s}.sessions (session_id, started_at, finished_at, heartbeat_at, host, pid, "
+    "exitstatus, metadata) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (session_id) DO NOTHING",
+    "add_code_copy": "INSERT INTO {s}.code (sha256, source) VALUES (%s, %s) ON CONFLICT (sha256) DO NOTHING",
+    "add_run_copy": "WITH next AS (UPDATE {s}.run_sequence SET last = last + 1 RETURNING last) "
+    "INSERT INTO {s}.runs (seq, run_id, session_id, node_id, module, experiment, param_hash, params, logged_params, "
+    "status, started_at, finished_at, duration, worker, host, pid, dir, code_sha256, metrics, result, metadata, "
+    "error_type, error_message, traceback) SELECT next.last, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+    "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM next ON CONFLICT (run_id) DO NOTHING",
+    "add_points_copy": "INSERT INTO {s}.metric_points (run_id, name, seq, step, value) "
+    "SELECT %s::text, * FROM unnest(%s::text[], %s::integer[], %s::bigint[], %s::double precision[]) "
+    "ON CONFLICT (run_id, name, seq) DO NOTHING",
 }

@@ -30,7 +30,9 @@ from pytest_experiments.model import (
 )
 from pytest_experiments.store import rundirs, sqlite_files
 from pytest_experiments.store.base import DEFAULT_LEASE_S, Store, StoreError
+from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, session_row
 from pytest_experiments.store.liveness import Liveness, Process
+from pytest_experiments.store.mounts import network_store_problem
 from pytest_experiments.store.rundirs import create_root, remove_run_folder
 from pytest_experiments.store.sqlite_files import (
     Reader,
@@ -217,6 +219,9 @@ def check_store_path(root: Path, *, integrity: bool = False) -> None:
     that starts it.
     """
     existing = nearest_existing(root)
+    network = network_store_problem(existing)  # SQLite's locks fail there (mounts.py)
+    if network is not None:
+        raise StoreError(network)
     if existing != root:
         if not existing.is_dir():
             raise StoreError(
@@ -747,5 +752,36 @@ class SQLiteStore(Store):
     def database_size(self) -> int:
         return sqlite_files.database_size(self.root)
 
+    def add_copies(self, sessions: Sequence[SessionCopy], runs: Sequence[RunCopy]) -> int:
+        # merge (issue 10): one immediate transaction; INSERT OR IGNORE keeps what is here.
+        def body() -> int:
+            self._db.executemany(_INSERT_SESSION_COPY, [session_row(session) for session in sessions])
+            code = [(run.code_sha256, storable_text(run.code_source)) for run in runs if run.code_source is not None]
+            self._db.executemany("INSERT OR IGNORE INTO code (sha256, source) VALUES (?, ?)", code)
+            added = 0
+            for run in sorted(runs, key=lambda run: run.started_at):  # the store's sequence follows start order
+                if self._db.execute(_INSERT_RUN_COPY, run_row(run)).rowcount:
+                    added += 1
+                    points = [(run.run_id, storable_text(p.name), p.seq, p.step, p.value) for p in run.points]
+                    self._db.executemany(
+                        "INSERT OR IGNORE INTO metric_points (run_id, name, seq, step, value) VALUES (?, ?, ?, ?, ?)",
+                        points,
+                    )
+            return added
+
+        return self._immediate(body)
+
     def close(self) -> None:
         self._db.close()
+
+
+_INSERT_SESSION_COPY = (
+    "INSERT OR IGNORE INTO sessions (session_id, started_at, finished_at, heartbeat_at, host, pid, exitstatus, "
+    "metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_RUN_COPY = (
+    "INSERT OR IGNORE INTO runs (run_id, session_id, node_id, module, experiment, param_hash, params, "
+    "logged_params, status, started_at, finished_at, duration, worker, host, pid, dir, code_sha256, metrics, "
+    "result, metadata, error_type, error_message, traceback) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
