@@ -41,9 +41,9 @@ from pytest_experiments.compare import (
     unrun_verdicts,
     write_text_atomically,
 )
+from pytest_experiments.fixtures import RUN_KEY
 from pytest_experiments.identity import grid_point, is_experiment
 from pytest_experiments.options import ComparisonOptions
-from pytest_experiments.recorder import RUN_KEY
 
 _PROPERTY = "xp_compare"
 _USAGE_ERROR = "xp_usage_error"

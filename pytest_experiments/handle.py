@@ -12,9 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from pytest_experiments.liveness import DEFAULT_LEASE_S
 from pytest_experiments.records import SessionStart
 from pytest_experiments.sqlite_store import DB_NAME
-from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError
+from pytest_experiments.store import Store, StoreError
 from pytest_experiments.storefiles import explain
 
 T = TypeVar("T")

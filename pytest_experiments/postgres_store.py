@@ -34,7 +34,7 @@ import psycopg
 from psycopg import sql
 
 from pytest_experiments import postgres_sql as q
-from pytest_experiments.liveness import Liveness, Process
+from pytest_experiments.liveness import DEFAULT_LEASE_S, Liveness, Process
 from pytest_experiments.records import (
     GridKey,
     GridSnapshot,
@@ -47,7 +47,7 @@ from pytest_experiments.records import (
 )
 from pytest_experiments.rundirs import create_root, remove_run_folder
 from pytest_experiments.server_url import BadURL, masked, secrets_in, split_store
-from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError
+from pytest_experiments.store import Store, StoreError
 from pytest_experiments.values import dumps, storable_text
 
 #: Where a server store keeps run folders when ``Store.open`` is given no ``artifacts``.
@@ -238,6 +238,10 @@ class PostgresStore(Store):
         args = (session.session_id, session.started_at, session.started_at, session.host, session.pid)
         with self._errors():
             self._db.execute(self._sql["record_session"], (*args, dumps(session.metadata)))
+
+    def update_session_metadata(self, session_id: str, metadata: dict[str, Any]) -> None:
+        with self._errors():
+            self._db.execute(self._sql["update_session_metadata"], (dumps(metadata), session_id))
 
     def start_run(self, start: RunStart) -> None:
         with self._errors():

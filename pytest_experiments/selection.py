@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_experiments import xdist_glue
 from pytest_experiments.identity import is_experiment, point_key
 from pytest_experiments.options import SelectionOptions
 from pytest_experiments.records import GridKey, GridState
@@ -304,7 +305,7 @@ class DeferredWorkers:
     def wanted(config: pytest.Config) -> bool:
         """Whether xdist is about to distribute this session (its own test, on our options)."""
         return (
-            config.pluginmanager.hasplugin("xdist")
+            xdist_glue.has_xdist(config)
             and not config.getoption("collectonly")
             and config.getoption("dist", "no") != "no"
             and bool(config.getoption("tx", None))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pytest_experiments import rundirs, storefiles
-from pytest_experiments.liveness import Liveness, Process
+from pytest_experiments.liveness import DEFAULT_LEASE_S, Liveness, Process
 from pytest_experiments.records import (
     GridKey,
     GridSnapshot,
@@ -31,7 +31,7 @@ from pytest_experiments.records import (
     SessionStart,
 )
 from pytest_experiments.rundirs import create_root, remove_run_folder
-from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError
+from pytest_experiments.store import Store, StoreError
 from pytest_experiments.storefiles import (
     Reader,
     check_only_store_files,
@@ -444,6 +444,11 @@ class SQLiteStore(Store):
             session.pid,
             dumps(session.metadata),
         )
+        _retrying(lambda: self._db.execute(sql, args))
+
+    def update_session_metadata(self, session_id: str, metadata: dict[str, Any]) -> None:
+        sql = "UPDATE sessions SET metadata = ? WHERE session_id = ?"
+        args = (dumps(metadata), session_id)
         _retrying(lambda: self._db.execute(sql, args))
 
     def start_run(self, start: RunStart) -> None:

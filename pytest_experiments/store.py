@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pytest_experiments.liveness import DEFAULT_LEASE_S
 from pytest_experiments.records import (
     GridKey,
     GridSnapshot,
@@ -23,9 +24,6 @@ from pytest_experiments.records import (
     SessionStart,
 )
 from pytest_experiments.server_url import is_server_url, masked
-
-#: A session that has not renewed its heartbeat for this long is dead, whatever host it ran on.
-DEFAULT_LEASE_S = 300.0
 
 
 class StoreError(Exception):
@@ -86,6 +84,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def record_session(self, session: SessionStart) -> None:
         """Write ``session`` unless it is already there (any process may be first)."""
+
+    @abc.abstractmethod
+    def update_session_metadata(self, session_id: str, metadata: dict[str, Any]) -> None:
+        """Replace a recorded session's metadata (under xdist the workers write the session
+        before its ``session_start`` hooks ran); nothing happens for an unknown session."""
 
     @abc.abstractmethod
     def start_run(self, start: RunStart) -> None:
