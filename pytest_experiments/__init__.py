@@ -1,21 +1,35 @@
 """pytest-experiments: experiments as parametrised pytest tests, every run recorded.
 
 Importing this package stays light (no pandas): :func:`load` imports pandas when called.
+The names below are imported on first use: pytest imports this package with the plugin in
+every session, and rewrites the asserts of each module of it that is imported.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from pytest_experiments.model import RunRecord, SessionRecord
-from pytest_experiments.run import ExperimentSession, Run, SessionSummary
-from pytest_experiments.store import Store, StoreError
+import importlib
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
     import pandas
+
+    from pytest_experiments.model import RunRecord, SessionRecord
+    from pytest_experiments.run import ExperimentSession, Run, SessionSummary
+    from pytest_experiments.store import Store, StoreError
+
+# Public name -> the module defining it.
+_LAZY = {
+    "RunRecord": "model",
+    "SessionRecord": "model",
+    "ExperimentSession": "run",
+    "Run": "run",
+    "SessionSummary": "run",
+    "Store": "store",
+    "StoreError": "store",
+}
 
 __version__ = "0.1.0"
 
@@ -33,8 +47,22 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
 def open_store(store: str | Path | None = None) -> Store:
     """Open an existing store; ``None`` finds it as pytest would from the current directory."""
+    from pytest_experiments.store import Store
     from pytest_experiments.store.locate import find_store
 
     return Store.open(find_store() if store is None else store)

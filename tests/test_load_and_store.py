@@ -61,11 +61,12 @@ def run_with(pytester: pytest.Pytester, *args: str, **env: str) -> pytest.RunRes
 
 
 def snapshot(directory: Path) -> dict[str, bytes | None]:
-    """Every file and folder below ``directory`` (folders as None), caches left out."""
+    """Every file and folder below ``directory`` (folders as None), pytest's caches left out
+    (a store is checked once collection found an experiment: pytest's own files may exist by then)."""
     return {
         str(path.relative_to(directory)): None if path.is_dir() else path.read_bytes()
         for path in sorted(directory.rglob("*"))
-        if "__pycache__" not in path.parts
+        if "__pycache__" not in path.parts and ".pytest_cache" not in path.parts
     }
 
 

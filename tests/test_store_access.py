@@ -213,8 +213,11 @@ def test_user_who_cannot_write_the_store_is_stopped_at_start(
     finally:
         subprocess.run(["chattr", "-i", str(database)], check=True)
     assert code == pytest.ExitCode.USAGE_ERROR, output
-    [line] = [line for line in output.splitlines() if line.strip()]
-    assert line.startswith("ERROR: xp: ")
+    # Stopped once collection found the experiments, before any of them ran.
+    [line] = [line for line in output.splitlines() if "xp:" in line]
+    assert line.startswith("ERROR: xp: "), output
+    assert output.strip().splitlines()[-1] == line
+    assert "passed" not in output
     assert "not writable" in line
     assert str(store) in line
     assert files(store) == before  # nothing created (no -wal/-shm owned by nobody), nothing changed
@@ -373,7 +376,10 @@ def test_symlinked_runs_folder_is_followed(pytester: pytest.Pytester, tmp_path: 
 
 
 @pytest.mark.parametrize("where", ["store", "parent", "dangling", "runs"])
-def test_symlink_that_leads_nowhere_stops_the_session(pytester: pytest.Pytester, where: str) -> None:
+def test_symlink_that_leads_nowhere_stops_the_session(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # collection imports the module before the check
     pytester.makepyfile(test_grid=GRID)
     loop = pytester.path / "loop"
     loop.symlink_to(loop)  # points at itself
@@ -388,7 +394,7 @@ def test_symlink_that_leads_nowhere_stops_the_session(pytester: pytest.Pytester,
         store.mkdir()
         (store / "runs").symlink_to(pytester.path / "nowhere")
     before = sorted(os.listdir(pytester.path))
-    result = pytester.runpytest(f"--xp-store={store}")
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--xp-store={store}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     [line] = [line for line in result.stderr.lines if line.strip()]
     assert line.startswith("ERROR: xp: ")
@@ -405,8 +411,9 @@ def git(cwd: Path, *args: str) -> str:
     return done.stdout
 
 
-def test_project_folder_is_not_taken_for_a_store(pytester: pytest.Pytester) -> None:
+def test_project_folder_is_not_taken_for_a_store(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--xp-store .`` in a git repository: refused, nothing written, ``git status`` as it was."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # collection imports the module before the check
     pytester.makepyfile(test_grid=GRID)
     git(pytester.path, "init", "-q")
     git(pytester.path, "add", "test_grid.py")
@@ -415,7 +422,7 @@ def test_project_folder_is_not_taken_for_a_store(pytester: pytest.Pytester) -> N
     status = git(pytester.path, "status", "--porcelain")
     before = files(pytester.path)
 
-    result = pytester.runpytest("--xp-store=.")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--xp-store=.")
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     [line] = [line for line in result.stderr.lines if line.strip()]

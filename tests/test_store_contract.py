@@ -175,6 +175,19 @@ def test_record_session_is_idempotent(backend: Backend) -> None:
         assert (session.finished_at, session.exitstatus, session.counts) == (None, None, {})
 
 
+def test_a_sessions_metadata_can_be_replaced_once_recorded(backend: Backend) -> None:
+    with backend.open(create=True) as store:
+        store.record_session(session_start("a"))  # as an xdist worker writes it, before the session hooks ran
+        store.record_session(session_start("b", command="pytest"))
+        store.update_session_metadata("session-a", {"git": {"commit": "abc"}, "command": "pytest -n 2"})
+        store.update_session_metadata("session-unknown", {"command": "nothing to update"})
+        sessions = {session.session_id: session.metadata for session in store.sessions()}
+        assert sessions == {
+            "session-a": {"git": {"commit": "abc"}, "command": "pytest -n 2"},
+            "session-b": {"command": "pytest"},
+        }
+
+
 def test_a_run_round_trips_with_everything_it_records(backend: Backend) -> None:
     with backend.open(create=True) as store:
         session = session_start("a", command="pytest")

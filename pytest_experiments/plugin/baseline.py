@@ -38,9 +38,9 @@ from pytest_experiments.comparison import (
     write_text_atomically,
 )
 from pytest_experiments.model import IMPROVED, NEW, NOT_RUN, REGRESSED
+from pytest_experiments.plugin.fixtures import RUN_KEY
 from pytest_experiments.plugin.identity import grid_point, is_experiment
 from pytest_experiments.plugin.options import ComparisonOptions
-from pytest_experiments.plugin.recorder import RUN_KEY
 
 _PROPERTY = "xp_compare"
 _USAGE_ERROR = "xp_usage_error"

@@ -9,12 +9,18 @@ Each reads the run directly: one fixture per test, not a chain.
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_experiments.plugin.recorder import RUN_KEY
-from pytest_experiments.run import Run
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pytest_experiments.run import Run
+
+#: The run of the experiment an item is running (set by the recorder for its setup to teardown).
+#: Defined here, where every session imports it: the recorder is imported once an experiment is collected.
+RUN_KEY = pytest.StashKey["Run"]()
 
 
 def _current_run(request: pytest.FixtureRequest) -> Run:

@@ -193,24 +193,21 @@ def _check_levels(grids: list[Grid], function: str) -> None:
         seen.update(grid.names)
 
 
-class GridPlugin:
-    """Turns ``grid`` marks into ``metafunc.parametrize`` calls: one per level (function,
-    class, module), which pytest multiplies as it does stacked ``parametrize`` marks; the
-    marks of one level give the union of their grids."""
-
-    @pytest.hookimpl
-    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        levels = marks_by_level(metafunc.definition)
-        if not levels:
-            return
-        function = metafunc.function.__name__
-        grids = [grid_points(marks, function, metafunc.fixturenames) for marks in levels]
-        _check_levels(grids, function)
-        for grid in grids:
-            if not grid.points:
-                _fail(function, "where= left no point in the grid")
-        for grid in grids:
-            metafunc.parametrize(grid.names, grid.points)
-        given = [(grid.names, grid.points, grid.given_ids) for grid in grids if any(grid.given_ids)]
-        if given:  # they identify values JSON cannot hold (see identity.py)
-            keep_grid_ids(metafunc.definition, given)
+def generate_grid(metafunc: pytest.Metafunc) -> None:
+    """Turn ``metafunc``'s ``grid`` marks into ``metafunc.parametrize`` calls: one per level
+    (function, class, module), which pytest multiplies as it does stacked ``parametrize``
+    marks; the marks of one level give the union of their grids."""
+    levels = marks_by_level(metafunc.definition)
+    if not levels:
+        return
+    function = metafunc.function.__name__
+    grids = [grid_points(marks, function, metafunc.fixturenames) for marks in levels]
+    _check_levels(grids, function)
+    for grid in grids:
+        if not grid.points:
+            _fail(function, "where= left no point in the grid")
+    for grid in grids:
+        metafunc.parametrize(grid.names, grid.points)
+    given = [(grid.names, grid.points, grid.given_ids) for grid in grids if any(grid.given_ids)]
+    if given:  # they identify values JSON cannot hold (see identity.py)
+        keep_grid_ids(metafunc.definition, given)

@@ -45,10 +45,12 @@ def pytest_experiments_run_end(run: Run) -> None:
 def pytest_experiments_session_start(session: ExperimentSession) -> None:
     """Called once per pytest invocation, in the controlling process, before any experiment runs.
 
-    Under xdist it is called at session start (the workers receive the metadata);
-    without xdist, once collection has selected experiments to run; a session that runs
-    no experiment (``--collect-only``, ``--xp-status``, nothing left to resume) never
-    calls it (nor ``session_finish``), so it costs such sessions nothing.
+    Without xdist it is called once collection has selected experiments to run; under xdist
+    once the first worker reports an experiment (the metadata is then added to the session
+    the workers are recording into), or at session start with ``--xp-resume`` /
+    ``--xp-retry-failed`` / a comparison. A session that runs no experiment (a plain suite,
+    ``--collect-only``, ``--xp-status``, nothing left to resume) never calls it (nor
+    ``session_finish``), so it costs such sessions nothing.
 
     Add what is the same for every run of the session to ``session.metadata`` (it is
     collected once, not per run): the built-in collectors store git state, host,

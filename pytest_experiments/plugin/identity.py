@@ -5,7 +5,7 @@ parameters, never by the node id string (which pytest derives from positions for
 objects and long strings, so reordering a grid shifts ids). JSON values count as
 themselves, numpy arrays by content, and any other value by the id the user gave it, else
 by its repr; a function whose different values would count as one grid point is refused
-at collection (:class:`DistinctValues`).
+at collection (:func:`check_distinct`).
 
 Resume computes this for every collected item (100,000 in a big grid), so the per-item
 work is kept small: names are computed once per function and marks once per parent.
@@ -342,15 +342,3 @@ def _refuse(experiment: str, name: str, counted_as: Any, first: str, second: str
         "or pytest.param(value, id=...) (in a grid axis too), or a repr that tells them apart",
         pytrace=False,
     )
-
-
-class DistinctValues:
-    """Refuses at collection a function whose different parameter values would be merged
-    into one grid point: one of them would never run, and resume would count it as done."""
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_pycollect_makeitem(self, collector: pytest.Module | pytest.Class, name: str, obj: object) -> Any:
-        result = yield
-        if isinstance(result, list) and len(result) > 1:
-            check_distinct([item for item in result if isinstance(item, pytest.Function)])
-        return result

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_experiments.plugin.sharding import Shard, resolve, shard_option
-from pytest_experiments.store import DEFAULT_LEASE_S, locate
+from pytest_experiments.store import locate
+from pytest_experiments.store.liveness import DEFAULT_LEASE_S
 
 if TYPE_CHECKING:
     from pytest_experiments.comparison import Rule
@@ -324,10 +325,15 @@ def _comparison(config: pytest.Config) -> ComparisonOptions:
         return None if not value else locate.absolute(value, base)
 
     over = tuple(name for value in config.getoption("xp_compare_over") for name in value.split(",") if name)
-    try:
-        rules = parse_rules([*config.getini("xp_compare"), *config.getoption("xp_compare_rule")], over)
-    except RuleError as exc:
-        raise pytest.UsageError(f"xp: ini key xp_compare: {exc}") from None
+    lines = [*config.getini("xp_compare"), *config.getoption("xp_compare_rule")]
+    rules: dict[str, Rule] = {}
+    if lines:  # imported here: sessions that compare nothing never load the comparison code
+        from pytest_experiments.comparison import RuleError, parse_rules
+
+        try:
+            rules = parse_rules(lines, over)
+        except RuleError as exc:
+            raise pytest.UsageError(f"xp: ini key xp_compare: {exc}") from None
     alpha = config.getoption("xp_alpha")
     if alpha is None:
         ini_alpha = str(config.getini("xp_alpha")).strip()
@@ -336,7 +342,7 @@ def _comparison(config: pytest.Config) -> ComparisonOptions:
         except argparse.ArgumentTypeError as exc:
             raise pytest.UsageError(f"xp: ini key xp_alpha: {exc}") from None
     options = ComparisonOptions(path("xp_baseline"), path("xp_save_baseline"), path("xp_report_md"), rules, over, alpha)
-    if getattr(config, "workerinput", None) is None:  # the controller writes them
+    if getattr(config, "workerinput", None) is None and options.active:  # the controller writes them
         _check_outputs(options)
     return options
 

@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from pytest_experiments.plugin import xdist
+from pytest_experiments.plugin.fixtures import RUN_KEY
 from pytest_experiments.plugin.identity import grid_point, is_experiment, volatile_parameters
 from pytest_experiments.plugin.store_access import StoreHandle, describe
 from pytest_experiments.run import Run, new_id
@@ -36,7 +38,6 @@ from pytest_experiments.store.liveness import pid_namespace, process_start
 from pytest_experiments.store.rundirs import relative_run_dir, within
 from pytest_experiments.values import metrics_from_result, to_json_value
 
-RUN_KEY = pytest.StashKey[Run]()
 REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 RESULT_KEY = pytest.StashKey[Any]()
 ATTEMPT_KEY = pytest.StashKey[int]()
@@ -91,9 +92,7 @@ class Recorder:
         self._report_to_controller(session)
 
     def _report_to_controller(self, session: pytest.Session) -> None:
-        workeroutput = getattr(session.config, "workeroutput", None)
-        if workeroutput is not None:  # tell the controller whether this worker used the store
-            workeroutput["xp_recorded"] = self._store.recorded
+        xdist.report_recorded(session.config, self._store.recorded)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -211,6 +210,8 @@ class Recorder:
         reports = item.stash.get(REPORTS_KEY, None)
         if reports is not None:
             reports[report.when] = report
+            if self._worker != "main":  # under xdist the controller learns of experiments from their reports
+                xdist.tag_experiment_report(report)
             if report.failed and call.excinfo is not None:
                 run = item.stash[RUN_KEY]
                 if run.error_type is None:

@@ -32,6 +32,7 @@ from pytest_experiments.model import (
     GridKey,
     GridState,
 )
+from pytest_experiments.plugin import xdist
 from pytest_experiments.plugin.identity import is_experiment, point_key
 from pytest_experiments.plugin.options import SelectionOptions
 from pytest_experiments.store import Store, store_exists
@@ -316,7 +317,7 @@ class DeferredWorkers:
     def wanted(config: pytest.Config) -> bool:
         """Whether xdist is about to distribute this session (its own test, on our options)."""
         return (
-            config.pluginmanager.hasplugin("xdist")
+            xdist.has_xdist(config)
             and not config.getoption("collectonly")
             and config.getoption("dist", "no") != "no"
             and bool(config.getoption("tx", None))

@@ -1,13 +1,12 @@
 """The session side, in the controlling process: session hooks, closing the session in
-the store, the summary line, and handing the session (and thread limits) to xdist workers."""
+the store, and the summary line."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
-from collections.abc import Generator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Generator
+from typing import Any
 
 import pytest
 
@@ -16,12 +15,6 @@ from pytest_experiments.plugin.store_access import StoreHandle, describe
 from pytest_experiments.run import ExperimentSession, SessionSummary
 from pytest_experiments.store import Store, StoreError
 from pytest_experiments.values import to_json_value
-
-if TYPE_CHECKING:
-    from pytest_experiments.plugin.selection import Snapshot
-
-WORKERINPUT_KEY = "xp_session"
-SNAPSHOT_KEY = "xp_snapshot"
 
 
 class SessionRecorder:
@@ -47,7 +40,7 @@ class SessionRecorder:
         #: Why closing the session in the store failed (one line), if it did.
         self.store_failure: str | None = None
 
-    def _start(self) -> None:
+    def start(self) -> None:
         """Call the session_start hooks (once) and keep their metadata for the session row."""
         if self.started:
             return
@@ -56,18 +49,36 @@ class SessionRecorder:
         metadata = to_json_value(self.session.metadata)
         self._handle.session = dataclasses.replace(self._handle.session, metadata=metadata)
 
+    def start_late(self) -> None:
+        """Under xdist, once a worker reports the session's first experiment: the session_start
+        hooks run now, and their metadata is added to the session the workers wrote already.
+
+        A plain suite under ``-n`` so never runs them (the controller does not collect).
+        """
+        self._workers_recorded = True
+        if self.started or not self._runs_tests:
+            return
+        self.start()
+        if not self._handle.exists():
+            return
+        metadata = self._handle.session.metadata
+        try:
+            self._handle.use(lambda store: store.update_session_metadata(self.session.id, metadata), create=False)
+        except StoreError as exc:  # reported with the summary; the session goes on
+            self.store_failure = str(exc)
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         # Under xdist the workers are about to start and receive this metadata (tryfirst:
         # before xdist starts them). Without xdist it waits for collection, so that a
         # suite without experiments pays nothing for it.
         if self._config.pluginmanager.has_plugin("dsession"):
-            self._start()
+            self.start()
 
     @pytest.hookimpl
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if self._runs_tests and any(is_experiment(item) for item in session.items):
-            self._start()
+            self.start()
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
@@ -151,52 +162,3 @@ class SessionRecorder:
         if self.summary.counts.get("interrupted"):
             line += "; --xp-resume runs the interrupted ones again"
         terminalreporter.write_line(line)
-
-
-#: What OpenMP and the BLAS libraries (OpenBLAS, MKL, BLIS, Accelerate), numexpr and numba
-#: read, once, when they load, to size their thread pools.
-THREAD_VARIABLES = (
-    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS",
-)  # fmt: skip
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity: a cluster job's share, not the whole machine)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-class XdistSessionHandover:
-    """Gives each xdist worker the session it records into, and its thread limits
-    (registered only with xdist, on the controller)."""
-
-    def __init__(self, handle: StoreHandle, snapshot: Snapshot | None, threads: int | str | None = None) -> None:
-        self._handle = handle
-        self._snapshot = snapshot
-        self._threads = threads
-        self._wire: bytes | None = None
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_xdist_setupnodes(self, config: pytest.Config, specs: Sequence[Any]) -> None:
-        # --xp-worker-threads: N workers each sizing their BLAS pools to every core
-        # oversubscribe the machine. The variables go into each worker's environment as
-        # its process starts (execnet's env: spec), before anything imports numpy; a
-        # user who set any of them decides alone.
-        if self._threads is None or not specs or any(name in os.environ for name in THREAD_VARIABLES):
-            return
-        threads = max(1, available_cpus() // len(specs)) if self._threads == "auto" else int(self._threads)
-        for spec in specs:
-            if not any(name in spec.env for name in THREAD_VARIABLES):
-                spec.env.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_configure_node(self, node: Any) -> None:
-        # Builtin types only: anything else on the xdist channel aborts the session.
-        node.workerinput[WORKERINPUT_KEY] = dataclasses.asdict(self._handle.session)
-        if self._snapshot is not None:
-            # The same snapshot for every worker, a restarted one included: same selection.
-            if self._wire is None:
-                self._wire = self._snapshot.to_wire()
-            node.workerinput[SNAPSHOT_KEY] = self._wire

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from pytest_experiments.plugin.identity import is_experiment, point_key
-
 #: SLURM's job array variables that ``--xp-shard auto`` reads.
 ARRAY_ID, ARRAY_COUNT, ARRAY_MIN = "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN"
 ARRAY_MAX, ARRAY_STEP = "SLURM_ARRAY_TASK_MAX", "SLURM_ARRAY_TASK_STEP"
@@ -111,6 +109,9 @@ def resolve(value: Shard | str | None, environ: Mapping[str, str] | None = None)
 
 def item_key(item: pytest.Item) -> tuple[str, ...]:
     """What decides ``item``'s shard: its grid point, or for other tests its node id."""
+    # Imported here: options.py imports this module in every session, experiments or not.
+    from pytest_experiments.plugin.identity import is_experiment, point_key
+
     if isinstance(item, pytest.Function) and is_experiment(item):
         return point_key(item)
     return ("test", item.nodeid)

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from pytest_experiments.model import SessionStart
-from pytest_experiments.store import DEFAULT_LEASE_S, Store, StoreError, describe_failure, store_exists
+from pytest_experiments.store import Store, StoreError, describe_failure, store_exists
+from pytest_experiments.store.liveness import DEFAULT_LEASE_S
 
 T = TypeVar("T")
 

@@ -22,13 +22,11 @@ from pytest_experiments.model import (
     SessionRecord,
     SessionStart,
 )
+from pytest_experiments.store.liveness import DEFAULT_LEASE_S
 from pytest_experiments.store.server_url import is_server_url, masked
 
 if TYPE_CHECKING:
     from pytest_experiments.store.copies import RunCopy, SessionCopy
-
-#: A session that has not renewed its heartbeat for this long is dead, whatever host it ran on.
-DEFAULT_LEASE_S = 300.0
 
 
 class StoreError(Exception):
@@ -93,6 +91,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def record_session(self, session: SessionStart) -> None:
         """Write ``session`` unless it is already there (any process may be first)."""
+
+    @abc.abstractmethod
+    def update_session_metadata(self, session_id: str, metadata: dict[str, Any]) -> None:
+        """Replace a recorded session's metadata (under xdist the workers write the session
+        before its ``session_start`` hooks ran); nothing happens for an unknown session."""
 
     @abc.abstractmethod
     def start_run(self, start: RunStart) -> None:

@@ -23,6 +23,9 @@ import socket
 from pathlib import Path
 from typing import NamedTuple
 
+#: A session that has not renewed its heartbeat for this long is dead, whatever host it ran on.
+DEFAULT_LEASE_S = 300.0
+
 
 class Process(NamedTuple):
     """Who runs a run, as written with it."""

@@ -44,9 +44,9 @@ from pytest_experiments.model import (
     SessionStart,
 )
 from pytest_experiments.store import postgres_sql as q
-from pytest_experiments.store.base import DEFAULT_LEASE_S, Store, StoreError
+from pytest_experiments.store.base import Store, StoreError
 from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, session_row
-from pytest_experiments.store.liveness import Liveness, Process
+from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Liveness, Process
 from pytest_experiments.store.rundirs import create_root, remove_run_folder
 from pytest_experiments.store.server_url import BadURL, masked, secrets_in, split_store
 from pytest_experiments.values import dumps, storable_text
@@ -252,6 +252,10 @@ class PostgresStore(Store):
         args = (session.session_id, session.started_at, session.started_at, session.host, session.pid)
         with self._errors():
             self._db.execute(self._sql["record_session"], (*args, dumps(session.metadata)))
+
+    def update_session_metadata(self, session_id: str, metadata: dict[str, Any]) -> None:
+        with self._errors():
+            self._db.execute(self._sql["update_session_metadata"], (dumps(metadata), session_id))
 
     def start_run(self, start: RunStart) -> None:
         with self._errors():

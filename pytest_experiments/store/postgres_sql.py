@@ -95,6 +95,7 @@ LISTED = SESSION_FINISHED + 1
 STATEMENTS = {
     "record_session": "INSERT INTO {s}.sessions (session_id, started_at, heartbeat_at, host, pid, metadata) "
     "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (session_id) DO NOTHING",
+    "update_session_metadata": "UPDATE {s}.sessions SET metadata = %s WHERE session_id = %s",
     # The run's number comes from the counter in the same statement: no run without one.
     "start_run": "WITH next AS (UPDATE {s}.run_sequence SET last = last + 1 RETURNING last) "
     "INSERT INTO {s}.runs (seq, run_id, session_id, node_id, module, experiment, param_hash, params, status, "

@@ -29,9 +29,9 @@ from pytest_experiments.model import (
     SessionStart,
 )
 from pytest_experiments.store import rundirs, sqlite_files
-from pytest_experiments.store.base import DEFAULT_LEASE_S, Store, StoreError
+from pytest_experiments.store.base import Store, StoreError
 from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, session_row
-from pytest_experiments.store.liveness import Liveness, Process
+from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Liveness, Process
 from pytest_experiments.store.mounts import network_store_problem
 from pytest_experiments.store.rundirs import create_root, remove_run_folder
 from pytest_experiments.store.sqlite_files import (
@@ -449,6 +449,11 @@ class SQLiteStore(Store):
             session.pid,
             dumps(session.metadata),
         )
+        _retrying(lambda: self._db.execute(sql, args))
+
+    def update_session_metadata(self, session_id: str, metadata: dict[str, Any]) -> None:
+        sql = "UPDATE sessions SET metadata = ? WHERE session_id = ?"
+        args = (dumps(metadata), session_id)
         _retrying(lambda: self._db.execute(sql, args))
 
     def start_run(self, start: RunStart) -> None:

@@ -1,0 +1,135 @@
+"""Start-up cost of the installed plugin, measured on a one-test plain suite (issue 8).
+
+What is measured: the wall time of whole ``python -m pytest -q -p no:cacheprovider`` processes
+on a suite of one plain test, with the plugin (installed and loaded, no experiment in the suite)
+and without it (``-p no:experiments``), in three settings. Every other installed plugin loads on
+both sides alike (their start-up adds noise to the wall times; ``--instructions`` has none).
+
+``cache``      pytest's assert-rewrite cache of the plugin's modules exists (the usual case)
+``no-cache``   ``PYTHONDONTWRITEBYTECODE=1`` and a fresh copy of the package (first on
+               ``PYTHONPATH``) that has no ``__pycache__``: pytest rewrites every plugin module it
+               imports, on every run (containers, read-only installs)
+``n2``         with the cache, under ``-n 2`` (the controller and both workers import the plugin)
+
+Each repeat runs every (setting, side) pair once, alternating in a rotating order, from this one
+process; the table shows the median wall milliseconds of each side and the difference (target
+from the issue: +5 ms with the cache, +15 ms without). With ``--instructions`` it also counts the
+instructions of one run of each side under ``valgrind --tool=callgrind`` (noise-free, slow).
+
+Run it from the repository root::
+
+    .venv/bin/python benchmarks/startup.py                  # 30 repeats
+    .venv/bin/python benchmarks/startup.py --repeats 60 --instructions
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest_experiments
+
+PACKAGE = Path(pytest_experiments.__file__).parent
+TEST = "def test_one():\n    assert 1 + 1 == 2\n"
+SETTINGS = ("cache", "no-cache", "n2")
+SIDES = ("plugin", "no plugin")
+
+
+def make_suite(root: Path) -> tuple[Path, Path]:
+    """The suite's folder and a folder holding a fresh copy of the package (no caches)."""
+    suite = root / "suite"
+    suite.mkdir()
+    (suite / "pytest.ini").write_text("[pytest]\n")
+    (suite / "test_one.py").write_text(TEST)
+    fresh = root / "fresh"
+    shutil.copytree(PACKAGE, fresh / PACKAGE.name, ignore=shutil.ignore_patterns("__pycache__"))
+    return suite, fresh
+
+
+def command(setting: str, side: str) -> list[str]:
+    # Plugins load as installed (autoload): the entry points are scanned on both sides alike.
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    if side == "no plugin":
+        args += ["-p", "no:experiments"]
+    if setting == "n2":
+        args += ["-n", "2"]
+    return args
+
+
+def environment(setting: str, fresh: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    if setting == "no-cache":
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(fresh), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_once(setting: str, side: str, suite: Path, fresh: Path) -> float:
+    """Wall seconds of one pytest process (tree)."""
+    start = time.perf_counter()
+    result = subprocess.run(
+        command(setting, side), cwd=suite, env=environment(setting, fresh), capture_output=True, text=True
+    )
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0 or "1 passed" not in result.stdout:
+        raise SystemExit(f"{setting}/{side}: pytest failed\n{result.stdout}\n{result.stderr}")
+    return elapsed
+
+
+def instructions(setting: str, side: str, suite: Path, fresh: Path) -> int:
+    """Instructions of one run (the main process), counted by callgrind."""
+    with tempfile.TemporaryDirectory() as out:
+        result = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.out", *command(setting, side)],
+            cwd=suite,
+            env=environment(setting, fresh),
+            capture_output=True,
+            text=True,
+        )
+        found = re.search(r"Collected : (\d+)", result.stderr)
+        if found is None:
+            raise SystemExit(f"callgrind gave no count:\n{result.stderr[-2000:]}")
+        return int(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=30, help="runs of each (setting, side) pair (default 30)")
+    parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
+    parser.add_argument("--instructions", action="store_true", help="also count instructions with callgrind")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="xp-startup-") as tmp:
+        suite, fresh = make_suite(Path(tmp))
+        pairs = [(setting, side) for setting in args.settings for side in SIDES]
+        for pair in pairs:  # warm-up: the cache setting's rewrite cache is written here
+            run_once(*pair, suite, fresh)
+        times: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
+        for repeat in range(args.repeats):
+            shift = repeat % len(pairs)
+            for pair in pairs[shift:] + pairs[:shift]:
+                times[pair].append(run_once(*pair, suite, fresh))
+        print(f"one-test plain suite, {args.repeats} repeats, median wall ms (load average {os.getloadavg()[0]:.1f})")
+        print(f"{'setting':10} {'plugin':>9} {'no plugin':>10} {'difference':>11}")
+        for setting in args.settings:
+            with_plugin = statistics.median(times[(setting, "plugin")]) * 1000
+            without = statistics.median(times[(setting, "no plugin")]) * 1000
+            print(f"{setting:10} {with_plugin:9.1f} {without:10.1f} {with_plugin - without:+11.1f}")
+        if args.instructions and shutil.which("valgrind"):
+            print("\ninstructions of one run (main process, callgrind), millions")
+            for setting in (s for s in args.settings if s != "n2"):
+                counts = {side: instructions(setting, side, suite, fresh) / 1e6 for side in SIDES}
+                difference = counts["plugin"] - counts["no plugin"]
+                print(f"{setting:10} {counts['plugin']:9.1f} {counts['no plugin']:10.1f} {difference:+11.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Turning the plugin on, in one process: the store checked, the recorder, the session side,
+the metadata collectors and the SIGTERM handler registered.
+
+It happens once per process, when the process meets its first experiment: at the end of its
+collection (without xdist, and in each xdist worker), or, on an xdist controller (which does not
+collect), when a worker reports one. The options that ask for the store (resume, retry, status,
+comparisons) turn it on at configuration. Until then the plugin touches nothing (see
+:mod:`plugin`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_experiments.plugin import ACTIVE_KEY, HANDLE_KEY, SETTINGS_KEY, register_xdist_controller, session_of, xdist
+from pytest_experiments.plugin.collectors import BUILTIN_COLLECTORS
+from pytest_experiments.plugin.options import Settings
+from pytest_experiments.plugin.recorder import Recorder
+from pytest_experiments.plugin.session import SessionRecorder
+from pytest_experiments.plugin.store_access import StoreHandle
+from pytest_experiments.store import StoreError, check_location
+
+if TYPE_CHECKING:
+    from pytest_experiments.plugin.selection import Snapshot
+
+
+def activate(
+    config: pytest.Config, *, collected: bool = False, reported: bool = False, session: pytest.Session | None = None
+) -> None:
+    """Turn the plugin on in this process (once).
+
+    ``collected``: this process's collection holds an experiment; ``reported``: an xdist
+    worker reported one to this controller. Neither: an option asked for the store at
+    configuration. A store that cannot be used is a usage error (exit 4) before any test
+    runs; under xdist a worker's (``session``: its collection) is handed to the controller,
+    which stops with it.
+    """
+    if ACTIVE_KEY in config.stash:
+        return
+    if collected and config.getoption("collectonly"):
+        return  # nothing runs: the store is not looked at
+    config.stash[ACTIVE_KEY] = True
+    settings = config.stash[SETTINGS_KEY]
+    worker = xdist.is_worker(config)
+    if not reported:  # the workers checked it before they reported
+        try:
+            # SQLite checks every page (~0.1 s for 100,000 runs): in the process that starts the
+            # session; under xdist in each worker that meets an experiment, so that all of them
+            # decide alike.
+            check_location(settings.store_path, integrity=not worker or collected)
+        except StoreError as exc:
+            if worker and session is not None:
+                xdist.report_store_failure(session, f"xp: {exc}")
+                return
+            raise pytest.UsageError(f"xp: {exc}") from None
+
+    # Read before the selection may defer xdist's workers (it sets ``dist`` to "no" until then).
+    distributes = xdist.has_xdist(config) and not worker and getattr(config.option, "dist", "no") != "no"
+    started = session_of(config)
+    snapshot = _snapshot(config, settings) if settings.selection.active else None
+    handle = StoreHandle(settings.store_path, started, settings.lease, controller=not worker)
+    config.stash[HANDLE_KEY] = handle
+    claim_after = snapshot.mark if snapshot is not None and settings.selection.claims else None
+    config.pluginmanager.register(Recorder(handle, settings.worker, claim_after), "xp-recorder")
+    if snapshot is not None:
+        _register_selection(config, settings, snapshot, controller=not worker)
+    if not worker:
+        runs_tests = not (config.getoption("collectonly") or settings.selection.status)
+        recorder = SessionRecorder(config, handle, runs_tests)
+        config.pluginmanager.register(recorder, "xp-session")
+        if distributes:
+            controller = register_xdist_controller(config)
+            if snapshot is not None:
+                controller.snapshot_wire = snapshot.to_wire()
+    if settings.comparison.active:
+        from pytest_experiments.plugin.baseline import ComparisonReport, RunComparison
+
+        config.pluginmanager.register(RunComparison(settings.comparison), "xp-compare")
+        if not worker:
+            report = ComparisonReport(settings.comparison, started.session_id, settings.store_path)
+            config.pluginmanager.register(report, "xp-compare-report")
+    for name, collector in BUILTIN_COLLECTORS.items():
+        if not config.pluginmanager.is_blocked(name):
+            config.pluginmanager.register(collector(), name)
+    if not worker:
+        # Registered after the collectors, so that the session hooks see them.
+        if collected and runs_tests:
+            recorder.start()  # collection is over: its own collection_finish is not called any more
+        elif reported:
+            recorder.start_late()
+    _stop_on_sigterm(config)
+
+
+def _register_selection(config: pytest.Config, settings: Settings, snapshot: Snapshot, controller: bool) -> None:
+    """Resume / retry / status: the selection in every process; its exit status, and under
+    xdist the controller's own collection before the workers start, on the controller."""
+    from pytest_experiments.plugin.selection import DeferredWorkers, Selection, SelectionController
+
+    selection = Selection(config, settings.selection, snapshot, settings.store_path)
+    config.pluginmanager.register(selection, "xp-selection")
+    if controller:
+        config.pluginmanager.register(SelectionController(settings.selection, selection), "xp-selection-report")
+        if settings.selection.claims and DeferredWorkers.wanted(config):
+            config.pluginmanager.register(DeferredWorkers(config), "xp-deferred-workers")
+
+
+def _snapshot(config: pytest.Config, settings: Settings) -> Snapshot:
+    """The store's state that resume / retry / status decide from: taken once by the
+    controller, received by each xdist worker (so that all of them decide alike)."""
+    from pytest_experiments.plugin.selection import Snapshot
+
+    wire = xdist.snapshot_wire(config)
+    if wire is not None:
+        return Snapshot.from_wire(wire)
+    try:
+        return Snapshot.take(settings.store_path, settings.lease)
+    except StoreError as exc:
+        raise pytest.UsageError(f"xp: {exc}") from None
+
+
+# -- SIGTERM -------------------------------------------------------------------------------------
+
+# The handler this process installed and the one it replaced, while a session with experiments
+# runs here; None otherwise. Read by the fork hook, registered once per process.
+_sigterm: tuple[Any, Any] | None = None
+_fork_hook_registered = False
+
+
+def _stop_on_sigterm(config: pytest.Config) -> None:
+    """Make SIGTERM (what cluster schedulers send at a time limit) stop the session like Ctrl-C,
+    so finished runs are kept and the ones in flight are stored as ``interrupted``.
+
+    Only in a session that runs experiments; restored when it ends, and in any process the
+    session forks (a test's child process terminated by SIGTERM must die of it, as without
+    the plugin).
+    """
+    global _sigterm, _fork_hook_registered
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_DFL, None):
+        return  # somebody else handles SIGTERM already
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    def restore() -> None:
+        global _sigterm
+        _sigterm = None
+        if signal.getsignal(signal.SIGTERM) is interrupt:
+            signal.signal(signal.SIGTERM, previous)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    _sigterm = (interrupt, previous)
+    if not _fork_hook_registered and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_restore_in_child)
+        _fork_hook_registered = True
+    config.add_cleanup(restore)
+
+
+def _restore_in_child() -> None:
+    """In a forked child: SIGTERM as it was before the session took it (a no-op once it ended)."""
+    global _sigterm
+    installed = _sigterm
+    _sigterm = None  # the child is not the session
+    if installed is None:
+        return
+    interrupt, previous = installed
+    try:
+        if signal.getsignal(signal.SIGTERM) is interrupt:
+            signal.signal(signal.SIGTERM, previous)
+    except ValueError:  # forked from another thread: signal handlers belong to the main thread
+        pass

@@ -1,0 +1,170 @@
+"""Everything that crosses pytest-xdist's channel between the controller and its workers.
+
+xdist is recognised by what it does, not by the name it was loaded under (``-p xdist``,
+``-p xdist.plugin``, ``pytest_plugins = ["xdist.plugin"]``): its hooks exist, and a worker's
+config has ``workerinput``. What travels:
+
+==========================  =====================================================================
+``workerinput``             the session the worker records into (``xp_session``) and, with
+                            resume / retry / status, the controller's snapshot (``xp_snapshot``)
+``workeroutput``            whether the worker used the store (``xp_recorded``)
+a report's attribute        ``xp_experiment`` on the reports of an experiment: how the
+                            controller learns that the session runs experiments (it does not
+                            collect under xdist)
+==========================  =====================================================================
+
+Only builtin types go on the channel: anything else aborts the session. A worker started by a
+controller without this plugin (or an older one) finds no key and does without.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_experiments.model import SessionStart
+
+SESSION_KEY = "xp_session"
+SNAPSHOT_KEY = "xp_snapshot"
+RECORDED_KEY = "xp_recorded"
+STORE_FAILURE_KEY = "xp_store_failure"
+EXPERIMENT_ATTRIBUTE = "xp_experiment"
+
+#: What OpenMP and the BLAS libraries (OpenBLAS, MKL, BLIS, Accelerate), numexpr and numba
+#: read, once, when they load, to size their thread pools.
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS",
+)  # fmt: skip
+
+
+def has_xdist(config: pytest.Config) -> bool:
+    """Whether pytest-xdist is loaded in this process, under whichever name: its hooks exist."""
+    return hasattr(config.pluginmanager.hook, "pytest_configure_node")
+
+
+def _workerinput(config: pytest.Config) -> dict[str, Any] | None:
+    workerinput = getattr(config, "workerinput", None)
+    return workerinput if isinstance(workerinput, dict) else None
+
+
+def is_worker(config: pytest.Config) -> bool:
+    """Whether this process is an xdist worker."""
+    return _workerinput(config) is not None
+
+
+def session_fields(config: pytest.Config) -> dict[str, Any] | None:
+    """On a worker, the fields of the controller's session (:class:`SessionStart`); else None."""
+    workerinput = _workerinput(config)
+    fields = None if workerinput is None else workerinput.get(SESSION_KEY)
+    return fields if isinstance(fields, dict) else None
+
+
+def snapshot_wire(config: pytest.Config) -> bytes | None:
+    """On a worker, the controller's snapshot (resume / retry / status) as sent; else None."""
+    workerinput = _workerinput(config)
+    wire = None if workerinput is None else workerinput.get(SNAPSHOT_KEY)
+    return wire if isinstance(wire, bytes) else None
+
+
+def report_recorded(config: pytest.Config, recorded: bool) -> None:
+    """On a worker, tell the controller whether this worker used the store."""
+    workeroutput = getattr(config, "workeroutput", None)
+    if isinstance(workeroutput, dict):
+        workeroutput[RECORDED_KEY] = recorded
+
+
+def report_store_failure(session: pytest.Session, message: str) -> None:
+    """On a worker, a store that cannot be used: the worker runs nothing (every worker finds
+    the same, so their collections stay alike) and the controller stops with ``message``."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if isinstance(workeroutput, dict):
+        workeroutput[STORE_FAILURE_KEY] = message
+    session.items.clear()
+
+
+def tag_experiment_report(report: pytest.TestReport) -> None:
+    """Mark a worker's report as one of an experiment (it travels with the report's attributes)."""
+    setattr(report, EXPERIMENT_ATTRIBUTE, True)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity: a cluster job's share, not the whole machine)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+class XdistController:
+    """The controller's side of the channel (registered whenever xdist is loaded, on the controller).
+
+    Gives each worker the session it records into, resume's snapshot and the thread limits;
+    calls ``on_experiment`` once a worker reports an experiment or says it used the store.
+    """
+
+    def __init__(
+        self,
+        session: Callable[[], SessionStart],
+        on_experiment: Callable[[], None],
+        threads: int | str | None = None,
+    ) -> None:
+        self._session = session
+        self._on_experiment = on_experiment
+        self._threads = threads
+        #: With resume / retry / status: the same snapshot for every worker (a restarted one included).
+        self.snapshot_wire: bytes | None = None
+        self.experiments_seen = False
+        self._store_failure: str | None = None
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_setupnodes(self, config: pytest.Config, specs: Sequence[Any]) -> None:
+        # --xp-worker-threads: N workers each sizing their BLAS pools to every core
+        # oversubscribe the machine. The variables go into each worker's environment as
+        # its process starts (execnet's env: spec), before anything imports numpy; a
+        # user who set any of them decides alone.
+        if self._threads is None or not specs or any(name in os.environ for name in THREAD_VARIABLES):
+            return
+        threads = max(1, available_cpus() // len(specs)) if self._threads == "auto" else int(self._threads)
+        for spec in specs:
+            if not any(name in spec.env for name in THREAD_VARIABLES):
+                spec.env.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        import dataclasses
+
+        node.workerinput[SESSION_KEY] = dataclasses.asdict(self._session())
+        if self.snapshot_wire is not None:
+            node.workerinput[SNAPSHOT_KEY] = self.snapshot_wire
+
+    def _seen(self) -> None:
+        if not self.experiments_seen:
+            self.experiments_seen = True
+            self._on_experiment()
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not self.experiments_seen and getattr(report, EXPERIMENT_ATTRIBUTE, False):
+            self._seen()
+
+    @pytest.hookimpl(optionalhook=True, tryfirst=True)
+    def pytest_testnodedown(self, node: Any, error: object | None) -> None:
+        workeroutput = getattr(node, "workeroutput", {})
+        failure = workeroutput.get(STORE_FAILURE_KEY)
+        if isinstance(failure, str) and self._store_failure is None:
+            self._store_failure = failure
+        # A worker that used the store without any report reaching here (it crashed, or the
+        # store failed before the first report) still makes this a session with experiments.
+        if workeroutput.get(RECORDED_KEY, False):
+            self._seen()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Any:
+        result = yield
+        if self._store_failure is not None:  # as without xdist: exit 4, the message on one line
+            raise pytest.UsageError(self._store_failure)
+        return result

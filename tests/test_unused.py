@@ -1,0 +1,272 @@
+"""Installed but unused, the plugin is invisible (issue 8).
+
+A session whose collection holds no experiment never looks at the store (a read-only checkout
+runs), takes no signal, runs no collector or session hook, also under ``-n 2``; a session with
+experiments turns the plugin on, under xdist too, however xdist was loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from processes import store_of
+
+from pytest_experiments import Store
+
+PLAIN = """
+    import signal
+
+
+    def test_plain():
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+"""
+
+GRID = """
+    import pytest
+
+
+    @pytest.mark.grid(i=[0, 1, 2])
+    def test_point(i):
+        return {"value": i}
+"""
+
+# Logs the session hooks, and which of the plugin's objects each process registered.
+LOG_CONFTEST = """
+    import json
+    import os
+    from pathlib import Path
+
+    HERE = Path(__file__).parent
+
+
+    def pytest_experiments_session_start(session):
+        session.metadata["from_hook"] = "yes"
+        with (HERE / "session-hooks.log").open("a") as log:
+            log.write(json.dumps(["start", session.id]) + "\\n")
+
+
+    def pytest_experiments_session_finish(session, summary):
+        with (HERE / "session-hooks.log").open("a") as log:
+            log.write(json.dumps(["finish", session.id, summary.counts]) + "\\n")
+
+
+    def pytest_unconfigure(config):
+        worker = getattr(config, "workerinput", {}).get("workerid", "main")
+        names = sorted(name for name, _ in config.pluginmanager.list_name_plugin() if name and name.startswith("xp-"))
+        (HERE / f"plugins-{worker}.json").write_text(json.dumps(names))
+"""
+
+
+def hook_calls(path: Path) -> list[list[object]]:
+    log = path / "session-hooks.log"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def registered(path: Path) -> dict[str, list[str]]:
+    """Per process (``main``, ``gw0``...), the plugin objects registered under ``xp-*`` names."""
+    return {found.stem.removeprefix("plugins-"): json.loads(found.read_text()) for found in path.glob("plugins-*.json")}
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "n2"])
+def test_a_plain_suite_registers_nothing_and_writes_nothing(pytester: pytest.Pytester, workers: list[str]) -> None:
+    pytester.makeconftest(LOG_CONFTEST)
+    pytester.makepyfile(test_plain=PLAIN)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *workers)
+    result.assert_outcomes(passed=1)
+    assert "xp:" not in result.stdout.str()
+    assert not store_of(pytester).exists()
+    assert hook_calls(pytester.path) == []
+    seen = registered(pytester.path)
+    assert set(seen) == ({"main", "gw0", "gw1"} if workers else {"main"})
+    # No recorder, session side or collector (git status, the package list) in any process;
+    # under -n only the controller's end of xdist's channel.
+    assert seen.pop("main") == (["xp-xdist"] if workers else [])
+    assert all(names == [] for names in seen.values()), seen
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "n2"])
+def test_experiments_turn_the_plugin_on_and_the_session_hooks_run_once(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    pytester.makeconftest(LOG_CONFTEST)
+    pytester.makepyfile(test_grid=GRID, test_plain=PLAIN.replace("is signal.SIG_DFL", "is not None"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *workers)
+    result.assert_outcomes(passed=4)
+    with Store.open(store_of(pytester)) as store:
+        [session] = store.sessions()
+        runs = store.runs()
+        assert len(runs) == 3
+        # Under xdist the workers wrote the session before the hooks ran on the controller:
+        # their metadata was added to it afterwards.
+        assert all(store.run(run.run_id).session["from_hook"] == "yes" for run in runs)
+        assert {"host", "packages", "command"} <= set(session.metadata)  # the collectors ran
+    assert {run.worker for run in runs} <= ({"gw0", "gw1"} if workers else {"main"})
+    assert hook_calls(pytester.path) == [
+        ["start", session.session_id],
+        ["finish", session.session_id, {"passed": 3}],
+    ]
+    assert "xp-git" in registered(pytester.path)["main"]
+
+
+@pytest.mark.parametrize(
+    "load",
+    [["-p", "xdist.plugin"], []],
+    ids=["p-xdist.plugin", "pytest_plugins"],
+)
+@pytest.mark.parametrize("suite", ["plain", "grid"])
+def test_xdist_loaded_under_its_module_name(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, load: list[str], suite: str
+) -> None:
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    if not load:
+        pytester.makeconftest('pytest_plugins = ["xdist.plugin", "pytest_experiments.plugin"]\n')
+    else:
+        load = [*load, "-p", "pytest_experiments.plugin"]
+    pytester.makepyfile(test_suite=PLAIN if suite == "plain" else GRID)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *load, "-n", "2")
+    output = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in output, output
+    assert "2 workers" in output
+    if suite == "plain":
+        result.assert_outcomes(passed=1)
+        assert not store_of(pytester).exists()
+        return
+    result.assert_outcomes(passed=3)
+    with Store.open(store_of(pytester)) as store:
+        [session] = store.sessions()
+        workers = {run.worker for run in store.runs()}
+    assert workers <= {"gw0", "gw1"}
+    assert session.finished_at is not None
+    assert session.exitstatus == 0
+
+
+# -- SIGTERM ---------------------------------------------------------------------------------
+
+# A test forks a child that waits for SIGTERM; the child's fate is written by the parent.
+FORKS = """
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    import pytest
+
+    OUT = Path(__file__).with_name("child-{name}.json")
+
+
+    def fork_and_terminate():
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: say it is ready, then wait to be terminated
+            try:
+                os.close(read)
+                handler = "default" if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else "other"
+                os.write(write, handler.encode())
+                os.close(write)
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    time.sleep(0.01)
+            except BaseException as exc:
+                os._exit(70 if isinstance(exc, KeyboardInterrupt) else 71)
+            os._exit(72)
+        os.close(write)
+        handler = os.read(read, 100).decode()  # the child is past its start: it holds its handlers
+        os.close(read)
+        os.kill(pid, signal.SIGTERM)
+        _, status = os.waitpid(pid, 0)
+        return handler, os.waitstatus_to_exitcode(status)
+
+
+    {decorator}
+    def test_forks({argument}):
+        handler, code = fork_and_terminate()
+        OUT.write_text(f'["{{handler}}", {{code}}]')
+        assert code == -signal.SIGTERM
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+@pytest.mark.parametrize("experiment", [False, True], ids=["plain", "experiment"])
+def test_a_forked_child_dies_of_sigterm_as_without_the_plugin(pytester: pytest.Pytester, experiment: bool) -> None:
+    name = "experiment" if experiment else "plain"
+    decorator = "@pytest.mark.grid(i=[0])" if experiment else ""
+    pytester.makepyfile(test_forks=FORKS.format(name=name, decorator=decorator, argument="i" if experiment else ""))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert json.loads((pytester.path / f"child-{name}.json").read_text()) == ["default", -signal.SIGTERM]
+    assert store_of(pytester).exists() is experiment
+
+
+def test_an_experiment_session_still_stops_on_sigterm_and_restores_the_handler(pytester: pytest.Pytester) -> None:
+    """In-process: the handler is the plugin's while experiments run, the previous one after."""
+    pytester.makepyfile(
+        test_grid="""
+        import signal
+
+        import pytest
+
+
+        @pytest.mark.grid(i=[0])
+        def test_point(i):
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)
+        """
+    )
+    before = signal.getsignal(signal.SIGTERM)
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+# -- a read-only checkout --------------------------------------------------------------------
+
+
+@pytest.fixture
+def read_only_checkout() -> Iterator[Path]:
+    """A project folder nobody may write into (as root: run as nobody, whom permissions bind)."""
+    base = Path(tempfile.mkdtemp(prefix="xp-readonly-", dir="/tmp"))
+    base.chmod(0o755)
+    project = base / "project"
+    project.mkdir()
+    try:
+        yield project
+    finally:
+        for path in (project, *project.rglob("*")):
+            path.chmod(0o755)
+        shutil.rmtree(base)
+
+
+def run_read_only(project: Path, files: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    for name, text in files.items():
+        (project / name).write_text(text)
+    for path in (*project.iterdir(), project):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    user = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups") if os.geteuid() == 0 else ()
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("PYTEST_XP_STORE", None)
+    command = [*user, sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly"]
+    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="setpriv, permissions")
+def test_a_plain_suite_runs_in_a_read_only_checkout(read_only_checkout: Path) -> None:
+    files = {"pytest.ini": "[pytest]\n", "test_plain.py": "def test_plain():\n    assert True\n"}
+    result = run_read_only(read_only_checkout, files)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(path.name for path in read_only_checkout.iterdir()) == ["pytest.ini", "test_plain.py"]
+
+    # Experiments need a store: one line saying so, exit 4.
+    (read_only_checkout).chmod(0o755)
+    result = run_read_only(
+        read_only_checkout, {"test_grid.py": "import pytest\n\n@pytest.mark.experiment\ndef test_x():\n    pass\n"}
+    )
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    assert "ERROR: xp: cannot create store" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
