@@ -10,7 +10,7 @@ import pandas as pd
 
 from pytest_experiments.model import STATUSES, RunRecord
 from pytest_experiments.store import Store
-from pytest_experiments.store.locate import find_store
+from pytest_experiments.store.locate import artifacts_for, find_store
 from pytest_experiments.tables import Table, plain, results_column
 
 #: The columns every frame has, in order; ``params.<name>`` and ``metrics.<name>`` follow,
@@ -45,7 +45,8 @@ def load(
     statuses = _statuses(status)
     if isinstance(store, Store):
         return runs_frame(_runs(store, names, statuses, history))
-    with Store.open(find_store() if store is None else store, readonly=True) as opened:
+    location = find_store() if store is None else store
+    with Store.open(location, readonly=True, artifacts=artifacts_for(location)) as opened:
         return runs_frame(_runs(opened, names, statuses, history))
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_experiments.store import Store, StoreError
-from pytest_experiments.store.locate import find_store
+from pytest_experiments.store.locate import artifacts_for, find_store
 from pytest_experiments.store.server_url import is_server_url
 
 PROG = "pytest-experiments"
@@ -50,7 +50,7 @@ def store_at(path: Path | str, *, write: bool = False) -> Iterator[Store]:
     if isinstance(path, Path) and not path.exists():
         raise CLIError(f"no experiment store at {path}; run some experiments first, or give --store PATH")
     try:
-        store = Store.open(path, readonly=not write)
+        store = Store.open(path, readonly=not write, artifacts=artifacts_for(path))
     except StoreError as exc:
         raise CLIError(str(exc).replace("--xp-store", "--store")) from None
     try:

@@ -42,7 +42,8 @@ class SelectionOptions:
 class Settings:
     """The plugin's options, resolved once (command line > environment > ini > default)."""
 
-    store_path: Path
+    #: The store: a folder (SQLite) or a server store's URL (``postgresql://...``, a ``str``).
+    store_path: Path | str
     #: xdist's worker id (``gw0``...) or ``main``.
     worker: str
     selection: SelectionOptions
@@ -53,6 +54,21 @@ class Settings:
     worker_threads: int | str | None = None
     #: --xp-shard: the part of the grid this process runs (``auto`` already resolved), None for all.
     shard: Shard | None = None
+    #: --xp-artifacts: where a server store's run folders live; None: not given.
+    artifacts: Path | None = None
+    #: A server store's run folders when none is given: ``<rootdir>/.experiments-artifacts``.
+    default_artifacts: Path | None = None
+
+    @property
+    def server_store(self) -> bool:
+        """Whether the store is a server store (a URL), whose run folders live outside it."""
+        return isinstance(self.store_path, str)
+
+    @property
+    def artifacts_root(self) -> Path | None:
+        """What ``Store.open`` takes as ``artifacts``: for a server store the folder given, else
+        ``<rootdir>/.experiments-artifacts``; None for a store folder (run folders inside it)."""
+        return (self.artifacts or self.default_artifacts) if self.server_store else None
 
 
 @dataclass(frozen=True)
@@ -121,7 +137,13 @@ def thread_count(text: str) -> int | str:
 
 
 #: Options whose value is a path, with the name of that value in messages.
-PATH_OPTIONS = {"--xp-store": "PATH", "--xp-baseline": "FILE", "--xp-save-baseline": "FILE", "--xp-report-md": "FILE"}
+PATH_OPTIONS = {
+    "--xp-store": "PATH",
+    "--xp-artifacts": "PATH",
+    "--xp-baseline": "FILE",
+    "--xp-save-baseline": "FILE",
+    "--xp-report-md": "FILE",
+}
 
 
 def check_path_tokens(args: Sequence[str]) -> None:
@@ -151,10 +173,18 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--xp-store",
         dest="xp_store",
+        metavar="PATH|URL",
+        default=None,
+        help=f"folder of the experiment store, or a PostgreSQL store's URL postgresql://user@host/db (default: "
+        f"${locate.ENV_VAR}, else the xp_store ini key, else <rootdir>/.experiments)",
+    )
+    group.addoption(
+        "--xp-artifacts",
+        dest="xp_artifacts",
         metavar="PATH",
         default=None,
-        help=f"folder of the experiment store (default: ${locate.ENV_VAR}, else the xp_store ini key, "
-        "else <rootdir>/.experiments)",
+        help="with a PostgreSQL store: the folder of its run folders, on a filesystem every host sees (default: "
+        f"${locate.ARTIFACTS_ENV_VAR}, else the xp_artifacts ini key, else <rootdir>/.experiments-artifacts)",
     )
     group.addoption(
         "--xp-resume",
@@ -258,7 +288,10 @@ def add_options(parser: pytest.Parser) -> None:
         help="run only shard K of N (0-based) of the selected tests, split by grid point; auto: this SLURM "
         "array task's (SLURM_ARRAY_TASK_ID, _COUNT, _MIN)",
     )
-    parser.addini(locate.INI_KEY, "folder of the experiment store, relative to the ini file", default="")
+    parser.addini(locate.INI_KEY, "folder of the experiment store (relative to the ini file), or a URL", default="")
+    parser.addini(
+        locate.ARTIFACTS_INI_KEY, "a PostgreSQL store's folder of run folders, relative to the ini file", default=""
+    )
     parser.addini(
         "xp_compare", "comparison rules, one per line: '<metric> higher|lower <tolerance>[%]'", type="linelist"
     )
@@ -300,7 +333,20 @@ def read_settings(config: pytest.Config) -> Settings:
         except argparse.ArgumentTypeError as exc:
             raise pytest.UsageError(f"xp: ini key xp_lease: {exc}") from None
     shard = resolve(config.getoption("xp_shard"))
-    return Settings(store_path, worker, selection, lease, _comparison(config), _worker_threads(config), shard)
+    artifacts = locate.resolve_artifacts(
+        config.getoption("xp_artifacts"), config.getini(locate.ARTIFACTS_INI_KEY), ini_dir, config.invocation_params.dir
+    )
+    return Settings(
+        store_path,
+        worker,
+        selection,
+        lease,
+        _comparison(config),
+        _worker_threads(config),
+        shard,
+        artifacts,
+        config.rootpath / locate.DEFAULT_ARTIFACTS_DIRNAME,
+    )
 
 
 def _worker_threads(config: pytest.Config) -> int | str | None:

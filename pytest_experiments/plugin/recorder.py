@@ -110,7 +110,7 @@ class Recorder:
             params=point.params,
             param_hash=point.param_hash,
             stored_params=point.stored_params,
-            store_root=self._store.path,
+            store_root=self._store.root,
             relative_dir=relative_run_dir(point.experiment, run_id),
             worker=self._worker,
             host=self._host,
@@ -290,7 +290,7 @@ class Recorder:
         except OSError as exc:
             # A run folder that cannot be written (a full disk under xp-capture's stdout.txt)
             # is the store failing: one line, and the session stops.
-            if exc.filename is None or not within(self._store.path, str(exc.filename)):
+            if exc.filename is None or not within(self._store.root, str(exc.filename)):
                 raise
             message = describe(exc, self._store.path)
             self._store.fail(message)

@@ -14,6 +14,7 @@ from pytest_experiments.plugin.identity import is_experiment
 from pytest_experiments.plugin.store_access import StoreHandle, describe
 from pytest_experiments.run import ExperimentSession, SessionSummary
 from pytest_experiments.store import Store, StoreError
+from pytest_experiments.store.location import shown
 from pytest_experiments.values import to_json_value
 
 
@@ -158,7 +159,7 @@ class SessionRecorder:
             return
         counts = ", ".join(f"{n} {status}" for status, n in sorted(self.summary.counts.items(), key=lambda kv: -kv[1]))
         runs = "run" if self.summary.total == 1 else "runs"
-        line = f"xp: {self.summary.total} {runs} recorded ({counts}) in {self.summary.store_path}"
+        line = f"xp: {self.summary.total} {runs} recorded ({counts}) in {shown(self.summary.store_path)}"
         if self.summary.counts.get("interrupted"):
             line += "; --xp-resume runs the interrupted ones again"
         terminalreporter.write_line(line)
