@@ -104,6 +104,10 @@ HOLD_CLAIM_CONFTEST = """
         SQLiteStore.claim_run = held_claim_run
 """
 
+# Resuming sessions start at different places in their grid (``xp-spread``); these tests
+# follow one order, pytest's.
+IN_ORDER = ("-p", "no:xp-spread")
+
 SKIP_REASON = re.compile(r"^SKIPPED \[(\d+)\] \S+: (running|done) in session (\S+)$")
 
 
@@ -292,7 +296,7 @@ def test_a_claim_held_back_before_a_snapshot_still_counts_as_after_it(
     # point 0 a second time).
     claim_grid(pytester, list(range(3)), GATE_CONFTEST + HOLD_CLAIM_CONFTEST)
     gate, hold = pytester.mkdir("gate"), pytester.mkdir("hold")
-    held = procs.start("--xp-resume", XP_TEST_HOLD_CLAIM=str(hold))
+    held = procs.start("--xp-resume", *IN_ORDER, XP_TEST_HOLD_CLAIM=str(hold))
     assert procs.wait_for(hold / "holding", held) == node(0)
     resuming = procs.start("--xp-resume", "-rs", XP_TEST_GATE=str(gate))
     procs.wait_ready(gate, 1)  # A's snapshot is taken
@@ -362,8 +366,8 @@ def test_point_of_a_killed_resumer_is_run_by_a_surviving_one(pytester: pytest.Py
     gate, hold = pytester.mkdir("gate"), pytester.mkdir("hold")
     # Both snapshot an empty store. The survivor is held at its first claim while the victim
     # runs points 0-2 and is killed (SIGKILL, its whole process group) in the body of 3.
-    victim = procs.start("--xp-resume", XP_TEST_GATE=str(gate), XP_TEST_BLOCK_AT="3")
-    survivor = procs.start("--xp-resume", "-rs", XP_TEST_GATE=str(gate), XP_TEST_HOLD_CLAIM=str(hold))
+    victim = procs.start("--xp-resume", *IN_ORDER, XP_TEST_GATE=str(gate), XP_TEST_BLOCK_AT="3")
+    survivor = procs.start("--xp-resume", *IN_ORDER, "-rs", XP_TEST_GATE=str(gate), XP_TEST_HOLD_CLAIM=str(hold))
     procs.release_together(gate, 2)
     victim_pid = int(procs.wait_for(pytester.path / "blocked-3", victim))
     assert procs.wait_for(hold / "holding", survivor) == node(0)

@@ -735,7 +735,8 @@ def test_replaced_worker_collects_late_and_selects_the_same(pytester: pytest.Pyt
     half_done_grid(pytester, 200, pause=0)
     pytester.makeconftest(WORKER_CONFTEST)
     (pytester.path / "block.json").write_text("[1]")
-    proc = procs.start("-n", "2", "--xp-resume")
+    # In pytest's order (-p no:xp-spread): the blocked point comes first, while the grid is still to run.
+    proc = procs.start("-n", "2", "--xp-resume", "-p", "no:xp-spread")
     victim = int(procs.wait_for(pytester.path / "blocked-1", proc))
     assert victim != proc.pid
     (pytester.path / "killed").write_text("")

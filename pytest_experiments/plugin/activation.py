@@ -75,6 +75,10 @@ def activate(
     config.pluginmanager.register(Recorder(handle, settings.worker, claim_after), "xp-recorder")
     if snapshot is not None:
         _register_selection(config, settings, snapshot, controller=not worker)
+        if settings.selection.claims and not config.pluginmanager.is_blocked("xp-spread"):
+            from pytest_experiments.plugin.spread import Spread
+
+            config.pluginmanager.register(Spread(started.session_id), "xp-spread")
     if not worker:
         runs_tests = not (config.getoption("collectonly") or settings.selection.status)
         recorder = SessionRecorder(config, handle, runs_tests)

@@ -41,6 +41,10 @@ from pytest_experiments.values import metrics_from_result, to_json_value
 REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 RESULT_KEY = pytest.StashKey[Any]()
 ATTEMPT_KEY = pytest.StashKey[int]()
+#: Why another session has this item's grid point (its claim failed), until its setup report is made.
+TAKEN_KEY = pytest.StashKey[str]()
+#: The attribute of a setup report whose grid point another session had (it crosses xdist's channel).
+TAKEN_ATTRIBUTE = "xp_taken_by"
 
 
 class PytestExperimentsWarning(pytest.PytestWarning):
@@ -127,6 +131,7 @@ class Recorder:
             del item.stash[RESULT_KEY]
         taken_by = self._start(item, run)
         if taken_by is not None:
+            item.stash[TAKEN_KEY] = taken_by  # the report says so: the summary counts them
             # A plain tryfirst hook, not a wrapper: a skip raised from a setup wrapper
             # breaks the logging plugin's teardown.
             pytest.skip(taken_by)
@@ -207,6 +212,9 @@ class Recorder:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         report = yield
+        if report.when == "setup" and TAKEN_KEY in item.stash:
+            setattr(report, TAKEN_ATTRIBUTE, item.stash[TAKEN_KEY])
+            del item.stash[TAKEN_KEY]
         reports = item.stash.get(REPORTS_KEY, None)
         if reports is not None:
             reports[report.when] = report

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_experiments.plugin.identity import is_experiment
+from pytest_experiments.plugin.recorder import TAKEN_ATTRIBUTE
 from pytest_experiments.plugin.store_access import StoreHandle, describe
 from pytest_experiments.run import ExperimentSession, SessionSummary
 from pytest_experiments.store import Store, StoreError
@@ -40,6 +41,8 @@ class SessionRecorder:
         self.started = False
         #: Why closing the session in the store failed (one line), if it did.
         self.store_failure: str | None = None
+        #: Grid points this session left to other sessions, which had claimed them (resume / retry).
+        self.taken = 0
 
     def start(self) -> None:
         """Call the session_start hooks (once) and keep their metadata for the session row."""
@@ -80,6 +83,11 @@ class SessionRecorder:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if self._runs_tests and any(is_experiment(item) for item in session.items):
             self.start()
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if getattr(report, TAKEN_ATTRIBUTE, None) is not None:  # this process's, or a worker's
+            self.taken += 1
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
@@ -155,6 +163,11 @@ class SessionRecorder:
             return
         if self.store_failure is not None:
             terminalreporter.write_line(f"xp: {self.store_failure}", red=True)
+        if self.taken:
+            here = self.summary.total if self.summary is not None else 0
+            terminalreporter.write_line(
+                f"xp: {here:,} run here, {self.taken:,} taken by other sessions (-rs lists them by session)"
+            )
         if self.summary is None or not self.summary.total:
             return
         counts = ", ".join(f"{n} {status}" for status, n in sorted(self.summary.counts.items(), key=lambda kv: -kv[1]))
