@@ -27,6 +27,7 @@ TIMEOUT = 60.0  # generous bound for one inner session; the tests themselves tak
 LEAKY_ENV = (
     "PYTEST_ADDOPTS",
     "PYTEST_XP_STORE",
+    "PYTEST_XP_ARTIFACTS",
     "PYTEST_XDIST_WORKER",
     "PYTEST_XDIST_WORKER_COUNT",
     "PYTEST_XDIST_TESTRUNUID",
