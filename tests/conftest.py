@@ -62,6 +62,17 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return make_backend(kind, tmp_path, url)
 
 
+@pytest.fixture
+def xp_backend(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Backend:
+    """Inner sessions of the test (and ``load()``, the command line) use ``backend``'s store,
+    through ``PYTEST_XP_STORE`` / ``PYTEST_XP_ARTIFACTS``: an end-to-end test taking this
+    fixture runs on each backend in turn."""
+    monkeypatch.setenv("PYTEST_XP_STORE", backend.location)
+    if backend.artifacts is not None:
+        monkeypatch.setenv("PYTEST_XP_ARTIFACTS", str(backend.artifacts))
+    return backend
+
+
 @pytest.fixture(autouse=True)
 def _plugins_off(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Inner sessions start with the test extra's third-party plugins off (see ``processes.PLUGINS_OFF``)."""
