@@ -163,16 +163,17 @@ class SessionRecorder:
             return
         if self.store_failure is not None:
             terminalreporter.write_line(f"xp: {self.store_failure}", red=True)
-        if self.taken:
-            here = self.summary.total if self.summary is not None else 0
+        here = self.summary.total if self.summary is not None else 0
+        if self.summary is not None and here:
+            counts = ", ".join(
+                f"{n} {status}" for status, n in sorted(self.summary.counts.items(), key=lambda kv: -kv[1])
+            )
+            runs = "run" if here == 1 else "runs"
+            line = f"xp: {here} {runs} recorded ({counts}) in {shown(self.summary.store_path)}"
+            if self.summary.counts.get("interrupted"):
+                line += "; --xp-resume runs the interrupted ones again"
+            terminalreporter.write_line(line)
+        if self.taken:  # said once, whatever -rs lists: the sessions split the grid
             terminalreporter.write_line(
                 f"xp: {here:,} run here, {self.taken:,} taken by other sessions (-rs lists them by session)"
             )
-        if self.summary is None or not self.summary.total:
-            return
-        counts = ", ".join(f"{n} {status}" for status, n in sorted(self.summary.counts.items(), key=lambda kv: -kv[1]))
-        runs = "run" if self.summary.total == 1 else "runs"
-        line = f"xp: {self.summary.total} {runs} recorded ({counts}) in {shown(self.summary.store_path)}"
-        if self.summary.counts.get("interrupted"):
-            line += "; --xp-resume runs the interrupted ones again"
-        terminalreporter.write_line(line)
