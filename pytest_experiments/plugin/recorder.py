@@ -23,6 +23,7 @@ import socket
 import time
 import unittest  # pytest imports it already
 import warnings
+from collections import Counter
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -41,10 +42,8 @@ from pytest_experiments.values import metrics_from_result, to_json_value
 REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 RESULT_KEY = pytest.StashKey[Any]()
 ATTEMPT_KEY = pytest.StashKey[int]()
-#: Why another session has this item's grid point (its claim failed), until its setup report is made.
-TAKEN_KEY = pytest.StashKey[str]()
-#: The attribute of a setup report whose grid point another session had (it crosses xdist's channel).
-TAKEN_ATTRIBUTE = "xp_taken_by"
+#: The run claimed for this item before its protocol started (resume / retry), until its setup.
+CLAIMED_KEY = pytest.StashKey[Run]()
 
 
 class PytestExperimentsWarning(pytest.PytestWarning):
@@ -82,6 +81,8 @@ class Recorder:
         self._pid_namespace = pid_namespace()
         self._pid_started = process_start(self._pid)
         self._warned_volatile: set[tuple[str, str]] = set()
+        #: Grid points not run because another session had them, by reason ("done in session ...").
+        self.taken: Counter[str] = Counter()
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -96,16 +97,58 @@ class Recorder:
         self._report_to_controller(session)
 
     def _report_to_controller(self, session: pytest.Session) -> None:
-        xdist.report_recorded(session.config, self._store.recorded)
+        xdist.report_recorded(session.config, self._store.recorded, self.taken)
+
+    # Named pytest_*: pytest registers no other method of a plugin, whatever its specname.
+    @pytest.hookimpl(tryfirst=True, specname="pytest_runtest_protocol")
+    def pytest_xp_claim_first(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        """With resume / retry: claim the grid point before anything of the item runs; one that
+        another session has is not run at all (no setup, no report: as deselected), only counted
+        for the summary. A claim that fails is left to the setup, which reports it."""
+        if self._claim_after is None or not is_experiment(item) or self._store.failure is not None:
+            return None
+        assert isinstance(item, pytest.Function)
+        run = self._new_run(item)
+        after = self._claim_after
+        try:
+            taken_by = self._store.use(lambda store: store.claim_run(run.start_record(), after))
+        except StoreError:
+            return None
+        if taken_by is None:
+            item.stash[CLAIMED_KEY] = run
+            return None
+        self.taken[taken_by] += 1
+        return True
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         if not is_experiment(item):
             return
         assert isinstance(item, pytest.Function)
+        claimed = item.stash.get(CLAIMED_KEY, None)
+        if claimed is not None:
+            del item.stash[CLAIMED_KEY]
+        run = claimed or self._new_run(item)
+        # A rerun plugin (pytest-rerunfailures) runs the whole protocol again: each attempt
+        # is a run of its own, numbered, and keeps nothing of the attempt before.
+        attempt = item.stash[ATTEMPT_KEY] = item.stash.get(ATTEMPT_KEY, 0) + 1
+        run.metadata["attempt"] = attempt
+        if RESULT_KEY in item.stash:
+            del item.stash[RESULT_KEY]
+        taken_by = None if claimed is not None else self._start(item, run)
+        if taken_by is not None:
+            # A rerun's attempt whose point another session took meanwhile. A plain tryfirst
+            # hook, not a wrapper: a skip raised from a setup wrapper breaks the logging plugin's teardown.
+            pytest.skip(taken_by)
+        item.stash[RUN_KEY] = run
+        item.stash[REPORTS_KEY] = {}
+        item.ihook.pytest_experiments_run_start(run=run)
+
+    def _new_run(self, item: pytest.Function) -> Run:
+        """A new run of ``item`` (not written yet)."""
         point = grid_point(item)
         run_id = new_id()
-        run = Run(
+        return Run(
             run_id=run_id,
             session_id=self._store.session.session_id,
             node_id=item.nodeid,
@@ -123,21 +166,6 @@ class Recorder:
             pid_started=self._pid_started,
             function=getattr(item, "function", None),
         )
-        # A rerun plugin (pytest-rerunfailures) runs the whole protocol again: each attempt
-        # is a run of its own, numbered, and keeps nothing of the attempt before.
-        attempt = item.stash[ATTEMPT_KEY] = item.stash.get(ATTEMPT_KEY, 0) + 1
-        run.metadata["attempt"] = attempt
-        if RESULT_KEY in item.stash:
-            del item.stash[RESULT_KEY]
-        taken_by = self._start(item, run)
-        if taken_by is not None:
-            item.stash[TAKEN_KEY] = taken_by  # the report says so: the summary counts them
-            # A plain tryfirst hook, not a wrapper: a skip raised from a setup wrapper
-            # breaks the logging plugin's teardown.
-            pytest.skip(taken_by)
-        item.stash[RUN_KEY] = run
-        item.stash[REPORTS_KEY] = {}
-        item.ihook.pytest_experiments_run_start(run=run)
 
     def _start(self, item: pytest.Item, run: Run) -> str | None:
         """Write the run as ``running`` (with resume: claim it; a reason when another session has it).
@@ -157,7 +185,7 @@ class Recorder:
         pytest.fail(f"xp: {failure}", pytrace=False)  # outside the except: no chained exception shown
 
     @pytest.hookimpl(tryfirst=True, specname="pytest_runtest_protocol")
-    def skip_after_store_failure(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    def pytest_xp_skip_after_store_failure(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
         """Once the store failed (in any process of the session), no experiment starts: the session stops."""
         if not is_experiment(item):
             return None
@@ -212,9 +240,6 @@ class Recorder:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         report = yield
-        if report.when == "setup" and TAKEN_KEY in item.stash:
-            setattr(report, TAKEN_ATTRIBUTE, item.stash[TAKEN_KEY])
-            del item.stash[TAKEN_KEY]
         reports = item.stash.get(REPORTS_KEY, None)
         if reports is not None:
             reports[report.when] = report

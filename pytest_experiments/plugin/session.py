@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import Counter
 from collections.abc import Generator
 from typing import Any
 
 import pytest
 
+from pytest_experiments.plugin import xdist
 from pytest_experiments.plugin.identity import is_experiment
-from pytest_experiments.plugin.recorder import TAKEN_ATTRIBUTE
 from pytest_experiments.plugin.store_access import StoreHandle, describe
 from pytest_experiments.run import ExperimentSession, SessionSummary
 from pytest_experiments.store import Store, StoreError
@@ -41,8 +42,8 @@ class SessionRecorder:
         self.started = False
         #: Why closing the session in the store failed (one line), if it did.
         self.store_failure: str | None = None
-        #: Grid points this session left to other sessions, which had claimed them (resume / retry).
-        self.taken = 0
+        #: Grid points this session's workers left to other sessions, by reason (resume / retry).
+        self._workers_taken: Counter[str] = Counter()
 
     def start(self) -> None:
         """Call the session_start hooks (once) and keep their metadata for the session row."""
@@ -84,13 +85,9 @@ class SessionRecorder:
         if self._runs_tests and any(is_experiment(item) for item in session.items):
             self.start()
 
-    @pytest.hookimpl
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if getattr(report, TAKEN_ATTRIBUTE, None) is not None:  # this process's, or a worker's
-            self.taken += 1
-
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
+        self._workers_taken.update(xdist.reported_taken(node))
         # A crashed worker cannot say what it did: assume it recorded.
         if error is not None or getattr(node, "workeroutput", {}).get("xp_recorded", True):
             self._workers_recorded = True
@@ -157,6 +154,13 @@ class SessionRecorder:
         self.summary = SessionSummary(counts=counts, store_path=self._handle.path, exitstatus=int(exitstatus))
         self._write_summary(terminalreporter)
 
+    def _taken(self) -> Counter[str]:
+        """Grid points not run here because other sessions had them, by reason."""
+        taken = Counter(self._workers_taken)
+        recorder = self._config.pluginmanager.get_plugin("xp-recorder")
+        taken.update(getattr(recorder, "taken", {}))
+        return taken
+
     def _write_summary(self, terminalreporter: Any) -> None:
         """``xp: N runs recorded (...) in <store>``, when the session recorded any; a store failure first."""
         if terminalreporter is None:
@@ -173,7 +177,10 @@ class SessionRecorder:
             if self.summary.counts.get("interrupted"):
                 line += "; --xp-resume runs the interrupted ones again"
             terminalreporter.write_line(line)
-        if self.taken:  # said once, whatever -rs lists: the sessions split the grid
-            terminalreporter.write_line(
-                f"xp: {here:,} run here, {self.taken:,} taken by other sessions (-rs lists them by session)"
-            )
+        taken = self._taken()
+        if taken:  # once, not a skip per grid point: the sessions split the grid
+            total = sum(taken.values())
+            terminalreporter.write_line(f"xp: {here:,} run here, {total:,} taken by other sessions")
+            if self._config.get_verbosity() > 0:
+                for reason, count in sorted(taken.items()):
+                    terminalreporter.write_line(f"xp:   {count:,} {reason}")

@@ -20,7 +20,7 @@ controller without this plugin (or an older one) finds no key and does without.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 SESSION_KEY = "xp_session"
 SNAPSHOT_KEY = "xp_snapshot"
 RECORDED_KEY = "xp_recorded"
+#: Grid points a worker left to other sessions, by reason (a dict of builtins).
+TAKEN_KEY = "xp_taken"
 STORE_FAILURE_KEY = "xp_store_failure"
 EXPERIMENT_ATTRIBUTE = "xp_experiment"
 
@@ -71,11 +73,19 @@ def snapshot_wire(config: pytest.Config) -> bytes | None:
     return wire if isinstance(wire, bytes) else None
 
 
-def report_recorded(config: pytest.Config, recorded: bool) -> None:
-    """On a worker, tell the controller whether this worker used the store."""
+def report_recorded(config: pytest.Config, recorded: bool, taken: Mapping[str, int] | None = None) -> None:
+    """On a worker, tell the controller whether this worker used the store, and which grid
+    points it left to other sessions (by reason)."""
     workeroutput = getattr(config, "workeroutput", None)
     if isinstance(workeroutput, dict):
         workeroutput[RECORDED_KEY] = recorded
+        workeroutput[TAKEN_KEY] = dict(taken or {})
+
+
+def reported_taken(node: Any) -> dict[str, int]:
+    """On the controller, what a finished worker left to other sessions (see :func:`report_recorded`)."""
+    taken = getattr(node, "workeroutput", {}).get(TAKEN_KEY, {})
+    return {str(reason): int(count) for reason, count in taken.items()} if isinstance(taken, dict) else {}
 
 
 def report_store_failure(session: pytest.Session, message: str) -> None:
