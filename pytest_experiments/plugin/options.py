@@ -315,9 +315,6 @@ def _worker_threads(config: pytest.Config) -> int | str | None:
 
 
 def _comparison(config: pytest.Config) -> ComparisonOptions:
-    # Imported here: sessions that compare nothing never load the comparison code.
-    from pytest_experiments.comparison import RuleError, parse_rules
-
     base = config.invocation_params.dir
 
     def path(option: str) -> Path | None:
