@@ -188,7 +188,7 @@ def _in_node_ids(frame: pd.DataFrame, column: str) -> bool:
     return True
 
 
-def _select_records(
+def select_records(
     runs: list[RunRecord], experiments: list[str] | None, statuses: list[str] | None
 ) -> list[RunRecord]:
     if experiments:
@@ -213,7 +213,7 @@ def results_frame(args: argparse.Namespace) -> pd.DataFrame:
         raise no_runs(store)
     from pytest_experiments.frames import runs_frame  # pandas: only once there is something to show
 
-    frame = runs_frame(_select_records(runs, args.experiment, args.status))
+    frame = runs_frame(select_records(runs, args.experiment, args.status))
     if args.where:
         frame = apply_where(frame, args.where)
     if args.sort:
