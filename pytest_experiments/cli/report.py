@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_experiments.cli.common import CLIError, add_subcommand, no_runs, opened_store, plural
-from pytest_experiments.cli.results import select_records, apply_where
+from pytest_experiments.cli.results import apply_where, select_records
 from pytest_experiments.cli.show import find_run
 from pytest_experiments.model import STATUSES, RunRecord
 from pytest_experiments.store import Store

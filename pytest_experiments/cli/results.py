@@ -188,9 +188,7 @@ def _in_node_ids(frame: pd.DataFrame, column: str) -> bool:
     return True
 
 
-def select_records(
-    runs: list[RunRecord], experiments: list[str] | None, statuses: list[str] | None
-) -> list[RunRecord]:
+def select_records(runs: list[RunRecord], experiments: list[str] | None, statuses: list[str] | None) -> list[RunRecord]:
     if experiments:
         known = {run.experiment for run in runs} | {f"{run.module}::{run.experiment}" for run in runs}
         for name in experiments:

@@ -32,7 +32,11 @@ def experiment_key(record: RunRecord) -> str:
 
 
 def select_runs(
-    store: Store, *, experiments: Sequence[str] | None = None, history: bool = False, status: Sequence[str] | None = None
+    store: Store,
+    *,
+    experiments: Sequence[str] | None = None,
+    history: bool = False,
+    status: Sequence[str] | None = None,
 ) -> list[RunRecord]:
     """The runs a report shows: the latest of each grid point (every run with ``history``).
 
@@ -93,7 +97,8 @@ def run_data(store: Store, record: RunRecord, budget: Budget) -> dict[str, Any]:
         "traceback": traceback,
         "files": run_files(record.dir, budget),
     }
-    return json_safe(data)
+    safe: dict[str, Any] = json_safe(data)
+    return safe
 
 
 def _series(store: Store, record: RunRecord) -> dict[str, list[list[Any]]]:
@@ -119,15 +124,13 @@ def thin(points: list[list[Any]], limit: int) -> list[list[Any]]:
 def _sessions(store: Store, wanted: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The sessions of the report's runs: when, where, the git commit and the command."""
     wanted = set(wanted)
-    return {
-        session.session_id: session_data(session) for session in store.sessions() if session.session_id in wanted
-    }
+    return {session.session_id: session_data(session) for session in store.sessions() if session.session_id in wanted}
 
 
 def session_data(session: SessionRecord) -> dict[str, Any]:
     """What the page shows of a session."""
     git = session.metadata.get("git") or {}
-    return json_safe(
+    safe: dict[str, Any] = json_safe(
         {
             "started": session.started_at,
             "finished": session.finished_at,
@@ -139,6 +142,7 @@ def session_data(session: SessionRecord) -> dict[str, Any]:
             "command": session.metadata.get("command"),
         }
     )
+    return safe
 
 
 def experiments_data(records: Sequence[RunRecord], sessions: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

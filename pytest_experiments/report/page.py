@@ -21,7 +21,7 @@ _PAGE = """<!DOCTYPE html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="pytest-experiments {version}">
+<meta name="generator" content="pytest-experiments">
 <title>{title}</title>
 <style>
 {style}
@@ -54,10 +54,7 @@ def _asset(name: str) -> str:
 
 def render(data: dict[str, Any]) -> str:
     """The whole HTML page for gathered ``data`` (see :mod:`.gather`)."""
-    from pytest_experiments import __version__
-
     return _PAGE.format(
-        version=html.escape(__version__),
         title=html.escape(str(data.get("title", "Experiment report"))),
         style=_asset("report.css"),
         data=embedded_json(data),
