@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pytest_experiments.model import RunRecord, SessionRecord
-from pytest_experiments.report.artifacts import Budget, run_files
+from pytest_experiments.report.files import Budget, files_data, has_files
 from pytest_experiments.store import Store
 
 #: Parameter names taken for repetitions of one configuration: plots then show their mean and interval.
@@ -58,7 +58,8 @@ def gather(
 ) -> dict[str, Any]:
     """The report's data for ``records`` (read further from ``store``); ``compare``: run ids to open side by side."""
     budget = Budget()
-    runs = [run_data(store, record, budget) for record in records]
+    series = all_series(store, [record.run_id for record in records])
+    runs = [run_data(store, record, series.get(record.run_id, {}), budget) for record in records]
     sessions = _sessions(store, {record.session_id for record in records})
     return {
         "title": title,
@@ -71,11 +72,12 @@ def gather(
     }
 
 
-def run_data(store: Store, record: RunRecord, budget: Budget) -> dict[str, Any]:
+def run_data(store: Store, record: RunRecord, series: dict[str, list[list[Any]]], budget: Budget) -> dict[str, Any]:
     """One run as the page reads it."""
-    traceback = None
-    if record.status in _ERROR_STATUSES and record.error_type is not None:
-        traceback = store.run(record.run_id).traceback
+    detailed = None
+    # One more read for a run with a traceback or files to show: most runs of a sweep have neither.
+    if (record.status in _ERROR_STATUSES and record.error_type is not None) or has_files(record.dir):
+        detailed = store.run(record.run_id)
     data: dict[str, Any] = {
         "id": record.run_id,
         "node": record.node_id,
@@ -89,27 +91,33 @@ def run_data(store: Store, record: RunRecord, budget: Budget) -> dict[str, Any]:
         "host": record.host,
         "params": {**record.params, **record.logged_params},
         "metrics": record.metrics,
-        "series": _series(store, record),
+        "series": series,
         "meta": record.metadata,
-        "tags": dict(getattr(record, "tags", None) or {}),
-        "notes": getattr(record, "notes", None),
+        "tags": record.tags,
+        "notes": [{"at": note.at, "text": note.text} for note in record.notes],
         "error": record.error,
-        "traceback": traceback,
-        "files": run_files(record.dir, budget),
+        "traceback": detailed.traceback if detailed is not None else None,
+        "files": files_data(record.dir, detailed.artifacts, budget) if detailed is not None else [],
     }
     safe: dict[str, Any] = json_safe(data)
     return safe
 
 
-def _series(store: Store, record: RunRecord) -> dict[str, list[list[Any]]]:
-    """Each metric logged more than once, as ``[step, value]`` pairs (step: the point's index when none was given)."""
-    series: dict[str, list[list[Any]]] = {}
-    for name in record.metrics:
-        points = store.metric_series(record.run_id, name)
-        if len(points) > 1:
-            pairs = [[index if step is None else step, value] for index, (step, value) in enumerate(points)]
-            series[name] = thin(pairs, SERIES_POINTS)
-    return series
+def all_series(store: Store, run_ids: Sequence[str]) -> dict[str, dict[str, list[list[Any]]]]:
+    """Per run, each metric logged more than once as ``[step, value]`` pairs, in one read.
+
+    A point logged without a step gets its index in the series.
+    """
+    grouped: dict[str, dict[str, list[list[Any]]]] = {}
+    for point in store.points(run_ids) if run_ids else ():
+        metric = grouped.setdefault(point.run_id, {}).setdefault(point.metric, [])
+        metric.append([len(metric) if point.step is None else point.step, point.value])
+    for metrics in grouped.values():
+        for name in [name for name, points in metrics.items() if len(points) < 2]:
+            del metrics[name]  # one value is no series
+        for name, points in metrics.items():
+            metrics[name] = thin(points, SERIES_POINTS)
+    return grouped
 
 
 def thin(points: list[list[Any]], limit: int) -> list[list[Any]]:

@@ -415,7 +415,9 @@
     var parts = [el("h2", { id: "run-h", text: run.node }), el("p", {}, [el("a", { href: "#results", text: "back to the results" })]),
       keyValueTable("Run", summary), keyValueTable("Parameters", run.params), keyValueTable("Metrics", run.metrics),
       keyValueTable("Tags", run.tags)];
-    if (run.notes) parts.push(el("h3", { text: "Notes" }), el("p", { "class": "notes", text: run.notes }));
+    if (run.notes && run.notes.length) {
+      parts.push(table("Notes", ["added", "note"], run.notes.map(function (n) { return [when(n.at), n.text]; }), { "class": "notes" }));
+    }
     if (run.error || run.traceback) {
       parts.push(el("h3", { text: "Error" }), el("p", { "class": "error", text: run.error || "" }));
       if (run.traceback) parts.push(el("pre", { "class": "traceback", text: run.traceback }));
@@ -429,8 +431,11 @@
   function filesPart(run) {
     var part = el("div", { "class": "files" }, [el("h3", { text: "Files" })]);
     if (!run.files.length) { part.appendChild(el("p", { "class": "empty", text: "No files in the run folder." })); return part; }
-    var rows = run.files.map(function (f) { return [f.name, f.size + " bytes", f.type, f.omitted ? "not embedded: " + f.omitted : f.data ? "shown below" : ""]; });
-    part.appendChild(table("Files in the run folder", ["file", "size", "type", "note"], rows));
+    var rows = run.files.map(function (f) {
+      return [f.name, f.size === null ? "" : f.size + " bytes", f.type, f.kind ? ({ file: "xp.log_artifact", figure: "xp.log_figure", image: "xp.log_image", text: "xp.log_text", dict: "xp.log_dict" }[f.kind] || f.kind) : "written to xp.dir",
+        f.omitted ? "not embedded: " + f.omitted : f.data ? "shown below" : ""];
+    });
+    part.appendChild(table("Files in the run folder", ["file", "size", "type", "logged as", "note"], rows));
     run.files.filter(function (f) { return f.data; }).forEach(function (f) {
       var image = el("img", { alt: f.name, loading: "lazy" });
       image.src = "data:" + f.type + ";base64," + f.data; // type from the report's own list of image types
