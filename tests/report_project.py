@@ -29,21 +29,25 @@ def png(width: int, height: int, rgb: tuple[int, int, int] = (200, 40, 40)) -> b
 
 def sweep_source(lrs: int = 3, seeds: int = 3, sizes: int = 1) -> str:
     """A test module: ``test_train`` over lr x seed x name x size (``2 * lrs * seeds * sizes`` runs,
-    one of them failing, each logging a loss series) and ``test_files`` (one run with images)."""
+    one of them failing, each logging a loss series) and ``test_files`` (one run with images).
+
+    Sizes are 8, 16, 32...: sorted as strings they would come out 128, 16, 256, 32...
+    """
     return f"""
 import pytest
 
 from report_project import EVIL_ERROR, EVIL_FILE, EVIL_PARAM, EVIL_TAG, png
 
 LRS = [0.001 * 10**i for i in range({lrs})]
+SIZES = [2 ** (i + 3) for i in range({sizes})]
 
 
-@pytest.mark.grid(lr=LRS, seed=list(range({seeds})), name=["plain", EVIL_PARAM], size=[100 * (i + 1) for i in range({sizes})])
+@pytest.mark.grid(lr=LRS, seed=list(range({seeds})), name=["plain", EVIL_PARAM], size=SIZES)
 def test_train(xp, lr, seed, name, size):
     for step in range(8):
         xp.log_metric("loss", (1 + seed / 10) / (1 + lr * 10 * step), step=step)
     xp.tags["name"] = name
-    if lr == LRS[-1] and seed == {seeds - 1} and name == "plain" and size == 100:
+    if lr == LRS[-1] and seed == {seeds - 1} and name == "plain" and size == SIZES[0]:
         raise ValueError(EVIL_ERROR)
     return {{"acc": 0.5 + lr + seed / 100, "loss": 1 / (1 + lr * 70)}}
 
