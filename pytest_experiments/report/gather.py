@@ -73,45 +73,52 @@ def gather(
 
 
 def run_data(store: Store, record: RunRecord, series: dict[str, list[list[Any]]], budget: Budget) -> dict[str, Any]:
-    """One run as the page reads it."""
+    """One run as the page reads it (``series``: from :func:`all_series`, JSON-safe already)."""
     detailed = None
     # One more read for a run with a traceback or files to show: most runs of a sweep have neither.
     if (record.status in _ERROR_STATUSES and record.error_type is not None) or has_files(record.dir):
         detailed = store.run(record.run_id)
-    data: dict[str, Any] = {
-        "id": record.run_id,
-        "node": record.node_id,
-        "exp": experiment_key(record),
-        "status": record.status,
-        "started": record.started_at,
-        "finished": record.finished_at,
-        "duration": record.duration,
-        "session": record.session_id,
-        "worker": record.worker,
-        "host": record.host,
-        "params": {**record.params, **record.logged_params},
-        "metrics": record.metrics,
-        "series": series,
-        "meta": record.metadata,
-        "tags": record.tags,
-        "notes": [{"at": note.at, "text": note.text} for note in record.notes],
-        "error": record.error,
-        "traceback": detailed.traceback if detailed is not None else None,
-        "files": files_data(record.dir, detailed.artifacts, budget) if detailed is not None else [],
-    }
-    safe: dict[str, Any] = json_safe(data)
-    return safe
+    data: dict[str, Any] = json_safe(
+        {
+            "id": record.run_id,
+            "node": record.node_id,
+            "exp": experiment_key(record),
+            "status": record.status,
+            "started": record.started_at,
+            "finished": record.finished_at,
+            "duration": record.duration,
+            "session": record.session_id,
+            "worker": record.worker,
+            "host": record.host,
+            "params": {**record.params, **record.logged_params},
+            "metrics": record.metrics,
+            "meta": record.metadata,
+            "tags": record.tags,
+            "notes": [{"at": note.at, "text": note.text} for note in record.notes],
+            "error": record.error,
+            "traceback": detailed.traceback if detailed is not None else None,
+            "files": files_data(record.dir, detailed.artifacts, budget) if detailed is not None else [],
+        }
+    )
+    data["series"] = series
+    return data
 
 
 def all_series(store: Store, run_ids: Sequence[str]) -> dict[str, dict[str, list[list[Any]]]]:
     """Per run, each metric logged more than once as ``[step, value]`` pairs, in one read.
 
-    A point logged without a step gets its index in the series.
+    A point logged without a step gets its index in the series. The hot loop of a large
+    report (half a million points at 10,000 runs): points come grouped by run and metric.
     """
     grouped: dict[str, dict[str, list[list[Any]]]] = {}
-    for point in store.points(run_ids) if run_ids else ():
-        metric = grouped.setdefault(point.run_id, {}).setdefault(point.metric, [])
-        metric.append([len(metric) if point.step is None else point.step, point.value])
+    current: list[list[Any]] = []
+    last: tuple[str, str] | None = None
+    isfinite = math.isfinite
+    for run_id, metric, _, step, value in store.points(run_ids) if run_ids else ():
+        if last != (run_id, metric):
+            last = (run_id, metric)
+            current = grouped.setdefault(run_id, {}).setdefault(metric, [])
+        current.append([len(current) if step is None else step, value if isfinite(value) else json_safe(value)])
     for metrics in grouped.values():
         for name in [name for name, points in metrics.items() if len(points) < 2]:
             del metrics[name]  # one value is no series
