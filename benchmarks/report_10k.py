@@ -31,12 +31,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from browser import chromium, open_report, start_browser  # noqa: E402
+from browser import chromium, open_report, start_browser
 
-from pytest_experiments import Store  # noqa: E402
-from pytest_experiments.model import MetricPoint  # noqa: E402
-from pytest_experiments.store.copies import RunCopy, SessionCopy  # noqa: E402
-from pytest_experiments.values import param_hash  # noqa: E402
+from pytest_experiments import Store
+from pytest_experiments.model import MetricPoint
+from pytest_experiments.store.copies import RunCopy, SessionCopy
+from pytest_experiments.values import param_hash
 
 TRACEBACK = 'Traceback (most recent call last):\n  File "test_train.py", line 12, in test_train\nValueError: diverged'
 
@@ -57,15 +57,14 @@ def build_store(path: Path, runs: int) -> None:
         points = tuple(MetricPoint("loss", step, step, value) for step, value in enumerate(loss))
         node = "test_train.py::test_train[" + "-".join(f"{k}={v}" for k, v in params.items()) + "]"
         run_id = f"bench-{index:06d}"
-        copies.append(
-            RunCopy(
+        copy = RunCopy(
                 run_id, session.session_id, node, "test_train.py", "test_train", param_hash(params), params, {},
                 "failed" if failed else "passed", now + index, now + index + 0.5, 0.5, "gw0", "bench", 1,
                 f"runs/test_train/{run_id}", metrics, None, {"timing": {"call": 0.5}}, None, None,
                 "ValueError" if failed else None, "diverged" if failed else None, TRACEBACK if failed else None,
                 points,
-            )  # fmt: skip
-        )
+        )  # fmt: skip
+        copies.append(copy)
     with Store.open(path, create=True) as store:
         store.add_copies([session], copies)
 
