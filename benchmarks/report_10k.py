@@ -58,11 +58,11 @@ def build_store(path: Path, runs: int) -> None:
         node = "test_train.py::test_train[" + "-".join(f"{k}={v}" for k, v in params.items()) + "]"
         run_id = f"bench-{index:06d}"
         copy = RunCopy(
-                run_id, session.session_id, node, "test_train.py", "test_train", param_hash(params), params, {},
-                "failed" if failed else "passed", now + index, now + index + 0.5, 0.5, "gw0", "bench", 1,
-                f"runs/test_train/{run_id}", metrics, None, {"timing": {"call": 0.5}}, None, None,
-                "ValueError" if failed else None, "diverged" if failed else None, TRACEBACK if failed else None,
-                points,
+            run_id, session.session_id, node, "test_train.py", "test_train", param_hash(params), params, {},
+            "failed" if failed else "passed", now + index, now + index + 0.5, 0.5, "gw0", "bench", 1,
+            f"runs/test_train/{run_id}", metrics, None, {"timing": {"call": 0.5}}, None, None,
+            "ValueError" if failed else None, "diverged" if failed else None, TRACEBACK if failed else None,
+            points,
         )  # fmt: skip
         copies.append(copy)
     with Store.open(path, create=True) as store:
