@@ -264,7 +264,7 @@ def test_an_older_store_is_read_without_tags_and_annotated_only_once_upgraded(
         assert reader.points() == []
     # A writer opened without create= never migrates: it refuses to annotate, saying how.
     with Store.open(store) as writer:
-        with pytest.raises(StoreError, match="older pytest-experiments .*record a run into it"):
+        with pytest.raises(StoreError, match=r"older pytest-experiments .*record a run into it"):
             writer.set_tags("old-run-0", {"a": "b"})
         assert writer.delete_runs(["old-run-2"]) == 1
     assert schema_of(store)[0] == 1

@@ -689,7 +689,8 @@ def test_points_of_many_runs_come_in_one_read(backend: Backend) -> None:
         # Any number of ids (beyond SQLite's limit of bound variables), unknown ones ignored.
         many = [f"unknown-{i}" for i in range(5000)] + ids[1:]
         assert {p.run_id for p in store.points(many)} == set(ids[1:])
-        assert store.points([]) == [] and store.points(metrics=["unknown"]) == []
+        assert store.points([]) == []
+        assert store.points(metrics=["unknown"]) == []
 
 
 def test_merged_runs_keep_their_tags_notes_and_registry(backend: Backend, tmp_path: Path) -> None:

@@ -189,6 +189,8 @@ def _in_node_ids(frame: pd.DataFrame, column: str) -> bool:
 
 
 def select_records(runs: list[RunRecord], experiments: list[str] | None, statuses: list[str] | None) -> list[RunRecord]:
+    """``runs`` of these experiments (names or ``module::name``; an unknown one is a :class:`CLIError`)
+    and statuses."""
     if experiments:
         known = {run.experiment for run in runs} | {f"{run.module}::{run.experiment}" for run in runs}
         for name in experiments:
