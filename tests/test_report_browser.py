@@ -153,7 +153,7 @@ def test_comparison_shows_differing_fields_and_overlays_series(page: Any, sweep:
     assert not any(row.is_displayed() for row in page.find_elements("css selector", "tr.same"))
     lines = page.find_elements("css selector", "#compare-series svg path.line")
     assert len(lines) == 2  # both runs' loss series in one plot
-    assert {line.get_attribute("stroke") for line in lines} == {"#1f77b4", "#d62728"}
+    assert {line.value_of_css_property("stroke") for line in lines} == {"rgb(31, 119, 180)", "rgb(214, 39, 40)"}
 
 
 def test_compare_given_at_build_time_opens_on_it(

@@ -48,6 +48,7 @@ def files_data(folder: Path, artifacts: Sequence[Artifact], budget: Budget) -> l
     """The run's files as the page reads them: ``name``, ``size``, ``type``, ``kind``, and
     ``data`` (base64) for an embedded image or ``omitted`` saying why it is not."""
     files: list[dict[str, Any]] = []
+    pngs = {artifact.name[: -len(".png")] for artifact in artifacts if artifact.name.endswith(".png")}
     for artifact in artifacts[:FILES_LIMIT]:
         entry: dict[str, Any] = {
             "name": artifact.name,
@@ -55,7 +56,9 @@ def files_data(folder: Path, artifacts: Sequence[Artifact], budget: Budget) -> l
             "type": artifact.media_type or "application/octet-stream",
             "kind": artifact.kind,
         }
-        if entry["type"] in IMAGE_TYPES:
+        if entry["type"] == "image/svg+xml" and artifact.name[: -len(".svg")] in pngs:
+            entry["omitted"] = "the PNG of the same figure is shown"  # xp.log_figure saves both
+        elif entry["type"] in IMAGE_TYPES:
             _embed(folder / artifact.name, entry, budget)
         files.append(entry)
     if len(artifacts) > FILES_LIMIT:

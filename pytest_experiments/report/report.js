@@ -244,7 +244,7 @@
         .map(function (p, j) { return (j ? "L" : "M") + x(num(p[0])).toFixed(1) + " " + y(num(p[1])).toFixed(1); }).join("");
       var last = r.series[metric][r.series[metric].length - 1];
       var path = sv("path", { d: d, "class": "line", "data-run": r.index, "data-tip": metric + " at step " + fmt(last[0]) + ": " + fmt(last[1]) });
-      if (coloured) path.setAttribute("stroke", COLOURS[i % COLOURS.length]);
+      if (coloured) path.style.stroke = COLOURS[i % COLOURS.length]; // a style: the class's stroke would win over an attribute
       svg.appendChild(path);
     });
     var figure = el("figure", {}, [hoverable(svg)]);
