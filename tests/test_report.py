@@ -229,3 +229,23 @@ def test_long_series_are_thinned_evenly_keeping_both_ends() -> None:
     assert len(kept) == 500
     assert (kept[0], kept[-1]) == ([0, 0.0], [10_000, 10_000.0])
     assert thin(points[:10], 500) == points[:10]
+
+
+def test_a_report_that_cannot_be_written_at_the_end_is_one_line_and_exit_status_1(pytester: pytest.Pytester) -> None:
+    # The path was fine at the start; the experiment itself takes it away.
+    pytester.makepyfile(
+        test_one="""
+        from pathlib import Path
+
+        def test_one(xp):
+            Path("report.html").mkdir()
+            return {"x": 1}
+        """
+    )
+    result = pytester.runpytest("--xp-html=report.html")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["xp: error: could not write the HTML report */report.html: Is a directory"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+    with Store.open(pytester.path / ".experiments", readonly=True) as store:
+        assert [run.status for run in store.runs()] == ["passed"]  # the run is kept whatever happens
