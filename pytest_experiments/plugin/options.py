@@ -53,6 +53,8 @@ class Settings:
     worker_threads: int | str | None = None
     #: --xp-shard: the part of the grid this process runs (``auto`` already resolved), None for all.
     shard: Shard | None = None
+    #: --xp-html: where the controller writes the HTML report at the end of the session, None for nowhere.
+    html: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,13 @@ def thread_count(text: str) -> int | str:
 
 
 #: Options whose value is a path, with the name of that value in messages.
-PATH_OPTIONS = {"--xp-store": "PATH", "--xp-baseline": "FILE", "--xp-save-baseline": "FILE", "--xp-report-md": "FILE"}
+PATH_OPTIONS = {
+    "--xp-store": "PATH",
+    "--xp-baseline": "FILE",
+    "--xp-save-baseline": "FILE",
+    "--xp-report-md": "FILE",
+    "--xp-html": "FILE",
+}
 
 
 def check_path_tokens(args: Sequence[str]) -> None:
@@ -258,6 +266,13 @@ def add_options(parser: pytest.Parser) -> None:
         help="run only shard K of N (0-based) of the selected tests, split by grid point; auto: this SLURM "
         "array task's (SLURM_ARRAY_TASK_ID, _COUNT, _MIN)",
     )
+    group.addoption(
+        "--xp-html",
+        dest="xp_html",
+        metavar="FILE",
+        default=None,
+        help="at the end of the session, write the HTML report of the latest runs of the experiments it ran",
+    )
     parser.addini(locate.INI_KEY, "folder of the experiment store, relative to the ini file", default="")
     parser.addini(
         "xp_compare", "comparison rules, one per line: '<metric> higher|lower <tolerance>[%]'", type="linelist"
@@ -300,7 +315,24 @@ def read_settings(config: pytest.Config) -> Settings:
         except argparse.ArgumentTypeError as exc:
             raise pytest.UsageError(f"xp: ini key xp_lease: {exc}") from None
     shard = resolve(config.getoption("xp_shard"))
-    return Settings(store_path, worker, selection, lease, _comparison(config), _worker_threads(config), shard)
+    comparison = _comparison(config)
+    html = _html_output(config)
+    return Settings(store_path, worker, selection, lease, comparison, _worker_threads(config), shard, html)
+
+
+def _html_output(config: pytest.Config) -> Path | None:
+    """--xp-html, checked on the controller (which writes it) before anything runs."""
+    value = config.getoption("xp_html")
+    if not value:
+        return None
+    path = locate.absolute(value, config.invocation_params.dir)
+    if getattr(config, "workerinput", None) is None:
+        from pytest_experiments.comparison import output_path_problem
+
+        problem = output_path_problem(path)
+        if problem is not None:
+            raise pytest.UsageError(f"xp: --xp-html: {problem}")
+    return path
 
 
 def _worker_threads(config: pytest.Config) -> int | str | None:
