@@ -43,6 +43,7 @@ __all__ = [
     "StoreError",
     "__version__",
     "load",
+    "load_series",
     "open_store",
 ]
 
@@ -75,13 +76,30 @@ def load(
     experiment: str | Iterable[str] | None = None,
     status: str | Iterable[str] | None = None,
     history: bool = False,
+    metadata: bool = False,
 ) -> pandas.DataFrame:
     """Load recorded runs into a pandas DataFrame (see :func:`pytest_experiments.frames.load`).
 
     ``experiment``: function names or ``module::name``; ``status``: run statuses (an
     unknown one is a ``ValueError`` listing them); ``history``: every run, not only the
-    latest of each grid point.
+    latest of each grid point; ``metadata``: add each run's metadata as ``metadata.*`` columns.
     """
     from pytest_experiments.frames import load as load_frame
 
-    return load_frame(store, experiment=experiment, status=status, history=history)
+    return load_frame(store, experiment=experiment, status=status, history=history, metadata=metadata)
+
+
+def load_series(
+    store: str | Path | None = None,
+    *,
+    metric: str | Iterable[str] | None = None,
+    experiment: str | Iterable[str] | None = None,
+    status: str | Iterable[str] | None = None,
+    history: bool = False,
+) -> pandas.DataFrame:
+    """Every logged point of the selected runs' metrics, one row per point: ``run_id``, ``node_id``,
+    ``experiment``, ``params.*``, ``metric``, ``step``, ``value`` (see
+    :func:`pytest_experiments.frames.load_series`)."""
+    from pytest_experiments.frames import load_series as load_points
+
+    return load_points(store, metric=metric, experiment=experiment, status=status, history=history)

@@ -27,6 +27,7 @@ def load(
     experiment: str | Iterable[str] | None = None,
     status: str | Iterable[str] | None = None,
     history: bool = False,
+    metadata: bool = False,
 ) -> pd.DataFrame:
     """Recorded runs as a DataFrame.
 
@@ -35,7 +36,9 @@ def load(
     finds the store as pytest would from the current directory. Columns: ``run_id``,
     ``node_id``, ``experiment``, ``module``, ``status``, ``started_at`` / ``finished_at``
     (tz-aware UTC), ``duration`` (seconds), ``session_id``, ``worker``, ``dir`` (absolute
-    path of the run folder), ``params.<name>``, ``metrics.<name>`` and ``error``.
+    path of the run folder), ``params.<name>``, ``metrics.<name>``, ``tags.<name>`` (when any
+    run has tags) and ``error``; with ``metadata=True`` also each run's metadata, flattened
+    (``metadata.timing.call``, ``metadata.attempt``...).
 
     ``experiment`` takes function names (``test_train``, ``TestNet.test_fit`` for a method)
     or ``module::name`` (``experiments/test_mod.py::test_train``), as the command line does;
@@ -44,10 +47,61 @@ def load(
     names = _names(experiment)
     statuses = _statuses(status)
     if isinstance(store, Store):
-        return runs_frame(_runs(store, names, statuses, history))
+        return runs_frame(_runs(store, names, statuses, history), metadata=metadata)
     location = find_store() if store is None else store
     with Store.open(location, readonly=True, artifacts=artifacts_for(location)) as opened:
-        return runs_frame(_runs(opened, names, statuses, history))
+        return runs_frame(_runs(opened, names, statuses, history), metadata=metadata)
+
+
+def load_series(
+    store: str | Path | Store | None = None,
+    *,
+    metric: str | Iterable[str] | None = None,
+    experiment: str | Iterable[str] | None = None,
+    status: str | Iterable[str] | None = None,
+    history: bool = False,
+) -> pd.DataFrame:
+    """Every logged point of the selected runs' metric series, one row per point.
+
+    Columns: ``run_id``, ``node_id``, ``experiment``, ``params.<name>``, ``metric``, ``step``
+    (nullable ``Int64``: a point logged without a step has none) and ``value``; rows by run (as
+    :func:`load` orders them), metric and logging order. The runs are those :func:`load` gives
+    for the same ``experiment``, ``status`` and ``history``; ``metric`` keeps only these metrics.
+    Only logged points (``xp.log_metric``) are series: a metric only returned by the test is a
+    column of :func:`load`. All points come from the store in one query.
+    """
+    names = _names(experiment)
+    statuses = _statuses(status)
+    metrics = None if metric is None else [metric] if isinstance(metric, str) else list(metric)
+    if isinstance(store, Store):
+        return _series_frame(store, _runs(store, names, statuses, history), metrics)
+    location = find_store() if store is None else store
+    with Store.open(location, readonly=True, artifacts=artifacts_for(location)) as opened:
+        return _series_frame(opened, _runs(opened, names, statuses, history), metrics)
+
+
+def _series_frame(store: Store, records: list[RunRecord], metrics: list[str] | None) -> pd.DataFrame:
+    by_id = {record.run_id: record for record in records}
+    order = {run_id: position for position, run_id in enumerate(by_id)}
+    points = [point for point in store.points(list(by_id), metrics) if point.run_id in by_id]
+    points.sort(key=lambda point: order[point.run_id])  # stable: metric and logging order kept
+    params: dict[str, list[Any]] = {}
+    for row, point in enumerate(points):
+        record = by_id[point.run_id]
+        _spread(params, {**record.params, **record.logged_params}, row)
+    count = len(points)
+    data: dict[str, Any] = {
+        "run_id": [point.run_id for point in points],
+        "node_id": [by_id[point.run_id].node_id for point in points],
+        "experiment": [by_id[point.run_id].experiment for point in points],
+    }
+    for name, values in params.items():
+        data[f"params.{name}"] = _param_column(_pad(values, count, None))
+    data["metric"] = [point.metric for point in points]
+    data["step"] = pd.array([point.step for point in points], dtype="Int64")
+    data["value"] = pd.Series([point.value for point in points], dtype="float64")
+    frame: pd.DataFrame = pd.DataFrame(data)
+    return frame
 
 
 def _names(experiment: str | Iterable[str] | None) -> list[str] | None:
@@ -76,11 +130,13 @@ def _runs(store: Store, names: list[str] | None, statuses: list[str] | None, his
     ]
 
 
-def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
+def runs_frame(records: list[RunRecord], *, metadata: bool = False) -> pd.DataFrame:
     """Build the frame of :func:`load` from run records."""
     columns: dict[str, list[Any]] = {name: [] for name in BASE_COLUMNS}
     params: dict[str, list[Any]] = {}
     metrics: dict[str, list[Any]] = {}
+    tags: dict[str, list[Any]] = {}
+    meta: dict[str, list[Any]] = {}
     for row, record in enumerate(records):
         columns["run_id"].append(record.run_id)
         columns["node_id"].append(record.node_id)
@@ -95,6 +151,9 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
         columns["dir"].append(str(record.dir))
         _spread(params, {**record.params, **record.logged_params}, row)
         _spread(metrics, record.metrics, row)
+        _spread(tags, record.tags, row)
+        if metadata:
+            _spread(meta, _flattened(record.metadata), row)
     count = len(records)
     data: dict[str, Any] = dict(columns)
     data["started_at"] = pd.to_datetime(pd.Series(columns["started_at"], dtype="float64"), unit="s", utc=True)
@@ -104,9 +163,24 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
         data[f"params.{name}"] = _param_column(_pad(values, count, None))
     for name, values in metrics.items():
         data[f"metrics.{name}"] = pd.Series(_pad(values, count, float("nan")), dtype="float64")
+    for name, values in tags.items():
+        data[f"tags.{name}"] = _pad(values, count, None)
+    for name, values in meta.items():
+        data[f"metadata.{name}"] = _param_column(_pad(values, count, None))
     data["error"] = [record.error for record in records]
     frame: pd.DataFrame = pd.DataFrame(data)
     return frame
+
+
+def _flattened(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level, keys joined with ``.`` (``{"timing": {"call": 1}}`` -> ``timing.call``)."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flattened(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _spread(target: dict[str, list[Any]], values: dict[str, Any], row: int) -> None:

@@ -89,6 +89,52 @@ class MetricPoint(NamedTuple):
     value: float
 
 
+#: Tags are short: a key of at most this many characters, a value of at most :data:`TAG_VALUE_MAX`.
+TAG_KEY_MAX = 64
+TAG_VALUE_MAX = 256
+
+
+def tag_problem(key: object, value: object) -> str | None:
+    """What is wrong with the tag ``key=value`` (None when it is fine): keys and values are short
+    strings, and a key holds no ``=`` (``pytest-experiments tag RUN key=value`` could not name it)."""
+    if not isinstance(key, str) or not key or len(key) > TAG_KEY_MAX or "=" in key or not key.isprintable():
+        return f"a tag key must be a non-empty printable string of at most {TAG_KEY_MAX} characters without '=', not {key!r:.80}"
+    if not isinstance(value, str) or len(value) > TAG_VALUE_MAX:
+        shown = type(value).__name__ if not isinstance(value, str) else f"{len(value)} characters"
+        return f"tag {key!r}: a value must be a string of at most {TAG_VALUE_MAX} characters, not {shown}"
+    return None
+
+
+class Artifact(NamedTuple):
+    """A file in a run folder: logged through the run handle (``kind`` says how), or found there."""
+
+    #: Its path inside the run folder, with ``/`` between folders.
+    name: str
+    size: int
+    #: From the name's suffix (``mimetypes``), e.g. ``image/png``; None when unknown.
+    media_type: str | None
+    #: ``file``, ``figure``, ``image``, ``text`` or ``dict`` when logged by ``xp.log_*``; None
+    #: for a file written straight into ``xp.dir``.
+    kind: str | None = None
+
+
+class Note(NamedTuple):
+    """A note added to a run afterwards (``pytest-experiments note``)."""
+
+    at: float
+    text: str
+
+
+class SeriesPoint(NamedTuple):
+    """One logged point of one run's metric, as :meth:`Store.points` reads them."""
+
+    run_id: str
+    metric: str
+    seq: int
+    step: int | None
+    value: float
+
+
 class RunEnd(NamedTuple):
     """The outcome of a run, written when it finishes."""
 
@@ -106,6 +152,10 @@ class RunEnd(NamedTuple):
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None
+    #: ``xp.tags``: merged into the tags the run may already have (set by ``pytest-experiments tag``).
+    tags: dict[str, str] | None = None
+    #: Files logged through the run handle (``xp.log_artifact`` ...).
+    artifacts: tuple[Artifact, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,7 +175,9 @@ class RunRecord:
 
     ``dir`` is absolute; ``status`` is ``interrupted`` for a ``running`` run whose
     process is known to be dead. ``metadata`` holds the run's own metadata; ``session``
-    (filled by :meth:`Store.run` only) the metadata shared by its whole session.
+    (filled by :meth:`Store.run` only) the metadata shared by its whole session. ``tags`` and
+    ``notes`` come with every listing; ``artifacts`` (the registry joined with a listing of
+    the run folder) only with :meth:`Store.run`.
     """
 
     run_id: str
@@ -153,6 +205,9 @@ class RunRecord:
     traceback: str | None = None
     code_source: str | None = None
     session: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    notes: list[Note] = field(default_factory=list)
+    artifacts: list[Artifact] = field(default_factory=list)
 
     @property
     def error(self) -> str | None:

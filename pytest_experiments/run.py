@@ -6,14 +6,16 @@ import contextlib
 import functools
 import math
 import operator
+import os
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_experiments.model import MetricPoint, RunEnd, RunStart
+from pytest_experiments import artifacts
+from pytest_experiments.model import Artifact, MetricPoint, RunEnd, RunStart, tag_problem
 from pytest_experiments.store.rundirs import inside
 from pytest_experiments.values import as_number, safe_repr, to_json_value, too_large
 
@@ -72,6 +74,38 @@ def new_id() -> str:
 @functools.lru_cache(maxsize=2)
 def _utc_second(seconds: int) -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime(seconds))
+
+
+class Tags(MutableMapping[str, str]):
+    """A run's tags: short strings (keys up to 64 characters without ``=``, values up to 256),
+    checked as they are set, so a bad tag fails where it is written, not when the run is saved."""
+
+    def __init__(self, initial: Mapping[str, str] | None = None) -> None:
+        self._tags: dict[str, str] = {}
+        self.update(initial or {})
+
+    def __setitem__(self, key: str, value: str) -> None:
+        __tracebackhide__ = True
+        problem = tag_problem(key, value)
+        if problem is not None:
+            kind = TypeError if not isinstance(key, str) or not isinstance(value, str) else ValueError
+            raise kind(f"xp.tags: {problem}")
+        self._tags[key] = value
+
+    def __getitem__(self, key: str) -> str:
+        return self._tags[key]
+
+    def __delitem__(self, key: str) -> None:
+        del self._tags[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tags)
+
+    def __len__(self) -> int:
+        return len(self._tags)
+
+    def __repr__(self) -> str:
+        return f"Tags({self._tags!r})"
 
 
 class Run:
@@ -140,6 +174,8 @@ class Run:
         self._relative_dir = relative_dir
         self._dir: Path | None = None
         self._points: list[MetricPoint] = []
+        self._tags = Tags()
+        self._artifacts: dict[str, Artifact] = {}
 
     @property
     def run_id(self) -> str:
@@ -154,6 +190,57 @@ class Run:
             path.mkdir(parents=True, exist_ok=True)
             self._dir = path
         return self._dir
+
+    @property
+    def tags(self) -> Tags:
+        """Short strings saved with the run (``xp.tags["model"] = "resnet"``), shown as ``tags.*``
+        columns by ``load()``; ``pytest-experiments tag`` changes them afterwards."""
+        return self._tags
+
+    @tags.setter
+    def tags(self, value: Mapping[str, str]) -> None:
+        __tracebackhide__ = True
+        self._tags = Tags(value)
+
+    # -- files --------------------------------------------------------------------------
+    def _registered(self, *logged: Artifact) -> Path:
+        for artifact in logged:
+            self._artifacts[artifact.name] = artifact
+        return self.dir / logged[0].name
+
+    def log_artifact(self, src: str | os.PathLike[str] | bytes, name: str | None = None) -> Path:
+        """Copy the file ``src`` (a path) into the run folder, or write ``src`` (bytes) there, as
+        ``name`` (default: the file's own name; a path inside the run folder such as
+        ``plots/a.png``); register its size and media type. Returns where it went.
+
+        A ``str`` is a path (text goes through :meth:`log_text`). Files written straight into
+        :attr:`dir` are artefacts too; logging only adds what a listing cannot know.
+        """
+        __tracebackhide__ = True
+        return self._registered(artifacts.write_file(self.dir, src, name))
+
+    def log_text(self, name: str, text: str) -> Path:
+        """Write ``text`` (UTF-8) into the run folder as ``name`` (``.txt`` added without a suffix)."""
+        __tracebackhide__ = True
+        return self._registered(artifacts.write_text(self.dir, name, text))
+
+    def log_dict(self, name: str, mapping: Mapping[str, Any]) -> Path:
+        """Write ``mapping`` as JSON into the run folder as ``name`` (``.json`` added without a suffix)."""
+        __tracebackhide__ = True
+        return self._registered(artifacts.write_dict(self.dir, name, mapping))
+
+    def log_figure(self, figure: Any, name: str) -> Path:
+        """Save a matplotlib Figure or Axes as ``name.png`` and ``name.svg`` and close it (a sweep
+        does not pile up figures), or a plotly figure as the HTML fragment ``name.html`` (without
+        plotly.js). Returns the PNG's (or the fragment's) path; anything else is a ``TypeError``."""
+        __tracebackhide__ = True
+        return self._registered(*artifacts.write_figure(self.dir, figure, name))
+
+    def log_image(self, name: str, image: Any) -> Path:
+        """Save a PIL image or a numpy array (H x W gray, H x W x 3 RGB, H x W x 4 RGBA; floats in
+        0..1, integers in 0..255) as the PNG ``name``; an array needs Pillow or matplotlib."""
+        __tracebackhide__ = True
+        return self._registered(artifacts.write_image(self.dir, name, image))
 
     def log_metric(self, name: str, value: float, step: int | None = None) -> None:
         """Record ``value`` for metric ``name``; with ``step``, as one point of a series.
@@ -244,6 +331,8 @@ class Run:
             error_type=self.error_type,
             error_message=self.error_message,
             traceback=self.traceback,
+            tags=dict(self._tags) or None,
+            artifacts=tuple(self._artifacts.values()),
         )
 
 

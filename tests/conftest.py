@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from backends import BACKENDS, POSTGRES_ENV, REQUIRE_ENV, Backend, fresh_database, make_backend, postgres_required
+from browser import REQUIRE_ENV as BROWSER_ENV
+from browser import browser_required, chromium
 from processes import LEAKY_ENV, PLUGINS_OFF, Processes
 
 pytest_plugins = ["pytester"]
@@ -29,6 +31,13 @@ def pytest_configure(config: pytest.Config) -> None:
             "start a cluster with .ci/slurm up and set XP_TEST_SLURM to the slurm.conf path it prints"
         )
 
+    # And the report's browser tests (tests/test_report_browser.py): .ci/run installs chromium.
+    if browser_required() and chromium() is None:
+        raise pytest.UsageError(
+            f"chromium or chromedriver is missing, but CI (or {BROWSER_ENV}=1) requires the browser tests; "
+            "install them: apt-get install -y chromium chromium-driver"
+        )
+
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     postgres = (
@@ -40,6 +49,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         postgres,
         f"SLURM tests: the cluster of {slurm}" if slurm else "SLURM tests: skipped (XP_TEST_SLURM is not set)",
+        "browser tests: headless chromium" if chromium() else "browser tests: skipped (no chromium and chromedriver)",
     ]
 
 

@@ -329,3 +329,31 @@ def test_the_command_line_reads_a_postgres_store(pg: Backend, capsys: pytest.Cap
     code, out, err = cli(capsys, "show", "run-2", "--store", pg.location)
     assert (code, err) == (0, "")
     assert "run-2" in out
+
+
+def test_a_version_1_store_is_read_without_tags_and_migrated_by_a_writer(pg: Backend) -> None:
+    from psycopg import sql
+
+    with pg.open(create=True) as store:
+        session = SessionStart("s", time.time(), socket.gethostname(), os.getpid(), {})
+        store.record_session(session)
+        start = RunStart("r1", "s", "m.py::t", "m.py", "t", "h", {}, time.time(), "main", "host", 1, "runs/t/r1")
+        store.start_run(start)
+        store.finish_run(RunEnd("r1", "passed", time.time(), 0.1, None, {}, [], {}, {}))
+    # Back to what pytest-experiments wrote before tags, notes and the artefact registry.
+    runs = sql.Identifier(pg.schema, "runs")
+    for statement in (
+        sql.SQL("ALTER TABLE {} DROP COLUMN tags, DROP COLUMN notes").format(runs),
+        sql.SQL("DROP TABLE {}").format(sql.Identifier(pg.schema, "artifacts")),
+    ):
+        pg._execute(statement)
+    pg.set_schema_version(1)
+    with pg.open(readonly=True) as reader:
+        [run] = reader.runs(history=True)
+        assert (run.tags, run.notes) == ({}, [])
+        assert reader.run("r1").artifacts == []
+    with pg.open() as writer, pytest.raises(StoreError, match="older pytest-experiments"):
+        writer.set_tags("r1", {"a": "b"})
+    with pg.open(create=True) as writer:
+        assert writer.set_tags("r1", {"a": "b"}) == {"a": "b"}
+        assert writer.delete_runs(["r1"]) == 1

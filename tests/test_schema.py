@@ -1,4 +1,6 @@
-"""Schema version 2 and the migration of version-1 stores, on real stores and real sessions.
+"""Schema versions 2 and 3 and the migration of older stores, on real stores and real sessions.
+
+Version 3 added tags, notes and the artefact registry (issue 11).
 
 Version 2 added what concurrent resume needs: the start time of a run's process (liveness)
 and a run sequence the store assigns (claims). A writer migrates a version-1 store in one
@@ -179,9 +181,9 @@ def test_a_writer_migrates_a_version_1_store_and_resumes_it(
         output.splitlines()
     )
     version, columns, names = schema_of(store)
-    assert version == 2
-    assert columns[-2:] == ["pid_started", "seq"]
-    assert {"run_sequence", "runs_sequence"} <= set(names)
+    assert version == 3
+    assert columns[-4:] == ["pid_started", "seq", "tags", "notes"]
+    assert {"run_sequence", "runs_sequence", "artifacts"} <= set(names)
     assert old_rows(store) == rows  # migrated, not rewritten
     with contextlib.closing(sqlite3.connect(store / DB_NAME)) as db:
         new = db.execute("SELECT seq, pid_started FROM runs WHERE run_id NOT LIKE 'old-%' ORDER BY seq").fetchall()
@@ -212,7 +214,7 @@ def test_sessions_opening_a_version_1_store_at_once_migrate_it_once(
         assert "4 passed" in output
 
     version, _, names = schema_of(store)
-    assert version == 2
+    assert version == 3
     assert names.count("run_sequence") == names.count("runs_sequence") == 1
     with contextlib.closing(sqlite3.connect(store / DB_NAME)) as db:
         seqs = [row[0] for row in db.execute("SELECT seq FROM runs WHERE run_id NOT LIKE 'old-%'")]
@@ -236,7 +238,7 @@ def test_a_snapshot_of_a_version_1_store_still_sees_runs_recorded_after_the_migr
     procs.wait_ready(gate, 1)
     code, output = procs.run("test_grid.py::test_point[3]")
     assert code == 0, output
-    assert schema_of(store)[0] == 2
+    assert schema_of(store)[0] == 3
     procs.open_gate(gate)
     code, output = procs.finish(resuming)
 
@@ -246,3 +248,26 @@ def test_a_snapshot_of_a_version_1_store_still_sees_runs_recorded_after_the_migr
     )
     assert "1 passed, 1 skipped" in output
     assert re.search(r"^SKIPPED \[1\] \S+: done in session \S+$", output, re.MULTILINE), output
+
+
+def test_an_older_store_is_read_without_tags_and_annotated_only_once_upgraded(
+    pytester: pytest.Pytester, sleeper: subprocess.Popen[bytes]
+) -> None:
+    from pytest_experiments import Store, StoreError
+
+    store = store_of(pytester)
+    make_version_1_store(store, sleeper.pid)
+    with Store.open(store, readonly=True) as reader:
+        runs = reader.runs(history=True)
+        assert [(run.tags, run.notes) for run in runs] == [({}, [])] * 3
+        assert reader.artifacts("old-run-0") == []
+        assert reader.points() == []
+    # A writer opened without create= never migrates: it refuses to annotate, saying how.
+    with Store.open(store) as writer:
+        with pytest.raises(StoreError, match=r"older pytest-experiments .*record a run into it"):
+            writer.set_tags("old-run-0", {"a": "b"})
+        assert writer.delete_runs(["old-run-2"]) == 1
+    assert schema_of(store)[0] == 1
+    with Store.open(store, create=True) as writer:
+        assert writer.set_tags("old-run-0", {"a": "b"}) == {"a": "b"}
+    assert schema_of(store)[0] == 3

@@ -26,7 +26,7 @@ from backends import Backend
 from processes import GATE_WAIT, Processes
 
 from pytest_experiments import Store, StoreError
-from pytest_experiments.model import MetricPoint, RunEnd, RunRecord, RunStart, SessionStart
+from pytest_experiments.model import Artifact, MetricPoint, Note, RunEnd, RunRecord, RunStart, SeriesPoint, SessionStart
 from pytest_experiments.store import check_location, store_exists
 from pytest_experiments.store.liveness import pid_namespace, process_start
 from pytest_experiments.store.rundirs import relative_run_dir
@@ -577,6 +577,146 @@ def test_delete_runs_removes_rows_and_run_folders_never_anything_outside(backend
         assert (store.root / "runs").is_dir()
         assert store.delete_runs([]) == 0
         assert store.status_counts(session.session_id) == {"passed": 1}
+
+
+def test_tags_are_saved_with_the_run_merged_afterwards_and_checked(backend: Backend) -> None:
+    with backend.open(create=True) as store:
+        session = session_start("a")
+        store.record_session(session)
+        plain = record_run(store, run_start(session, "plain"))
+        start = run_start(session, "tagged")
+        store.start_run(start)
+        # Tagged from the command line while it runs: the run's own tags are merged in, not over it.
+        assert store.set_tags(start.run_id, {"reviewed": "yes", "model": "old"}) == {"reviewed": "yes", "model": "old"}
+        store.finish_run(run_end(start.run_id, tags={"model": "resnet", "data": "v2 ✓"}))
+        expected = {"reviewed": "yes", "model": "resnet", "data": "v2 ✓"}
+        assert store.run(start.run_id).tags == expected
+        assert {run.run_id: run.tags for run in store.runs()} == {plain.run_id: {}, start.run_id: expected}
+
+        # Merged; None removes a tag; an unknown tag removed is no error.
+        assert store.set_tags(start.run_id, {"data": None, "gone": None, "seed-kind": "fixed"}) == {
+            "reviewed": "yes", "model": "resnet", "seed-kind": "fixed",
+        }  # fmt: skip
+        with pytest.raises(KeyError):
+            store.set_tags("no-such-run", {"a": "b"})
+        for bad in ({"": "x"}, {"a=b": "x"}, {"k" * 65: "x"}, {"a": "v" * 257}, {"a": 1}):
+            with pytest.raises(ValueError, match="tag"):
+                store.set_tags(start.run_id, bad)  # type: ignore[arg-type]
+        assert store.run(start.run_id).tags["model"] == "resnet"
+
+
+def test_notes_are_added_in_order(backend: Backend) -> None:
+    with backend.open(create=True) as store:
+        session = session_start("a")
+        store.record_session(session)
+        start = record_run(store, run_start(session, 1))
+        assert store.run(start.run_id).notes == []
+        first = store.add_note(start.run_id, "diverged after step 40", at=1000.0)
+        assert first == Note(1000.0, "diverged after step 40")
+        store.add_note(start.run_id, 'second: <b>"quoted"</b>\nline two', at=2000.0)
+        expected = [Note(1000.0, "diverged after step 40"), Note(2000.0, 'second: <b>"quoted"</b>\nline two')]
+        assert store.run(start.run_id).notes == expected
+        [listed] = store.runs()
+        assert listed.notes == expected
+        with pytest.raises(KeyError):
+            store.add_note("no-such-run", "x")
+
+
+def test_artifacts_are_the_registry_joined_with_the_run_folder(backend: Backend, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("never listed")
+    with backend.open(create=True) as store:
+        session = session_start("a")
+        store.record_session(session)
+        start = run_start(session, 1)
+        store.start_run(start)
+        folder = store.root / start.dir
+        (folder / "plots").mkdir(parents=True)
+        (folder / "plots" / "loss.png").write_bytes(b"\x89PNG" + b"0" * 96)
+        (folder / "weights.npy").write_bytes(b"1234")  # written straight into xp.dir
+        (folder / 'x" onerror="alert(1).png').write_bytes(b"png")
+        (folder / "leak.txt").symlink_to(secret)  # leads out of the run folder: never listed
+        (folder / "linked").symlink_to(tmp_path)
+        (folder / "same.png").symlink_to(folder / "plots" / "loss.png")  # inside: listed
+        registered = (
+            Artifact("plots/loss.png", 100, "image/png", "figure"),
+            Artifact("deleted-since.txt", 3, "text/plain", "text"),
+            Artifact('x" onerror="alert(1).png', 3, "image/png", "image"),
+        )
+        store.finish_run(run_end(start.run_id, artifacts=registered))
+        expected = [
+            Artifact("plots/loss.png", 100, "image/png", "figure"),
+            Artifact("same.png", 100, "image/png", None),
+            Artifact("weights.npy", 4, None, None),
+            Artifact('x" onerror="alert(1).png', 3, "image/png", "image"),
+        ]
+        assert store.run(start.run_id).artifacts == expected
+        assert store.artifacts(start.run_id) == expected
+        # A run without a folder has none.
+        bare = record_run(store, run_start(session, 2))
+        assert store.artifacts(bare.run_id) == []
+        with pytest.raises(KeyError):
+            store.artifacts("no-such-run")
+        # Deleting the run deletes its registry too: a run of the same id would start afresh.
+        store.delete_runs([start.run_id])
+        store.start_run(start)
+        assert store.artifacts(start.run_id) == []
+
+
+def test_points_of_many_runs_come_in_one_read(backend: Backend) -> None:
+    with backend.open(create=True) as store:
+        session = session_start("a")
+        store.record_session(session)
+        runs = [
+            record_run(
+                store,
+                run_start(session, point),
+                points=[MetricPoint("loss", seq, seq * 10, 1.0 / (seq + 1)) for seq in range(3)]
+                + [MetricPoint("acc", 3, None, NAN if point == 1 else 0.5)],
+            )
+            for point in range(3)
+        ]
+        ids = [start.run_id for start in runs]
+        everything = store.points()
+        assert len(everything) == 12
+        assert [(p.run_id, p.metric) for p in everything] == sorted((p.run_id, p.metric) for p in everything)
+        assert store.points([ids[0]], ["loss"]) == [
+            SeriesPoint(ids[0], "loss", 0, 0, 1.0), SeriesPoint(ids[0], "loss", 1, 10, 0.5),
+            SeriesPoint(ids[0], "loss", 2, 20, 1 / 3),
+        ]  # fmt: skip
+        [nan] = store.points([ids[1]], ["acc"])
+        assert (nan.step, math.isnan(nan.value)) == (None, True)
+        # Any number of ids (beyond SQLite's limit of bound variables), unknown ones ignored.
+        many = [f"unknown-{i}" for i in range(5000)] + ids[1:]
+        assert {p.run_id for p in store.points(many)} == set(ids[1:])
+        assert store.points([]) == []
+        assert store.points(metrics=["unknown"]) == []
+
+
+def test_merged_runs_keep_their_tags_notes_and_registry(backend: Backend, tmp_path: Path) -> None:
+    from pytest_experiments.store.copies import run_copy, session_copy
+
+    source = Store.open(tmp_path / "source", create=True)
+    with source:
+        session = session_start("a")
+        source.record_session(session)
+        start = run_start(session, 1)
+        source.start_run(start)
+        (source.root / start.dir).mkdir(parents=True)
+        (source.root / start.dir / "fig.png").write_bytes(b"png")
+        source.finish_run(
+            run_end(start.run_id, tags={"k": "v"}, artifacts=(Artifact("fig.png", 3, "image/png", "figure"),))
+        )
+        source.add_note(start.run_id, "looked at it", at=5.0)
+        copies = [run_copy(source, record) for record in source.runs()]
+        sessions = [session_copy(record) for record in source.sessions()]
+    with backend.open(create=True) as store:
+        assert store.add_copies(sessions, copies) == 1
+        (store.root / start.dir).mkdir(parents=True)
+        (store.root / start.dir / "fig.png").write_bytes(b"png")
+        record = store.run(start.run_id)
+        assert (record.tags, record.notes) == ({"k": "v"}, [Note(5.0, "looked at it")])
+        assert record.artifacts == [Artifact("fig.png", 3, "image/png", "figure")]
 
 
 def test_a_read_only_store_reads_and_never_writes(backend: Backend) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pytest_experiments.store import Store, StoreError
+from pytest_experiments.store import Store, StoreError, store_exists
 from pytest_experiments.store.locate import artifacts_for, find_store
 from pytest_experiments.store.server_url import is_server_url
 
@@ -34,23 +34,28 @@ def store_path(args: argparse.Namespace) -> Path | str:
     return Path(os.path.expanduser(given)).absolute() if given else find_store()
 
 
-def opened_store(args: argparse.Namespace, *, write: bool = False) -> contextlib.AbstractContextManager[Store]:
+def opened_store(
+    args: argparse.Namespace, *, write: bool = False, upgrade: bool = False
+) -> contextlib.AbstractContextManager[Store]:
     """The store of ``args``, closed afterwards; a missing or unusable one is a :class:`CLIError`.
 
     Read-only unless ``write``: reading needs only read permission, creates no file and
-    never waits for a process writing the store.
+    never waits for a process writing the store. ``upgrade`` (with ``write``): an existing
+    store of an older schema is migrated, as a recording session would (tags and notes need it).
     """
-    return store_at(store_path(args), write=write)
+    return store_at(store_path(args), write=write, upgrade=upgrade)
 
 
 @contextlib.contextmanager
-def store_at(path: Path | str, *, write: bool = False) -> Iterator[Store]:
-    """The store at ``path`` (read-only unless ``write``), closed afterwards; a missing or
-    unusable one is a :class:`CLIError`."""
+def store_at(path: Path | str, *, write: bool = False, upgrade: bool = False) -> Iterator[Store]:
+    """The store at ``path`` (read-only unless ``write``; migrated with ``upgrade``), closed
+    afterwards; a missing or unusable one is a :class:`CLIError`."""
     if isinstance(path, Path) and not path.exists():
         raise CLIError(f"no experiment store at {path}; run some experiments first, or give --store PATH")
     try:
-        store = Store.open(path, readonly=not write, artifacts=artifacts_for(path))
+        # create= migrates; it never creates a store here: only one that exists is opened so.
+        create = write and upgrade and store_exists(path)
+        store = Store.open(path, readonly=not write, create=create, artifacts=artifacts_for(path))
     except StoreError as exc:
         raise CLIError(str(exc).replace("--xp-store", "--store")) from None
     try:

@@ -188,9 +188,9 @@ def _in_node_ids(frame: pd.DataFrame, column: str) -> bool:
     return True
 
 
-def _select_records(
-    runs: list[RunRecord], experiments: list[str] | None, statuses: list[str] | None
-) -> list[RunRecord]:
+def select_records(runs: list[RunRecord], experiments: list[str] | None, statuses: list[str] | None) -> list[RunRecord]:
+    """``runs`` of these experiments (names or ``module::name``; an unknown one is a :class:`CLIError`)
+    and statuses."""
     if experiments:
         known = {run.experiment for run in runs} | {f"{run.module}::{run.experiment}" for run in runs}
         for name in experiments:
@@ -213,7 +213,7 @@ def results_frame(args: argparse.Namespace) -> pd.DataFrame:
         raise no_runs(store)
     from pytest_experiments.frames import runs_frame  # pandas: only once there is something to show
 
-    frame = runs_frame(_select_records(runs, args.experiment, args.status))
+    frame = runs_frame(select_records(runs, args.experiment, args.status))
     if args.where:
         frame = apply_where(frame, args.where)
     if args.sort:

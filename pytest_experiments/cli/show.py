@@ -7,7 +7,6 @@ import difflib
 import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from pytest_experiments import tables
@@ -116,13 +115,6 @@ def _indented(text: str) -> list[str]:
     return [f"  {line}".rstrip() for line in text.splitlines()]
 
 
-def _artefacts(folder: Path) -> list[tuple[str, str]]:
-    if not folder.is_dir():
-        return []
-    files = sorted(path for path in folder.rglob("*") if path.is_file())
-    return [(path.relative_to(folder).as_posix(), human_size(path.stat().st_size)) for path in files]
-
-
 def _summary(last: float | None, points: Sequence[float | None]) -> list[str]:
     """Last, min and max of a metric's logged points; NaN points are left out of min and max.
 
@@ -155,6 +147,8 @@ def describe_run(run: RunRecord, series: dict[str, list[tuple[int | None, float]
     params = [(name, _value(value)) for name, value in run.params.items()]
     params += [(f"{name} (logged)", _value(value)) for name, value in run.logged_params.items()]
     lines += ["", "parameters", *(_pairs(params) if params else ["  (none)"])]
+    if run.tags:
+        lines += ["", "tags", *_pairs(sorted(run.tags.items()))]
     lines += ["", "metrics"]
     if series:
         rows = []
@@ -176,8 +170,13 @@ def describe_run(run: RunRecord, series: dict[str, list[tuple[int | None, float]
         lines += ["", "error", *_indented(run.error)]
         if run.traceback:
             lines += ["", "traceback", *_indented(run.traceback)]
-    artefacts = _artefacts(run.dir)
+    artefacts = [
+        (artifact.name, human_size(artifact.size) + (f" ({artifact.kind})" if artifact.kind else ""))
+        for artifact in run.artifacts
+    ]
     lines += ["", "artefacts", *(_pairs(artefacts) if artefacts else ["  (none)"])]
+    for note in run.notes:
+        lines += ["", f"note ({utc_time(note.at)} UTC)", *_indented(note.text)]
     return lines
 
 

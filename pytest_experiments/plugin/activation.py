@@ -94,6 +94,12 @@ def activate(
         if not worker:
             report = ComparisonReport(settings.comparison, started.session_id, settings.store_path)
             config.pluginmanager.register(report, "xp-compare-report")
+    if settings.html is not None and not worker:
+        from pytest_experiments.plugin.html import HtmlReport
+
+        config.pluginmanager.register(
+            HtmlReport(settings.html, settings.store_path, started.session_id, settings.artifacts_root), "xp-html"
+        )
     for name, collector in BUILTIN_COLLECTORS.items():
         if not config.pluginmanager.is_blocked(name):
             config.pluginmanager.register(collector(), name)

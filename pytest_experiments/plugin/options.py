@@ -54,6 +54,8 @@ class Settings:
     worker_threads: int | str | None = None
     #: --xp-shard: the part of the grid this process runs (``auto`` already resolved), None for all.
     shard: Shard | None = None
+    #: --xp-html: where the controller writes the HTML report at the end of the session, None for nowhere.
+    html: Path | None = None
     #: --xp-artifacts: where a server store's run folders live; None: not given.
     artifacts: Path | None = None
     #: A server store's run folders when none is given: ``<rootdir>/.experiments-artifacts``.
@@ -143,6 +145,7 @@ PATH_OPTIONS = {
     "--xp-baseline": "FILE",
     "--xp-save-baseline": "FILE",
     "--xp-report-md": "FILE",
+    "--xp-html": "FILE",
 }
 
 
@@ -288,6 +291,13 @@ def add_options(parser: pytest.Parser) -> None:
         help="run only shard K of N (0-based) of the selected tests, split by grid point; auto: this SLURM "
         "array task's (SLURM_ARRAY_TASK_ID, _COUNT, _MIN)",
     )
+    group.addoption(
+        "--xp-html",
+        dest="xp_html",
+        metavar="FILE",
+        default=None,
+        help="at the end of the session, write the HTML report of the latest runs of the experiments it ran",
+    )
     parser.addini(locate.INI_KEY, "folder of the experiment store (relative to the ini file), or a URL", default="")
     parser.addini(
         locate.ARTIFACTS_INI_KEY, "a PostgreSQL store's folder of run folders, relative to the ini file", default=""
@@ -333,6 +343,8 @@ def read_settings(config: pytest.Config) -> Settings:
         except argparse.ArgumentTypeError as exc:
             raise pytest.UsageError(f"xp: ini key xp_lease: {exc}") from None
     shard = resolve(config.getoption("xp_shard"))
+    comparison = _comparison(config)
+    html = _html_output(config)
     artifacts = locate.resolve_artifacts(
         config.getoption("xp_artifacts"), config.getini(locate.ARTIFACTS_INI_KEY), ini_dir, config.invocation_params.dir
     )
@@ -341,12 +353,28 @@ def read_settings(config: pytest.Config) -> Settings:
         worker,
         selection,
         lease,
-        _comparison(config),
+        comparison,
         _worker_threads(config),
         shard,
+        html,
         artifacts,
         config.rootpath / locate.DEFAULT_ARTIFACTS_DIRNAME,
     )
+
+
+def _html_output(config: pytest.Config) -> Path | None:
+    """--xp-html, checked on the controller (which writes it) before anything runs."""
+    value = config.getoption("xp_html")
+    if not value:
+        return None
+    path = locate.absolute(value, config.invocation_params.dir)
+    if getattr(config, "workerinput", None) is None:
+        from pytest_experiments.comparison import output_path_problem
+
+        problem = output_path_problem(path)
+        if problem is not None:
+            raise pytest.UsageError(f"xp: --xp-html: {problem}")
+    return path
 
 
 def _worker_threads(config: pytest.Config) -> int | str | None:
@@ -361,9 +389,6 @@ def _worker_threads(config: pytest.Config) -> int | str | None:
 
 
 def _comparison(config: pytest.Config) -> ComparisonOptions:
-    # Imported here: sessions that compare nothing never load the comparison code.
-    from pytest_experiments.comparison import RuleError, parse_rules
-
     base = config.invocation_params.dir
 
     def path(option: str) -> Path | None:

@@ -8,19 +8,24 @@ hosts at once, ``postgresql://...``). Both pass the same contract suite
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_experiments.model import (
+    Artifact,
     GridKey,
     GridSnapshot,
     GridState,
+    Note,
     RunEnd,
     RunRecord,
     RunStart,
+    SeriesPoint,
     SessionRecord,
     SessionStart,
+    tag_problem,
 )
 from pytest_experiments.store.liveness import DEFAULT_LEASE_S
 from pytest_experiments.store.server_url import is_server_url, masked
@@ -170,12 +175,38 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def points(self, run_ids: Sequence[str] | None = None, metrics: Sequence[str] | None = None) -> list[SeriesPoint]:
+        """Every logged point of these runs (all runs when None) and metrics (all when None), in one
+        query: ordered by run, metric and logging order. A NaN reads back as NaN.
+
+        Only logged points: a metric that was only returned (never ``xp.log_metric``-ed) has none.
+        """
+
+    def artifacts(self, run_id: str) -> list[Artifact]:
+        """The files of a run's folder, sorted by name: what ``xp.log_*`` registered (with its
+        ``kind``) and whatever else was written there. Raises ``KeyError`` for an unknown id."""
+        return self.run(run_id).artifacts
+
+    @abc.abstractmethod
     def sessions(self) -> list[SessionRecord]:
         """Every session, oldest first, with its run counts by status."""
 
     @abc.abstractmethod
     def status_counts(self, session_id: str) -> dict[str, int]:
         """How many runs ``session_id`` recorded, by status."""
+
+    # -- annotating, after the fact ---------------------------------------------------
+    @abc.abstractmethod
+    def set_tags(self, run_id: str, tags: Mapping[str, str | None]) -> dict[str, str]:
+        """Merge ``tags`` into a run's tags (a None value removes that tag); return them all.
+
+        Raises ``KeyError`` for an unknown run and ``ValueError`` for a tag that is not a short
+        string (see :func:`pytest_experiments.model.tag_problem`).
+        """
+
+    @abc.abstractmethod
+    def add_note(self, run_id: str, text: str, at: float | None = None) -> Note:
+        """Add a note to a run (``at``: when, default now); raises ``KeyError`` for an unknown run."""
 
     # -- maintenance ----------------------------------------------------------------
     @abc.abstractmethod
@@ -205,6 +236,23 @@ class Store(abc.ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def checked_tags(tags: Mapping[str, str | None]) -> dict[str, str | None]:
+    """``tags`` as a dict, or the ``ValueError`` naming the first tag that is not a short string
+    (a None value, which removes a tag, is fine)."""
+    if not isinstance(tags, Mapping):
+        raise TypeError(f"tags must be a mapping of strings to strings, not {type(tags).__name__}")
+    for key, value in tags.items():
+        problem = tag_problem(key, "" if value is None else value)
+        if problem is not None:
+            raise ValueError(problem)
+    return dict(tags)
+
+
+def decode_notes(text: str) -> list[Note]:
+    """A run's notes as stored (a JSON list of ``[time, text]``)."""
+    return [Note(float(at), str(note)) for at, note in json.loads(text)]
 
 
 def driver_missing(url: str) -> StoreError | None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_experiments.model import MetricPoint, RunRecord, SessionRecord
+from pytest_experiments.model import Artifact, MetricPoint, Note, RunRecord, SessionRecord
 from pytest_experiments.values import dumps, storable_text
 
 if TYPE_CHECKING:
@@ -59,6 +59,10 @@ class RunCopy:
     traceback: str | None
     #: Each metric's series, metric by metric (the order across metrics is not kept).
     points: tuple[MetricPoint, ...]
+    tags: dict[str, str] = field(default_factory=dict)
+    notes: tuple[Note, ...] = ()
+    #: What the source's registry holds (files only found in the folder come with the folder).
+    artifacts: tuple[Artifact, ...] = ()
 
     def fingerprint(self) -> str:
         """The run's content as text, to tell "the same run again" from "another run with its id"
@@ -90,7 +94,8 @@ def run_copy(store: Store, listed: RunRecord) -> RunCopy:
         record.params, record.logged_params, record.status, record.started_at, record.finished_at,
         record.duration, record.worker, record.host, record.pid, relative, record.metrics, record.result,
         record.metadata, record.code_sha256, record.code_source, record.error_type, record.error_message,
-        record.traceback, tuple(points),
+        record.traceback, tuple(points), dict(record.tags), tuple(record.notes),
+        tuple(artifact for artifact in record.artifacts if artifact.kind is not None),
     )  # fmt: skip
 
 
@@ -107,11 +112,11 @@ def session_row(session: SessionCopy) -> tuple[Any, ...]:
 def run_row(run: RunCopy) -> tuple[Any, ...]:
     """The values of a copied run's row: run_id, session_id, node_id, module, experiment, param_hash,
     params, logged_params, status, started_at, finished_at, duration, worker, host, pid, dir,
-    code_sha256, metrics, result, metadata, error_type, error_message, traceback."""
+    code_sha256, metrics, result, metadata, error_type, error_message, traceback, tags, notes."""
     return (
         run.run_id, run.session_id, storable_text(run.node_id), storable_text(run.module), run.experiment,
         run.param_hash, dumps(run.params), dumps(run.logged_params), run.status, run.started_at, run.finished_at,
         run.duration, run.worker, run.host, run.pid, run.dir, run.code_sha256, dumps(run.metrics), dumps(run.result),
         dumps(run.metadata), storable_text(run.error_type), storable_text(run.error_message),
-        storable_text(run.traceback),
+        storable_text(run.traceback), dumps(run.tags), dumps([list(note) for note in run.notes]),
     )  # fmt: skip

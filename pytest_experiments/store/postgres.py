@@ -26,7 +26,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,20 +34,24 @@ import psycopg
 from psycopg import sql
 
 from pytest_experiments.model import (
+    Artifact,
     GridKey,
     GridSnapshot,
     GridState,
+    Note,
     RunEnd,
     RunRecord,
     RunStart,
+    SeriesPoint,
     SessionRecord,
     SessionStart,
 )
 from pytest_experiments.store import postgres_sql as q
-from pytest_experiments.store.base import Store, StoreError
+from pytest_experiments.store.base import Store, StoreError, checked_tags, decode_notes
 from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, session_row
 from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Liveness, Process
 from pytest_experiments.store.rundirs import create_root, remove_run_folder
+from pytest_experiments.store.runfiles import list_artifacts
 from pytest_experiments.store.server_url import BadURL, masked, secrets_in, split_store
 from pytest_experiments.values import dumps, storable_text
 
@@ -161,8 +165,12 @@ class PostgresStore(Store):
             with self._db.transaction():
                 self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("schema", self.name),))
                 self._create_schema()
+            self._version = q.SCHEMA_VERSION
         else:
-            self._check_schema(self._schema_state())
+            # Never migrated without create=: it is read at the version it has.
+            self._version = self._check_schema(self._schema_state())
+            if self._version < 2:
+                self._sql.update({key: self._compose(text) for key, text in q.STATEMENTS_V1.items()})
 
     def _schema_state(self) -> tuple[bool, bool, bool]:
         """Whether the schema exists, holds anything, and holds our version table."""
@@ -308,8 +316,18 @@ class PostgresStore(Store):
             dumps(end.logged_params), dumps(end.metadata), end.code_sha256, storable_text(end.error_type),
             storable_text(end.error_message), storable_text(end.traceback), end.run_id,
         )  # fmt: skip
+        files = [[storable_text(a.name) for a in end.artifacts], [a.size for a in end.artifacts],
+                 [a.media_type for a in end.artifacts], [a.kind for a in end.artifacts]]  # fmt: skip
         with self._errors():
-            self._db.execute(self._sql["finish_run"], (*code, code[1], end.run_id, *points, *outcome))
+            if end.tags or end.artifacts:
+                with self._db.transaction():
+                    self._db.execute(self._sql["finish_run"], (*code, code[1], end.run_id, *points, *outcome))
+                    if end.tags:
+                        self._db.execute(self._sql["merge_tags"], (dumps(end.tags), end.run_id))
+                    if end.artifacts:
+                        self._db.execute(self._sql["add_artifacts"], (end.run_id, *files))
+            else:  # the common case: one statement, one round trip
+                self._db.execute(self._sql["finish_run"], (*code, code[1], end.run_id, *points, *outcome))
         if new_code:
             self._code_written.add(end.code_sha256)  # type: ignore[arg-type]
 
@@ -330,7 +348,7 @@ class PostgresStore(Store):
         return status
 
     def _record(self, row: Sequence[Any], now: float) -> RunRecord:
-        params, logged_params, metrics, metadata = _decode(row[q.VALUES])
+        params, logged_params, metrics, metadata, tags, notes = _decode(row[q.VALUES])
         return RunRecord(
             run_id=row[q.RUN_ID],
             session_id=row[q.SESSION_ID],
@@ -359,6 +377,8 @@ class PostgresStore(Store):
             error_message=row[q.ERROR_MESSAGE],
             code_sha256=row[q.CODE],
             metadata=metadata,
+            tags=tags,
+            notes=[Note(float(at), str(text)) for at, text in notes],
         )
 
     def _query(self, key: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -407,7 +427,18 @@ class PostgresStore(Store):
         record.traceback = traceback
         record.code_source = source
         record.session = json.loads(session) if session is not None else {}
+        registered = [Artifact(*row) for row in self._query("artifacts", (run_id,))] if self._version >= 2 else []
+        record.artifacts = list_artifacts(record.dir, registered)
         return record
+
+    def points(self, run_ids: Sequence[str] | None = None, metrics: Sequence[str] | None = None) -> list[SeriesPoint]:
+        ids = None if run_ids is None else list(run_ids)
+        names = None if metrics is None else [storable_text(name) for name in metrics]
+        rows = self._query("points", (ids, ids, names, names))
+        return [
+            SeriesPoint(run, name, seq, step, math.nan if value is None else value)
+            for run, name, seq, step, value in rows
+        ]
 
     def metric_series(self, run_id: str, name: str) -> list[tuple[int | None, float]]:
         rows = self._query("series", (run_id, storable_text(name)))
@@ -446,6 +477,36 @@ class PostgresStore(Store):
             for session_id, started_at, finished_at, host, pid, exitstatus, metadata in rows
         ]
 
+    # -- annotating ---------------------------------------------------------------------------
+    def _require_annotations(self) -> None:
+        if self._version < 2:  # opened without create=: not migrated
+            raise StoreError(
+                f"the store {self._location} was written by an older pytest-experiments (schema {self._version}); "
+                "record a run into it with this version first, which upgrades it"
+            )
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str | None]) -> dict[str, str]:
+        update = checked_tags(tags)
+        self._require_annotations()
+        with self._errors(), self._db.transaction():
+            row = self._db.execute(self._sql["tags_for_update"], (run_id,)).fetchone()
+            if row is None:
+                raise KeyError(run_id)
+            merged = {key: value for key, value in {**json.loads(row[0]), **update}.items() if value is not None}
+            self._db.execute(self._sql["set_tags"], (dumps(merged), run_id))
+        return merged
+
+    def add_note(self, run_id: str, text: str, at: float | None = None) -> Note:
+        note = Note(time.time() if at is None else at, storable_text(text))
+        self._require_annotations()
+        with self._errors(), self._db.transaction():
+            row = self._db.execute(self._sql["notes_for_update"], (run_id,)).fetchone()
+            if row is None:
+                raise KeyError(run_id)
+            notes = [[at, text] for at, text in decode_notes(row[0])] + [list(note)]
+            self._db.execute(self._sql["set_notes"], (dumps(notes), run_id))
+        return note
+
     # -- maintenance ------------------------------------------------------------------------
     def delete_runs(self, run_ids: Iterable[str]) -> int:
         ids = list(dict.fromkeys(run_ids))
@@ -454,6 +515,8 @@ class PostgresStore(Store):
         with self._errors(), self._db.transaction():
             folders = [row[0] for row in self._db.execute(self._sql["folders"], (ids,)).fetchall()]
             self._db.execute(self._sql["delete_points"], (ids,))
+            if self._version >= 2:
+                self._db.execute(self._sql["delete_artifacts"], (ids,))
             deleted = self._db.execute(self._sql["delete_runs"], (ids,)).rowcount
         for relative in folders:
             remove_run_folder(self.root, relative)
@@ -475,6 +538,10 @@ class PostgresStore(Store):
                 points = [[storable_text(p.name) for p in run.points], [p.seq for p in run.points],
                           [p.step for p in run.points], [p.value for p in run.points]]  # fmt: skip
                 self._db.execute(self._sql["add_points_copy"], (run.run_id, *points))
+                if run.artifacts:
+                    files = [[storable_text(a.name) for a in run.artifacts], [a.size for a in run.artifacts],
+                             [a.media_type for a in run.artifacts], [a.kind for a in run.artifacts]]  # fmt: skip
+                    self._db.execute(self._sql["add_artifacts"], (run.run_id, *files))
         return added
 
     def close(self) -> None:

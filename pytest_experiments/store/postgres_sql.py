@@ -8,7 +8,7 @@ is imported here.
 from __future__ import annotations
 
 #: The version of the schema this code writes; a store of a newer one is refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Written in the store's version table (a schema without it is not a store), and the
 #: connections' ``application_name``.
 APPLICATION = "pytest-experiments"
@@ -72,7 +72,23 @@ SCHEMA = (
     )""",
 )
 # Each entry takes a store from the version before it to its own, under the creation lock.
-MIGRATIONS: dict[int, tuple[str, ...]] = {}
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        # Tags (a JSON object of short strings) and notes (a JSON list of [time, text]) are read
+        # with every listing, so they live in the run's row.
+        "ALTER TABLE {s}.runs ADD COLUMN tags text NOT NULL DEFAULT '{{}}'",
+        "ALTER TABLE {s}.runs ADD COLUMN notes text NOT NULL DEFAULT '[]'",
+        # What xp.log_* wrote into the run folder: what a listing of the folder cannot know.
+        """CREATE TABLE {s}.artifacts (
+            run_id     text COLLATE "C" NOT NULL,
+            name       text COLLATE "C" NOT NULL,
+            size       bigint NOT NULL,
+            media_type text,
+            kind       text,
+            PRIMARY KEY (run_id, name)
+        )""",
+    ),
+}
 
 # What listings read of a run (the bulky result and traceback only by run()), and what
 # liveness needs of its session, by position.
@@ -83,8 +99,15 @@ RUN_COLUMNS = (
 )  # fmt: skip
 # The four JSON columns as one JSON array, decoded with one json.loads: for load() of many runs
 # the per-call cost of four decodes a row is more than the decoding itself.
-_VALUES = "'[' || r.params || ',' || r.logged_params || ',' || r.metrics || ',' || r.metadata || ']'"
-_LIST = ", ".join(f"r.{column}" for column in RUN_COLUMNS) + f", {_VALUES}, s.heartbeat_at, s.finished_at"
+# Tags and notes too, from version 2 (a reader never migrates: a version-1 store has none).
+_VALUES = (
+    "'[' || r.params || ',' || r.logged_params || ',' || r.metrics || ',' || r.metadata || ',' || r.tags "
+    "|| ',' || r.notes || ']'"
+)
+_VALUES_V1 = "'[' || r.params || ',' || r.logged_params || ',' || r.metrics || ',' || r.metadata || ',{{}},[]]'"
+_COLUMNS = ", ".join(f"r.{column}" for column in RUN_COLUMNS)
+_LIST = f"{_COLUMNS}, {_VALUES}, s.heartbeat_at, s.finished_at"
+_LIST_V1 = f"{_COLUMNS}, {_VALUES_V1}, s.heartbeat_at, s.finished_at"
 _WITH_SESSION = "LEFT JOIN {s}.sessions s ON s.session_id = r.session_id"
 (RUN_ID, SESSION_ID, NODE_ID, MODULE, EXPERIMENT, PARAM_HASH, STATUS, STARTED, FINISHED, DURATION, WORKER,
  HOST, PID, PID_NAMESPACE, DIR, CODE, ERROR_TYPE, ERROR_MESSAGE, PID_STARTED, VALUES, HEARTBEAT,
@@ -144,6 +167,22 @@ STATEMENTS = {
     "sessions": "SELECT session_id, started_at, finished_at, host, pid, exitstatus, metadata FROM {s}.sessions "
     "ORDER BY started_at, session_id",
     "folders": "SELECT dir FROM {s}.runs WHERE run_id = ANY(%s::text[])",
+    "delete_artifacts": "DELETE FROM {s}.artifacts WHERE run_id = ANY(%s::text[])",
+    "artifacts": "SELECT name, size, media_type, kind FROM {s}.artifacts WHERE run_id = %s",
+    "add_artifacts": "INSERT INTO {s}.artifacts (run_id, name, size, media_type, kind) "
+    "SELECT %s::text, * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[]) "
+    "ON CONFLICT (run_id, name) DO UPDATE SET size = EXCLUDED.size, media_type = EXCLUDED.media_type, "
+    "kind = EXCLUDED.kind",
+    # Merged: `pytest-experiments tag` may have tagged the run while it ran.
+    "merge_tags": "UPDATE {s}.runs SET tags = (tags::jsonb || %s::jsonb)::text WHERE run_id = %s",
+    "tags_for_update": "SELECT tags FROM {s}.runs WHERE run_id = %s FOR UPDATE",
+    "set_tags": "UPDATE {s}.runs SET tags = %s WHERE run_id = %s",
+    "notes_for_update": "SELECT notes FROM {s}.runs WHERE run_id = %s FOR UPDATE",
+    "set_notes": "UPDATE {s}.runs SET notes = %s WHERE run_id = %s",
+    # One query for the points of any number of runs.
+    "points": "SELECT run_id, name, seq, step, value FROM {s}.metric_points "
+    "WHERE (%s::text[] IS NULL OR run_id = ANY(%s::text[])) AND (%s::text[] IS NULL OR name = ANY(%s::text[])) "
+    "ORDER BY run_id, name, seq",
     "delete_points": "DELETE FROM {s}.metric_points WHERE run_id = ANY(%s::text[])",
     "delete_runs": "DELETE FROM {s}.runs WHERE run_id = ANY(%s::text[])",
     "version": "SELECT application, version FROM {s}.store_version",
@@ -154,9 +193,14 @@ STATEMENTS = {
     "add_run_copy": "WITH next AS (UPDATE {s}.run_sequence SET last = last + 1 RETURNING last) "
     "INSERT INTO {s}.runs (seq, run_id, session_id, node_id, module, experiment, param_hash, params, logged_params, "
     "status, started_at, finished_at, duration, worker, host, pid, dir, code_sha256, metrics, result, metadata, "
-    "error_type, error_message, traceback) SELECT next.last, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-    "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM next ON CONFLICT (run_id) DO NOTHING",
+    "error_type, error_message, traceback, tags, notes) SELECT next.last, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+    "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM next ON CONFLICT (run_id) DO NOTHING",
     "add_points_copy": "INSERT INTO {s}.metric_points (run_id, name, seq, step, value) "
     "SELECT %s::text, * FROM unnest(%s::text[], %s::integer[], %s::bigint[], %s::double precision[]) "
     "ON CONFLICT (run_id, name, seq) DO NOTHING",
+}
+
+#: The listing statements for a version-1 store, which has no tags or notes columns.
+STATEMENTS_V1 = {
+    key: text.replace(_LIST, _LIST_V1) for key, text in STATEMENTS.items() if key in ("history", "latest", "run")
 }

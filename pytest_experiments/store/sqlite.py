@@ -14,26 +14,30 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pytest_experiments.model import (
+    Artifact,
     GridKey,
     GridSnapshot,
     GridState,
+    Note,
     RunEnd,
     RunRecord,
     RunStart,
+    SeriesPoint,
     SessionRecord,
     SessionStart,
 )
 from pytest_experiments.store import rundirs, sqlite_files
-from pytest_experiments.store.base import Store, StoreError
+from pytest_experiments.store.base import Store, StoreError, checked_tags, decode_notes
 from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, session_row
 from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Liveness, Process
 from pytest_experiments.store.mounts import network_store_problem
 from pytest_experiments.store.rundirs import create_root, remove_run_folder
+from pytest_experiments.store.runfiles import list_artifacts
 from pytest_experiments.store.sqlite_files import (
     Reader,
     check_only_store_files,
@@ -50,7 +54,7 @@ DB_NAME = sqlite_files.DB_NAME  # other modules import these two from here
 RUNS_DIR = rundirs.RUNS_DIR
 #: Marks a database as ours ("XPST"), so another application's SQLite file is refused.
 APPLICATION_ID = 0x58505354
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _BUSY_TIMEOUT_S = 30.0
 _RETRY_FOR_S = 300.0
 
@@ -126,6 +130,21 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             UPDATE runs SET seq = (SELECT last FROM run_sequence) WHERE rowid = NEW.rowid;
         END""",
     ),
+    3: (
+        # Tags (a JSON object of short strings) and notes (a JSON list of [time, text]) are read
+        # with every listing, so they live in the run's row.
+        "ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE runs ADD COLUMN notes TEXT NOT NULL DEFAULT '[]'",
+        # What xp.log_* wrote into the run folder: what a listing of the folder cannot know.
+        """CREATE TABLE artifacts (
+            run_id     TEXT NOT NULL,
+            name       TEXT NOT NULL,
+            size       INTEGER NOT NULL,
+            media_type TEXT,
+            kind       TEXT,
+            PRIMARY KEY (run_id, name)
+        ) WITHOUT ROWID""",
+    ),
 }
 
 # Columns read for listings; the bulky ones (result, traceback) only by ``run()``.
@@ -159,6 +178,12 @@ _LIST_COLUMNS = ", ".join(
 # What liveness needs of a run's session: a run can only be in flight while its session lives.
 _SESSION_COLUMNS = "s.heartbeat_at AS session_heartbeat, s.finished_at AS session_finished"
 _WITH_SESSION = "LEFT JOIN sessions s ON s.session_id = r.session_id"
+
+
+def _list_columns(version: int) -> str:
+    """What listings read of a run in a store at ``version`` (tags and notes from version 3)."""
+    extra = "r.tags, r.notes" if version >= 3 else "'{}' AS tags, '[]' AS notes"
+    return f"{_LIST_COLUMNS}, {extra}"
 
 
 def _liveness_columns(version: int) -> str:
@@ -521,11 +546,28 @@ class SQLiteStore(Store):
                 storable_text(end.error_message), storable_text(end.traceback), end.run_id,
             ),
         ))  # fmt: skip
+        if end.tags:
+            # Merged: `pytest-experiments tag` may have tagged the run while it ran.
+            statements.append(
+                ("UPDATE runs SET tags = json_patch(tags, ?) WHERE run_id = ?", (dumps(end.tags), end.run_id))
+            )
         points: list[Sequence[Any]] = [(end.run_id, storable_text(p.name), p.seq, p.step, p.value) for p in end.points]
-        many = [
-            ("INSERT OR REPLACE INTO metric_points (run_id, name, seq, step, value) VALUES (?, ?, ?, ?, ?)", points)
-        ]
-        self._write(statements, many if points else ())
+        many: list[tuple[str, list[Sequence[Any]]]] = []
+        if points:
+            many.append(
+                ("INSERT OR REPLACE INTO metric_points (run_id, name, seq, step, value) VALUES (?, ?, ?, ?, ?)", points)
+            )
+        if end.artifacts:
+            files: list[Sequence[Any]] = [
+                (end.run_id, storable_text(a.name), a.size, a.media_type, a.kind) for a in end.artifacts
+            ]
+            many.append(
+                (
+                    "INSERT OR REPLACE INTO artifacts (run_id, name, size, media_type, kind) VALUES (?, ?, ?, ?, ?)",
+                    files,
+                )
+            )
+        self._write(statements, many)
         if new_code:
             self._code_written.add(end.code_sha256)  # type: ignore[arg-type]
 
@@ -575,6 +617,8 @@ class SQLiteStore(Store):
             metadata=json.loads(row["metadata"]),
             result=json.loads(row["result"]) if "result" in keys and row["result"] is not None else None,
             traceback=row["traceback"] if "traceback" in keys else None,
+            tags=json.loads(row["tags"]) if "tags" in keys else {},
+            notes=decode_notes(row["notes"]) if "notes" in keys else [],
         )
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
@@ -602,7 +646,7 @@ class SQLiteStore(Store):
             where.append("r.session_id = ?")
             args.append(session_id)
         condition = f"WHERE {' AND '.join(where)}" if where else ""
-        columns = f"{_LIST_COLUMNS}, {_liveness_columns(self._version)}"
+        columns = f"{_list_columns(self._version)}, {_liveness_columns(self._version)}"
         if history:
             sql = f"SELECT {columns} FROM runs r {_WITH_SESSION} {condition} ORDER BY r.started_at, r.rowid"
         else:
@@ -683,7 +727,36 @@ class SQLiteStore(Store):
             record.code_source = code[0]["source"] if code else None
         session = self._query("SELECT metadata FROM sessions WHERE session_id = ?", (record.session_id,))
         record.session = json.loads(session[0]["metadata"]) if session else {}
+        record.artifacts = list_artifacts(record.dir, self._registered(run_id))
         return record
+
+    def _registered(self, run_id: str) -> list[Artifact]:
+        if self._version < 3:
+            return []
+        rows = self._query("SELECT name, size, media_type, kind FROM artifacts WHERE run_id = ?", (run_id,))
+        return [Artifact(row["name"], row["size"], row["media_type"], row["kind"]) for row in rows]
+
+    def points(self, run_ids: Sequence[str] | None = None, metrics: Sequence[str] | None = None) -> list[SeriesPoint]:
+        where, args = [], []
+        # Each selection is one JSON array parameter: one query whatever the number of runs,
+        # and no limit on bound variables.
+        if run_ids is not None:
+            where.append("run_id IN (SELECT value FROM json_each(?))")
+            args.append(json.dumps(list(run_ids)))
+        if metrics is not None:
+            where.append("name IN (SELECT value FROM json_each(?))")
+            args.append(dumps([storable_text(name) for name in metrics]))
+        condition = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._read(
+            lambda connection: connection.execute(
+                f"SELECT run_id, name, seq, step, value FROM metric_points {condition} ORDER BY run_id, name, seq", args
+            ).fetchall()
+        )
+        # SQLite stores a NaN as NULL: it was logged as a number, so it reads back as NaN.
+        return [
+            SeriesPoint(run, name, seq, step, math.nan if value is None else value)
+            for run, name, seq, step, value in rows
+        ]
 
     def metric_series(self, run_id: str, name: str) -> list[tuple[int | None, float]]:
         rows = self._query(
@@ -732,6 +805,43 @@ class SQLiteStore(Store):
             for row in rows
         ]
 
+    # -- annotating -----------------------------------------------------------------
+    def _require_annotations(self) -> None:
+        if self._version < 3:  # a writer opened without create= works with the version it found
+            raise StoreError(
+                f"the store {self.root} was written by an older pytest-experiments (schema {self._version}); "
+                "record a run into it with this version first, which upgrades it"
+            )
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str | None]) -> dict[str, str]:
+        update = checked_tags(tags)
+        self._require_annotations()
+
+        def body() -> dict[str, str]:
+            row = self._db.execute("SELECT tags FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise KeyError(run_id)
+            merged = {**json.loads(row[0]), **update}
+            merged = {key: value for key, value in merged.items() if value is not None}
+            self._db.execute("UPDATE runs SET tags = ? WHERE run_id = ?", (dumps(merged), run_id))
+            return merged
+
+        return self._immediate(body)
+
+    def add_note(self, run_id: str, text: str, at: float | None = None) -> Note:
+        note = Note(time.time() if at is None else at, storable_text(text))
+        self._require_annotations()
+
+        def body() -> None:
+            row = self._db.execute("SELECT notes FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise KeyError(run_id)
+            notes = [*json.loads(row[0]), list(note)]
+            self._db.execute("UPDATE runs SET notes = ? WHERE run_id = ?", (dumps(notes), run_id))
+
+        self._immediate(body)
+        return note
+
     # -- maintenance ----------------------------------------------------------------
     def delete_runs(self, run_ids: Iterable[str]) -> int:
         ids = list(dict.fromkeys(run_ids))
@@ -746,6 +856,8 @@ class SQLiteStore(Store):
                 rows = self._db.execute(f"SELECT dir FROM runs WHERE run_id IN ({marks})", batch).fetchall()
                 folders.extend(row[0] for row in rows)
                 self._db.execute(f"DELETE FROM metric_points WHERE run_id IN ({marks})", batch)
+                if self._version >= 3:
+                    self._db.execute(f"DELETE FROM artifacts WHERE run_id IN ({marks})", batch)
                 deleted += self._db.execute(f"DELETE FROM runs WHERE run_id IN ({marks})", batch).rowcount
             return deleted
 
@@ -772,6 +884,10 @@ class SQLiteStore(Store):
                         "INSERT OR IGNORE INTO metric_points (run_id, name, seq, step, value) VALUES (?, ?, ?, ?, ?)",
                         points,
                     )
+                    self._db.executemany(
+                        "INSERT OR IGNORE INTO artifacts (run_id, name, size, media_type, kind) VALUES (?, ?, ?, ?, ?)",
+                        [(run.run_id, storable_text(a.name), a.size, a.media_type, a.kind) for a in run.artifacts],
+                    )
             return added
 
         return self._immediate(body)
@@ -787,6 +903,6 @@ _INSERT_SESSION_COPY = (
 _INSERT_RUN_COPY = (
     "INSERT OR IGNORE INTO runs (run_id, session_id, node_id, module, experiment, param_hash, params, "
     "logged_params, status, started_at, finished_at, duration, worker, host, pid, dir, code_sha256, metrics, "
-    "result, metadata, error_type, error_message, traceback) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "result, metadata, error_type, error_message, traceback, tags, notes) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
