@@ -38,7 +38,7 @@ from pytest_experiments.comparison import (
     write_text_atomically,
 )
 from pytest_experiments.model import IMPROVED, NEW, NOT_RUN, REGRESSED
-from pytest_experiments.plugin.fixtures import RUN_KEY
+from pytest_experiments.plugin.fixtures import ITEM_RUN_KEY
 from pytest_experiments.plugin.identity import grid_point, is_experiment
 from pytest_experiments.plugin.options import ComparisonOptions
 
@@ -117,9 +117,10 @@ class RunComparison:
     @pytest.hookimpl(wrapper=True)
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Any:
         outcome = yield
-        run = pyfuncitem.stash.get(RUN_KEY, None)
-        if run is None:
+        current = pyfuncitem.stash.get(ITEM_RUN_KEY, None)
+        if current is None:
             return outcome
+        run = current.run
         point = grid_point(pyfuncitem)
         entry = Entry(
             pyfuncitem.nodeid, point.module, point.experiment, point.param_hash, point.stored_params, dict(run.metrics)
