@@ -5,7 +5,7 @@ It happens once per process, when the process meets its first experiment: at the
 collection (without xdist, and in each xdist worker), or, on an xdist controller (which does not
 collect), when a worker reports one. The options that ask for the store (resume, retry, status,
 comparisons) turn it on at configuration. Until then the plugin touches nothing (see
-:mod:`plugin`).
+:mod:`plugin` and :mod:`collection`, which calls :func:`activate`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_experiments.plugin import ACTIVE_KEY, HANDLE_KEY, SETTINGS_KEY, register_xdist_controller, session_of, xdist
+from pytest_experiments.plugin import ACTIVE_KEY, HANDLE_KEY, SETTINGS_KEY, xdist
 from pytest_experiments.plugin.collectors import BUILTIN_COLLECTORS
 from pytest_experiments.plugin.options import Settings
 from pytest_experiments.plugin.recorder import Recorder
@@ -61,8 +61,8 @@ def activate(
             raise pytest.UsageError(f"xp: {exc}") from None
 
     # Read before the selection may defer xdist's workers (it sets ``dist`` to "no" until then).
-    distributes = xdist.has_xdist(config) and not worker and getattr(config.option, "dist", "no") != "no"
-    started = session_of(config)
+    distributes = xdist.starts_workers(config)
+    started = xdist.session_of(config)
     snapshot = _snapshot(config, settings) if settings.selection.active else None
     handle = StoreHandle(settings.store_path, started, settings.lease, controller=not worker)
     config.stash[HANDLE_KEY] = handle
@@ -75,7 +75,7 @@ def activate(
         recorder = SessionRecorder(config, handle, runs_tests)
         config.pluginmanager.register(recorder, "xp-session")
         if distributes:
-            controller = register_xdist_controller(config)
+            controller = xdist.controller(config)
             if snapshot is not None:
                 controller.snapshot_wire = snapshot.to_wire()
     if settings.comparison.active:
