@@ -22,7 +22,7 @@ from pytest_experiments.plugin import ACTIVE_KEY, HANDLE_KEY, SETTINGS_KEY, xdis
 from pytest_experiments.plugin.collectors import BUILTIN_COLLECTORS
 from pytest_experiments.plugin.options import Settings
 from pytest_experiments.plugin.recorder import Recorder
-from pytest_experiments.plugin.session import SessionRecorder
+from pytest_experiments.plugin.session import SessionLifecycle
 from pytest_experiments.plugin.store_access import StoreHandle
 from pytest_experiments.store import StoreError, check_location
 
@@ -72,8 +72,8 @@ def activate(
         _register_selection(config, settings, snapshot, controller=not worker)
     if not worker:
         runs_tests = not (config.getoption("collectonly") or settings.selection.status)
-        recorder = SessionRecorder(config, handle, runs_tests)
-        config.pluginmanager.register(recorder, "xp-session")
+        lifecycle = SessionLifecycle(config, handle, runs_tests)
+        config.pluginmanager.register(lifecycle, "xp-session")
         if distributes:
             controller = xdist.controller(config)
             if snapshot is not None:
@@ -91,21 +91,21 @@ def activate(
     if not worker:
         # Registered after the collectors, so that the session hooks see them.
         if collected and runs_tests:
-            recorder.start()  # collection is over: its own collection_finish is not called any more
+            lifecycle.start()  # collection is over: its own collection_finish is not called any more
         elif reported:
-            recorder.start_late()
+            lifecycle.start_late()
     _stop_on_sigterm(config)
 
 
 def _register_selection(config: pytest.Config, settings: Settings, snapshot: Snapshot, controller: bool) -> None:
     """Resume / retry / status: the selection in every process; its exit status, and under
     xdist the controller's own collection before the workers start, on the controller."""
-    from pytest_experiments.plugin.selection import DeferredWorkers, Selection, SelectionController
+    from pytest_experiments.plugin.selection import DeferredWorkers, Selection, SelectionExitStatus
 
     selection = Selection(config, settings.selection, snapshot, settings.store_path)
     config.pluginmanager.register(selection, "xp-selection")
     if controller:
-        config.pluginmanager.register(SelectionController(settings.selection, selection), "xp-selection-report")
+        config.pluginmanager.register(SelectionExitStatus(settings.selection, selection), "xp-selection-report")
         if settings.selection.claims and DeferredWorkers.wanted(config):
             config.pluginmanager.register(DeferredWorkers(config), "xp-deferred-workers")
 

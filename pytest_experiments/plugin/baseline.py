@@ -1,5 +1,8 @@
 """``--xp-baseline``: compare every run with a committed baseline while the session runs.
 
+The pytest side only: rules, baseline files and verdicts are :mod:`pytest_experiments.comparison`
+(shared with the ``baseline`` / ``compare`` commands of ``cli/compare.py``).
+
 In the process that runs an experiment, its metrics are compared with the baseline
 entry of the same node id right after the test body returns, so a regression beyond
 tolerance fails that very test (and is recorded as ``failed``). The verdicts travel to

@@ -79,7 +79,8 @@ def derive_status(reports: dict[str, pytest.TestReport]) -> tuple[str, pytest.Te
 
 
 class Recorder:
-    """Records every experiment that runs in this process."""
+    """Records every experiment that runs in this process (the session's side is
+    :class:`~pytest_experiments.plugin.session.SessionLifecycle`, on the controller)."""
 
     def __init__(self, store: StoreHandle, worker: str, claim_after: int | None = None) -> None:
         self._store = store

@@ -1,5 +1,11 @@
-"""The session side, in the controlling process: session hooks, closing the session in
-the store, and the summary line."""
+"""A session's life cycle, in the controlling process: the session hooks, closing the session
+in the store, and the summary line.
+
+The other session names: :class:`~pytest_experiments.ExperimentSession` (``run.py``) is what the
+session hooks receive, :class:`~pytest_experiments.SessionSummary` what ``session_finish``
+receives; :class:`~pytest_experiments.model.SessionStart` is the session's row as first written,
+:class:`~pytest_experiments.SessionRecord` as read back (``model.py``).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +23,8 @@ from pytest_experiments.store import Store, StoreError
 from pytest_experiments.values import to_json_value
 
 
-class SessionRecorder:
-    """Calls the session hooks and closes the session in the store (controller only)."""
+class SessionLifecycle:
+    """The session hooks, the session closed in the store, the summary line (controller only)."""
 
     def __init__(self, config: pytest.Config, handle: StoreHandle, runs_tests: bool = True) -> None:
         self._config = config
