@@ -41,12 +41,12 @@ from pytest_experiments.comparison import (
     write_text_atomically,
 )
 from pytest_experiments.model import IMPROVED, NEW, NOT_RUN, REGRESSED
+from pytest_experiments.plugin import xdist
 from pytest_experiments.plugin.fixtures import ITEM_RUN_KEY
 from pytest_experiments.plugin.identity import grid_point, is_experiment
 from pytest_experiments.plugin.options import ComparisonOptions
 
 _PROPERTY = "xp_compare"
-_USAGE_ERROR = "xp_usage_error"
 
 
 class RunComparison:
@@ -101,11 +101,9 @@ class RunComparison:
                     rules.update(self._rules(item).values())
             self._check_noise_parameters(rules)
         except pytest.UsageError as exc:
-            workeroutput = getattr(config, "workeroutput", None)
-            if workeroutput is None:
-                raise
             # A usage error raised in an xdist worker is an internal error: the controller raises it.
-            workeroutput[_USAGE_ERROR] = str(exc)
+            if not xdist.put_output(config, xdist.USAGE_ERROR_KEY, str(exc)):
+                raise
             items.clear()
 
     def _check_noise_parameters(self, rules: set[Rule]) -> None:
@@ -184,7 +182,7 @@ class ComparisonReport:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        message = getattr(node, "workeroutput", {}).get(_USAGE_ERROR)
+        message = xdist.output_of(node).get(xdist.USAGE_ERROR_KEY)
         if message:
             raise pytest.UsageError(message)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from pytest_experiments.plugin import xdist
 from pytest_experiments.plugin.identity import is_experiment
 from pytest_experiments.plugin.store_access import StoreHandle, describe
 from pytest_experiments.run import ExperimentSession, SessionSummary
@@ -89,7 +90,7 @@ class SessionLifecycle:
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
         # A crashed worker cannot say what it did: assume it recorded.
-        if error is not None or getattr(node, "workeroutput", {}).get("xp_recorded", True):
+        if error is not None or xdist.output_of(node).get(xdist.RECORDED_KEY, True):
             self._workers_recorded = True
 
     def _store(self, exitstatus: int) -> Store | None:

@@ -7,7 +7,10 @@ config has ``workerinput``. What travels:
 ==========================  =====================================================================
 ``workerinput``             the session the worker records into (``xp_session``) and, with
                             resume / retry / status, the controller's snapshot (``xp_snapshot``)
-``workeroutput``            whether the worker used the store (``xp_recorded``)
+``workeroutput``            whether the worker used the store (``xp_recorded``), why it could not
+                            (``xp_store_failure``), a usage error it found (``xp_usage_error``:
+                            a bad comparison rule), what ``--xp-shard`` left to other shards
+                            (``xp_shard_deselected``)
 a report's attribute        ``xp_experiment`` on the reports of an experiment: how the
                             controller learns that the session runs experiments (it does not
                             collect under xdist)
@@ -39,6 +42,8 @@ SESSION_KEY = "xp_session"
 SNAPSHOT_KEY = "xp_snapshot"
 RECORDED_KEY = "xp_recorded"
 STORE_FAILURE_KEY = "xp_store_failure"
+USAGE_ERROR_KEY = "xp_usage_error"
+SHARD_DESELECTED_KEY = "xp_shard_deselected"
 EXPERIMENT_ATTRIBUTE = "xp_experiment"
 
 #: This process's session until the store is opened (then its handle holds it): see :func:`session_of`.
@@ -111,19 +116,31 @@ def snapshot_wire(config: pytest.Config) -> bytes | None:
     return wire if isinstance(wire, bytes) else None
 
 
+def put_output(config: pytest.Config, key: str, value: object) -> bool:
+    """On a worker, put ``value`` (builtin types only) in what the controller receives when the
+    worker ends; False in any other process."""
+    workeroutput = getattr(config, "workeroutput", None)
+    if not isinstance(workeroutput, dict):
+        return False
+    workeroutput[key] = value
+    return True
+
+
+def output_of(node: object) -> dict[str, Any]:
+    """On the controller, what a worker put in its output (empty when it sent nothing)."""
+    workeroutput = getattr(node, "workeroutput", None)
+    return workeroutput if isinstance(workeroutput, dict) else {}
+
+
 def report_recorded(config: pytest.Config, recorded: bool) -> None:
     """On a worker, tell the controller whether this worker used the store."""
-    workeroutput = getattr(config, "workeroutput", None)
-    if isinstance(workeroutput, dict):
-        workeroutput[RECORDED_KEY] = recorded
+    put_output(config, RECORDED_KEY, recorded)
 
 
 def report_store_failure(session: pytest.Session, message: str) -> None:
     """On a worker, a store that cannot be used: the worker runs nothing (every worker finds
     the same, so their collections stay alike) and the controller stops with ``message``."""
-    workeroutput = getattr(session.config, "workeroutput", None)
-    if isinstance(workeroutput, dict):
-        workeroutput[STORE_FAILURE_KEY] = message
+    put_output(session.config, STORE_FAILURE_KEY, message)
     session.items.clear()
 
 
@@ -211,7 +228,7 @@ class XdistController:
 
     @pytest.hookimpl(optionalhook=True, tryfirst=True)
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
-        workeroutput = getattr(node, "workeroutput", {})
+        workeroutput = output_of(node)
         failure = workeroutput.get(STORE_FAILURE_KEY)
         if isinstance(failure, str) and self._store_failure is None:
             self._store_failure = failure
