@@ -4,8 +4,8 @@ rest on.
 
 Installed but unused, the plugin is invisible: a session whose collection holds no experiment
 never looks at the store, runs no collector or session hook, installs no signal handler, and
-imports no more than this module, ``options`` (with ``sharding``, ``locate`` and ``liveness``
-for their option types and defaults), ``hookspecs``, ``fixtures`` and ``collection`` (pytest
+imports no more than this module, ``options`` (with ``sharding`` and ``store.locate`` for
+their option types and defaults), ``hookspecs``, ``fixtures`` and ``collection`` (pytest
 rewrites the asserts of every module of a plugin's distribution as it imports them: each one
 costs start-up time). :mod:`collection` watches collection; everything else is imported and
 registered by :mod:`activation`, once collection finds an experiment (in each process that
