@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_experiments.plugin.sharding import Shard, resolve, shard_option
-from pytest_experiments.store import locate
-from pytest_experiments.store.liveness import DEFAULT_LEASE_S
+from pytest_experiments.store import DEFAULT_LEASE_S, locate
 
 if TYPE_CHECKING:
     from pytest_experiments.comparison import Rule

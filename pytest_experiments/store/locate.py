@@ -1,9 +1,10 @@
 """Where the store is: ``--xp-store``, else ``PYTEST_XP_STORE``, else the ``xp_store`` ini key,
 else ``<rootdir>/.experiments``.
 
-The plugin asks pytest's own config; :func:`find_store` answers the same question from a
-plain directory (for ``load()`` and the command line) by looking for the ini file the way
-pytest does.
+Which store a session or a command uses; what can be asked of a location once chosen (its
+backend, whether it exists) is :mod:`location`. The plugin asks pytest's own config;
+:func:`find_store` answers the same question from a plain directory (for ``load()`` and the
+command line) by looking for the ini file the way pytest does.
 """
 
 from __future__ import annotations
