@@ -1,7 +1,8 @@
 """Comparing runs with a baseline: rules, baseline files and verdicts.
 
-Pure functions shared by the plugin (``--xp-baseline``) and the command line
-(``pytest-experiments compare``). No pytest, no pandas.
+Pure functions shared by the plugin (``--xp-baseline``, in ``plugin/baseline.py``) and the
+command line (``pytest-experiments baseline`` / ``compare``, in ``cli/compare.py``): those two
+only call what is here. No pytest, no pandas.
 
 A rule says which direction is better for one metric and how much worse is tolerated::
 

@@ -160,7 +160,8 @@ class RunEnd(NamedTuple):
 
 @dataclass(frozen=True)
 class SessionStart:
-    """A pytest invocation, written by whichever process records its first run."""
+    """A pytest invocation's row as first written, by whichever process records its first run
+    (the session hooks' :class:`~pytest_experiments.ExperimentSession` is the user's view of it)."""
 
     session_id: str
     started_at: float
@@ -219,7 +220,7 @@ class RunRecord:
 
 @dataclass
 class SessionRecord:
-    """A stored session with its run counts by status."""
+    """A stored session with its run counts by status, as read back (``Store.sessions()``)."""
 
     session_id: str
     started_at: float

@@ -338,7 +338,11 @@ class Run:
 
 @dataclass
 class ExperimentSession:
-    """One pytest invocation, as seen by the session hooks (on the xdist controller only)."""
+    """One pytest invocation, as seen by the session hooks (on the xdist controller only).
+
+    Its row in the store is a :class:`~pytest_experiments.model.SessionStart` when written and a
+    :class:`~pytest_experiments.SessionRecord` when read back.
+    """
 
     id: str
     started_at: float

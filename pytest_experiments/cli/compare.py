@@ -1,4 +1,9 @@
-"""The ``baseline`` and ``compare`` subcommands of ``pytest-experiments``."""
+"""The ``baseline`` and ``compare`` subcommands of ``pytest-experiments``: a stored session
+against a baseline file, or two sessions against each other, after the fact.
+
+The command-line side only: rules, baseline files and verdicts are
+:mod:`pytest_experiments.comparison` (shared with ``--xp-baseline``, ``plugin/baseline.py``).
+"""
 
 from __future__ import annotations
 

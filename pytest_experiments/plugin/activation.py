@@ -5,7 +5,7 @@ It happens once per process, when the process meets its first experiment: at the
 collection (without xdist, and in each xdist worker), or, on an xdist controller (which does not
 collect), when a worker reports one. The options that ask for the store (resume, retry, status,
 comparisons) turn it on at configuration. Until then the plugin touches nothing (see
-:mod:`plugin`).
+:mod:`plugin` and :mod:`collection`, which calls :func:`activate`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_experiments.plugin import ACTIVE_KEY, HANDLE_KEY, SETTINGS_KEY, register_xdist_controller, session_of, xdist
+from pytest_experiments.plugin import ACTIVE_KEY, HANDLE_KEY, SETTINGS_KEY, xdist
 from pytest_experiments.plugin.collectors import BUILTIN_COLLECTORS
 from pytest_experiments.plugin.options import Settings
 from pytest_experiments.plugin.recorder import Recorder
-from pytest_experiments.plugin.session import SessionRecorder
+from pytest_experiments.plugin.session import SessionLifecycle
 from pytest_experiments.plugin.store_access import StoreHandle
 from pytest_experiments.store import StoreError, check_location
 from pytest_experiments.store.location import shown
@@ -62,8 +62,8 @@ def activate(
             raise pytest.UsageError(f"xp: {exc}") from None
 
     # Read before the selection may defer xdist's workers (it sets ``dist`` to "no" until then).
-    distributes = xdist.has_xdist(config) and not worker and getattr(config.option, "dist", "no") != "no"
-    started = session_of(config)
+    distributes = xdist.starts_workers(config)
+    started = xdist.session_of(config)
     snapshot = _snapshot(config, settings) if settings.selection.active else None
     handle = StoreHandle(
         settings.store_path, started, settings.lease, controller=not worker, artifacts=settings.artifacts_root
@@ -81,10 +81,10 @@ def activate(
             config.pluginmanager.register(Spread(started.session_id), "xp-spread")
     if not worker:
         runs_tests = not (config.getoption("collectonly") or settings.selection.status)
-        recorder = SessionRecorder(config, handle, runs_tests)
-        config.pluginmanager.register(recorder, "xp-session")
+        lifecycle = SessionLifecycle(config, handle, runs_tests)
+        config.pluginmanager.register(lifecycle, "xp-session")
         if distributes:
-            controller = register_xdist_controller(config)
+            controller = xdist.controller(config)
             if snapshot is not None:
                 controller.snapshot_wire = snapshot.to_wire()
     if settings.comparison.active:
@@ -106,9 +106,9 @@ def activate(
     if not worker:
         # Registered after the collectors, so that the session hooks see them.
         if collected and runs_tests:
-            recorder.start()  # collection is over: its own collection_finish is not called any more
+            lifecycle.start()  # collection is over: its own collection_finish is not called any more
         elif reported:
-            recorder.start_late()
+            lifecycle.start_late()
     _stop_on_sigterm(config)
 
 
@@ -142,12 +142,12 @@ class _LineAtStart:
 def _register_selection(config: pytest.Config, settings: Settings, snapshot: Snapshot, controller: bool) -> None:
     """Resume / retry / status: the selection in every process; its exit status, and under
     xdist the controller's own collection before the workers start, on the controller."""
-    from pytest_experiments.plugin.selection import DeferredWorkers, Selection, SelectionController
+    from pytest_experiments.plugin.selection import DeferredWorkers, Selection, SelectionExitStatus
 
     selection = Selection(config, settings.selection, snapshot, settings.store_path)
     config.pluginmanager.register(selection, "xp-selection")
     if controller:
-        config.pluginmanager.register(SelectionController(settings.selection, selection), "xp-selection-report")
+        config.pluginmanager.register(SelectionExitStatus(settings.selection, selection), "xp-selection-report")
         if settings.selection.claims and DeferredWorkers.wanted(config):
             config.pluginmanager.register(DeferredWorkers(config), "xp-deferred-workers")
 

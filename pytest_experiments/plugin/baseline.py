@@ -1,5 +1,8 @@
 """``--xp-baseline``: compare every run with a committed baseline while the session runs.
 
+The pytest side only: rules, baseline files and verdicts are :mod:`pytest_experiments.comparison`
+(shared with the ``baseline`` / ``compare`` commands of ``cli/compare.py``).
+
 In the process that runs an experiment, its metrics are compared with the baseline
 entry of the same node id right after the test body returns, so a regression beyond
 tolerance fails that very test (and is recorded as ``failed``). The verdicts travel to
@@ -38,12 +41,12 @@ from pytest_experiments.comparison import (
     write_text_atomically,
 )
 from pytest_experiments.model import IMPROVED, NEW, NOT_RUN, REGRESSED
-from pytest_experiments.plugin.fixtures import RUN_KEY
+from pytest_experiments.plugin import xdist
+from pytest_experiments.plugin.fixtures import ITEM_RUN_KEY
 from pytest_experiments.plugin.identity import grid_point, is_experiment
 from pytest_experiments.plugin.options import ComparisonOptions
 
 _PROPERTY = "xp_compare"
-_USAGE_ERROR = "xp_usage_error"
 
 
 class RunComparison:
@@ -98,11 +101,9 @@ class RunComparison:
                     rules.update(self._rules(item).values())
             self._check_noise_parameters(rules)
         except pytest.UsageError as exc:
-            workeroutput = getattr(config, "workeroutput", None)
-            if workeroutput is None:
-                raise
             # A usage error raised in an xdist worker is an internal error: the controller raises it.
-            workeroutput[_USAGE_ERROR] = str(exc)
+            if not xdist.put_output(config, xdist.USAGE_ERROR_KEY, str(exc)):
+                raise
             items.clear()
 
     def _check_noise_parameters(self, rules: set[Rule]) -> None:
@@ -117,9 +118,10 @@ class RunComparison:
     @pytest.hookimpl(wrapper=True)
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Any:
         outcome = yield
-        run = pyfuncitem.stash.get(RUN_KEY, None)
-        if run is None:
+        current = pyfuncitem.stash.get(ITEM_RUN_KEY, None)
+        if current is None:
             return outcome
+        run = current.run
         point = grid_point(pyfuncitem)
         entry = Entry(
             pyfuncitem.nodeid, point.module, point.experiment, point.param_hash, point.stored_params, dict(run.metrics)
@@ -180,7 +182,7 @@ class ComparisonReport:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        message = getattr(node, "workeroutput", {}).get(_USAGE_ERROR)
+        message = xdist.output_of(node).get(xdist.USAGE_ERROR_KEY)
         if message:
             raise pytest.UsageError(message)
 

@@ -16,18 +16,20 @@ import pytest
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from pytest_experiments.plugin.recorder import ItemRun
     from pytest_experiments.run import Run
 
-#: The run of the experiment an item is running (set by the recorder for its setup to teardown).
-#: Defined here, where every session imports it: the recorder is imported once an experiment is collected.
-RUN_KEY = pytest.StashKey["Run"]()
+#: The run an item is running, with what the recorder keeps of it: set in its setup, removed
+#: once its teardown is reported (the only per-run entry in an item's stash). Defined here,
+#: where every session imports it: the recorder is imported once an experiment is collected.
+ITEM_RUN_KEY = pytest.StashKey["ItemRun"]()
 
 
 def _current_run(request: pytest.FixtureRequest) -> Run:
-    run: Run | None = request.node.stash.get(RUN_KEY, None)
-    if run is None:
+    current: ItemRun | None = request.node.stash.get(ITEM_RUN_KEY, None)
+    if current is None:
         pytest.fail("xp: no experiment run for this test (is pytest-experiments disabled?)", pytrace=False)
-    return run
+    return current.run
 
 
 @pytest.fixture

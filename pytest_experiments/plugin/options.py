@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import MappingProxyType
+from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 
-from pytest_experiments.plugin.sharding import Shard, resolve, shard_option
-from pytest_experiments.store import locate
-from pytest_experiments.store.liveness import DEFAULT_LEASE_S
+from pytest_experiments.store import DEFAULT_LEASE_S, locate
 
 if TYPE_CHECKING:
     from pytest_experiments.comparison import Rule
+    from pytest_experiments.plugin.sharding import Shard
 
 
-@dataclass(frozen=True)
-class SelectionOptions:
+# NamedTuples rather than frozen dataclasses: this module is imported in every pytest session,
+# and a NamedTuple class costs a sixth of a dataclass to create (start-up, issue 8).
+class SelectionOptions(NamedTuple):
     """The ``--xp-resume`` / ``--xp-retry-failed`` / ``--xp-rerun-changed`` / ``--xp-status`` flags."""
 
     resume: bool = False
@@ -38,8 +38,7 @@ class SelectionOptions:
         return self.resume or self.retry_failed
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """The plugin's options, resolved once (command line > environment > ini > default)."""
 
     #: The store: a folder (SQLite) or a server store's URL (``postgresql://...``, a ``str``).
@@ -73,15 +72,14 @@ class Settings:
         return (self.artifacts or self.default_artifacts) if self.server_store else None
 
 
-@dataclass(frozen=True)
-class ComparisonOptions:
+class ComparisonOptions(NamedTuple):
     """``--xp-baseline`` and friends: what to compare runs with, and how."""
 
     baseline: Path | None = None
     save_baseline: Path | None = None
     report_md: Path | None = None
     #: Rules by metric from the xp_compare ini key and --xp-compare-rule (markers add their own).
-    rules: dict[str, Rule] = field(default_factory=dict)
+    rules: Mapping[str, Rule] = MappingProxyType({})
     #: Parameters that are noise (seeds): --xp-compare-over.
     over: tuple[str, ...] = ()
     alpha: float = 0.05
@@ -168,6 +166,13 @@ def check_path_tokens(args: Sequence[str]) -> None:
                 f"xp: write {token}={shown} as one token: given as two, pytest takes {shown} for a test path "
                 "when it looks for the rootdir and ini file, which changes every node id"
             )
+
+
+def _shard_option(text: str) -> Shard | str:
+    """Parse --xp-shard (the sharding module is loaded only when the option is given)."""
+    from pytest_experiments.plugin.sharding import shard_option
+
+    return shard_option(text)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -286,7 +291,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--xp-shard",
         dest="xp_shard",
         metavar="K/N",
-        type=shard_option,
+        type=_shard_option,
         default=None,
         help="run only shard K of N (0-based) of the selected tests, split by grid point; auto: this SLURM "
         "array task's (SLURM_ARRAY_TASK_ID, _COUNT, _MIN)",
@@ -342,7 +347,11 @@ def read_settings(config: pytest.Config) -> Settings:
             lease = lease_seconds(ini_lease) if ini_lease else DEFAULT_LEASE_S
         except argparse.ArgumentTypeError as exc:
             raise pytest.UsageError(f"xp: ini key xp_lease: {exc}") from None
-    shard = resolve(config.getoption("xp_shard"))
+    shard = None
+    if config.getoption("xp_shard") is not None:
+        from pytest_experiments.plugin.sharding import resolve
+
+        shard = resolve(config.getoption("xp_shard"))
     comparison = _comparison(config)
     html = _html_output(config)
     artifacts = locate.resolve_artifacts(

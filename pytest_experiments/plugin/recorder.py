@@ -25,12 +25,13 @@ import unittest  # pytest imports it already
 import warnings
 from collections import Counter
 from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from pytest_experiments.plugin import xdist
-from pytest_experiments.plugin.fixtures import RUN_KEY
+from pytest_experiments.plugin.fixtures import ITEM_RUN_KEY
 from pytest_experiments.plugin.identity import grid_point, is_experiment, volatile_parameters
 from pytest_experiments.plugin.store_access import StoreHandle, describe
 from pytest_experiments.run import Run, new_id
@@ -39,11 +40,24 @@ from pytest_experiments.store.liveness import pid_namespace, process_start
 from pytest_experiments.store.rundirs import relative_run_dir, within
 from pytest_experiments.values import metrics_from_result, to_json_value
 
-REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
-RESULT_KEY = pytest.StashKey[Any]()
+#: How many times an item's protocol started a run: it outlives each run (a rerun plugin runs the
+#: protocol again), and is the only thing kept of an item once its run ended.
 ATTEMPT_KEY = pytest.StashKey[int]()
 #: The run claimed for this item before its protocol started (resume / retry), until its setup.
 CLAIMED_KEY = pytest.StashKey[Run]()
+
+
+@dataclass
+class ItemRun:
+    """What the recorder keeps of the run an item is running, from its setup until its teardown
+    is reported (under :data:`ITEM_RUN_KEY`, then removed: a session of 100,000 runs does not
+    keep each one's reports and result alive)."""
+
+    run: Run
+    #: The phase reports so far, by phase ("setup", "call", "teardown").
+    reports: dict[str, pytest.TestReport] = field(default_factory=dict)
+    #: The return value as stored (JSON-safe), once the call returned one.
+    result: Any = None
 
 
 class PytestExperimentsWarning(pytest.PytestWarning):
@@ -68,7 +82,8 @@ def derive_status(reports: dict[str, pytest.TestReport]) -> tuple[str, pytest.Te
 
 
 class Recorder:
-    """Records every experiment that runs in this process."""
+    """Records every experiment that runs in this process (the session's side is
+    :class:`~pytest_experiments.plugin.session.SessionLifecycle`, on the controller)."""
 
     def __init__(self, store: StoreHandle, worker: str, claim_after: int | None = None) -> None:
         self._store = store
@@ -133,15 +148,12 @@ class Recorder:
         # is a run of its own, numbered, and keeps nothing of the attempt before.
         attempt = item.stash[ATTEMPT_KEY] = item.stash.get(ATTEMPT_KEY, 0) + 1
         run.metadata["attempt"] = attempt
-        if RESULT_KEY in item.stash:
-            del item.stash[RESULT_KEY]
         taken_by = None if claimed is not None else self._start(item, run)
         if taken_by is not None:
             # A rerun's attempt whose point another session took meanwhile. A plain tryfirst
             # hook, not a wrapper: a skip raised from a setup wrapper breaks the logging plugin's teardown.
             pytest.skip(taken_by)
-        item.stash[RUN_KEY] = run
-        item.stash[REPORTS_KEY] = {}
+        item.stash[ITEM_RUN_KEY] = ItemRun(run)
         item.ihook.pytest_experiments_run_start(run=run)
 
     def _new_run(self, item: pytest.Function) -> Run:
@@ -200,24 +212,25 @@ class Recorder:
         # The test function is swapped for one that keeps its return value and returns None,
         # for the call only: whoever calls it (pytest, pytest-asyncio's runner, anyio's) calls
         # ours, and pytest has no non-None return to warn about.
-        run = item.stash.get(RUN_KEY, None)
-        if run is None or not isinstance(item, pytest.Function) or not _returns_to_caller(item):
+        current = item.stash.get(ITEM_RUN_KEY, None)
+        if current is None or not isinstance(item, pytest.Function) or not _returns_to_caller(item):
             return (yield)
         function = item.obj
-        item.obj = _keeping_result(function, lambda result: self._keep_result(run, item, result))
+        item.obj = _keeping_result(function, lambda result: self._keep_result(current, item, result))
         try:
             return (yield)
         finally:
             item.obj = function
 
-    def _keep_result(self, run: Run, item: pytest.Function, result: Any) -> None:
+    def _keep_result(self, current: ItemRun, item: pytest.Function, result: Any) -> None:
         """Store the return value as best it can; warnings are issued here, inside the test's own call.
 
         Whatever the value, the test's outcome stays its own: the conversions never raise.
         """
+        run = current.run
         run.result = result
         notes: list[str] = []
-        item.stash[RESULT_KEY] = to_json_value(result, notes)
+        current.result = to_json_value(result, notes)
         skipped: list[str] = []
         run.metrics.update(metrics_from_result(result, skipped))
         problems = _result_problems(notes, skipped)
@@ -240,19 +253,19 @@ class Recorder:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         report = yield
-        reports = item.stash.get(REPORTS_KEY, None)
-        if reports is not None:
-            reports[report.when] = report
+        current = item.stash.get(ITEM_RUN_KEY, None)
+        if current is not None:
+            current.reports[report.when] = report
             if self._worker != "main":  # under xdist the controller learns of experiments from their reports
                 xdist.tag_experiment_report(report)
             if report.failed and call.excinfo is not None:
-                run = item.stash[RUN_KEY]
+                run = current.run
                 if run.error_type is None:
                     run.error_type = call.excinfo.typename
                     run.error_message = str(call.excinfo.value)
             # Completed before its last report is shown: when the final write fails, that
             # report says so, and no run shows as passed that the store does not hold as passed.
-            if report.when == "teardown" and RUN_KEY in item.stash:
+            if report.when == "teardown":
                 self._finish_reported(item, report)
         return report
 
@@ -276,14 +289,15 @@ class Recorder:
             outcome = yield
         except BaseException as exc:
             # KeyboardInterrupt, pytest.exit, a fatal error: the run never finished.
-            if RUN_KEY in item.stash:
-                run = item.stash[RUN_KEY]
+            current = item.stash.get(ITEM_RUN_KEY, None)
+            if current is not None:
+                run = current.run
                 run.error_type = run.error_type or type(exc).__name__
                 run.error_message = run.error_message or str(exc)
                 with contextlib.suppress(StoreError):  # the interrupt goes on; the handle keeps the failure
                     self._finish(item, "interrupted")
             raise
-        if RUN_KEY in item.stash:  # another plugin ran the protocol without a teardown report
+        if ITEM_RUN_KEY in item.stash:  # another plugin ran the protocol without a teardown report
             try:
                 self._finish(item, None)
             except StoreError as exc:
@@ -291,8 +305,8 @@ class Recorder:
         return outcome
 
     def _finish(self, item: pytest.Item, forced_status: str | None) -> None:
-        run = item.stash[RUN_KEY]
-        reports = item.stash[REPORTS_KEY]
+        current = item.stash[ITEM_RUN_KEY]
+        run, reports = current.run, current.reports
         status, failing = derive_status(reports)
         run.status = forced_status or status
         if failing is not None:
@@ -313,8 +327,8 @@ class Recorder:
             self._run_end_hooks(item, run)
         finally:
             # Stored even when a run_end hook raised: the run's results are never lost.
-            end = run.end_record(item.stash.get(RESULT_KEY, None))
-            del item.stash[RUN_KEY]
+            end = run.end_record(current.result)
+            del item.stash[ITEM_RUN_KEY]  # the run ended: nothing of it stays on the item
             self._store.use(lambda store: store.finish_run(end))
 
     def _run_end_hooks(self, item: pytest.Item, run: Run) -> None:

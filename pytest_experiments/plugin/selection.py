@@ -52,7 +52,9 @@ _TO_RETRY: frozenset[Category] = frozenset({FAILED, ERROR, INTERRUPTED})
 
 @dataclass
 class Snapshot:
-    """The latest status and code hash of every grid point in the store, at one moment."""
+    """The latest status and code hash of every grid point in the store, at one moment: the
+    store's :class:`~pytest_experiments.model.GridSnapshot`, taken once by the controller and
+    sent to xdist workers as it is (:meth:`to_wire`)."""
 
     #: The store's mark at that moment (:attr:`GridSnapshot.mark`): what claims are "after".
     mark: int = 0
@@ -282,8 +284,9 @@ class Selection:
         return lines
 
 
-class SelectionController:
-    """Controller-side exit status of a selection (registered with the selection flags)."""
+class SelectionExitStatus:
+    """The exit status of a selection, on the controller (registered with the selection flags):
+    nothing left to run is a success."""
 
     def __init__(self, options: SelectionOptions, selection: Selection) -> None:
         self._options = options

@@ -1,5 +1,11 @@
-"""The session side, in the controlling process: session hooks, closing the session in
-the store, and the summary line."""
+"""A session's life cycle, in the controlling process: the session hooks, closing the session
+in the store, and the summary line.
+
+The other session names: :class:`~pytest_experiments.ExperimentSession` (``run.py``) is what the
+session hooks receive, :class:`~pytest_experiments.SessionSummary` what ``session_finish``
+receives; :class:`~pytest_experiments.model.SessionStart` is the session's row as first written,
+:class:`~pytest_experiments.SessionRecord` as read back (``model.py``).
+"""
 
 from __future__ import annotations
 
@@ -20,8 +26,8 @@ from pytest_experiments.store.location import shown
 from pytest_experiments.values import to_json_value
 
 
-class SessionRecorder:
-    """Calls the session hooks and closes the session in the store (controller only)."""
+class SessionLifecycle:
+    """The session hooks, the session closed in the store, the summary line (controller only)."""
 
     def __init__(self, config: pytest.Config, handle: StoreHandle, runs_tests: bool = True) -> None:
         self._config = config
@@ -89,7 +95,7 @@ class SessionRecorder:
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
         self._workers_taken.update(xdist.reported_taken(node))
         # A crashed worker cannot say what it did: assume it recorded.
-        if error is not None or getattr(node, "workeroutput", {}).get("xp_recorded", True):
+        if error is not None or xdist.output_of(node).get(xdist.RECORDED_KEY, True):
             self._workers_recorded = True
 
     def _store(self, exitstatus: int) -> Store | None:

@@ -27,8 +27,6 @@ import pytest
 ARRAY_ID, ARRAY_COUNT, ARRAY_MIN = "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN"
 ARRAY_MAX, ARRAY_STEP = "SLURM_ARRAY_TASK_MAX", "SLURM_ARRAY_TASK_STEP"
 AUTO = "auto"
-#: Under xdist, how many items a worker left to other shards (its ``workeroutput``).
-WORKEROUTPUT_KEY = "xp_shard_deselected"
 
 
 @dataclass(frozen=True)
@@ -135,9 +133,11 @@ class Sharding:
         for item in items:
             (kept if self.shard.owns(item_key(item)) else others).append(item)
         self.kept, self.deselected = len(kept), len(others)
-        workeroutput = getattr(config, "workeroutput", None)
-        if workeroutput is not None:  # for the controller, which collects nothing itself
-            workeroutput[WORKEROUTPUT_KEY] = self.deselected
+        # Under xdist, for the controller, which collects nothing itself (xdist's channel is
+        # imported here, not with this module: the plugin imports it in every session).
+        from pytest_experiments.plugin import xdist
+
+        xdist.put_output(config, xdist.SHARD_DESELECTED_KEY, self.deselected)
         if others:
             config.hook.pytest_deselected(items=others)
             items[:] = kept
@@ -145,16 +145,19 @@ class Sharding:
 
     @pytest.hookimpl
     def pytest_report_collectionfinish(self, config: pytest.Config) -> str | None:
-        if config.get_verbosity() < -1 or getattr(config, "workerinput", None) is not None:
+        from pytest_experiments.plugin import xdist
+
+        if config.get_verbosity() < -1 or xdist.is_worker(config):
             return None
         return f"xp: shard {self.shard}: {self.kept} tests here, {self.deselected} in other shards"
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: object, error: object) -> None:
         # xdist's controller: what its workers deselected decides its exit status below.
-        output = getattr(node, "workeroutput", None)
-        if isinstance(output, dict):
-            self.deselected = max(self.deselected, int(output.get(WORKEROUTPUT_KEY, 0)))
+        from pytest_experiments.plugin import xdist
+
+        deselected = xdist.output_of(node).get(xdist.SHARD_DESELECTED_KEY, 0)
+        self.deselected = max(self.deselected, int(deselected))
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

@@ -63,7 +63,8 @@ class Heartbeat(threading.Thread):
 
 
 class StoreHandle:
-    """This process's store, opened (and created) when the first run starts.
+    """This process's store, opened (and created) when the first run starts: the plugin's
+    guard around a :class:`~pytest_experiments.store.Store`, which it reaches only through here.
 
     Every write goes through :meth:`use`. The first failure (the store cannot be created or
     written, the database is found damaged, the disk is full) ends writing for the whole session:

@@ -7,7 +7,10 @@ config has ``workerinput``. What travels:
 ==========================  =====================================================================
 ``workerinput``             the session the worker records into (``xp_session``) and, with
                             resume / retry / status, the controller's snapshot (``xp_snapshot``)
-``workeroutput``            whether the worker used the store (``xp_recorded``)
+``workeroutput``            whether the worker used the store (``xp_recorded``), why it could not
+                            (``xp_store_failure``), a usage error it found (``xp_usage_error``:
+                            a bad comparison rule), what ``--xp-shard`` left to other shards
+                            (``xp_shard_deselected``)
 a report's attribute        ``xp_experiment`` on the reports of an experiment: how the
                             controller learns that the session runs experiments (it does not
                             collect under xdist)
@@ -15,15 +18,22 @@ a report's attribute        ``xp_experiment`` on the reports of an experiment: h
 
 Only builtin types go on the channel: anything else aborts the session. A worker started by a
 controller without this plugin (or an older one) finds no key and does without.
+
+The session a process records into is decided here too (:func:`session_of`): on a worker, the
+controller's, as received. This module is imported by a session that distributes (``-n``) or
+that is turned on, never by a plain one.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from pytest_experiments.plugin import HANDLE_KEY, SETTINGS_KEY, STARTED_KEY
 
 if TYPE_CHECKING:
     from pytest_experiments.model import SessionStart
@@ -34,7 +44,13 @@ RECORDED_KEY = "xp_recorded"
 #: Grid points a worker left to other sessions, by reason (a dict of builtins).
 TAKEN_KEY = "xp_taken"
 STORE_FAILURE_KEY = "xp_store_failure"
+USAGE_ERROR_KEY = "xp_usage_error"
+SHARD_DESELECTED_KEY = "xp_shard_deselected"
 EXPERIMENT_ATTRIBUTE = "xp_experiment"
+
+#: This process's session until the store is opened (then its handle holds it): see :func:`session_of`.
+_SESSION_STASH = pytest.StashKey["SessionStart"]()
+_CONTROLLER_STASH = pytest.StashKey["XdistController"]()
 
 #: What OpenMP and the BLAS libraries (OpenBLAS, MKL, BLIS, Accelerate), numexpr and numba
 #: read, once, when they load, to size their thread pools.
@@ -59,7 +75,36 @@ def is_worker(config: pytest.Config) -> bool:
     return _workerinput(config) is not None
 
 
-def session_fields(config: pytest.Config) -> dict[str, Any] | None:
+def starts_workers(config: pytest.Config) -> bool:
+    """Whether this process is an xdist controller about to start workers."""
+    if not has_xdist(config) or is_worker(config):
+        return False
+    return getattr(config.option, "dist", "no") != "no"
+
+
+def session_of(config: pytest.Config) -> SessionStart:
+    """This invocation's session: the controller's (sent to each xdist worker), made on first use."""
+    handle = config.stash.get(HANDLE_KEY, None)
+    if handle is not None:
+        return handle.session  # with the session hooks' metadata, once they ran
+    session = config.stash.get(_SESSION_STASH, None)
+    if session is None:
+        import socket
+
+        from pytest_experiments.model import SessionStart
+        from pytest_experiments.run import new_id
+
+        fields = _session_fields(config)
+        if fields is not None:
+            session = SessionStart(**fields)
+        else:
+            started = config.stash.get(STARTED_KEY, time.time())
+            session = SessionStart(new_id(), started, socket.gethostname(), os.getpid(), {})
+        config.stash[_SESSION_STASH] = session
+    return session
+
+
+def _session_fields(config: pytest.Config) -> dict[str, Any] | None:
     """On a worker, the fields of the controller's session (:class:`SessionStart`); else None."""
     workerinput = _workerinput(config)
     fields = None if workerinput is None else workerinput.get(SESSION_KEY)
@@ -73,27 +118,39 @@ def snapshot_wire(config: pytest.Config) -> bytes | None:
     return wire if isinstance(wire, bytes) else None
 
 
+def put_output(config: pytest.Config, key: str, value: object) -> bool:
+    """On a worker, put ``value`` (builtin types only) in what the controller receives when the
+    worker ends; False in any other process."""
+    workeroutput = getattr(config, "workeroutput", None)
+    if not isinstance(workeroutput, dict):
+        return False
+    workeroutput[key] = value
+    return True
+
+
+def output_of(node: object) -> dict[str, Any]:
+    """On the controller, what a worker put in its output (empty when it sent nothing)."""
+    workeroutput = getattr(node, "workeroutput", None)
+    return workeroutput if isinstance(workeroutput, dict) else {}
+
+
 def report_recorded(config: pytest.Config, recorded: bool, taken: Mapping[str, int] | None = None) -> None:
     """On a worker, tell the controller whether this worker used the store, and which grid
     points it left to other sessions (by reason)."""
-    workeroutput = getattr(config, "workeroutput", None)
-    if isinstance(workeroutput, dict):
-        workeroutput[RECORDED_KEY] = recorded
-        workeroutput[TAKEN_KEY] = dict(taken or {})
+    put_output(config, RECORDED_KEY, recorded)
+    put_output(config, TAKEN_KEY, dict(taken or {}))
 
 
-def reported_taken(node: Any) -> dict[str, int]:
+def reported_taken(node: object) -> dict[str, int]:
     """On the controller, what a finished worker left to other sessions (see :func:`report_recorded`)."""
-    taken = getattr(node, "workeroutput", {}).get(TAKEN_KEY, {})
+    taken = output_of(node).get(TAKEN_KEY, {})
     return {str(reason): int(count) for reason, count in taken.items()} if isinstance(taken, dict) else {}
 
 
 def report_store_failure(session: pytest.Session, message: str) -> None:
     """On a worker, a store that cannot be used: the worker runs nothing (every worker finds
     the same, so their collections stay alike) and the controller stops with ``message``."""
-    workeroutput = getattr(session.config, "workeroutput", None)
-    if isinstance(workeroutput, dict):
-        workeroutput[STORE_FAILURE_KEY] = message
+    put_output(session.config, STORE_FAILURE_KEY, message)
     session.items.clear()
 
 
@@ -109,8 +166,26 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def controller(config: pytest.Config) -> XdistController:
+    """The controller's end of the channel, registered on first use: by a controller about to
+    start workers (they tell it when they meet an experiment), or when the plugin is turned on."""
+    found = config.stash.get(_CONTROLLER_STASH, None)
+    if found is None:
+
+        def activate_reported() -> None:
+            from pytest_experiments.plugin.activation import activate
+
+            activate(config, reported=True)
+
+        threads = config.stash[SETTINGS_KEY].worker_threads
+        found = XdistController(lambda: session_of(config), activate_reported, threads)
+        config.pluginmanager.register(found, "xp-xdist")
+        config.stash[_CONTROLLER_STASH] = found
+    return found
+
+
 class XdistController:
-    """The controller's side of the channel (registered whenever xdist is loaded, on the controller).
+    """The controller's side of the channel (registered on a controller that starts workers).
 
     Gives each worker the session it records into, resume's snapshot and the thread limits;
     calls ``on_experiment`` once a worker reports an experiment or says it used the store.
@@ -163,7 +238,7 @@ class XdistController:
 
     @pytest.hookimpl(optionalhook=True, tryfirst=True)
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
-        workeroutput = getattr(node, "workeroutput", {})
+        workeroutput = output_of(node)
         failure = workeroutput.get(STORE_FAILURE_KEY)
         if isinstance(failure, str) and self._store_failure is None:
             self._store_failure = failure

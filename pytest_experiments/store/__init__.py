@@ -3,9 +3,9 @@
 Everything outside this package speaks to :class:`Store` and the few functions exported here,
 never to a backend's module, its files or its driver.
 
-The names are imported on first use: the plugin imports two small modules of this package
-(``locate`` and ``liveness``) in every pytest session, and a session without experiments
-should not pay for the rest (pytest rewrites the asserts of each module it imports).
+The names are imported on first use: the plugin imports one small module of this package
+(``locate``) in every pytest session, and a session without experiments should not pay for
+the rest (pytest rewrites the asserts of each module it imports).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pytest_experiments.store.base import Store, StoreError
-    from pytest_experiments.store.liveness import DEFAULT_LEASE_S
     from pytest_experiments.store.location import (
         Location,
         check_location,
@@ -24,9 +23,12 @@ if TYPE_CHECKING:
         store_exists,
     )
 
+#: A session that has not renewed its heartbeat for this long is dead, whatever host it ran on
+#: (see :mod:`liveness`). Here, not there: the options' defaults need it in every session.
+DEFAULT_LEASE_S = 300.0
+
 # Public name -> the module of this package defining it.
 _LAZY = {
-    "DEFAULT_LEASE_S": "liveness",
     "Store": "base",
     "StoreError": "base",
     "Location": "location",

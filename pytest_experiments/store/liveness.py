@@ -23,8 +23,8 @@ import socket
 from pathlib import Path
 from typing import NamedTuple
 
-#: A session that has not renewed its heartbeat for this long is dead, whatever host it ran on.
-DEFAULT_LEASE_S = 300.0
+# Defined in the package (the plugin's options need it in every session), the backends' default.
+from pytest_experiments.store import DEFAULT_LEASE_S as DEFAULT_LEASE_S
 
 
 class Process(NamedTuple):

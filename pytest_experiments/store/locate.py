@@ -6,9 +6,10 @@ else ``PYTEST_XP_ARTIFACTS``, else the ``xp_artifacts`` ini key, else
 A store is a folder (a path, made absolute) or a server store's URL (``postgresql://...``,
 kept as it is).
 
-The plugin asks pytest's own config; :func:`find_store` answers the same question from a
-plain directory (for ``load()`` and the command line) by looking for the ini file the way
-pytest does.
+Which store a session or a command uses; what can be asked of a location once chosen (its
+backend, whether it exists) is :mod:`location`. The plugin asks pytest's own config;
+:func:`find_store` answers the same question from a plain directory (for ``load()`` and the
+command line) by looking for the ini file the way pytest does.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""A store location, and what can be asked of it without going through a backend's module.
+"""A store location, and what can be asked of it without going through a backend's module
+(which location a session uses is :mod:`locate`).
 
 A location is a store folder (SQLite, the default) or a server store's URL
 (``postgresql://...``). Outside the store layer, code speaks to :class:`Store` (opened with
