@@ -11,6 +11,13 @@ What is measured, on a local PostgreSQL server and a local SQLite store:
    ``load(store, history=True)`` of a store of ``--load-runs`` runs (default 100,000, in two
    sessions over the same grid points, built with ``benchmarks/load.py`` and not timed), pandas
    already imported; the target is under 2 s from PostgreSQL.
+3. **Through pytest** (``--pytest-runs`` trivial experiments, default 2,000): the wall time of whole
+   ``python -m pytest -q`` processes recording into a fresh SQLite store and into a fresh
+   PostgreSQL store, next to bare pytest (``-p no:experiments``); the cost per run is
+   (t - t_bare) / N. Medians over ``--repeats``.
+4. **Claims**: the same grid run by one ``--xp-resume`` process, and by 4 concurrent ones on one
+   fresh PostgreSQL store (they split it by claims); total wall time of each, and the ratio
+   (target: within 1.5x).
 
 The server: ``--url`` (default ``$XP_TEST_POSTGRES_URL``, else
 ``postgresql://postgres@127.0.0.1:5432/postgres``), a user who may create databases. A fresh
@@ -32,6 +39,7 @@ import secrets
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +58,14 @@ from pytest_experiments.store.rundirs import relative_run_dir
 from pytest_experiments.values import param_hash
 
 LOAD_TARGET_S = 2.0
+CLAIMS_TARGET = 1.5
+GRID = """
+import pytest
+
+@pytest.mark.parametrize("i", range({runs}))
+def test_point(i):
+    {body}
+"""
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -135,7 +151,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2000, help="runs recorded per store for the per-run cost (2000)")
     parser.add_argument("--load-runs", type=int, default=100_000, help="runs in the store load() reads (100000)")
     parser.add_argument("--repeats", type=int, default=3, help="stores (per-run) and calls (load) timed (3)")
+    parser.add_argument("--pytest-runs", type=int, default=2000, help="trivial experiments run by pytest (2000)")
+    parser.add_argument(
+        "--only", choices=("store", "load", "pytest", "claims"), action="append", help="these sections only"
+    )
     options = parser.parse_args()
+    sections = set(options.only or ("store", "load", "pytest", "claims"))
 
     import pandas
 
@@ -149,9 +170,17 @@ def main() -> None:
             print(
                 f"python {sys.version.split()[0]}, pandas {pandas.__version__}, server {options.url.split('@')[-1]}\n"
             )
-            print_per_run(locations, options.runs, options.repeats)
-            print()
-            print_load(locations, options.load_runs, options.repeats)
+            if "store" in sections:
+                print_per_run(locations, options.runs, options.repeats)
+                print()
+            if "load" in sections:
+                print_load(locations, options.load_runs, options.repeats)
+                print()
+            if "pytest" in sections:
+                print_through_pytest(locations, options.pytest_runs, options.repeats)
+                print()
+            if "claims" in sections:
+                print_claims(locations, options.pytest_runs, options.repeats)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -204,6 +233,81 @@ def print_load(locations: Locations, runs: int, repeats: int) -> None:
             f"{label:<28} {rows:>7} {medians['sqlite']:>9.2f} {medians['postgresql']:>13.2f}"
             f"   PostgreSQL < {LOAD_TARGET_S} s {verdict}"
         )
+
+
+def project(folder: Path, runs: int, experiment: bool) -> Path:
+    """A project folder with one grid of ``runs`` trivial tests (experiments or plain)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mark = "@pytest.mark.experiment\n" if experiment else ""
+    body = 'return {"a": i, "b": i * 0.5}' if experiment else "pass"
+    source = GRID.format(runs=runs, body=body).replace("@pytest.mark.parametrize", mark + "@pytest.mark.parametrize")
+    (folder / "test_grid.py").write_text(source)
+    return folder
+
+
+def pytest_process(folder: Path, *args: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *args]
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST_XP_", "PYTEST_ADDOPTS"))}
+    return subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wall(folder: Path, *args: str) -> float:
+    begin = time.perf_counter()
+    proc = pytest_process(folder, *args)
+    output, _ = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"pytest {' '.join(args)} failed:\n{output[-2000:]}")
+    return time.perf_counter() - begin
+
+
+def store_args(location: str, options: dict[str, Any]) -> list[str]:
+    artifacts = options.get("artifacts")
+    return [f"--xp-store={location}", *([f"--xp-artifacts={artifacts}"] if artifacts else [])]
+
+
+def print_through_pytest(locations: Locations, runs: int, repeats: int) -> None:
+    bare = project(locations.folder / "bare", runs, experiment=False)
+    experiments = project(locations.folder / "experiments", runs, experiment=True)
+    samples: dict[str, list[float]] = {"bare": [], "sqlite": [], "postgresql": []}
+    for _ in range(repeats):
+        samples["bare"].append(wall(bare, "-p", "no:experiments"))
+        for backend in ("sqlite", "postgresql"):
+            samples[backend].append(wall(experiments, *store_args(*locations.new(backend))))
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    header = f"{'through pytest, ' + str(runs) + ' runs, -n 0':<34} {'wall s':>7} {'µs a run over bare':>19}"
+    print(header)
+    print("-" * len(header))
+    for name, label in (
+        ("bare", "bare pytest (-p no:experiments)"),
+        ("sqlite", "SQLite"),
+        ("postgresql", "PostgreSQL"),
+    ):
+        added = "" if name == "bare" else f"{(medians[name] - medians['bare']) / runs * 1e6:>19.0f}"
+        print(f"{label:<34} {medians[name]:>7.2f} {added}")
+
+
+def print_claims(locations: Locations, runs: int, repeats: int) -> None:
+    experiments = project(locations.folder / "experiments", runs, experiment=True)
+    one, four = [], []
+    for _ in range(repeats):
+        one.append(wall(experiments, "--xp-resume", *store_args(*locations.new("postgresql"))))
+        args = ["--xp-resume", *store_args(*locations.new("postgresql"))]
+        with Store.open(args[1].removeprefix("--xp-store="), create=True):
+            pass  # created once, not by four processes at the same instant
+        begin = time.perf_counter()
+        procs = [pytest_process(experiments, *args) for _ in range(4)]
+        outputs = [proc.communicate()[0] for proc in procs]
+        four.append(time.perf_counter() - begin)
+        if any(proc.returncode != 0 for proc in procs):
+            raise SystemExit("a resumer failed:\n" + "\n".join(output[-1000:] for output in outputs))
+    single, concurrent = statistics.median(one), statistics.median(four)
+    verdict = "PASS" if concurrent <= CLAIMS_TARGET * single else "MISS"
+    header = f"{'claims, ' + str(runs) + '-point grid, PostgreSQL':<40} {'wall s':>7}"
+    print(header)
+    print("-" * len(header))
+    print(f"{'1 process, --xp-resume':<40} {single:>7.2f}")
+    print(f"{'4 concurrent processes, --xp-resume':<40} {concurrent:>7.2f}")
+    print(f"ratio {concurrent / single:.2f} (target: within {CLAIMS_TARGET}x) {verdict}")
 
 
 if __name__ == "__main__":

@@ -64,9 +64,10 @@ def __dir__() -> list[str]:
 def open_store(store: str | Path | None = None) -> Store:
     """Open an existing store; ``None`` finds it as pytest would from the current directory."""
     from pytest_experiments.store import Store
-    from pytest_experiments.store.locate import find_store
+    from pytest_experiments.store.locate import artifacts_for, find_store
 
-    return Store.open(find_store() if store is None else store)
+    location = find_store() if store is None else store
+    return Store.open(location, artifacts=artifacts_for(location))
 
 
 def load(

@@ -10,7 +10,7 @@ import pandas as pd
 
 from pytest_experiments.model import STATUSES, RunRecord
 from pytest_experiments.store import Store
-from pytest_experiments.store.locate import find_store
+from pytest_experiments.store.locate import artifacts_for, find_store
 from pytest_experiments.tables import Table, plain, results_column
 
 #: The columns every frame has, in order; ``params.<name>`` and ``metrics.<name>`` follow,
@@ -48,7 +48,8 @@ def load(
     statuses = _statuses(status)
     if isinstance(store, Store):
         return runs_frame(_runs(store, names, statuses, history), metadata=metadata)
-    with Store.open(find_store() if store is None else store, readonly=True) as opened:
+    location = find_store() if store is None else store
+    with Store.open(location, readonly=True, artifacts=artifacts_for(location)) as opened:
         return runs_frame(_runs(opened, names, statuses, history), metadata=metadata)
 
 
@@ -74,7 +75,8 @@ def load_series(
     metrics = None if metric is None else [metric] if isinstance(metric, str) else list(metric)
     if isinstance(store, Store):
         return _series_frame(store, _runs(store, names, statuses, history), metrics)
-    with Store.open(find_store() if store is None else store, readonly=True) as opened:
+    location = find_store() if store is None else store
+    with Store.open(location, readonly=True, artifacts=artifacts_for(location)) as opened:
         return _series_frame(opened, _runs(opened, names, statuses, history), metrics)
 
 

@@ -347,7 +347,7 @@ class ExperimentSession:
     id: str
     started_at: float
     #: Where runs are recorded.
-    store_path: Path
+    store_path: Path | str
     #: The pytest config of the invocation.
     config: Any
     #: Saved once for the whole session (git state, host, packages, command line...).
@@ -360,7 +360,7 @@ class SessionSummary:
 
     #: Runs recorded by this session, by status.
     counts: dict[str, int]
-    store_path: Path
+    store_path: Path | str
     exitstatus: int
 
     @property

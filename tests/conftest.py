@@ -3,6 +3,7 @@ PostgreSQL when ``XP_TEST_POSTGRES_URL`` names a server: see ``backends.py``).""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -15,6 +16,15 @@ from browser import browser_required, chromium
 from processes import LEAKY_ENV, PLUGINS_OFF, Processes
 
 pytest_plugins = ["pytester"]
+
+# In-process inner sessions (pytester.runpytest) unload the modules they imported when they end,
+# but psycopg's compiled part stays loaded and keeps raising the first import's exception classes:
+# a PostgreSQL store imported anew would then miss them (``except psycopg.Error``). Imported here
+# once, before any inner session, they are never unloaded.
+with contextlib.suppress(ImportError):
+    import psycopg  # noqa: F401
+
+    import pytest_experiments.store.postgres  # noqa: F401
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -70,6 +80,17 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     kind: str = request.param
     url = request.getfixturevalue("postgres_database") if kind == "postgresql" else None
     return make_backend(kind, tmp_path, url)
+
+
+@pytest.fixture
+def xp_backend(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Backend:
+    """Inner sessions of the test (and ``load()``, the command line) use ``backend``'s store,
+    through ``PYTEST_XP_STORE`` / ``PYTEST_XP_ARTIFACTS``: an end-to-end test taking this
+    fixture runs on each backend in turn."""
+    monkeypatch.setenv("PYTEST_XP_STORE", backend.location)
+    if backend.artifacts is not None:
+        monkeypatch.setenv("PYTEST_XP_ARTIFACTS", str(backend.artifacts))
+    return backend
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_experiments import RunRecord, Store
+from pytest_experiments import RunRecord, open_store
 
 TIMEOUT = 60.0  # generous bound for one inner session; the tests themselves take seconds
 
@@ -27,6 +27,7 @@ TIMEOUT = 60.0  # generous bound for one inner session; the tests themselves tak
 LEAKY_ENV = (
     "PYTEST_ADDOPTS",
     "PYTEST_XP_STORE",
+    "PYTEST_XP_ARTIFACTS",
     "PYTEST_XDIST_WORKER",
     "PYTEST_XDIST_WORKER_COUNT",
     "PYTEST_XDIST_TESTRUNUID",
@@ -132,13 +133,14 @@ BLOCKING_GRID = """
 
 
 def store_of(pytester: pytest.Pytester) -> Path:
-    """The default store of the inner sessions run in ``pytester.path``."""
-    return pytester.path / ".experiments"
+    """The default store of the inner sessions run in ``pytester.path`` (or, under the
+    ``xp_backend`` fixture, the store it set: then a URL for PostgreSQL)."""
+    return os.environ.get("PYTEST_XP_STORE") or pytester.path / ".experiments"  # type: ignore[return-value]
 
 
 def history(pytester: pytest.Pytester) -> list[RunRecord]:
-    """Every run of the default store, older runs of a grid point included."""
-    with Store.open(store_of(pytester)) as store:
+    """Every run of the store, older runs of a grid point included."""
+    with open_store(store_of(pytester)) as store:
         return store.runs(history=True)
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from backends import Backend
 from processes import inner_env, store_of
 
-from pytest_experiments import Store, load
+from pytest_experiments import load, open_store
 
 HAS_SCIPY = importlib.util.find_spec("scipy") is not None
 if HAS_SCIPY:  # imported once here: in-process sessions cannot import scipy's C modules a second time
@@ -97,7 +98,9 @@ def one_line_usage_error(result: pytest.RunResult) -> str:
 # -- saving a baseline --------------------------------------------------------------------
 
 
-def test_save_baseline_holds_the_passed_runs_of_that_session_only(pytester: pytest.Pytester) -> None:
+def test_save_baseline_holds_the_passed_runs_of_that_session_only(
+    pytester: pytest.Pytester, xp_backend: Backend
+) -> None:
     setup(pytester, EXPERIMENTS, **BEFORE)
     pytester.runpytest().assert_outcomes(passed=5)  # an earlier session: test_net, x=1..3, plain
     set_data(pytester, **{**BEFORE, "acc": {"1": 0.91, "2": 0.92}})  # x=3 now fails (KeyError)
@@ -108,7 +111,7 @@ def test_save_baseline_holds_the_passed_runs_of_that_session_only(pytester: pyte
     text = path.read_text(encoding="utf-8")
     data = json.loads(text)
     assert text == json.dumps(data, sort_keys=True, indent=2) + "\n"  # sorted keys, diff-friendly
-    with Store.open(store_of(pytester)) as store:
+    with open_store(store_of(pytester)) as store:
         session_id = store.sessions()[-1].session_id
         runs = {run.node_id: run for run in store.runs(session_id=session_id)}
     # Only this session's passed runs: not x=3 (failed), not test_net (an earlier session), not test_plain.
@@ -196,7 +199,7 @@ def test_comparison_lists_baseline_entries_not_run(pytester: pytest.Pytester, ar
 # -- comparing while the session runs -----------------------------------------------------
 
 
-def test_regression_fails_exactly_that_test_under_xdist(pytester: pytest.Pytester) -> None:
+def test_regression_fails_exactly_that_test_under_xdist(pytester: pytest.Pytester, xp_backend: Backend) -> None:
     setup(pytester, EXPERIMENTS, **BEFORE)
     pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=5)
     set_data(pytester, **AFTER)
@@ -268,7 +271,7 @@ def test_regression_fails_exactly_that_test_under_xdist(pytester: pytest.Pyteste
     assert saved["test_exp.py::test_net[small]"]["params"] == {"config": {"width": 128}}
 
 
-def test_no_change_passes_and_says_so(pytester: pytest.Pytester) -> None:
+def test_no_change_passes_and_says_so(pytester: pytest.Pytester, xp_backend: Backend) -> None:
     setup(pytester, EXPERIMENTS, **BEFORE)
     pytester.runpytest("--xp-save-baseline=baseline.json").assert_outcomes(passed=5)
     result = pytester.runpytest("--xp-baseline=baseline.json", "--xp-report-md=report.md")

@@ -172,7 +172,11 @@ def test_async_experiments_keep_their_return_value(pytester: pytest.Pytester, mo
     # Auto mode needs no asyncio mark.
     source = ASYNC_EXPERIMENTS if mode == "strict" else re.sub(r" *@pytest.mark.asyncio\n", "", ASYNC_EXPERIMENTS)
     pytester.makepyfile(test_async=source)
-    result = pytester.runpytest(*ASYNCIO, "-o", f"asyncio_mode={mode}", "-p", "anyio", "-W", "error")
+    # -W error, but for pytest's note that the plugin named "asyncio" cannot be rewritten: the
+    # standard library's asyncio, imported by this outer session (psycopg imports it, see
+    # conftest.py), has that name.
+    no_rewrite_note = ("-W", "ignore:Module already imported so cannot be rewritten; asyncio")
+    result = pytester.runpytest(*ASYNCIO, "-o", f"asyncio_mode={mode}", "-p", "anyio", "-W", "error", *no_rewrite_note)
     result.assert_outcomes(passed=5)
     runs = {node.split("::", 1)[1]: run for node, run in latest(pytester).items()}
     assert {name: run.metrics for name, run in runs.items()} == {

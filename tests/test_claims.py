@@ -104,14 +104,19 @@ HOLD_CLAIM_CONFTEST = """
         SQLiteStore.claim_run = held_claim_run
 """
 
-SKIP_REASON = re.compile(r"^SKIPPED \[(\d+)\] \S+: (running|done) in session (\S+)$")
+# Resuming sessions start at different places in their grid (``xp-spread``); these tests
+# follow one order, pytest's.
+IN_ORDER = ("-p", "no:xp-spread")
+
+TAKEN_REASON = re.compile(r"^xp:   (\d+) (running|done) in session (\S+)$")
 
 
 def skip_reasons(output: str) -> Counter[tuple[str, str]]:
-    """{(running|done, session id): count} from the ``-rs`` summary."""
+    """{(running|done, session id): count} of the grid points another session had, from the
+    summary's ``-v`` lines (such points are not run, nor reported one by one)."""
     counts: Counter[tuple[str, str]] = Counter()
     for line in output.splitlines():
-        match = SKIP_REASON.match(line)
+        match = TAKEN_REASON.match(line)
         if match:
             counts[match.group(2), match.group(3)] += int(match.group(1))
     return counts
@@ -257,7 +262,7 @@ def test_claims_skip_what_another_session_did_since_the_snapshot(pytester: pytes
     claim_grid(pytester, list(range(4)))
     gate = pytester.mkdir("gate")
     # The resuming session takes its snapshot (nothing run yet) and waits at the gate...
-    resuming = procs.start("--xp-resume", "-rs", XP_TEST_GATE=str(gate))
+    resuming = procs.start("--xp-resume", "-v", XP_TEST_GATE=str(gate))
     procs.wait_ready(gate, 1)
     # ... while another session runs points 0-2 and is busy with point 3.
     other = procs.start(XP_TEST_BLOCK_AT="3")
@@ -267,7 +272,8 @@ def test_claims_skip_what_another_session_did_since_the_snapshot(pytester: pytes
 
     assert code == 0, output
     assert "xp: resume: 0 done, 4 to run (4 never run)" in output.splitlines()
-    assert "4 skipped" in output
+    assert "skipped" not in output  # not run: said once in the summary
+    assert "xp: 0 run here, 4 taken by other sessions" in output.splitlines()
     other_session = session_of(pytester, other)
     assert skip_reasons(output) == {("done", other_session): 3, ("running", other_session): 1}
     # A skip for a claim records no run, and runs no body.
@@ -292,9 +298,9 @@ def test_a_claim_held_back_before_a_snapshot_still_counts_as_after_it(
     # point 0 a second time).
     claim_grid(pytester, list(range(3)), GATE_CONFTEST + HOLD_CLAIM_CONFTEST)
     gate, hold = pytester.mkdir("gate"), pytester.mkdir("hold")
-    held = procs.start("--xp-resume", XP_TEST_HOLD_CLAIM=str(hold))
+    held = procs.start("--xp-resume", *IN_ORDER, XP_TEST_HOLD_CLAIM=str(hold))
     assert procs.wait_for(hold / "holding", held) == node(0)
-    resuming = procs.start("--xp-resume", "-rs", XP_TEST_GATE=str(gate))
+    resuming = procs.start("--xp-resume", "-v", XP_TEST_GATE=str(gate))
     procs.wait_ready(gate, 1)  # A's snapshot is taken
     (hold / "release").write_text("")
     code, output = procs.finish(held)
@@ -320,7 +326,7 @@ def test_concurrent_resumers_run_each_grid_point_once(pytester: pytest.Pytester,
     first, second = pytester.mkdir("gate-1"), pytester.mkdir("gate-2")
     waves = {"a": (first, []), "b": (first, ["-n", "2"]), "c": (second, []), "d": (second, ["-n", "2"])}
     started = {
-        label: procs.start("--xp-resume", "-rs", *flags, XP_TEST_GATE=str(gate), XP_TEST_LABEL=label, XP_TEST_MEET="4")
+        label: procs.start("--xp-resume", "-v", *flags, XP_TEST_GATE=str(gate), XP_TEST_LABEL=label, XP_TEST_MEET="4")
         for label, (gate, flags) in waves.items()
         if gate == first
     }
@@ -332,7 +338,7 @@ def test_concurrent_resumers_run_each_grid_point_once(pytester: pytest.Pytester,
     for label, (gate, flags) in waves.items():
         if gate == second:
             env = {"XP_TEST_GATE": str(gate), "XP_TEST_LABEL": label, "XP_TEST_MEET": "4"}
-            started[label] = procs.start("--xp-resume", "-rs", *flags, **env)
+            started[label] = procs.start("--xp-resume", "-v", *flags, **env)
     procs.release_together(second, 2)
     results = {label: procs.finish(proc) for label, proc in started.items()}
 
@@ -362,8 +368,8 @@ def test_point_of_a_killed_resumer_is_run_by_a_surviving_one(pytester: pytest.Py
     gate, hold = pytester.mkdir("gate"), pytester.mkdir("hold")
     # Both snapshot an empty store. The survivor is held at its first claim while the victim
     # runs points 0-2 and is killed (SIGKILL, its whole process group) in the body of 3.
-    victim = procs.start("--xp-resume", XP_TEST_GATE=str(gate), XP_TEST_BLOCK_AT="3")
-    survivor = procs.start("--xp-resume", "-rs", XP_TEST_GATE=str(gate), XP_TEST_HOLD_CLAIM=str(hold))
+    victim = procs.start("--xp-resume", *IN_ORDER, XP_TEST_GATE=str(gate), XP_TEST_BLOCK_AT="3")
+    survivor = procs.start("--xp-resume", *IN_ORDER, "-v", XP_TEST_GATE=str(gate), XP_TEST_HOLD_CLAIM=str(hold))
     procs.release_together(gate, 2)
     victim_pid = int(procs.wait_for(pytester.path / "blocked-3", victim))
     assert procs.wait_for(hold / "holding", survivor) == node(0)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from backends import Backend
 from cli_helpers import cli, user_error
 
-from pytest_experiments import Store, load
+from pytest_experiments import Store, load, open_store
 from pytest_experiments.cli.sessions import runs_to_delete
 from pytest_experiments.model import RunRecord, RunStart
 from pytest_experiments.tables import Column, common_prefix, latex_escape, shorten, text_table
@@ -66,7 +67,17 @@ def record(pytester: pytest.Pytester, *, sessions: int = 1) -> Path:
 
 
 @pytest.fixture
-def store(pytester: pytest.Pytester) -> Path:
+def store(pytester: pytest.Pytester, xp_backend: Backend) -> Path | str:
+    """A store written by :func:`record`, on each backend in turn (a URL for PostgreSQL)."""
+    pytester.makepyfile(test_demo=EXPERIMENTS)
+    location = xp_backend.location  # run folders of a PostgreSQL store: under PYTEST_XP_ARTIFACTS
+    pytester.runpytest(f"--xp-store={location}", "-p", "no:cacheprovider").assert_outcomes(passed=6, failed=2)
+    return location if xp_backend.kind == "postgresql" else Path(location)
+
+
+@pytest.fixture
+def sqlite_store(pytester: pytest.Pytester) -> Path:
+    """A store written by :func:`record` in a folder (for what concerns paths only)."""
     return record(pytester)
 
 
@@ -82,8 +93,8 @@ def json_runs(capsys: pytest.CaptureFixture[str], store: Path, *args: str) -> li
     return rows
 
 
-def run_ids(store: Path, **filters: object) -> list[str]:
-    with Store.open(store) as opened:
+def run_ids(store: Path | str, **filters: object) -> list[str]:
+    with open_store(store) as opened:
         return [run.run_id for run in opened.runs(history=True, **filters)]  # type: ignore[arg-type]
 
 
@@ -108,8 +119,9 @@ def test_status_counts_latest_runs_per_experiment_and_store_size(
 
 
 def test_store_is_found_as_pytest_finds_it_and_store_goes_before_or_after(
-    store: Path, pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    sqlite_store: Path, pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    store = sqlite_store
     assert ok(capsys, "--store", store, "status").startswith(f"store {store}\n")
     assert ok(capsys, "--store", "missing", "status", "--store", store).startswith(f"store {store}\n")
     monkeypatch.setenv("PYTEST_XP_STORE", str(store))
@@ -320,7 +332,7 @@ def test_bad_format_is_one_clear_line(store: Path, capsys: pytest.CaptureFixture
 
 
 def test_show_by_id_prefix_and_node_id(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with Store.open(store) as opened:
+    with open_store(store) as opened:
         run = next(run for run in opened.runs() if run.node_id == f"{TRAIN}[lr=0.1-seed=1]")
     full = ok(capsys, "show", "--store", store, run.run_id)
     assert full.startswith(f"run {run.run_id}  passed\n")
@@ -339,7 +351,8 @@ def test_show_by_id_prefix_and_node_id(store: Path, capsys: pytest.CaptureFixtur
     metadata = "\n".join(lines[section["metadata"] : section["artefacts"]])
     assert "  timing.call " in metadata
     assert "  code sha256 " in metadata
-    assert "  command      pytest --xp-store=" in metadata
+    assert "  command      pytest " in metadata
+    assert "--xp-store=" in metadata  # a URL is quoted (its ?)
     assert "installed distributions recorded" in metadata
     assert "CPython" in metadata or "PyPy" in metadata
     assert lines[section["artefacts"] + 1].split() == ["model.txt", "100", "B"]
@@ -390,7 +403,8 @@ def test_export_csv_and_json_hold_every_column(
     assert table[0]["metrics.acc"] == "0.999"
 
 
-def test_export_parquet(pytester: pytest.Pytester, store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_parquet(pytester: pytest.Pytester, sqlite_store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = sqlite_store
     # pyarrow is in the test extra: this runs, never skips.
     target = pytester.path / "out.parquet"
     ok(capsys, "export", "--store", store, "-o", target)
@@ -554,7 +568,8 @@ def test_every_subcommand_has_help_with_an_example(capsys: pytest.CaptureFixture
     assert "\n  pytest-experiments " in example
 
 
-def test_python_m_and_console_script(store: Path) -> None:
+def test_python_m_and_console_script(sqlite_store: Path) -> None:
+    store = sqlite_store
     script = Path(sys.executable).parent / "pytest-experiments"
     assert script.exists(), "install the package (pip install -e .) to get the console script"
     module = subprocess.run(

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from backends import Backend
 
 import pytest_experiments
-from pytest_experiments import RunRecord, Store, load
+from pytest_experiments import RunRecord, load, open_store
 
 WARN_ALWAYS = ("-W", "always::pytest.PytestWarning")
 
@@ -26,13 +27,14 @@ def _no_store_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYTEST_XP_STORE", raising=False)
 
 
-def store_path(pytester: pytest.Pytester) -> Path:
-    return pytester.path / ".experiments"
+def store_path(pytester: pytest.Pytester) -> Path | str:
+    """The store of the inner sessions: the default one, or the backend's of ``xp_backend``."""
+    return os.environ.get("PYTEST_XP_STORE") or pytester.path / ".experiments"
 
 
 def full_runs(pytester: pytest.Pytester, **filters: object) -> dict[str, RunRecord]:
     """Every stored run (history), read in full with ``Store.run``, by experiment name."""
-    with Store.open(store_path(pytester)) as store:
+    with open_store(store_path(pytester)) as store:
         return {run.experiment: store.run(run.run_id) for run in store.runs(history=True, **filters)}  # type: ignore[arg-type]
 
 
@@ -44,7 +46,7 @@ def git(directory: Path, *args: str) -> str:
 # -- return values ----------------------------------------------------------------------
 
 
-def test_return_values_become_metrics_and_json_result(pytester: pytest.Pytester) -> None:
+def test_return_values_become_metrics_and_json_result(pytester: pytest.Pytester, xp_backend: Backend) -> None:
     pytester.makeini("[pytest]\nfilterwarnings = error\n")
     pytester.makepyfile(
         """
@@ -156,7 +158,7 @@ def test_user_filterwarnings_applies_to_our_warnings(pytester: pytest.Pytester, 
 # -- the xp API -------------------------------------------------------------------------
 
 
-def test_xp_api_records_everything(pytester: pytest.Pytester) -> None:
+def test_xp_api_records_everything(pytester: pytest.Pytester, xp_backend: Backend) -> None:
     pytester.makepyfile(
         """
         import json
@@ -197,7 +199,7 @@ def test_xp_api_records_everything(pytester: pytest.Pytester) -> None:
     assert run.metadata["note"] == {"k": [1, 2]}
     assert run.metadata["timing"]["fit"] >= 0.02
     assert 0 <= run.metadata["timing"]["predict"] <= float((run.dir / "around.txt").read_text())
-    with Store.open(store_path(pytester)) as store:
+    with open_store(store_path(pytester)) as store:
         assert store.metric_series(run.run_id, "loss") == [(0, 1.0), (1, 0.5), (2, 0.25)]
         assert store.metric_series(run.run_id, "final") == [(None, 1.0), (None, 2.0)]
         assert store.metric_series(run.run_id, "acc") == [(0, 0.8), (1, 0.9)]
@@ -274,7 +276,7 @@ def test_bad_log_metric_input_is_a_type_error_in_the_test(pytester: pytest.Pytes
 # -- statuses ---------------------------------------------------------------------------
 
 
-def test_statuses_and_errors(pytester: pytest.Pytester) -> None:
+def test_statuses_and_errors(pytester: pytest.Pytester, xp_backend: Backend) -> None:
     pytester.makepyfile(
         """
         import pytest
@@ -352,7 +354,7 @@ def test_statuses_and_errors(pytester: pytest.Pytester) -> None:
     assert runs["test_passes"].error is None
     assert runs["test_skip_inside"].error is None
     assert runs["test_xfail"].error is None
-    with Store.open(store_path(pytester)) as store:
+    with open_store(store_path(pytester)) as store:
         assert store.metric_series(failed.run_id, "loss") == [(0, 0.5), (1, 0.4)]
     frame = load(store_path(pytester)).set_index("experiment")
     assert frame.loc["test_fails", "error"] == "ValueError: diverged at step 2"
@@ -364,7 +366,7 @@ def test_statuses_and_errors(pytester: pytest.Pytester) -> None:
 # -- metadata ---------------------------------------------------------------------------
 
 
-def test_timing_host_versions_packages_command_and_worker(pytester: pytest.Pytester) -> None:
+def test_timing_host_versions_packages_command_and_worker(pytester: pytest.Pytester, xp_backend: Backend) -> None:
     pytester.makepyfile(
         """
         import time
@@ -418,7 +420,7 @@ def test_code_source_without_decorators_and_hash_stable_across_grid_edits(pytest
     pytester.runpytest().assert_outcomes(passed=4)
     source.write_text(textwrap.dedent(template.format(grid="[1]", factor="20")))
     pytester.runpytest().assert_outcomes(passed=1)
-    with Store.open(store_path(pytester)) as store:
+    with open_store(store_path(pytester)) as store:
         runs = [store.run(run.run_id) for run in store.runs(history=True)]
         sessions = [session.session_id for session in store.sessions()]
     assert len(runs) == 7
@@ -451,7 +453,7 @@ def test_git_state_of_the_rootdir_repository(pytester: pytest.Pytester) -> None:
     pytester.runpytest().assert_outcomes(passed=1)
     (pytester.path / "data.txt").write_text("v2\n")
     pytester.runpytest().assert_outcomes(passed=1)
-    with Store.open(store_path(pytester)) as store:
+    with open_store(store_path(pytester)) as store:
         clean, dirty = (store.run(run.run_id).session["git"] for run in store.runs(history=True))
     assert clean == {"commit": commit, "branch": "trunk", "dirty": False}
     assert dirty == {"commit": commit, "branch": "trunk", "dirty": True}
@@ -475,7 +477,7 @@ def test_git_repository_without_commits_records_what_it_can(pytester: pytest.Pyt
     assert "remote" not in run.session["git"]
 
 
-def test_captured_output_is_saved_only_when_not_empty(pytester: pytest.Pytester) -> None:
+def test_captured_output_is_saved_only_when_not_empty(pytester: pytest.Pytester, xp_backend: Backend) -> None:
     pytester.makepyfile(
         """
         import sys
@@ -509,7 +511,7 @@ def test_captured_output_is_saved_only_when_not_empty(pytester: pytest.Pytester)
 # -- history ----------------------------------------------------------------------------
 
 
-def test_history_is_kept_across_sessions(pytester: pytest.Pytester) -> None:
+def test_history_is_kept_across_sessions(pytester: pytest.Pytester, xp_backend: Backend) -> None:
     pytester.makepyfile(
         """
         import pytest
@@ -521,7 +523,7 @@ def test_history_is_kept_across_sessions(pytester: pytest.Pytester) -> None:
     )
     pytester.runpytest().assert_outcomes(passed=2)
     pytester.runpytest().assert_outcomes(passed=2)
-    with Store.open(store_path(pytester)) as store:
+    with open_store(store_path(pytester)) as store:
         history = store.runs(history=True)
         latest = store.runs()
         sessions = store.sessions()
@@ -559,7 +561,7 @@ def test_conftest_run_hooks(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.runpytest().assert_outcomes(passed=2)
-    with Store.open(store_path(pytester)) as store:
+    with open_store(store_path(pytester)) as store:
         runs = [store.run(run.run_id) for run in store.runs(history=True)]
     assert len(runs) == 2
     for run in runs:
@@ -581,7 +583,7 @@ def test_conftest_hook_applies_to_its_own_directory_only(pytester: pytest.Pytest
         "def pytest_experiments_run_end(run):\n    run.metadata['where'] = 'inner'\n"
     )
     pytester.runpytest().assert_outcomes(passed=2)
-    with Store.open(store_path(pytester)) as store:
+    with open_store(store_path(pytester)) as store:
         metadata = {run.module: store.run(run.run_id).metadata for run in store.runs(history=True)}
     assert set(metadata) == {"inner/test_inner.py", "outer/test_outer.py"}
     assert metadata["inner/test_inner.py"]["where"] == "inner"
@@ -622,7 +624,7 @@ def test_session_hooks_are_called_once_on_the_controller(pytester: pytest.Pytest
     )
     pytester.runpytest(*xdist).assert_outcomes(passed=5, failed=1)
     lines = (pytester.path / "session_calls.log").read_text().splitlines()
-    with Store.open(store_path(pytester)) as store:
+    with open_store(store_path(pytester)) as store:
         (session,) = store.sessions()
         runs = store.runs(history=True)
         full = store.run(runs[0].run_id)
@@ -657,7 +659,7 @@ def test_builtin_collectors_can_be_switched_off(pytester: pytest.Pytester) -> No
     pytester.runpytest().assert_outcomes(passed=1)
     blocked = ["xp-git", "xp-host", "xp-packages", "xp-command", "xp-code", "xp-capture"]
     pytester.runpytest(*(arg for name in blocked for arg in ("-p", f"no:{name}"))).assert_outcomes(passed=1)
-    with Store.open(store_path(pytester)) as store:
+    with open_store(store_path(pytester)) as store:
         on, off = (store.run(run.run_id) for run in store.runs(history=True))
     assert {"git", "host", "versions", "packages", "command", "cwd"} <= set(on.session)
     assert on.code_sha256 is not None

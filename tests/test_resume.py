@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from backends import Backend
 from processes import BLOCKING_GRID, Processes, history, store_of
 
-from pytest_experiments import RunRecord, Store, load
+from pytest_experiments import RunRecord, Store, load, open_store
 from pytest_experiments.model import RunStart, SessionStart
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -82,7 +83,7 @@ def ids(module: str, function: str, values: Iterable[object]) -> set[str]:
 
 
 def latest_runs(pytester: pytest.Pytester) -> list[RunRecord]:
-    with Store.open(store_of(pytester)) as store:
+    with open_store(store_of(pytester)) as store:
         return store.runs()
 
 
@@ -127,7 +128,7 @@ MIXED_CASES = (
 )
 
 
-def test_resume_runs_what_is_not_done_and_keeps_failures(pytester: pytest.Pytester) -> None:
+def test_resume_runs_what_is_not_done_and_keeps_failures(pytester: pytest.Pytester, xp_backend: Backend) -> None:
     write_module(pytester, "test_mixed", MIXED.format(cases=MIXED_CASES.format(more="")))
     (pytester.path / "interrupt.flag").write_text("")
     result = pytester.runpytest(no_reraise_ctrlc=True)
@@ -191,7 +192,7 @@ REORDERED = """
 """
 
 
-def test_reordered_grid_still_counts_old_runs_as_done(pytester: pytest.Pytester) -> None:
+def test_reordered_grid_still_counts_old_runs_as_done(pytester: pytest.Pytester, xp_backend: Backend) -> None:
     # Dicts get positional ids (cfg0, cfg1...): reordering the grid shifts every id.
     write_module(pytester, "test_fit", REORDERED.format(configs='[{"lr": 0.1}, {"lr": 0.2}]'))
     pytester.runpytest().assert_outcomes(passed=2)
@@ -273,7 +274,7 @@ BUGGY_DATA = 'assert request.node.callspec.params["i"] != 3, "no data for 3"'
 FIXED_DATA = "pass"
 
 
-def test_retry_failed_after_fixing_a_failure(pytester: pytest.Pytester) -> None:
+def test_retry_failed_after_fixing_a_failure(pytester: pytest.Pytester, xp_backend: Backend) -> None:
     write_module(pytester, "test_retry", RETRY.format(model=BUGGY_MODEL, data=BUGGY_DATA))
     (pytester.path / "interrupt.flag").write_text("")
     result = pytester.runpytest(no_reraise_ctrlc=True)
@@ -305,7 +306,9 @@ def test_retry_failed_after_fixing_a_failure(pytester: pytest.Pytester) -> None:
     assert len(latest) == 6
 
 
-def test_resume_and_retry_failed_together_run_every_experiment_not_done(pytester: pytest.Pytester) -> None:
+def test_resume_and_retry_failed_together_run_every_experiment_not_done(
+    pytester: pytest.Pytester, xp_backend: Backend
+) -> None:
     write_module(pytester, "test_mixed", MIXED.format(cases=MIXED_CASES.format(more="")))
     (pytester.path / "interrupt.flag").write_text("")
     assert pytester.runpytest(no_reraise_ctrlc=True).ret == pytest.ExitCode.INTERRUPTED
@@ -391,7 +394,7 @@ CODE = """
 """
 
 
-def test_rerun_changed_after_editing_the_function_body(pytester: pytest.Pytester) -> None:
+def test_rerun_changed_after_editing_the_function_body(pytester: pytest.Pytester, xp_backend: Backend) -> None:
     write_module(pytester, "test_code", CODE.format(a="i", c="k"))
     pytester.runpytest().assert_outcomes(passed=6)
     before = {run.run_id: run for run in history(pytester)}
@@ -735,7 +738,8 @@ def test_replaced_worker_collects_late_and_selects_the_same(pytester: pytest.Pyt
     half_done_grid(pytester, 200, pause=0)
     pytester.makeconftest(WORKER_CONFTEST)
     (pytester.path / "block.json").write_text("[1]")
-    proc = procs.start("-n", "2", "--xp-resume")
+    # In pytest's order (-p no:xp-spread): the blocked point comes first, while the grid is still to run.
+    proc = procs.start("-n", "2", "--xp-resume", "-p", "no:xp-spread")
     victim = int(procs.wait_for(pytester.path / "blocked-1", proc))
     assert victim != proc.pid
     (pytester.path / "killed").write_text("")

@@ -1,5 +1,6 @@
 """On a real SLURM cluster (one node, started by ``.ci/slurm up``): array jobs with
-``--xp-shard auto`` into per-task SQLite stores, merged; a task cancelled mid-run, then resumed.
+``--xp-shard auto`` into per-task SQLite stores, merged; a task cancelled mid-run, then resumed;
+array tasks resuming one PostgreSQL store.
 
 ``XP_TEST_SLURM`` names the cluster's ``slurm.conf`` (what ``.ci/slurm up`` prints). Without it
 these tests are skipped with that reason, except where ``CI`` or ``XP_REQUIRE_SLURM=1`` is set:
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from backends import Backend, make_backend
 from processes import inner_env
 
 from pytest_experiments import Store
@@ -169,3 +171,23 @@ def test_a_cancelled_task_reads_interrupted_and_resume_finishes_it(pytester: pyt
     points = merged_points(pytester)
     assert len(points) == POINTS
     assert set(points.values()) == {1}
+
+
+def test_array_tasks_resuming_one_postgres_store_run_each_point_once(
+    pytester: pytest.Pytester, cluster: Cluster, postgres_database: str, tmp_path: Path
+) -> None:
+    # Every task runs the same command (what examples/cluster/shared_postgres.sbatch does): the
+    # tasks split the grid by claims, each point is run by exactly one of them.
+    pg: Backend = make_backend("postgresql", tmp_path, postgres_database)
+    pytester.makepyfile(test_sweep=SWEEP)
+    command = shlex.join(pytest_command("--xp-resume", f"--xp-store={pg.location}", f"--xp-artifacts={pg.artifacts}"))
+    job = cluster.submit_array("0-3", f"#!/bin/bash\ncd {shlex.quote(str(pytester.path))}\nexec {command}\n")
+    cluster.wait(job)
+    assert set(cluster.states(job).values()) == {("COMPLETED", "0:0")}, cluster.outputs()
+    with pg.open(readonly=True) as store:
+        runs = store.runs(history=True)
+    points = Counter(run.param_hash for run in runs if run.status == "passed")
+    assert len(points) == POINTS
+    assert set(points.values()) == {1}
+    assert {run.status for run in runs} == {"passed"}
+    assert {run.dir.parent.parent for run in runs} == {pg.artifacts / "runs"}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_experiments.store import Store, StoreError, store_exists
-from pytest_experiments.store.locate import find_store
+from pytest_experiments.store.locate import artifacts_for, find_store
 from pytest_experiments.store.server_url import is_server_url
 
 PROG = "pytest-experiments"
@@ -55,7 +55,7 @@ def store_at(path: Path | str, *, write: bool = False, upgrade: bool = False) ->
     try:
         # create= migrates; it never creates a store here: only one that exists is opened so.
         create = write and upgrade and store_exists(path)
-        store = Store.open(path, readonly=not write, create=create)
+        store = Store.open(path, readonly=not write, create=create, artifacts=artifacts_for(path))
     except StoreError as exc:
         raise CLIError(str(exc).replace("--xp-store", "--store")) from None
     try:

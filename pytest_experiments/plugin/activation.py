@@ -25,6 +25,7 @@ from pytest_experiments.plugin.recorder import Recorder
 from pytest_experiments.plugin.session import SessionLifecycle
 from pytest_experiments.plugin.store_access import StoreHandle
 from pytest_experiments.store import StoreError, check_location
+from pytest_experiments.store.location import shown
 
 if TYPE_CHECKING:
     from pytest_experiments.plugin.selection import Snapshot
@@ -64,12 +65,20 @@ def activate(
     distributes = xdist.starts_workers(config)
     started = xdist.session_of(config)
     snapshot = _snapshot(config, settings) if settings.selection.active else None
-    handle = StoreHandle(settings.store_path, started, settings.lease, controller=not worker)
+    handle = StoreHandle(
+        settings.store_path, started, settings.lease, controller=not worker, artifacts=settings.artifacts_root
+    )
     config.stash[HANDLE_KEY] = handle
+    if not worker and settings.server_store and settings.artifacts is None:
+        _warn_local_artifacts(config, handle)
     claim_after = snapshot.mark if snapshot is not None and settings.selection.claims else None
     config.pluginmanager.register(Recorder(handle, settings.worker, claim_after), "xp-recorder")
     if snapshot is not None:
         _register_selection(config, settings, snapshot, controller=not worker)
+        if settings.selection.claims and not config.pluginmanager.is_blocked("xp-spread"):
+            from pytest_experiments.plugin.spread import Spread
+
+            config.pluginmanager.register(Spread(started.session_id), "xp-spread")
     if not worker:
         runs_tests = not (config.getoption("collectonly") or settings.selection.status)
         lifecycle = SessionLifecycle(config, handle, runs_tests)
@@ -88,7 +97,9 @@ def activate(
     if settings.html is not None and not worker:
         from pytest_experiments.plugin.html import HtmlReport
 
-        config.pluginmanager.register(HtmlReport(settings.html, settings.store_path, started.session_id), "xp-html")
+        config.pluginmanager.register(
+            HtmlReport(settings.html, settings.store_path, started.session_id, settings.artifacts_root), "xp-html"
+        )
     for name, collector in BUILTIN_COLLECTORS.items():
         if not config.pluginmanager.is_blocked(name):
             config.pluginmanager.register(collector(), name)
@@ -99,6 +110,33 @@ def activate(
         elif reported:
             lifecycle.start_late()
     _stop_on_sigterm(config)
+
+
+def _warn_local_artifacts(config: pytest.Config, handle: StoreHandle) -> None:
+    """One line, once per session (the controller's): run folders of a server store without
+    ``--xp-artifacts`` stay on this host."""
+    line = (
+        f"xp: warning: run folders of the store {shown(handle.path)} are kept in {handle.root}, which other hosts "
+        "cannot see; give --xp-artifacts PATH (ini xp_artifacts) on a filesystem every host sees"
+    )
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line, yellow=True)
+    else:  # activated at configuration, before the terminal exists
+        config.pluginmanager.register(_LineAtStart(line), "xp-artifacts-warning")
+
+
+class _LineAtStart:
+    """Writes one line when the session starts (pytest's header is out by then)."""
+
+    def __init__(self, line: str) -> None:
+        self._line = line
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(self._line, yellow=True)
 
 
 def _register_selection(config: pytest.Config, settings: Settings, snapshot: Snapshot, controller: bool) -> None:

@@ -143,7 +143,7 @@ class RunComparison:
 class ComparisonReport:
     """Controller side: group verdicts, terminal summary, markdown report, baseline saving."""
 
-    def __init__(self, options: ComparisonOptions, session_id: str, store_path: Path) -> None:
+    def __init__(self, options: ComparisonOptions, session_id: str, store_path: Path | str) -> None:
         self._options = options
         self._session_id = session_id
         self._store_path = store_path

@@ -164,12 +164,15 @@ class PackagesCollector:
 
 
 class CommandCollector:
-    """``xp-command``: the command line and the directory it was given in."""
+    """``xp-command``: the command line (any password in a store URL masked) and the directory
+    it was given in."""
 
     @pytest.hookimpl
     def pytest_experiments_session_start(self, session: ExperimentSession) -> None:
+        from pytest_experiments.store.server_url import masked_in
+
         params = session.config.invocation_params
-        session.metadata["command"] = shlex.join(["pytest", *params.args])
+        session.metadata["command"] = shlex.join(["pytest", *(masked_in(str(arg)) for arg in params.args)])
         session.metadata["cwd"] = str(params.dir)
 
 

@@ -19,9 +19,11 @@ from pytest_experiments.store import Store, StoreError
 class HtmlReport:
     """Controller side: writes the report once every run of the session has ended."""
 
-    def __init__(self, path: Path, store_path: str | Path, session_id: str) -> None:
+    def __init__(self, path: Path, store_path: str | Path, session_id: str, artifacts: Path | None = None) -> None:
         self._path = path
         self._store_path = store_path
+        #: A server store's folder of run folders (the report shows their artefacts).
+        self._artifacts = artifacts
         self._session_id = session_id
         self._line: tuple[str, bool] | None = None  # (what to say, is it an error)
 
@@ -48,7 +50,7 @@ class HtmlReport:
 
         if not store_exists(self._store_path):
             return None
-        with Store.open(self._store_path, readonly=True) as store:
+        with Store.open(self._store_path, readonly=True, artifacts=self._artifacts) as store:
             ran = {f"{run.module}::{run.experiment}" for run in store.runs(session_id=self._session_id, history=True)}
             if not ran:
                 return None

@@ -41,7 +41,8 @@ class SelectionOptions(NamedTuple):
 class Settings(NamedTuple):
     """The plugin's options, resolved once (command line > environment > ini > default)."""
 
-    store_path: Path
+    #: The store: a folder (SQLite) or a server store's URL (``postgresql://...``, a ``str``).
+    store_path: Path | str
     #: xdist's worker id (``gw0``...) or ``main``.
     worker: str
     selection: SelectionOptions
@@ -54,6 +55,21 @@ class Settings(NamedTuple):
     shard: Shard | None = None
     #: --xp-html: where the controller writes the HTML report at the end of the session, None for nowhere.
     html: Path | None = None
+    #: --xp-artifacts: where a server store's run folders live; None: not given.
+    artifacts: Path | None = None
+    #: A server store's run folders when none is given: ``<rootdir>/.experiments-artifacts``.
+    default_artifacts: Path | None = None
+
+    @property
+    def server_store(self) -> bool:
+        """Whether the store is a server store (a URL), whose run folders live outside it."""
+        return isinstance(self.store_path, str)
+
+    @property
+    def artifacts_root(self) -> Path | None:
+        """What ``Store.open`` takes as ``artifacts``: for a server store the folder given, else
+        ``<rootdir>/.experiments-artifacts``; None for a store folder (run folders inside it)."""
+        return (self.artifacts or self.default_artifacts) if self.server_store else None
 
 
 class ComparisonOptions(NamedTuple):
@@ -123,6 +139,7 @@ def thread_count(text: str) -> int | str:
 #: Options whose value is a path, with the name of that value in messages.
 PATH_OPTIONS = {
     "--xp-store": "PATH",
+    "--xp-artifacts": "PATH",
     "--xp-baseline": "FILE",
     "--xp-save-baseline": "FILE",
     "--xp-report-md": "FILE",
@@ -164,10 +181,18 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--xp-store",
         dest="xp_store",
+        metavar="PATH|URL",
+        default=None,
+        help=f"folder of the experiment store, or a PostgreSQL store's URL postgresql://user@host/db (default: "
+        f"${locate.ENV_VAR}, else the xp_store ini key, else <rootdir>/.experiments)",
+    )
+    group.addoption(
+        "--xp-artifacts",
+        dest="xp_artifacts",
         metavar="PATH",
         default=None,
-        help=f"folder of the experiment store (default: ${locate.ENV_VAR}, else the xp_store ini key, "
-        "else <rootdir>/.experiments)",
+        help="with a PostgreSQL store: the folder of its run folders, on a filesystem every host sees (default: "
+        f"${locate.ARTIFACTS_ENV_VAR}, else the xp_artifacts ini key, else <rootdir>/.experiments-artifacts)",
     )
     group.addoption(
         "--xp-resume",
@@ -278,7 +303,10 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="at the end of the session, write the HTML report of the latest runs of the experiments it ran",
     )
-    parser.addini(locate.INI_KEY, "folder of the experiment store, relative to the ini file", default="")
+    parser.addini(locate.INI_KEY, "folder of the experiment store (relative to the ini file), or a URL", default="")
+    parser.addini(
+        locate.ARTIFACTS_INI_KEY, "a PostgreSQL store's folder of run folders, relative to the ini file", default=""
+    )
     parser.addini(
         "xp_compare", "comparison rules, one per line: '<metric> higher|lower <tolerance>[%]'", type="linelist"
     )
@@ -326,7 +354,21 @@ def read_settings(config: pytest.Config) -> Settings:
         shard = resolve(config.getoption("xp_shard"))
     comparison = _comparison(config)
     html = _html_output(config)
-    return Settings(store_path, worker, selection, lease, comparison, _worker_threads(config), shard, html)
+    artifacts = locate.resolve_artifacts(
+        config.getoption("xp_artifacts"), config.getini(locate.ARTIFACTS_INI_KEY), ini_dir, config.invocation_params.dir
+    )
+    return Settings(
+        store_path,
+        worker,
+        selection,
+        lease,
+        comparison,
+        _worker_threads(config),
+        shard,
+        html,
+        artifacts,
+        config.rootpath / locate.DEFAULT_ARTIFACTS_DIRNAME,
+    )
 
 
 def _html_output(config: pytest.Config) -> Path | None:

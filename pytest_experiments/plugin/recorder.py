@@ -23,6 +23,7 @@ import socket
 import time
 import unittest  # pytest imports it already
 import warnings
+from collections import Counter
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,8 @@ from pytest_experiments.values import metrics_from_result, to_json_value
 #: How many times an item's protocol started a run: it outlives each run (a rerun plugin runs the
 #: protocol again), and is the only thing kept of an item once its run ended.
 ATTEMPT_KEY = pytest.StashKey[int]()
+#: The run claimed for this item before its protocol started (resume / retry), until its setup.
+CLAIMED_KEY = pytest.StashKey[Run]()
 
 
 @dataclass
@@ -93,6 +96,8 @@ class Recorder:
         self._pid_namespace = pid_namespace()
         self._pid_started = process_start(self._pid)
         self._warned_volatile: set[tuple[str, str]] = set()
+        #: Grid points not run because another session had them, by reason ("done in session ...").
+        self.taken: Counter[str] = Counter()
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -107,16 +112,55 @@ class Recorder:
         self._report_to_controller(session)
 
     def _report_to_controller(self, session: pytest.Session) -> None:
-        xdist.report_recorded(session.config, self._store.recorded)
+        xdist.report_recorded(session.config, self._store.recorded, self.taken)
+
+    # Named pytest_*: pytest registers no other method of a plugin, whatever its specname.
+    @pytest.hookimpl(tryfirst=True, specname="pytest_runtest_protocol")
+    def pytest_xp_claim_first(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        """With resume / retry: claim the grid point before anything of the item runs; one that
+        another session has is not run at all (no setup, no report: as deselected), only counted
+        for the summary. A claim that fails is left to the setup, which reports it."""
+        if self._claim_after is None or not is_experiment(item) or self._store.failure is not None:
+            return None
+        assert isinstance(item, pytest.Function)
+        run = self._new_run(item)
+        after = self._claim_after
+        try:
+            taken_by = self._store.use(lambda store: store.claim_run(run.start_record(), after))
+        except StoreError:
+            return None
+        if taken_by is None:
+            item.stash[CLAIMED_KEY] = run
+            return None
+        self.taken[taken_by] += 1
+        return True
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         if not is_experiment(item):
             return
         assert isinstance(item, pytest.Function)
+        claimed = item.stash.get(CLAIMED_KEY, None)
+        if claimed is not None:
+            del item.stash[CLAIMED_KEY]
+        run = claimed or self._new_run(item)
+        # A rerun plugin (pytest-rerunfailures) runs the whole protocol again: each attempt
+        # is a run of its own, numbered, and keeps nothing of the attempt before.
+        attempt = item.stash[ATTEMPT_KEY] = item.stash.get(ATTEMPT_KEY, 0) + 1
+        run.metadata["attempt"] = attempt
+        taken_by = None if claimed is not None else self._start(item, run)
+        if taken_by is not None:
+            # A rerun's attempt whose point another session took meanwhile. A plain tryfirst
+            # hook, not a wrapper: a skip raised from a setup wrapper breaks the logging plugin's teardown.
+            pytest.skip(taken_by)
+        item.stash[ITEM_RUN_KEY] = ItemRun(run)
+        item.ihook.pytest_experiments_run_start(run=run)
+
+    def _new_run(self, item: pytest.Function) -> Run:
+        """A new run of ``item`` (not written yet)."""
         point = grid_point(item)
         run_id = new_id()
-        run = Run(
+        return Run(
             run_id=run_id,
             session_id=self._store.session.session_id,
             node_id=item.nodeid,
@@ -125,7 +169,7 @@ class Recorder:
             params=point.params,
             param_hash=point.param_hash,
             stored_params=point.stored_params,
-            store_root=self._store.path,
+            store_root=self._store.root,
             relative_dir=relative_run_dir(point.experiment, run_id),
             worker=self._worker,
             host=self._host,
@@ -134,17 +178,6 @@ class Recorder:
             pid_started=self._pid_started,
             function=getattr(item, "function", None),
         )
-        # A rerun plugin (pytest-rerunfailures) runs the whole protocol again: each attempt
-        # is a run of its own, numbered, and keeps nothing of the attempt before.
-        attempt = item.stash[ATTEMPT_KEY] = item.stash.get(ATTEMPT_KEY, 0) + 1
-        run.metadata["attempt"] = attempt
-        taken_by = self._start(item, run)
-        if taken_by is not None:
-            # A plain tryfirst hook, not a wrapper: a skip raised from a setup wrapper
-            # breaks the logging plugin's teardown.
-            pytest.skip(taken_by)
-        item.stash[ITEM_RUN_KEY] = ItemRun(run)
-        item.ihook.pytest_experiments_run_start(run=run)
 
     def _start(self, item: pytest.Item, run: Run) -> str | None:
         """Write the run as ``running`` (with resume: claim it; a reason when another session has it).
@@ -164,7 +197,7 @@ class Recorder:
         pytest.fail(f"xp: {failure}", pytrace=False)  # outside the except: no chained exception shown
 
     @pytest.hookimpl(tryfirst=True, specname="pytest_runtest_protocol")
-    def skip_after_store_failure(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    def pytest_xp_skip_after_store_failure(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
         """Once the store failed (in any process of the session), no experiment starts: the session stops."""
         if not is_experiment(item):
             return None
@@ -304,7 +337,7 @@ class Recorder:
         except OSError as exc:
             # A run folder that cannot be written (a full disk under xp-capture's stdout.txt)
             # is the store failing: one line, and the session stops.
-            if exc.filename is None or not within(self._store.path, str(exc.filename)):
+            if exc.filename is None or not within(self._store.root, str(exc.filename)):
                 raise
             message = describe(exc, self._store.path)
             self._store.fail(message)

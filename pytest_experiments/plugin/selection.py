@@ -36,6 +36,7 @@ from pytest_experiments.plugin import xdist
 from pytest_experiments.plugin.identity import is_experiment, point_key
 from pytest_experiments.plugin.options import SelectionOptions
 from pytest_experiments.store import Store, store_exists
+from pytest_experiments.store.location import shown
 from pytest_experiments.tables import Column, text_table
 
 _CATEGORY_OF_STATUS: dict[str, Category] = {
@@ -61,7 +62,7 @@ class Snapshot:
     states: dict[GridKey, GridState] = field(default_factory=dict)
 
     @classmethod
-    def take(cls, store_path: Path, lease: float) -> Snapshot:
+    def take(cls, store_path: Path | str, lease: float) -> Snapshot:
         """Read the store at ``store_path`` in one read (an absent store is an empty snapshot)."""
         if not store_exists(store_path):
             return cls()
@@ -118,7 +119,9 @@ _TO_RUN = {
 class Selection:
     """Deselects what resume / retry say not to run, and reports it (see module doc)."""
 
-    def __init__(self, config: pytest.Config, options: SelectionOptions, snapshot: Snapshot, store_path: Path) -> None:
+    def __init__(
+        self, config: pytest.Config, options: SelectionOptions, snapshot: Snapshot, store_path: Path | str
+    ) -> None:
         self._config = config
         self.options = options
         self.snapshot = snapshot
@@ -246,7 +249,7 @@ class Selection:
     def status_table(self, verbosity: int) -> list[str]:
         """The ``--xp-status`` report: per experiment function, its grid by status."""
         if not self.per_experiment:
-            return [f"xp status: no experiments collected (store: {self._store_path})"]
+            return [f"xp status: no experiments collected (store: {shown(self._store_path)})"]
         columns = {
             "grid": (
                 DONE,
@@ -273,7 +276,7 @@ class Selection:
             for key, counts in sorted(self.per_experiment.items())
         ]
         header = [Column("experiment"), *(Column(title, right=True) for title in columns)]
-        lines = [f"xp status (store: {self._store_path})", *text_table(header, rows, width=0)]
+        lines = [f"xp status (store: {shown(self._store_path)})", *text_table(header, rows, width=0)]
         if verbosity > 0:
             for category, node_ids in sorted(self.node_ids.items()):
                 lines.append(f"{category}:")

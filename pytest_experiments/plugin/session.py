@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import Counter
 from collections.abc import Generator
 from typing import Any
 
@@ -21,6 +22,7 @@ from pytest_experiments.plugin.identity import is_experiment
 from pytest_experiments.plugin.store_access import StoreHandle, describe
 from pytest_experiments.run import ExperimentSession, SessionSummary
 from pytest_experiments.store import Store, StoreError
+from pytest_experiments.store.location import shown
 from pytest_experiments.values import to_json_value
 
 
@@ -46,6 +48,8 @@ class SessionLifecycle:
         self.started = False
         #: Why closing the session in the store failed (one line), if it did.
         self.store_failure: str | None = None
+        #: Grid points this session's workers left to other sessions, by reason (resume / retry).
+        self._workers_taken: Counter[str] = Counter()
 
     def start(self) -> None:
         """Call the session_start hooks (once) and keep their metadata for the session row."""
@@ -89,6 +93,7 @@ class SessionLifecycle:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
+        self._workers_taken.update(xdist.reported_taken(node))
         # A crashed worker cannot say what it did: assume it recorded.
         if error is not None or xdist.output_of(node).get(xdist.RECORDED_KEY, True):
             self._workers_recorded = True
@@ -155,17 +160,33 @@ class SessionLifecycle:
         self.summary = SessionSummary(counts=counts, store_path=self._handle.path, exitstatus=int(exitstatus))
         self._write_summary(terminalreporter)
 
+    def _taken(self) -> Counter[str]:
+        """Grid points not run here because other sessions had them, by reason."""
+        taken = Counter(self._workers_taken)
+        recorder = self._config.pluginmanager.get_plugin("xp-recorder")
+        taken.update(getattr(recorder, "taken", {}))
+        return taken
+
     def _write_summary(self, terminalreporter: Any) -> None:
         """``xp: N runs recorded (...) in <store>``, when the session recorded any; a store failure first."""
         if terminalreporter is None:
             return
         if self.store_failure is not None:
             terminalreporter.write_line(f"xp: {self.store_failure}", red=True)
-        if self.summary is None or not self.summary.total:
-            return
-        counts = ", ".join(f"{n} {status}" for status, n in sorted(self.summary.counts.items(), key=lambda kv: -kv[1]))
-        runs = "run" if self.summary.total == 1 else "runs"
-        line = f"xp: {self.summary.total} {runs} recorded ({counts}) in {self.summary.store_path}"
-        if self.summary.counts.get("interrupted"):
-            line += "; --xp-resume runs the interrupted ones again"
-        terminalreporter.write_line(line)
+        here = self.summary.total if self.summary is not None else 0
+        if self.summary is not None and here:
+            counts = ", ".join(
+                f"{n} {status}" for status, n in sorted(self.summary.counts.items(), key=lambda kv: -kv[1])
+            )
+            runs = "run" if here == 1 else "runs"
+            line = f"xp: {here} {runs} recorded ({counts}) in {shown(self.summary.store_path)}"
+            if self.summary.counts.get("interrupted"):
+                line += "; --xp-resume runs the interrupted ones again"
+            terminalreporter.write_line(line)
+        taken = self._taken()
+        if taken:  # once, not a skip per grid point: the sessions split the grid
+            total = sum(taken.values())
+            terminalreporter.write_line(f"xp: {here:,} run here, {total:,} taken by other sessions")
+            if self._config.get_verbosity() > 0:
+                for reason, count in sorted(taken.items()):
+                    terminalreporter.write_line(f"xp:   {count:,} {reason}")

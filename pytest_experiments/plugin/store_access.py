@@ -14,14 +14,15 @@ from typing import TypeVar
 from pytest_experiments.model import SessionStart
 from pytest_experiments.store import Store, StoreError, describe_failure, store_exists
 from pytest_experiments.store.liveness import DEFAULT_LEASE_S
+from pytest_experiments.store.location import shown
 
 T = TypeVar("T")
 
 
-def describe(error: Exception, path: Path) -> str:
-    """One line for ``error``, met while writing the store at ``path``."""
+def describe(error: Exception, path: Path | str) -> str:
+    """One line for ``error``, met while writing the store at ``path`` (a folder or a URL)."""
     message = describe_failure(error, path)
-    return f"cannot write the store {path} ({type(error).__name__}: {error})" if message is None else message
+    return f"cannot write the store {shown(path)} ({type(error).__name__}: {error})" if message is None else message
 
 
 class Heartbeat(threading.Thread):
@@ -44,7 +45,9 @@ class Heartbeat(threading.Thread):
                 if self._handle.failure is not None:
                     return  # the session writes nothing more
                 try:
-                    store = store or Store.open(self._handle.path, lease=self._handle.lease)
+                    store = store or Store.open(
+                        self._handle.path, lease=self._handle.lease, artifacts=self._handle.artifacts
+                    )
                     store.heartbeat(self._handle.session.session_id)
                 except Exception as exc:
                     self._handle.heartbeat_trouble = describe(exc, self._handle.path)
@@ -70,9 +73,18 @@ class StoreHandle:
     """
 
     def __init__(
-        self, path: Path, session: SessionStart, lease: float = DEFAULT_LEASE_S, *, controller: bool = True
+        self,
+        path: Path | str,
+        session: SessionStart,
+        lease: float = DEFAULT_LEASE_S,
+        *,
+        controller: bool = True,
+        artifacts: Path | None = None,
     ) -> None:
+        #: The store: a folder, or a server store's URL.
         self.path = path
+        #: A server store's folder of run folders (None: a store folder, which holds its own).
+        self.artifacts = artifacts
         self.session = session
         self.lease = lease
         self._store: Store | None = None
@@ -96,7 +108,7 @@ class StoreHandle:
                 text = Path(self._stop_flag).read_text(encoding="utf-8", errors="replace").strip()
             except OSError:
                 text = ""
-            self._failure = text or f"another process of this session could not write the store {self.path}"
+            self._failure = text or f"another process of this session could not write the store {shown(self.path)}"
         return self._failure
 
     def fail(self, message: str) -> None:
@@ -136,13 +148,18 @@ class StoreHandle:
 
     def _open(self, create: bool) -> Store:
         if self._store is None:
-            self._store = Store.open(self.path, create=create, lease=self.lease)
+            self._store = Store.open(self.path, create=create, lease=self.lease, artifacts=self.artifacts)
         if create and not self.recorded:  # this process records runs: the session must be in the store
             self._store.record_session(self.session)
             self.recorded = True
             self._heartbeat = Heartbeat(self)
             self._heartbeat.start()
         return self._store
+
+    @property
+    def root(self) -> Path:
+        """The folder run folders are made in: the store's own, or a server store's artefacts folder."""
+        return self.artifacts if self.artifacts is not None else Path(self.path)
 
     def exists(self) -> bool:
         """Whether the store exists (or is open here already)."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 SESSION_KEY = "xp_session"
 SNAPSHOT_KEY = "xp_snapshot"
 RECORDED_KEY = "xp_recorded"
+#: Grid points a worker left to other sessions, by reason (a dict of builtins).
+TAKEN_KEY = "xp_taken"
 STORE_FAILURE_KEY = "xp_store_failure"
 USAGE_ERROR_KEY = "xp_usage_error"
 SHARD_DESELECTED_KEY = "xp_shard_deselected"
@@ -132,9 +134,17 @@ def output_of(node: object) -> dict[str, Any]:
     return workeroutput if isinstance(workeroutput, dict) else {}
 
 
-def report_recorded(config: pytest.Config, recorded: bool) -> None:
-    """On a worker, tell the controller whether this worker used the store."""
+def report_recorded(config: pytest.Config, recorded: bool, taken: Mapping[str, int] | None = None) -> None:
+    """On a worker, tell the controller whether this worker used the store, and which grid
+    points it left to other sessions (by reason)."""
     put_output(config, RECORDED_KEY, recorded)
+    put_output(config, TAKEN_KEY, dict(taken or {}))
+
+
+def reported_taken(node: object) -> dict[str, int]:
+    """On the controller, what a finished worker left to other sessions (see :func:`report_recorded`)."""
+    taken = output_of(node).get(TAKEN_KEY, {})
+    return {str(reason): int(count) for reason, count in taken.items()} if isinstance(taken, dict) else {}
 
 
 def report_store_failure(session: pytest.Session, message: str) -> None:

@@ -255,14 +255,22 @@ def decode_notes(text: str) -> list[Note]:
     return [Note(float(at), str(note)) for at, note in json.loads(text)]
 
 
-def _open_server(url: str, **options: Any) -> Store:
-    """The PostgreSQL store at ``url``; without psycopg, a :class:`StoreError` naming the extra."""
+def driver_missing(url: str) -> StoreError | None:
+    """The error for a server store whose driver (psycopg) is not installed, or None."""
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        raise StoreError(
+        return StoreError(
             f"the PostgreSQL store {masked(url)} needs psycopg: pip install 'pytest-experiments[postgres]'"
-        ) from None
+        )
+    return None
+
+
+def _open_server(url: str, **options: Any) -> Store:
+    """The PostgreSQL store at ``url``; without psycopg, a :class:`StoreError` naming the extra."""
+    missing = driver_missing(url)
+    if missing is not None:
+        raise missing
     from pytest_experiments.store.postgres import PostgresStore
 
     return PostgresStore(url, **options)

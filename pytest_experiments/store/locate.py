@@ -1,5 +1,10 @@
 """Where the store is: ``--xp-store``, else ``PYTEST_XP_STORE``, else the ``xp_store`` ini key,
-else ``<rootdir>/.experiments``.
+else ``<rootdir>/.experiments``; and where a server store's run folders are: ``--xp-artifacts``,
+else ``PYTEST_XP_ARTIFACTS``, else the ``xp_artifacts`` ini key, else
+``<rootdir>/.experiments-artifacts``.
+
+A store is a folder (a path, made absolute) or a server store's URL (``postgresql://...``,
+kept as it is).
 
 Which store a session or a command uses; what can be asked of a location once chosen (its
 backend, whether it exists) is :mod:`location`. The plugin asks pytest's own config;
@@ -14,21 +19,32 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pytest_experiments.store.server_url import is_server_url
+
 ENV_VAR = "PYTEST_XP_STORE"
 INI_KEY = "xp_store"
 DEFAULT_DIRNAME = ".experiments"
+ARTIFACTS_ENV_VAR = "PYTEST_XP_ARTIFACTS"
+ARTIFACTS_INI_KEY = "xp_artifacts"
+#: A server store's run folders when no artefacts folder is given: beside the store's default.
+DEFAULT_ARTIFACTS_DIRNAME = ".experiments-artifacts"
 
 
-def resolve(option: str | None, ini_value: str, ini_dir: Path, rootdir: Path, cwd: Path) -> Path:
-    """Apply the precedence rule; relative paths are taken from where each value was given."""
-    if option:
-        return absolute(option, cwd)
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return absolute(env, cwd)
-    if ini_value:
-        return absolute(ini_value, ini_dir)
+def resolve(option: str | None, ini_value: str, ini_dir: Path, rootdir: Path, cwd: Path) -> Path | str:
+    """Apply the precedence rule; relative paths are taken from where each value was given,
+    a server store's URL is returned as it is (a ``str``)."""
+    for value, base in ((option, cwd), (os.environ.get(ENV_VAR), cwd), (ini_value, ini_dir)):
+        if value:
+            return value.strip() if is_server_url(value.strip()) else absolute(value, base)
     return rootdir / DEFAULT_DIRNAME
+
+
+def resolve_artifacts(option: str | None, ini_value: str, ini_dir: Path, cwd: Path) -> Path | None:
+    """The artefacts folder given (option > environment > ini), or None when none is."""
+    for value, base in ((option, cwd), (os.environ.get(ARTIFACTS_ENV_VAR), cwd), (ini_value, ini_dir)):
+        if value:
+            return absolute(value, base)
+    return None
 
 
 def absolute(path: str, base: Path) -> Path:
@@ -36,7 +52,7 @@ def absolute(path: str, base: Path) -> Path:
     return candidate if candidate.is_absolute() else base / candidate
 
 
-def find_store(start: str | Path | None = None) -> Path:
+def find_store(start: str | Path | None = None) -> Path | str:
     """The store pytest would use when started in ``start`` (default: the current directory)."""
     cwd = Path(start or os.getcwd()).resolve()
     found = find_ini(cwd)
@@ -45,6 +61,19 @@ def find_store(start: str | Path | None = None) -> Path:
         return resolve(None, "", rootdir, rootdir, cwd)
     ini_dir, values = found
     return resolve(None, str(values.get(INI_KEY, "")), ini_dir, ini_dir, cwd)
+
+
+def find_artifacts(start: str | Path | None = None) -> Path:
+    """The artefacts folder of a server store pytest would use when started in ``start``."""
+    cwd = Path(start or os.getcwd()).resolve()
+    found = find_ini(cwd)
+    if found is None:
+        rootdir = _find_upwards(cwd, "setup.py") or _find_upwards(cwd, "pyproject.toml") or cwd
+        given = resolve_artifacts(None, "", rootdir, cwd)
+    else:
+        rootdir, values = found
+        given = resolve_artifacts(None, str(values.get(ARTIFACTS_INI_KEY, "")), rootdir, cwd)
+    return given if given is not None else rootdir / DEFAULT_ARTIFACTS_DIRNAME
 
 
 def ini_lines(key: str, start: str | Path | None = None) -> list[str]:
@@ -112,3 +141,10 @@ def _read_ini(path: Path) -> dict[str, Any] | None:
     if parser.has_section(section_name):
         return dict(parser.items(section_name))
     return {} if path.name in ("pytest.ini", ".pytest.ini") else None
+
+
+def artifacts_for(location: str | Path, start: str | Path | None = None) -> Path | None:
+    """What ``Store.open`` takes as ``artifacts`` for ``location``: for a server store, the
+    artefacts folder pytest would use from ``start``; None for a store folder (its run folders
+    are inside it)."""
+    return find_artifacts(start) if is_server_url(location) else None

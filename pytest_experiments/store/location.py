@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TypeAlias
 
-from pytest_experiments.store.server_url import is_server_url
+from pytest_experiments.store.server_url import is_server_url, masked
 
 #: A store folder or a server store's URL.
 Location: TypeAlias = "str | Path"
@@ -26,18 +26,30 @@ def check_location(location: Location, *, integrity: bool = False) -> None:
 
     ``integrity`` also checks the whole database where the backend can (SQLite: every page, about
     0.1 s for 100,000 runs): once per session, by the process that starts it. A server store is
-    checked when it is opened.
+    checked by connecting: a missing driver, a server that is down or refuses, a store of a
+    newer schema or a schema of something else are refused; a store not created yet is fine.
     """
     if is_server_url(location):
+        store_exists(location)  # connects, and refuses a foreign or newer schema
         return
     from pytest_experiments.store.sqlite import check_store_path
 
     check_store_path(Path(location), integrity=integrity)
 
 
+def shown(location: Location) -> str:
+    """``location`` as messages show it: a folder's path, or a URL with its password masked."""
+    return masked(location) if isinstance(location, str) and is_server_url(location) else str(location)
+
+
 def store_exists(location: Location) -> bool:
     """Whether a store has been created at ``location`` (nothing is created to find out)."""
     if is_server_url(location):
+        from pytest_experiments.store.base import driver_missing
+
+        missing = driver_missing(str(location))
+        if missing is not None:
+            raise missing
         from pytest_experiments.store.postgres import store_exists as server_store_exists
 
         return server_store_exists(str(location))
@@ -57,6 +69,9 @@ def describe_failure(error: BaseException, location: Location, *, writing: bool 
 
     if isinstance(error, StoreError):
         return str(error)
+    if isinstance(error, OSError) and is_server_url(location):
+        # The database is the server's: an OS error here is the artefacts folder's (run folders).
+        return _artifacts_failure(error, str(location), writing=writing)
     if isinstance(error, OSError) or is_database_error(error):
         from pytest_experiments.store.sqlite_files import explain
 
@@ -72,3 +87,18 @@ def is_database_error(error: BaseException) -> bool:
     """
     sqlite3 = sys.modules.get("sqlite3")
     return sqlite3 is not None and isinstance(error, sqlite3.Error)
+
+
+def _artifacts_failure(error: OSError, url: str, *, writing: bool) -> str:
+    import errno
+
+    where = error.filename or "the artefacts folder"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"no space left on device while writing {where} (run folders of the store {masked(url)}); free some space"
+        )
+    verb = "write" if writing else "read"
+    return (
+        f"cannot {verb} {where} (run folders of the store {masked(url)}: {error.strerror or error}); "
+        "check it, or choose another --xp-artifacts"
+    )

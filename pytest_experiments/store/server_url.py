@@ -58,6 +58,15 @@ def masked(url: str) -> str:
     return _joined(prefix, authority, path, query)
 
 
+# A server store's URL inside other text (a command line's argument such as --xp-store=URL).
+_URL_IN_TEXT = re.compile(r"(?i)\bpostgres(?:ql)?://[^\s'\"]*")
+
+
+def masked_in(text: str) -> str:
+    """``text`` with the password of every server store URL in it masked (see :func:`masked`)."""
+    return _URL_IN_TEXT.sub(lambda match: masked(match.group(0)), text)
+
+
 def secrets_in(url: str) -> list[str]:
     """The passwords written in ``url`` (to be masked wherever its text could appear)."""
     _, authority, _, query = _parts(url)
