@@ -19,8 +19,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pytest_experiments.store.server_url import is_server_url
-
 ENV_VAR = "PYTEST_XP_STORE"
 INI_KEY = "xp_store"
 DEFAULT_DIRNAME = ".experiments"
@@ -35,6 +33,9 @@ def resolve(option: str | None, ini_value: str, ini_dir: Path, rootdir: Path, cw
     a server store's URL is returned as it is (a ``str``)."""
     for value, base in ((option, cwd), (os.environ.get(ENV_VAR), cwd), (ini_value, ini_dir)):
         if value:
+            # Imported only when a store is named: a plain session's start-up stays without it.
+            from pytest_experiments.store.server_url import is_server_url
+
             return value.strip() if is_server_url(value.strip()) else absolute(value, base)
     return rootdir / DEFAULT_DIRNAME
 
@@ -147,4 +148,6 @@ def artifacts_for(location: str | Path, start: str | Path | None = None) -> Path
     """What ``Store.open`` takes as ``artifacts`` for ``location``: for a server store, the
     artefacts folder pytest would use from ``start``; None for a store folder (its run folders
     are inside it)."""
+    from pytest_experiments.store.server_url import is_server_url
+
     return find_artifacts(start) if is_server_url(location) else None
