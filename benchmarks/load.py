@@ -32,7 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +167,7 @@ def run_end(rng: random.Random, run_id: str, experiment: str, started: float) ->
     )
 
 
-def timed(repeats: int, call: Any) -> tuple[list[float], Any]:
+def timed(repeats: int, call: Callable[[], Any]) -> tuple[list[float], Any]:
     seconds: list[float] = []
     result = None
     for _ in range(repeats):

@@ -43,13 +43,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/load.py builds the stores
 
-from load import build_store, grid_points, run_end
+from load import build_store, grid_points, run_end, timed
 
 from pytest_experiments.model import RunStart, SessionStart
 from pytest_experiments.run import new_id
@@ -133,16 +133,6 @@ def per_run(location: str, options: dict[str, Any], runs: int, claim: bool) -> t
             finishing += time.perf_counter() - middle
             starting += middle - before
     return starting / runs, finishing / runs
-
-
-def timed(repeats: int, call: Callable[[], Any]) -> tuple[list[float], Any]:
-    seconds: list[float] = []
-    result = None
-    for _ in range(repeats):
-        begin = time.perf_counter()
-        result = call()
-        seconds.append(time.perf_counter() - begin)
-    return seconds, result
 
 
 def main() -> None:
