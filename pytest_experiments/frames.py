@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from pytest_experiments.model import STATUSES, RunRecord
+from pytest_experiments.model import STATUSES, RunColumns, RunRecord, SeriesPoints
 from pytest_experiments.store import Store
+from pytest_experiments.store.columns import gc_paused
 from pytest_experiments.store.locate import artifacts_for, find_store
 from pytest_experiments.tables import Table, plain, results_column
 
@@ -47,10 +51,11 @@ def load(
     names = _names(experiment)
     statuses = _statuses(status)
     if isinstance(store, Store):
-        return runs_frame(_runs(store, names, statuses, history), metadata=metadata)
+        with gc_paused():
+            return columns_frame(_columns(store, names, statuses, history, metadata), metadata=metadata)
     location = find_store() if store is None else store
-    with Store.open(location, readonly=True, artifacts=artifacts_for(location)) as opened:
-        return runs_frame(_runs(opened, names, statuses, history), metadata=metadata)
+    with Store.open(location, readonly=True, artifacts=artifacts_for(location)) as opened, gc_paused():
+        return columns_frame(_columns(opened, names, statuses, history, metadata), metadata=metadata)
 
 
 def load_series(
@@ -74,34 +79,44 @@ def load_series(
     statuses = _statuses(status)
     metrics = None if metric is None else [metric] if isinstance(metric, str) else list(metric)
     if isinstance(store, Store):
-        return _series_frame(store, _runs(store, names, statuses, history), metrics)
+        with gc_paused():
+            return _series_frame(store, _columns(store, names, statuses, history, False), metrics)
     location = find_store() if store is None else store
-    with Store.open(location, readonly=True, artifacts=artifacts_for(location)) as opened:
-        return _series_frame(opened, _runs(opened, names, statuses, history), metrics)
+    with Store.open(location, readonly=True, artifacts=artifacts_for(location)) as opened, gc_paused():
+        return _series_frame(opened, _columns(opened, names, statuses, history, False), metrics)
 
 
-def _series_frame(store: Store, records: list[RunRecord], metrics: list[str] | None) -> pd.DataFrame:
-    by_id = {record.run_id: record for record in records}
-    order = {run_id: position for position, run_id in enumerate(by_id)}
-    points = [point for point in store.points(list(by_id), metrics) if point.run_id in by_id]
-    points.sort(key=lambda point: order[point.run_id])  # stable: metric and logging order kept
-    params: dict[str, list[Any]] = {}
-    for row, point in enumerate(points):
-        record = by_id[point.run_id]
-        _spread(params, {**record.params, **record.logged_params}, row)
-    count = len(points)
+def _series_frame(store: Store, runs: RunColumns, metrics: list[str] | None) -> pd.DataFrame:
+    position = {run_id: row for row, run_id in enumerate(runs.run_id)}
+    points = SeriesPoints.of(store.points(runs.run_id, metrics))
+    # Each point's run (-1: not one of these runs), then the points in the runs' order; the
+    # sort is stable, so each run's points keep the store's metric and logging order.
+    owner = np.fromiter((position.get(run_id, -1) for run_id in points.run_id), dtype=np.int64, count=len(points))
+    kept = np.flatnonzero(owner >= 0)
+    order = kept[np.argsort(owner[kept], kind="stable")]
+    rows = order.tolist()
+    of_run = owner[order]
     data: dict[str, Any] = {
-        "run_id": [point.run_id for point in points],
-        "node_id": [by_id[point.run_id].node_id for point in points],
-        "experiment": [by_id[point.run_id].experiment for point in points],
+        "run_id": _taken(runs.run_id, of_run),
+        "node_id": _taken(runs.node_id, of_run),
+        "experiment": _taken(runs.experiment, of_run),
     }
+    # The parameters of the runs that have points, as load() has them, one value per point.
+    with_points = pd.unique(of_run).tolist()
+    params = _param_lists(runs.take(with_points))
+    index = np.searchsorted(np.array(with_points, dtype=np.int64), of_run) if with_points else of_run
     for name, values in params.items():
-        data[f"params.{name}"] = _param_column(_pad(values, count, None))
-    data["metric"] = [point.metric for point in points]
-    data["step"] = pd.array([point.step for point in points], dtype="Int64")
-    data["value"] = pd.Series([point.value for point in points], dtype="float64")
+        data[f"params.{name}"] = _param_column(_taken(values, index))
+    data["metric"] = _taken(points.metric, rows)
+    data["step"] = pd.array(_taken(points.step, rows), dtype="Int64")
+    data["value"] = pd.Series(_taken(points.value, rows), dtype="float64")
     frame: pd.DataFrame = pd.DataFrame(data)
     return frame
+
+
+def _taken(values: list[Any], rows: Any) -> list[Any]:
+    """``values`` at positions ``rows`` (a list or an integer array), as a list."""
+    return list(itemgetter(*rows)(values)) if len(rows) > 1 else [values[row] for row in rows]
 
 
 def _names(experiment: str | Iterable[str] | None) -> list[str] | None:
@@ -116,58 +131,62 @@ def _statuses(status: str | Iterable[str] | None) -> list[str] | None:
     return statuses
 
 
-def _runs(store: Store, names: list[str] | None, statuses: list[str] | None, history: bool) -> list[RunRecord]:
-    """The store's runs of the experiments ``names`` (function names or ``module::name``)."""
+def _columns(
+    store: Store, names: list[str] | None, statuses: list[str] | None, history: bool, metadata: bool
+) -> RunColumns:
+    """The store's runs of the experiments ``names`` (function names or ``module::name``), as columns."""
     if names is None:
-        return store.runs(status=statuses, history=history)
+        return store.run_columns(status=statuses, history=history, metadata=metadata)
     # The store filters by function name; a module given with it is checked here.
     functions = sorted({name.rpartition("::")[2] for name in names})
     wanted = set(names)
-    return [
-        record
-        for record in store.runs(experiment=functions, status=statuses, history=history)
-        if record.experiment in wanted or f"{record.module}::{record.experiment}" in wanted
+    runs = store.run_columns(experiment=functions, status=statuses, history=history, metadata=metadata)
+    kept = [
+        row
+        for row, (module, experiment) in enumerate(zip(runs.module, runs.experiment, strict=True))
+        if experiment in wanted or f"{module}::{experiment}" in wanted
     ]
+    return runs if len(kept) == len(runs) else runs.take(kept)
 
 
 def runs_frame(records: list[RunRecord], *, metadata: bool = False) -> pd.DataFrame:
     """Build the frame of :func:`load` from run records."""
-    columns: dict[str, list[Any]] = {name: [] for name in BASE_COLUMNS}
-    params: dict[str, list[Any]] = {}
-    metrics: dict[str, list[Any]] = {}
-    tags: dict[str, list[Any]] = {}
-    meta: dict[str, list[Any]] = {}
-    for row, record in enumerate(records):
-        columns["run_id"].append(record.run_id)
-        columns["node_id"].append(record.node_id)
-        columns["experiment"].append(record.experiment)
-        columns["module"].append(record.module)
-        columns["status"].append(record.status)
-        columns["started_at"].append(record.started_at)
-        columns["finished_at"].append(record.finished_at)
-        columns["duration"].append(record.duration)
-        columns["session_id"].append(record.session_id)
-        columns["worker"].append(record.worker)
-        columns["dir"].append(str(record.dir))
-        _spread(params, {**record.params, **record.logged_params}, row)
-        _spread(metrics, record.metrics, row)
-        _spread(tags, record.tags, row)
-        if metadata:
-            _spread(meta, _flattened(record.metadata), row)
-    count = len(records)
-    data: dict[str, Any] = dict(columns)
-    data["started_at"] = pd.to_datetime(pd.Series(columns["started_at"], dtype="float64"), unit="s", utc=True)
-    data["finished_at"] = pd.to_datetime(pd.Series(columns["finished_at"], dtype="float64"), unit="s", utc=True)
-    data["duration"] = pd.Series(columns["duration"], dtype="float64")
-    for name, values in params.items():
-        data[f"params.{name}"] = _param_column(_pad(values, count, None))
-    for name, values in metrics.items():
-        data[f"metrics.{name}"] = pd.Series(_pad(values, count, float("nan")), dtype="float64")
-    for name, values in tags.items():
-        data[f"tags.{name}"] = _pad(values, count, None)
-    for name, values in meta.items():
-        data[f"metadata.{name}"] = _param_column(_pad(values, count, None))
-    data["error"] = [record.error for record in records]
+    return columns_frame(RunColumns.of(records, metadata=metadata), metadata=metadata)
+
+
+def columns_frame(runs: RunColumns, *, metadata: bool = False) -> pd.DataFrame:
+    """Build the frame of :func:`load` from runs read as columns.
+
+    A column per parameter, metric, tag (and metadata key) in the order the names first appear
+    in the runs, a run without one holding None (NaN for a metric); built one column at a time
+    from the decoded values, never a row at a time.
+    """
+    data: dict[str, Any] = {
+        "run_id": runs.run_id,
+        "node_id": runs.node_id,
+        "experiment": runs.experiment,
+        "module": runs.module,
+        "status": runs.status,
+        "started_at": pd.to_datetime(pd.Series(runs.started_at, dtype="float64"), unit="s", utc=True),
+        "finished_at": pd.to_datetime(pd.Series(runs.finished_at, dtype="float64"), unit="s", utc=True),
+        "duration": pd.Series(runs.duration, dtype="float64"),
+        "session_id": runs.session_id,
+        "worker": runs.worker,
+        "dir": runs.dir,
+    }
+    for name, values in _param_lists(runs).items():
+        data[f"params.{name}"] = _param_column(values)
+    for name, values in _spread(runs.metrics).items():
+        data[f"metrics.{name}"] = pd.Series(values, dtype="float64")  # None: NaN
+    for name, values in _spread(runs.tags).items():
+        data[f"tags.{name}"] = values
+    if metadata and runs.metadata is not None:
+        for name, values in _spread([_flattened(values) for values in runs.metadata]).items():
+            data[f"metadata.{name}"] = _param_column(values)
+    data["error"] = [
+        None if kind is None else f"{kind}: {message}" if message else kind
+        for kind, message in zip(runs.error_type, runs.error_message, strict=True)
+    ]
     frame: pd.DataFrame = pd.DataFrame(data)
     return frame
 
@@ -183,26 +202,40 @@ def _flattened(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _spread(target: dict[str, list[Any]], values: dict[str, Any], row: int) -> None:
-    """Append ``values`` to per-name columns, padding columns first seen at ``row``."""
-    for name, value in values.items():
-        column = target.setdefault(name, [])
-        if len(column) < row:
-            column.extend([None] * (row - len(column)))
-        column.append(value)
+def _spread(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """One list per name found in ``rows`` (in order of first appearance), None where a row lacks it."""
+    names = dict.fromkeys(chain.from_iterable(rows))
+    return {name: [row.get(name) for row in rows] for name in names}
+
+
+def _param_lists(runs: RunColumns) -> dict[str, list[Any]]:
+    """The parameters of ``runs`` (a logged one over a declared one of the same name), one list
+    per name in order of first appearance, None where a run lacks it."""
+    if not any(runs.logged_params):
+        return _spread(runs.params)
+    pairs = list(zip(runs.params, runs.logged_params, strict=True))
+    names = dict.fromkeys(chain.from_iterable(chain.from_iterable(pairs)))
+    declared = dict.fromkeys(chain.from_iterable(runs.params))
+    logged = dict.fromkeys(chain.from_iterable(runs.logged_params))
+    lists: dict[str, list[Any]] = {}
+    for name in names:
+        if name not in logged:
+            lists[name] = [values.get(name) for values in runs.params]
+        elif name not in declared:
+            lists[name] = [values.get(name) for values in runs.logged_params]
+        else:  # both: the logged value wins where there is one
+            lists[name] = [own[name] if name in own else values.get(name) for values, own in pairs]
+    return lists
 
 
 def _param_column(values: list[Any]) -> Any:
     """Integers stay integers (nullable ``Int64``) where other experiments lack the parameter."""
-    present = [value for value in values if value is not None]
-    if present and all(isinstance(value, int) and not isinstance(value, bool) for value in present):
+    # Decoded JSON holds exact types: one look at the set of them, not an isinstance per value.
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if kinds == {int}:
         return pd.array(values, dtype="Int64")
     return values
-
-
-def _pad(values: list[Any], count: int, fill: Any) -> list[Any]:
-    padded = [fill if value is None else value for value in values]
-    return padded + [fill] * (count - len(values))
 
 
 def results_table(frame: pd.DataFrame) -> Table:

@@ -9,9 +9,10 @@ xdist channel cannot carry. The user's handle on a run in flight is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Final, Literal, NamedTuple, get_args
+from typing import Any, Final, Literal, NamedTuple, get_args, overload
 
 # -- run statuses ---------------------------------------------------------------------------
 
@@ -135,6 +136,63 @@ class SeriesPoint(NamedTuple):
     value: float
 
 
+class SeriesPoints(Sequence[SeriesPoint]):
+    """Logged points as :meth:`Store.points` reads them: one list per field (what
+    ``load_series()`` builds its frame from without a Python object per point), and also a
+    sequence of :class:`SeriesPoint` (indexing, iteration and ``==`` with a list of them)."""
+
+    __slots__ = ("metric", "run_id", "seq", "step", "value")
+
+    def __init__(
+        self,
+        run_id: list[str],
+        metric: list[str],
+        seq: list[int],
+        step: list[int | None],
+        value: list[float],
+    ) -> None:
+        if not len(run_id) == len(metric) == len(seq) == len(step) == len(value):
+            raise ValueError("the columns of SeriesPoints must have the same length")
+        self.run_id = run_id
+        self.metric = metric
+        self.seq = seq
+        self.step = step
+        self.value = value
+
+    @classmethod
+    def of(cls, points: Iterable[SeriesPoint]) -> SeriesPoints:
+        """``points`` (any iterable of :class:`SeriesPoint`) as columns."""
+        if isinstance(points, SeriesPoints):
+            return points
+        columns = [list(column) for column in zip(*points, strict=True)] or [[], [], [], [], []]
+        return cls(*columns)
+
+    def __len__(self) -> int:
+        return len(self.run_id)
+
+    @overload
+    def __getitem__(self, index: int) -> SeriesPoint: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[SeriesPoint]: ...
+    def __getitem__(self, index: int | slice) -> SeriesPoint | list[SeriesPoint]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        return SeriesPoint(self.run_id[index], self.metric[index], self.seq[index], self.step[index], self.value[index])
+
+    def __iter__(self) -> Iterator[SeriesPoint]:
+        return map(SeriesPoint._make, zip(self.run_id, self.metric, self.seq, self.step, self.value, strict=True))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SeriesPoints | list | tuple):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable columns, as a list
+
+    def __repr__(self) -> str:
+        return f"SeriesPoints({list(self)!r})"
+
+
 class RunEnd(NamedTuple):
     """The outcome of a run, written when it finishes."""
 
@@ -216,6 +274,72 @@ class RunRecord:
         if self.error_type is None:
             return None
         return f"{self.error_type}: {self.error_message}" if self.error_message else self.error_type
+
+
+@dataclass
+class RunColumns:
+    """Runs read as columns, what ``load()`` builds its frame from: item ``i`` of every list
+    is run ``i``, oldest first as :meth:`Store.runs` orders them.
+
+    The fields are those of :class:`RunRecord` that the frame shows: ``status`` is the live
+    one (``interrupted`` for a ``running`` run whose process is gone), ``dir`` the run
+    folder's absolute path as text, and the JSON fields decoded. ``metadata`` is None unless
+    asked for (``Store.run_columns(metadata=True)``).
+    """
+
+    run_id: list[str]
+    session_id: list[str]
+    node_id: list[str]
+    module: list[str]
+    experiment: list[str]
+    status: list[str]
+    started_at: list[float]
+    finished_at: list[float | None]
+    duration: list[float | None]
+    worker: list[str]
+    dir: list[str]
+    error_type: list[str | None]
+    error_message: list[str | None]
+    params: list[dict[str, Any]]
+    logged_params: list[dict[str, Any]]
+    metrics: list[dict[str, Any]]
+    tags: list[dict[str, str]]
+    metadata: list[dict[str, Any]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.run_id)
+
+    @classmethod
+    def of(cls, records: Sequence[RunRecord], *, metadata: bool = False) -> RunColumns:
+        """``records`` as columns (the command line's frames, and a store without a faster way)."""
+        return cls(
+            run_id=[record.run_id for record in records],
+            session_id=[record.session_id for record in records],
+            node_id=[record.node_id for record in records],
+            module=[record.module for record in records],
+            experiment=[record.experiment for record in records],
+            status=[record.status for record in records],
+            started_at=[record.started_at for record in records],
+            finished_at=[record.finished_at for record in records],
+            duration=[record.duration for record in records],
+            worker=[record.worker for record in records],
+            dir=[str(record.dir) for record in records],
+            error_type=[record.error_type for record in records],
+            error_message=[record.error_message for record in records],
+            params=[record.params for record in records],
+            logged_params=[record.logged_params for record in records],
+            metrics=[record.metrics for record in records],
+            tags=[record.tags for record in records],
+            metadata=[record.metadata for record in records] if metadata else None,
+        )
+
+    def take(self, rows: Sequence[int]) -> RunColumns:
+        """The runs at positions ``rows``, in that order."""
+        taken: dict[str, Any] = {}
+        for column in fields(self):
+            values = getattr(self, column.name)
+            taken[column.name] = None if values is None else [values[row] for row in rows]
+        return RunColumns(**taken)
 
 
 @dataclass

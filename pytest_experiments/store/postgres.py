@@ -39,13 +39,15 @@ from pytest_experiments.model import (
     GridSnapshot,
     GridState,
     Note,
+    RunColumns,
     RunEnd,
     RunRecord,
     RunStart,
-    SeriesPoint,
+    SeriesPoints,
     SessionRecord,
     SessionStart,
 )
+from pytest_experiments.store import columns
 from pytest_experiments.store import postgres_sql as q
 from pytest_experiments.store.base import Store, StoreError, checked_tags, decode_notes
 from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, session_row
@@ -403,6 +405,24 @@ class PostgresStore(Store):
             records = [record for record in records if record.status in wanted]
         return records
 
+    def run_columns(
+        self,
+        *,
+        experiment: str | Iterable[str] | None = None,
+        status: str | Iterable[str] | None = None,
+        history: bool = False,
+        metadata: bool = False,
+    ) -> RunColumns:
+        names = None if experiment is None else [experiment] if isinstance(experiment, str) else list(experiment)
+        statement = self._compose(q.COLUMN_READS[history, min(self._version, 2), metadata])
+        wanted = None if status is None else {status} if isinstance(status, str) else set(status)
+        with columns.gc_paused():
+            with self._errors(writing=False), self._db.cursor(binary=True) as cursor:
+                rows = cursor.execute(statement, (names, names)).fetchall()
+            return columns.run_columns(
+                rows, root=self.root, liveness=self._liveness, latest=not history, status=wanted, metadata=metadata
+            )
+
     def grid_snapshot(self) -> GridSnapshot:
         with self._errors(writing=False), self._db.transaction():
             # One snapshot of the database for both reads: the runs it shows are exactly
@@ -431,14 +451,15 @@ class PostgresStore(Store):
         record.artifacts = list_artifacts(record.dir, registered)
         return record
 
-    def points(self, run_ids: Sequence[str] | None = None, metrics: Sequence[str] | None = None) -> list[SeriesPoint]:
+    def points(self, run_ids: Sequence[str] | None = None, metrics: Sequence[str] | None = None) -> SeriesPoints:
         ids = None if run_ids is None else list(run_ids)
         names = None if metrics is None else [storable_text(name) for name in metrics]
-        rows = self._query("points", (ids, ids, names, names))
-        return [
-            SeriesPoint(run, name, seq, step, math.nan if value is None else value)
-            for run, name, seq, step, value in rows
-        ]
+        with columns.gc_paused():
+            rows = self._query("points", (ids, ids, names, names))
+            if not rows:
+                return SeriesPoints([], [], [], [], [])
+            run, name, seq, step, value = (list(column) for column in zip(*rows, strict=True))
+            return SeriesPoints(run, name, seq, step, [math.nan if number is None else number for number in value])
 
     def metric_series(self, run_id: str, name: str) -> list[tuple[int | None, float]]:
         rows = self._query("series", (run_id, storable_text(name)))

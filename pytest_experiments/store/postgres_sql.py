@@ -200,6 +200,42 @@ STATEMENTS = {
     "ON CONFLICT (run_id, name, seq) DO NOTHING",
 }
 
+
+def _run_columns(history: bool, version: int, metadata: bool) -> str:
+    """What ``run_columns`` reads (``columns.LISTED``): the latest runs or all, the runs stored as
+    running with who runs them (for liveness), and with each run's metadata or not."""
+    tags = "r.tags" if version >= 2 else "'{{}}'"
+    process = (
+        "CASE WHEN r.status = 'running' THEN json_build_array(r.host, r.pid, r.pid_namespace, r.pid_started, "
+        "s.heartbeat_at, s.finished_at)::text ELSE 'null' END"
+    )
+    extra = " || ',' || r.metadata" if metadata else ""
+    values = f"'[' || r.params || ',' || r.logged_params || ',' || r.metrics || ',' || {tags} || ',' || {process}{extra} || ']'"
+    listed = (
+        "r.run_id, r.session_id, r.node_id, r.module, r.experiment, r.status, r.started_at, r.finished_at, "
+        f"r.duration, r.worker, r.dir, r.error_type, r.error_message, {values}"
+    )
+    if history:
+        return (
+            f"SELECT {listed} FROM {{s}}.runs r {_WITH_SESSION} WHERE (%s::text[] IS NULL OR r.experiment = ANY(%s::text[])) "
+            "ORDER BY r.started_at, r.seq"
+        )
+    return (
+        f"SELECT {listed} FROM (SELECT DISTINCT ON (module, experiment, param_hash) run_id FROM {{s}}.runs "
+        "WHERE (%s::text[] IS NULL OR experiment = ANY(%s::text[])) "
+        "ORDER BY module, experiment, param_hash, started_at DESC, seq DESC) latest JOIN {s}.runs r USING (run_id) "
+        f"{_WITH_SESSION} ORDER BY r.started_at, r.run_id"
+    )
+
+
+#: ``run_columns`` statements by (history, schema version, metadata).
+COLUMN_READS = {
+    (history, version, metadata): _run_columns(history, version, metadata)
+    for history in (False, True)
+    for version in (1, 2)
+    for metadata in (False, True)
+}
+
 #: The listing statements for a version-1 store, which has no tags or notes columns.
 STATEMENTS_V1 = {
     key: text.replace(_LIST, _LIST_V1) for key, text in STATEMENTS.items() if key in ("history", "latest", "run")

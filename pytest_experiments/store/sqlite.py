@@ -24,14 +24,15 @@ from pytest_experiments.model import (
     GridSnapshot,
     GridState,
     Note,
+    RunColumns,
     RunEnd,
     RunRecord,
     RunStart,
-    SeriesPoint,
+    SeriesPoints,
     SessionRecord,
     SessionStart,
 )
-from pytest_experiments.store import rundirs, sqlite_files
+from pytest_experiments.store import columns, rundirs, sqlite_files
 from pytest_experiments.store.base import Store, StoreError, checked_tags, decode_notes
 from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, session_row
 from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Liveness, Process
@@ -191,6 +192,22 @@ def _liveness_columns(version: int) -> str:
     # Version-1 stores have no process start time (and readers never migrate a store).
     started = "r.pid_started" if version >= 2 else "'' AS pid_started"
     return f"{started}, {_SESSION_COLUMNS}"
+
+
+def _columns(version: int, metadata: bool) -> str:
+    """What ``run_columns`` reads of a run (``columns.LISTED``) in a store at ``version``."""
+    tags = "r.tags" if version >= 3 else "'{}'"
+    started = "r.pid_started" if version >= 2 else "''"
+    # Who runs a run stored as running, for liveness; JSON keeps the heartbeat to 15 digits
+    # (10 microseconds), far below any lease. Looked up only for those runs.
+    process = (
+        "CASE WHEN r.status = 'running' THEN json_array(r.host, r.pid, r.pid_namespace, "
+        f"{started}, (SELECT heartbeat_at FROM sessions s WHERE s.session_id = r.session_id), "
+        "(SELECT finished_at FROM sessions s WHERE s.session_id = r.session_id)) ELSE 'null' END"
+    )
+    extra = " || ',' || r.metadata" if metadata else ""
+    values = f"'[' || r.params || ',' || r.logged_params || ',' || r.metrics || ',' || {tags} || ',' || {process}{extra} || ']'"
+    return ", ".join(f"r.{name}" for name in columns.LISTED[:-1]) + f", {values}"
 
 
 T = TypeVar("T")
@@ -661,6 +678,39 @@ class SQLiteStore(Store):
             records = [record for record in records if record.status in wanted]
         return records
 
+    def run_columns(
+        self,
+        *,
+        experiment: str | Iterable[str] | None = None,
+        status: str | Iterable[str] | None = None,
+        history: bool = False,
+        metadata: bool = False,
+    ) -> RunColumns:
+        args: list[Any] = []
+        condition = ""
+        if experiment is not None:
+            names = [experiment] if isinstance(experiment, str) else list(experiment)
+            condition = f"WHERE experiment IN ({', '.join('?' * len(names))})"  # placeholders only
+            args.extend(names)
+        # In the table's own order (rowid, no sort): columns.run_columns orders them.
+        sql = f"SELECT {_columns(self._version, metadata)} FROM runs r "
+        if history:
+            sql += f"{condition} ORDER BY r.rowid"
+        else:
+            # The newest run of each grid point is the one no run of it follows, in the order of
+            # the grid point index: one scan of that index, no sort (as runs() chooses it).
+            sql += (
+                "WHERE r.rowid IN (SELECT rowid FROM (SELECT rowid, LEAD(rowid) OVER (PARTITION BY module, "
+                f"experiment, param_hash ORDER BY started_at, rowid) AS newer FROM runs {condition}) "
+                "WHERE newer IS NULL) ORDER BY r.rowid"
+            )
+        wanted = None if status is None else {status} if isinstance(status, str) else set(status)
+        with columns.gc_paused():
+            rows = self._read(lambda connection: connection.execute(sql, args).fetchall())
+            return columns.run_columns(
+                rows, root=self.root, liveness=self._liveness, latest=not history, status=wanted, metadata=metadata
+            )
+
     def grid_snapshot(self) -> GridSnapshot:
         # Every query in one read transaction: a WAL reader sees one state of the database
         # throughout, so runs inserted meanwhile by other processes are in none of them (and
@@ -736,7 +786,7 @@ class SQLiteStore(Store):
         rows = self._query("SELECT name, size, media_type, kind FROM artifacts WHERE run_id = ?", (run_id,))
         return [Artifact(row["name"], row["size"], row["media_type"], row["kind"]) for row in rows]
 
-    def points(self, run_ids: Sequence[str] | None = None, metrics: Sequence[str] | None = None) -> list[SeriesPoint]:
+    def points(self, run_ids: Sequence[str] | None = None, metrics: Sequence[str] | None = None) -> SeriesPoints:
         where, args = [], []
         # Each selection is one JSON array parameter: one query whatever the number of runs,
         # and no limit on bound variables.
@@ -747,16 +797,18 @@ class SQLiteStore(Store):
             where.append("name IN (SELECT value FROM json_each(?))")
             args.append(dumps([storable_text(name) for name in metrics]))
         condition = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._read(
-            lambda connection: connection.execute(
-                f"SELECT run_id, name, seq, step, value FROM metric_points {condition} ORDER BY run_id, name, seq", args
-            ).fetchall()
-        )
+        with columns.gc_paused():
+            rows = self._read(
+                lambda connection: connection.execute(
+                    f"SELECT run_id, name, seq, step, value FROM metric_points {condition} ORDER BY run_id, name, seq",
+                    args,
+                ).fetchall()
+            )
+            if not rows:
+                return SeriesPoints([], [], [], [], [])
+            run, name, seq, step, value = (list(column) for column in zip(*rows, strict=True))
         # SQLite stores a NaN as NULL: it was logged as a number, so it reads back as NaN.
-        return [
-            SeriesPoint(run, name, seq, step, math.nan if value is None else value)
-            for run, name, seq, step, value in rows
-        ]
+        return SeriesPoints(run, name, seq, step, [math.nan if number is None else number for number in value])
 
     def metric_series(self, run_id: str, name: str) -> list[tuple[int | None, float]]:
         rows = self._query(
