@@ -78,44 +78,43 @@ def load_series(
     names = _names(experiment)
     statuses = _statuses(status)
     metrics = None if metric is None else [metric] if isinstance(metric, str) else list(metric)
+    # Every run: the points of all runs, without a list of run ids for the store to look each up in.
+    every = history and names is None and statuses is None
     if isinstance(store, Store):
         with gc_paused():
-            return _series_frame(store, _columns(store, names, statuses, history, False), metrics)
+            return _series_frame(store, _columns(store, names, statuses, history, False), metrics, every)
     location = find_store() if store is None else store
     with Store.open(location, readonly=True, artifacts=artifacts_for(location)) as opened, gc_paused():
-        return _series_frame(opened, _columns(opened, names, statuses, history, False), metrics)
+        return _series_frame(opened, _columns(opened, names, statuses, history, False), metrics, every)
 
 
-def _series_frame(store: Store, runs: RunColumns, metrics: list[str] | None) -> pd.DataFrame:
+def _series_frame(store: Store, runs: RunColumns, metrics: list[str] | None, every: bool = False) -> pd.DataFrame:
     position = {run_id: row for row, run_id in enumerate(runs.run_id)}
-    points = SeriesPoints.of(store.points(runs.run_id, metrics))
+    # The points of runs not among these (written since they were read) are dropped below.
+    points = SeriesPoints.of(store.points(None if every else runs.run_id, metrics))
     # Each point's run (-1: not one of these runs), then the points in the runs' order; the
     # sort is stable, so each run's points keep the store's metric and logging order.
-    owner = np.fromiter((position.get(run_id, -1) for run_id in points.run_id), dtype=np.int64, count=len(points))
+    owner = np.array([position.get(run_id, -1) for run_id in points.run_id], dtype=np.int64)
     kept = np.flatnonzero(owner >= 0)
     order = kept[np.argsort(owner[kept], kind="stable")]
-    rows = order.tolist()
     of_run = owner[order]
-    data: dict[str, Any] = {
-        "run_id": _taken(runs.run_id, of_run),
-        "node_id": _taken(runs.node_id, of_run),
-        "experiment": _taken(runs.experiment, of_run),
-    }
-    # The parameters of the runs that have points, as load() has them, one value per point.
-    with_points = pd.unique(of_run).tolist()
-    params = _param_lists(runs.take(with_points))
-    index = np.searchsorted(np.array(with_points, dtype=np.int64), of_run) if with_points else of_run
-    for name, values in params.items():
-        data[f"params.{name}"] = _param_column(_taken(values, index))
-    data["metric"] = _taken(points.metric, rows)
-    data["step"] = pd.array(_taken(points.step, rows), dtype="Int64")
-    data["value"] = pd.Series(_taken(points.value, rows), dtype="float64")
-    frame: pd.DataFrame = pd.DataFrame(data)
+    # The run-level columns once per run that has points, then repeated per point by pandas:
+    # a column's dtype is decided from the same values either way.
+    with_points, of_point = np.unique(of_run, return_inverse=True)  # in the runs' order: of_run is sorted
+    used = runs.take(with_points.tolist())
+    data: dict[str, Any] = {"run_id": used.run_id, "node_id": used.node_id, "experiment": used.experiment}
+    for name, values in _param_lists(used).items():
+        data[f"params.{name}"] = _param_column(values)
+    frame: pd.DataFrame = pd.DataFrame(data).take(of_point).reset_index(drop=True)
+    rows = order.tolist()
+    frame["metric"] = _taken(points.metric, rows)
+    frame["step"] = pd.array(_taken(points.step, rows), dtype="Int64")
+    frame["value"] = pd.Series(_taken(points.value, rows), dtype="float64")
     return frame
 
 
-def _taken(values: list[Any], rows: Any) -> list[Any]:
-    """``values`` at positions ``rows`` (a list or an integer array), as a list."""
+def _taken(values: list[Any], rows: list[int]) -> list[Any]:
+    """``values`` at positions ``rows``, as a list."""
     return list(itemgetter(*rows)(values)) if len(rows) > 1 else [values[row] for row in rows]
 
 

@@ -27,6 +27,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -455,10 +456,10 @@ class PostgresStore(Store):
         ids = None if run_ids is None else list(run_ids)
         names = None if metrics is None else [storable_text(name) for name in metrics]
         with columns.gc_paused():
-            rows = self._query("points", (ids, ids, names, names))
-            if not rows:
-                return SeriesPoints([], [], [], [], [])
-            run, name, seq, step, value = (list(column) for column in zip(*rows, strict=True))
+            series = self._query("points", (ids, ids, names, names))
+            run = list(chain.from_iterable(repeat(run_id, len(seqs)) for run_id, _, seqs, _, _ in series))
+            name = list(chain.from_iterable(repeat(metric, len(seqs)) for _, metric, seqs, _, _ in series))
+            seq, step, value = (list(chain.from_iterable(row[column] for row in series)) for column in (2, 3, 4))
             return SeriesPoints(run, name, seq, step, [math.nan if number is None else number for number in value])
 
     def metric_series(self, run_id: str, name: str) -> list[tuple[int | None, float]]:

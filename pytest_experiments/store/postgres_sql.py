@@ -179,10 +179,12 @@ STATEMENTS = {
     "set_tags": "UPDATE {s}.runs SET tags = %s WHERE run_id = %s",
     "notes_for_update": "SELECT notes FROM {s}.runs WHERE run_id = %s FOR UPDATE",
     "set_notes": "UPDATE {s}.runs SET notes = %s WHERE run_id = %s",
-    # One query for the points of any number of runs.
-    "points": "SELECT run_id, name, seq, step, value FROM {s}.metric_points "
+    # One query for the points of any number of runs: a row per series, its points as arrays
+    # (binary, exact), so that a run's id and a metric's name come once per series, not per point.
+    "points": "SELECT run_id, name, array_agg(seq ORDER BY seq), array_agg(step ORDER BY seq), "
+    "array_agg(value ORDER BY seq) FROM {s}.metric_points "
     "WHERE (%s::text[] IS NULL OR run_id = ANY(%s::text[])) AND (%s::text[] IS NULL OR name = ANY(%s::text[])) "
-    "ORDER BY run_id, name, seq",
+    "GROUP BY run_id, name ORDER BY run_id, name",
     "delete_points": "DELETE FROM {s}.metric_points WHERE run_id = ANY(%s::text[])",
     "delete_runs": "DELETE FROM {s}.runs WHERE run_id = ANY(%s::text[])",
     "version": "SELECT application, version FROM {s}.store_version",

@@ -15,6 +15,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -797,18 +798,34 @@ class SQLiteStore(Store):
             where.append("name IN (SELECT value FROM json_each(?))")
             args.append(dumps([storable_text(name) for name in metrics]))
         condition = f"WHERE {' AND '.join(where)}" if where else ""
-        with columns.gc_paused():
-            rows = self._read(
-                lambda connection: connection.execute(
-                    f"SELECT run_id, name, seq, step, value FROM metric_points {condition} ORDER BY run_id, name, seq",
+
+        # Each series' run and metric once (with its length), then only the points' own fields:
+        # two reads in one transaction, so both see the same points, and two thirds fewer
+        # Python objects for a long series than one row per point with its names.
+        def read(connection: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+            connection.execute("BEGIN")
+            try:
+                series = connection.execute(
+                    f"SELECT run_id, name, count(*) FROM metric_points {condition} "
+                    "GROUP BY run_id, name ORDER BY run_id, name",
                     args,
                 ).fetchall()
-            )
+                rows = connection.execute(
+                    f"SELECT seq, step, value FROM metric_points {condition} ORDER BY run_id, name, seq", args
+                ).fetchall()
+            finally:
+                connection.execute("COMMIT")  # ends the read; nothing was written
+            return series, rows
+
+        with columns.gc_paused():
+            series, rows = self._read(read)
             if not rows:
                 return SeriesPoints([], [], [], [], [])
-            run, name, seq, step, value = (list(column) for column in zip(*rows, strict=True))
-        # SQLite stores a NaN as NULL: it was logged as a number, so it reads back as NaN.
-        return SeriesPoints(run, name, seq, step, [math.nan if number is None else number for number in value])
+            run = list(chain.from_iterable(repeat(run_id, count) for run_id, _, count in series))
+            name = list(chain.from_iterable(repeat(metric, count) for _, metric, count in series))
+            seq, step, value = (list(column) for column in zip(*rows, strict=True))
+            # SQLite stores a NaN as NULL: it was logged as a number, so it reads back as NaN.
+            return SeriesPoints(run, name, seq, step, [math.nan if number is None else number for number in value])
 
     def metric_series(self, run_id: str, name: str) -> list[tuple[int | None, float]]:
         rows = self._query(
