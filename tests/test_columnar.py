@@ -19,6 +19,7 @@ from frames_reference import reference_runs, reference_runs_frame, reference_ser
 from test_store_contract import run_end, run_start, session_start
 
 from pytest_experiments import Store, load, load_series
+from pytest_experiments.frames import runs_frame
 from pytest_experiments.model import MetricPoint, SeriesPoint, SeriesPoints
 from pytest_experiments.store.columns import absolute_dirs
 from pytest_experiments.store.liveness import process_start
@@ -141,6 +142,18 @@ def test_load_equals_the_frame_built_from_records(
         assert frame["params.i"].dtype == "Int64"
         assert list(frame.loc[frame["experiment"] == "test_v", "run_id"]) == ["aa-second"]
         assert list(frame.loc[frame["experiment"] == "test_w", "run_id"]) == ["run-a-tie", "run-b-tie"]
+
+
+def test_the_command_lines_frame_of_records_equals_the_frame_built_from_them(
+    backend: Backend, dead_pid: tuple[int, str]
+) -> None:
+    with backend.open(create=True, lease=10) as store:
+        fill(store, dead_pid)
+        for history in (False, True):
+            records = store.runs(history=history)
+            for metadata in (False, True):
+                expected = reference_runs_frame(records, metadata=metadata)
+                pd.testing.assert_frame_equal(runs_frame(records, metadata=metadata), expected, check_exact=True)
 
 
 def test_load_of_a_location_equals_the_frame_built_from_records(backend: Backend, dead_pid: tuple[int, str]) -> None:
