@@ -261,3 +261,22 @@ def test_a_version_1_store_loads_as_the_records_read_it(tmp_path: Path, sleeper:
             records = reference_runs(store, None, None, history)
             pd.testing.assert_frame_equal(load(store, history=history), reference_runs_frame(records), check_exact=True)
             assert "running" not in set(load(store, history=history)["status"])  # its heartbeat is an hour old
+
+
+@pytest.mark.parametrize("params", ['{"a": 1}, {"b": 2}', '{"a": 1}, {}, {}, {}, null], [{}', '{"a": ', "[1, 2]x"])
+def test_json_that_would_spill_into_other_runs_is_refused_with_one_line(tmp_path: Path, params: str) -> None:
+    import sqlite3
+
+    from pytest_experiments import StoreError
+
+    with Store.open(tmp_path / "store", create=True) as store:
+        session = session_start("a")
+        store.record_session(session)
+        for point in range(3):
+            start = run_start(session, point)
+            store.start_run(start)
+            store.finish_run(run_end(start.run_id, metrics={"m": float(point)}))
+    with sqlite3.connect(tmp_path / "store" / "experiments.sqlite") as db:  # written by hand
+        db.execute("UPDATE runs SET params = ? WHERE run_id = ?", (params, start.run_id))
+    with pytest.raises(StoreError, match=r"^the store holds a run whose [^\n]*$"):
+        load(tmp_path / "store", history=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_experiments.model import RunColumns
+from pytest_experiments.store.base import StoreError
 from pytest_experiments.store.liveness import Liveness, Process
 
 #: The fields of a row as the backends read them for :func:`run_columns`, in order. ``values``
@@ -91,7 +92,7 @@ def run_columns(
     rows = _sorted(rows, latest)
     (run_id, session_id, node_id, module, experiment, stored, started_at, finished_at, duration, worker,
      folder, error_type, error_message, values) = (list(column) for column in zip(*rows, strict=True))  # fmt: skip
-    decoded = list(zip(*decode_all(values), strict=True))
+    decoded = list(zip(*_decoded_values(values, 6 if metadata else 5), strict=True))
     statuses = _live_statuses(stored, decoded[4], liveness)
     columns = RunColumns(
         run_id=run_id,
@@ -117,6 +118,19 @@ def run_columns(
         return columns
     kept = [value in status for value in statuses]
     return columns if all(kept) else columns.take(list(compress(range(len(kept)), kept)))
+
+
+def _decoded_values(texts: list[str], width: int) -> list[Any]:
+    """The ``values`` arrays of the rows, each of ``width`` items, or the :class:`StoreError` of a
+    store holding text that is not such an array (written by hand, or damaged)."""
+    try:
+        decoded = decode_all(texts)
+    except ValueError as exc:
+        raise StoreError(f"the store holds a run whose JSON fields cannot be read ({exc}); delete that run") from None
+    # Text joined into one array could spill into its neighbours: each row must be one array.
+    if len(decoded) != len(texts) or any(not isinstance(row, list) or len(row) != width for row in decoded):
+        raise StoreError("the store holds a run whose parameters, metrics, tags or metadata are not JSON objects")
+    return decoded
 
 
 def _sorted(rows: Sequence[Sequence[Any]], by_run_id: bool) -> Sequence[Sequence[Any]]:
