@@ -21,6 +21,7 @@ import pytest
 from pytest_experiments.plugin import ACTIVE_KEY, HANDLE_KEY, SETTINGS_KEY, xdist
 from pytest_experiments.plugin.collectors import BUILTIN_COLLECTORS
 from pytest_experiments.plugin.options import Settings
+from pytest_experiments.plugin.pausing import Continuing, PausedReports
 from pytest_experiments.plugin.recorder import Recorder
 from pytest_experiments.plugin.session import SessionLifecycle
 from pytest_experiments.plugin.store_access import StoreHandle
@@ -72,7 +73,9 @@ def activate(
     if not worker and settings.server_store and settings.artifacts is None:
         _warn_local_artifacts(config, handle)
     claim_after = snapshot.mark if snapshot is not None and settings.selection.claims else None
-    config.pluginmanager.register(Recorder(handle, settings.worker, claim_after), "xp-recorder")
+    continuing = Continuing(snapshot.states) if snapshot is not None and claim_after is not None else None
+    config.pluginmanager.register(Recorder(handle, settings.worker, claim_after, continuing), "xp-recorder")
+    config.pluginmanager.register(PausedReports(), "xp-paused-reports")
     if snapshot is not None:
         _register_selection(config, settings, snapshot, controller=not worker)
         if settings.selection.claims and not config.pluginmanager.is_blocked("xp-spread"):

@@ -1,0 +1,265 @@
+"""Pause and continue in the same run: ``xp.pause()``, ``--xp-resume`` continuing paused runs
+(and interrupted ones of experiments that opt in), the attempts kept, and the interrupt hook
+under real SIGINT / SIGTERM, with and without xdist.
+
+Resume sessions run in real ``python -m pytest`` processes (``procs``) where xdist or signals
+are involved, on each backend where ``xp_backend`` is taken. Waits are bounded and synchronise
+on files the inner sessions write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+
+import pandas as pd  # imported by this session once: pytester unloads what an inner session imports
+import pytest
+from backends import Backend
+from processes import SIGINT_CONFTEST, Processes, history, store_of
+
+from pytest_experiments import load, open_store
+
+pytestmark = pytest.mark.usefixtures("clean_env")
+
+# A training loop of 9 steps that checkpoints into xp.dir and pauses every 3 steps; the marker
+# files ``attempt-<i>-<continued>`` say which run id each attempt saw.
+TRAINING = """
+    from pathlib import Path
+
+    import pytest
+
+    HERE = Path(__file__).parent
+
+
+    @pytest.mark.grid(i=[0, 1])
+    def test_train(xp, i):
+        start = int((xp.dir / "checkpoint.txt").read_text()) if xp.continued else 0
+        (HERE / f"attempt-{i}-{xp.continued}").write_text(xp.run_id)
+        for step in range(start, start + 3):
+            xp.log_metric("loss", 1.0 / (step + 1), step=step)
+        if start + 3 < 9:
+            (xp.dir / "checkpoint.txt").write_text(str(start + 3))
+            try:
+                xp.pause(f"checkpoint at step {start + 3}")
+            except Exception:  # a pause is no Exception: the body cannot swallow it by accident
+                raise AssertionError("xp.pause was caught as an Exception")
+        return {"steps": start + 3}
+"""
+
+
+def store_env(backend: Backend) -> dict[str, str]:
+    """What an inner process needs to record into ``backend``'s store (``procs`` leaves the outer
+    run's variables out)."""
+    env = {"PYTEST_XP_STORE": backend.location}
+    if backend.artifacts is not None:
+        env["PYTEST_XP_ARTIFACTS"] = str(backend.artifacts)
+    return env
+
+
+def attempt_ids(pytester: pytest.Pytester) -> dict[str, str]:
+    return {path.name: path.read_text() for path in pytester.path.glob("attempt-*")}
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "xdist"])
+def test_paused_runs_are_continued_by_resume_as_the_same_runs(
+    pytester: pytest.Pytester, procs: Processes, xp_backend: Backend, workers: list[str]
+) -> None:
+    pytester.makepyfile(test_train=TRAINING)
+    env = store_env(xp_backend)
+    code, output = procs.run(*workers, **env)
+    assert code == 0, output
+    assert re.search(r"\b2 paused\b", output.splitlines()[-1]), output  # pytest's own final line
+    assert "xp: 2 runs recorded (2 paused) in " in output
+    assert "--xp-resume continues the paused ones" in output
+    first = {run.params["i"]: run for run in history(pytester)}
+    assert {run.status for run in first.values()} == {"paused"}
+    assert first[0].metadata["reason"] == "checkpoint at step 3"
+
+    code, output = procs.run("--xp-resume", *workers, **env)
+    assert code == 0, output
+    assert "xp: resume: 0 done, 2 to run (2 paused)" in output.splitlines()
+    code, output = procs.run("--xp-resume", *workers, **env)
+    assert code == 0, output
+    assert "2 passed" in output.splitlines()[-1]
+    code, output = procs.run("--xp-resume", *workers, **env)
+    assert code == 0, output
+    assert "xp: resume: 2 done, 0 to run; nothing left to run" in output.splitlines()
+
+    # Three attempts of the same two runs: same run ids, same folders, the series appended.
+    runs = history(pytester)
+    assert sorted(run.run_id for run in runs) == sorted(run.run_id for run in first.values())
+    ids = attempt_ids(pytester)
+    assert ids == {f"attempt-{i}-{n}": first[i].run_id for i in (0, 1) for n in (0, 1, 2)}
+    with open_store(store_of(pytester)) as store:
+        for run in runs:
+            assert run.status == "passed"
+            assert run.metadata["continued"] == 2
+            assert store.metric_series(run.run_id, "loss") == [(step, 1.0 / (step + 1)) for step in range(9)]
+            assert run.metrics == {"loss": 1.0 / 9, "steps": 9.0}
+            attempts = store.attempts(run.run_id)
+            assert [(a.status, a.reason) for a in attempts] == [
+                ("paused", "checkpoint at step 3"),
+                ("paused", "checkpoint at step 6"),
+                ("passed", ""),
+            ]
+            assert len({a.session_id for a in attempts}) == 3
+            assert (run.dir / "checkpoint.txt").read_text() == "6"
+    frame: pd.DataFrame = load(store_of(pytester), metadata=True)
+    assert list(frame["metadata.continued"]) == [2, 2]
+
+
+def test_retry_failed_leaves_paused_runs_and_status_counts_them(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_train=TRAINING)
+    assert pytester.runpytest().ret == 0
+    result = pytester.runpytest("--xp-retry-failed")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["xp: retry-failed: 0 done, 0 to run; nothing left to run"])
+    result = pytester.runpytest("--xp-status")
+    header, row = (line.split() for line in result.stdout.lines if line.startswith(("experiment", "test_train")))
+    assert dict(zip(header[1:], row[1:], strict=False))["paused"] == "2"
+    # Without --xp-resume a session runs every point anew, as always: new runs.
+    assert pytester.runpytest().ret == 0
+    assert len(history(pytester)) == 8
+
+
+PAUSE_EXAMPLES = """
+    import pytest
+
+
+    @pytest.mark.experiment
+    def test_no_reason(xp):
+        xp.log_metric("done", 1)
+        xp.pause()
+
+
+    @pytest.mark.experiment
+    def test_bad_reason(xp):
+        xp.pause(reason=3)
+
+
+    @pytest.mark.experiment
+    def test_verbose(xp):
+        xp.pause("see you")
+"""
+
+
+def test_pause_is_reported_as_paused_and_a_bad_reason_is_a_type_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_pausing=PAUSE_EXAMPLES)
+    result = pytester.runpytest("-v")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*test_no_reason PAUSED*", "*test_bad_reason FAILED*", "*test_verbose PAUSED*"])
+    result.stdout.fnmatch_lines(["*TypeError: xp.pause: reason must be a string, not int*"])
+    assert re.search(r"1 failed, 2 paused", result.stdout.lines[-1])
+    statuses = {run.experiment: (run.status, run.metadata.get("reason")) for run in history(pytester)}
+    assert statuses == {
+        "test_no_reason": ("paused", None),
+        "test_bad_reason": ("failed", None),
+        "test_verbose": ("paused", "see you"),
+    }
+
+
+# -- the interrupt hook, under real signals --------------------------------------------------
+
+# Points listed in block.json write ``blocked-<i>`` (their pid) and wait, bounded, for a signal;
+# the hook checkpoints into run.dir and says so in ``hooked-<i>``. The experiment continues its
+# interrupted runs; ``attempt-<i>-<continued>`` records what each attempt found.
+INTERRUPTIBLE = """
+    import json
+    import os
+    import time
+    from pathlib import Path
+
+    import pytest
+
+    HERE = Path(__file__).parent
+
+
+    @pytest.mark.experiment(continue_runs=True)
+    @pytest.mark.parametrize("i", range(8))
+    def test_point(xp, i):
+        found = (xp.dir / "checkpoint.txt").read_text() if xp.continued else ""
+        (HERE / f"attempt-{i}-{xp.continued}").write_text(json.dumps([xp.run_id, found]))
+        xp.log_metric("progress", 1.0, step=xp.continued)
+        block = HERE / "block.json"
+        if block.exists() and i in json.loads(block.read_text()):
+            partial = HERE / f"blocked-{i}.tmp"
+            partial.write_text(str(os.getpid()))
+            os.replace(partial, HERE / f"blocked-{i}")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+            raise TimeoutError("never interrupted")
+        return {"value": i}
+"""
+
+HOOK_CONFTEST = (
+    SIGINT_CONFTEST
+    + """
+    import os
+    from pathlib import Path
+
+
+    def pytest_experiments_run_interrupt(run):
+        (run.dir / "checkpoint.txt").write_text(f"step of {run.id}")
+        (Path(__file__).parent / f"hooked-{run.params['i']}").write_text(str(os.getpid()))
+        run.metadata["checkpointed"] = True
+"""
+)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals and process groups")
+@pytest.mark.parametrize(
+    ("signum", "workers", "target"),
+    [
+        pytest.param(signal.SIGINT, [], "controller", id="SIGINT"),
+        pytest.param(signal.SIGTERM, [], "controller", id="SIGTERM"),
+        pytest.param(signal.SIGINT, ["-n", "2"], "controller", id="SIGINT-n2-controller"),
+        pytest.param(signal.SIGTERM, ["-n", "2"], "group", id="SIGTERM-n2-group"),
+    ],
+)
+def test_interrupt_hook_checkpoints_and_resume_continues_the_interrupted_run(
+    pytester: pytest.Pytester, procs: Processes, signum: signal.Signals, workers: list[str], target: str
+) -> None:
+    pytester.makeconftest(HOOK_CONFTEST)
+    pytester.makepyfile(test_grid=INTERRUPTIBLE)
+    # Without xdist the session blocks at point 1; with two workers each blocks at its first
+    # point from 4 on.
+    in_flight = 2 if workers else 1
+    (pytester.path / "block.json").write_text(json.dumps(list(range(4, 8)) if workers else [1]))
+    proc = procs.start(*workers)
+    procs.wait_until(proc, "blocked runs", lambda: len(list(pytester.path.glob("blocked-?"))) == in_flight)
+    blocking = sorted(int(path.name[-1]) for path in pytester.path.glob("blocked-?"))
+    if target == "group":
+        os.killpg(proc.pid, signum)
+    else:
+        os.kill(proc.pid, signum)
+    code, output = procs.finish(proc)
+    assert code == pytest.ExitCode.INTERRUPTED, output
+
+    # The hook ran in the process of each run in flight, before it was stored.
+    for i in blocking:
+        assert (pytester.path / f"hooked-{i}").read_text() == (pytester.path / f"blocked-{i}").read_text()
+    interrupted = {run.params["i"]: run for run in history(pytester) if run.status == "interrupted"}
+    assert set(interrupted) == set(blocking)
+    for run in interrupted.values():
+        assert run.metadata["checkpointed"] is True
+        assert (run.dir / "checkpoint.txt").read_text() == f"step of {run.run_id}"
+
+    # --xp-resume continues them: the same runs, which find their checkpoints.
+    (pytester.path / "block.json").unlink()
+    code, output = procs.run("--xp-resume", *workers)
+    assert code == 0, output
+    assert f"{len(blocking)} interrupted" in output
+    for i, run in interrupted.items():
+        run_id, found = json.loads((pytester.path / f"attempt-{i}-1").read_text())
+        assert (run_id, found) == (run.run_id, f"step of {run.run_id}")
+    with open_store(store_of(pytester)) as store:
+        for run in interrupted.values():
+            again = store.run(run.run_id)
+            assert again.status == "passed"
+            assert [a.status for a in store.attempts(run.run_id)] == ["interrupted", "passed"]
+            assert store.metric_series(run.run_id, "progress") == [(0, 1.0), (1, 1.0)]
+    assert len(history(pytester)) == 8
