@@ -55,8 +55,11 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "experiment(compare=None, continue_runs=False): record each run of this test as an experiment run; "
-        "continue_runs=True: --xp-resume continues its interrupted runs as paused ones")
+    config.addinivalue_line(
+        "markers",
+        "experiment(compare=None, continue_runs=False): record each run of this test as an experiment run; "
+        "continue_runs=True: --xp-resume continues its interrupted runs as paused ones",
+    )
     config.addinivalue_line(
         "markers",
         "grid(name=values, ..., where=None): parametrise over the cartesian product of the axes, "
