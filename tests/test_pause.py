@@ -21,6 +21,7 @@ from backends import Backend
 from processes import SIGINT_CONFTEST, Processes, history, store_of
 
 from pytest_experiments import load, open_store
+from pytest_experiments.cli import main
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -122,7 +123,7 @@ def test_retry_failed_leaves_paused_runs_and_status_counts_them(pytester: pytest
     assert dict(zip(header[1:], row[1:], strict=False))["paused"] == "2"
     # Without --xp-resume a session runs every point anew, as always: new runs.
     assert pytester.runpytest().ret == 0
-    assert len(history(pytester)) == 8
+    assert len(history(pytester)) == 4
 
 
 PAUSE_EXAMPLES = """
@@ -263,3 +264,27 @@ def test_interrupt_hook_checkpoints_and_resume_continues_the_interrupted_run(
             assert [a.status for a in store.attempts(run.run_id)] == ["interrupted", "passed"]
             assert store.metric_series(run.run_id, "progress") == [(0, 1.0), (1, 1.0)]
     assert len(history(pytester)) == 8
+
+
+def test_show_lists_the_attempts_of_a_continued_run(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytester.makepyfile(test_train=TRAINING)
+    assert pytester.runpytest("-k", "0").ret == 0
+    assert pytester.runpytest("-k", "0", "--xp-resume").ret == 0
+    [run] = history(pytester)
+    capsys.readouterr()
+    assert main(["show", run.run_id, "--store", str(store_of(pytester))]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"run {run.run_id}  paused"
+    start = lines.index("attempts (continued 1 times)")
+    header, first, second = (re.split(r"\s{2,}", line.strip()) for line in lines[start + 1 : start + 4])
+    assert header[:5] == ["#", "status", "started (UTC)", "took", "reason"]
+    assert [first[:2], first[4]] == [["1", "paused"], "checkpoint at step 3"]
+    assert [second[:2], second[4]] == [["2", "paused"], "checkpoint at step 6"]
+    # A run never continued shows no attempts.
+    assert pytester.runpytest("-k", "1").ret == 0
+    other = next(r for r in history(pytester) if r.run_id != run.run_id)
+    capsys.readouterr()
+    assert main(["show", other.run_id, "--store", str(store_of(pytester))]) == 0
+    assert "attempts (" not in capsys.readouterr().out
