@@ -14,14 +14,17 @@ import os
 import re
 import signal
 import sys
+from pathlib import Path
 
 import pandas as pd  # imported by this session once: pytester unloads what an inner session imports
 import pytest
 from backends import Backend
 from processes import SIGINT_CONFTEST, Processes, history, store_of
 
+import pytest_experiments
 from pytest_experiments import load, open_store
 from pytest_experiments.cli import main
+from pytest_experiments.model import STATUSES
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -288,3 +291,13 @@ def test_show_lists_the_attempts_of_a_continued_run(
     capsys.readouterr()
     assert main(["show", other.run_id, "--store", str(store_of(pytester))]) == 0
     assert "attempts (" not in capsys.readouterr().out
+
+
+def test_the_html_report_knows_every_status() -> None:
+    # The page's status filter, counts and colours come from its own list: it must be the model's.
+    script = (Path(pytest_experiments.__file__).parent / "report" / "report.js").read_text()
+    listed = re.search(r"var STATUSES = (\[[^\]]*\]);", script)
+    assert listed is not None
+    assert tuple(json.loads(listed.group(1))) == STATUSES
+    style = (Path(pytest_experiments.__file__).parent / "report" / "report.css").read_text()
+    assert ".status-paused {" in style
