@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd  # imported by this session once: pytester unloads what an inner session imports
 import pytest
 from backends import Backend
-from processes import SIGINT_CONFTEST, Processes, history, store_of
+from processes import GATE_CONFTEST, SIGINT_CONFTEST, Processes, history, store_of
 
 import pytest_experiments
 from pytest_experiments import load, open_store
@@ -301,3 +301,44 @@ def test_the_html_report_knows_every_status() -> None:
     assert tuple(json.loads(listed.group(1))) == STATUSES
     style = (Path(pytest_experiments.__file__).parent / "report" / "report.css").read_text()
     assert ".status-paused {" in style
+
+
+# Each point pauses in its first attempt; a continued attempt leaves ``ran-<i>-<pid>``.
+PAUSE_ONCE = """
+    import os
+    from pathlib import Path
+
+    import pytest
+
+    HERE = Path(__file__).parent
+
+
+    @pytest.mark.parametrize("i", range(40))
+    def test_point(xp, i):
+        if not xp.continued:
+            xp.pause("first attempt")
+        (HERE / f"ran-{i}-{os.getpid()}").write_text(xp.run_id)
+"""
+
+
+def test_concurrent_resumers_continue_each_paused_run_once(pytester: pytest.Pytester, procs: Processes) -> None:
+    pytester.makeconftest(GATE_CONFTEST)
+    pytester.makepyfile(test_grid=PAUSE_ONCE)
+    code, output = procs.run()
+    assert code == 0, output
+    paused = {run.params["i"]: run.run_id for run in history(pytester)}
+    assert len(paused) == 40
+    gate = pytester.mkdir("gate")
+    started = [procs.start("--xp-resume", *flags, XP_TEST_GATE=str(gate)) for flags in ([], ["-n", "2"])]
+    procs.release_together(gate, 2)
+    for proc in started:
+        code, output = procs.finish(proc)
+        assert code == 0, output
+        assert "xp: resume: 0 done, 40 to run (40 paused)" in output.splitlines()
+    ran = [path.name.split("-")[1] for path in pytester.path.glob("ran-*")]
+    assert sorted(map(int, ran)) == list(range(40))  # every run continued once: none twice, none left
+    runs = history(pytester)
+    assert {run.params["i"]: run.run_id for run in runs} == paused  # the same runs, no new one
+    assert {run.status for run in runs} == {"passed"}
+    with open_store(store_of(pytester)) as store:
+        assert {tuple(a.status for a in store.attempts(run.run_id)) for run in runs} == {("paused", "passed")}
