@@ -342,3 +342,23 @@ def test_concurrent_resumers_continue_each_paused_run_once(pytester: pytest.Pyte
     assert {run.status for run in runs} == {"passed"}
     with open_store(store_of(pytester)) as store:
         assert {tuple(a.status for a in store.attempts(run.run_id)) for run in runs} == {("paused", "passed")}
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "checkpointing"
+
+
+@pytest.mark.skipif(not EXAMPLE.is_dir(), reason="examples/checkpointing is not part of this checkout")
+def test_the_checkpointing_example_trains_in_three_sessions(pytester: pytest.Pytester) -> None:
+    for path in EXAMPLE.glob("*.py"):
+        (pytester.path / path.name).write_text(path.read_text())
+    for options, expected in (([], "4 paused"), (["--xp-resume"], "4 paused"), (["--xp-resume"], "4 passed")):
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *options)
+        assert result.ret == 0, result.stdout.str()
+        assert expected in result.stdout.lines[-1]
+    runs = history(pytester)
+    assert len(runs) == 4
+    with open_store(store_of(pytester)) as store:
+        for run in runs:
+            assert run.metrics["epochs"] == 30
+            assert [step for step, _ in store.metric_series(run.run_id, "train_mse")] == list(range(1, 31))
+            assert [a.status for a in store.attempts(run.run_id)] == ["paused", "paused", "passed"]

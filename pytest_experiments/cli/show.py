@@ -186,9 +186,9 @@ def describe_run(
 
 
 def _attempt_table(attempts: Sequence[Attempt]) -> list[str]:
-    # The reason before the session and the worker: a narrow terminal drops columns from the right.
+    # The reason before the session: a narrow terminal drops columns from the right.
     columns = [Column("#", right=True), Column("status"), Column("started (UTC)"), Column("took", right=True),
-               Column("reason", shrink="end"), Column("session"), Column("worker")]  # fmt: skip
+               Column("reason", shrink="end"), Column("session")]  # fmt: skip
     rows = [
         [
             str(number),
@@ -197,7 +197,6 @@ def _attempt_table(attempts: Sequence[Attempt]) -> list[str]:
             duration_text(None if attempt.finished_at is None else attempt.finished_at - attempt.started_at),
             attempt.reason or "-",
             attempt.session_id,
-            f"{attempt.worker} on {attempt.host}, pid {attempt.pid}",
         ]
         for number, attempt in enumerate(attempts, 1)
     ]
