@@ -147,6 +147,16 @@ PAUSE_EXAMPLES = """
     @pytest.mark.experiment
     def test_verbose(xp):
         xp.pause("see you")
+
+
+    @pytest.fixture
+    def pausing_fixture(xp):
+        xp.pause("too early")
+
+
+    @pytest.mark.experiment
+    def test_in_a_fixture(pausing_fixture):
+        pass
 """
 
 
@@ -156,12 +166,14 @@ def test_pause_is_reported_as_paused_and_a_bad_reason_is_a_type_error(pytester: 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*test_no_reason PAUSED*", "*test_bad_reason FAILED*", "*test_verbose PAUSED*"])
     result.stdout.fnmatch_lines(["*TypeError: xp.pause: reason must be a string, not int*"])
-    assert re.search(r"1 failed, 2 paused", result.stdout.lines[-1])
+    result.stdout.fnmatch_lines(["xp: xp.pause() ends the test's body: call it there, not in a fixture or hook"])
+    assert re.search(r"1 failed, 1 error, 2 paused", result.stdout.lines[-1])
     statuses = {run.experiment: (run.status, run.metadata.get("reason")) for run in history(pytester)}
     assert statuses == {
         "test_no_reason": ("paused", None),
         "test_bad_reason": ("failed", None),
         "test_verbose": ("paused", "see you"),
+        "test_in_a_fixture": ("error", None),
     }
 
 

@@ -278,6 +278,8 @@ class Recorder:
                 xdist.tag_experiment_report(report)
             if report.when == "call" and report.skipped and current.run.pause_reason is not None:
                 mark_paused(report, current.run.pause_reason)
+            elif call.excinfo is not None and isinstance(call.excinfo.value, RunPaused):
+                report.longrepr = "xp: xp.pause() ends the test's body: call it there, not in a fixture or hook"
             if report.failed and call.excinfo is not None:
                 run = current.run
                 if run.error_type is None:
