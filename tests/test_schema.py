@@ -142,7 +142,9 @@ def old_rows(root: Path) -> list[tuple[object, ...]]:
         ).fetchall()
 
 
-STATUS_ROW = "test_grid.py::test_point     4     1       1      0            1       0        0        0          1           0"
+STATUS_ROW = (
+    "test_grid.py::test_point     4     1       1      0            1       0        0        0          1           0"
+)
 
 
 def test_a_reader_reads_a_version_1_store_as_it_is_and_never_waits_for_the_write_lock(
