@@ -73,7 +73,9 @@ def activate(
     if not worker and settings.server_store and settings.artifacts is None:
         _warn_local_artifacts(config, handle)
     claim_after = snapshot.mark if snapshot is not None and settings.selection.claims else None
-    continuing = Continuing(snapshot.states) if snapshot is not None and claim_after is not None else None
+    continuing = None
+    if snapshot is not None and claim_after is not None and Continuing.needed(snapshot.states):
+        continuing = Continuing(snapshot.states)
     config.pluginmanager.register(Recorder(handle, settings.worker, claim_after, continuing), "xp-recorder")
     config.pluginmanager.register(PausedReports(), "xp-paused-reports")
     if snapshot is not None:

@@ -47,6 +47,11 @@ class Continuing:
     def __init__(self, states: dict[GridKey, GridState]) -> None:
         self._states = states
 
+    @staticmethod
+    def needed(states: dict[GridKey, GridState]) -> bool:
+        """Whether any grid point's latest run may be continued (else claims need not ask, per item)."""
+        return any(status in _PAUSED_OR_INTERRUPTED for status, _ in states.values())
+
     def statuses(self, item: pytest.Function) -> tuple[str, ...]:
         """The statuses of ``item``'s latest run that make the claim continue it; () for a new run."""
         state = self._states.get(point_key(item))
