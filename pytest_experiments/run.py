@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import operator
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -15,6 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from pytest_experiments import artifacts
+from pytest_experiments.ids import new_id as new_id  # re-exported: where run ids come from
 from pytest_experiments.model import Artifact, Continuation, MetricPoint, RunEnd, RunStart, tag_problem
 from pytest_experiments.store.rundirs import inside
 from pytest_experiments.values import as_number, safe_repr, to_json_value, too_large
@@ -60,20 +59,6 @@ def _checked_step(where: str, step: object) -> int | None:
     if number not in _STEP_RANGE:
         raise ValueError(f"{where}: step must fit in 64 bits (-2**63 to 2**63 - 1)")
     return number
-
-
-def new_id() -> str:
-    """A sortable, unique id: UTC time to the second, then 48 random bits.
-
-    The random part keeps ids unique when many processes start runs in the same
-    microsecond, which a timestamp alone cannot.
-    """
-    return _utc_second(int(time.time())) + "-" + secrets.token_hex(6)
-
-
-@functools.lru_cache(maxsize=2)
-def _utc_second(seconds: int) -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(seconds))
 
 
 class RunPaused(BaseException):

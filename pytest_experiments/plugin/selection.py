@@ -35,7 +35,7 @@ from pytest_experiments.model import (
 )
 from pytest_experiments.plugin import xdist
 from pytest_experiments.plugin.identity import is_experiment, point_key
-from pytest_experiments.plugin.options import SelectionOptions
+from pytest_experiments.plugin.settings import SelectionOptions
 from pytest_experiments.store import Store, store_exists
 from pytest_experiments.store.location import shown
 from pytest_experiments.tables import Column, text_table
