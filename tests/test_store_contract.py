@@ -840,6 +840,32 @@ def test_merged_runs_keep_their_tags_notes_and_registry(backend: Backend, tmp_pa
         assert record.artifacts == [Artifact("fig.png", 3, "image/png", "figure")]
 
 
+def test_merged_runs_keep_their_attempts(backend: Backend, tmp_path: Path) -> None:
+    from pytest_experiments.store.copies import run_copy, session_copy
+
+    with Store.open(tmp_path / "source", create=True) as source:
+        first, second = session_start("first"), session_start("second")
+        source.record_session(first)
+        paused = record_run(source, run_start(first, 1), "paused", metadata={"reason": "later"},
+                            points=points("loss", 0, range(2)), metrics={"loss": 1.0})  # fmt: skip
+        source.record_session(second)
+        got = source.continue_run(run_start(second, 1), source.grid_snapshot().mark, ("paused",))
+        assert isinstance(got, Continuation)
+        source.finish_run(
+            run_end(paused.run_id, metrics={"loss": 0.5}, points=points("loss", got.next_seq, range(2, 4)))
+        )
+        attempts = source.attempts(paused.run_id)
+        copies = [run_copy(source, record) for record in source.runs()]
+        sessions = [session_copy(record) for record in source.sessions()]
+    with backend.open(create=True) as store:
+        assert store.add_copies(sessions, copies) == 1
+        assert store.add_copies(sessions, copies) == 0  # twice adds nothing
+        assert store.attempts(paused.run_id) == attempts
+        assert [a.status for a in attempts] == ["paused", "passed"]
+        assert [step for step, _ in store.metric_series(paused.run_id, "loss")] == [0, 1, 2, 3]
+        assert run_copy(store, store.runs()[0]).fingerprint() == copies[0].fingerprint()
+
+
 def test_a_read_only_store_reads_and_never_writes(backend: Backend) -> None:
     with backend.open(create=True) as store:
         session = session_start("a")

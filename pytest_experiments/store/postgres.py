@@ -607,6 +607,8 @@ class PostgresStore(Store):
                     files = [[storable_text(a.name) for a in run.artifacts], [a.size for a in run.artifacts],
                              [a.media_type for a in run.artifacts], [a.kind for a in run.artifacts]]  # fmt: skip
                     self._db.execute(self._sql["add_artifacts"], (run.run_id, *files))
+                for number, attempt in enumerate(run.attempts):
+                    self._db.execute(self._sql["add_attempt"], (run.run_id, number, *attempt))
         return added
 
     def close(self) -> None:

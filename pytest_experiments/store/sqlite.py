@@ -1003,6 +1003,11 @@ class SQLiteStore(Store):
                         "INSERT OR IGNORE INTO artifacts (run_id, name, size, media_type, kind) VALUES (?, ?, ?, ?, ?)",
                         [(run.run_id, storable_text(a.name), a.size, a.media_type, a.kind) for a in run.artifacts],
                     )
+                    self._db.executemany(
+                        "INSERT OR IGNORE INTO run_attempts (run_id, attempt, session_id, started_at, finished_at, "
+                        "status, reason, worker, host, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(run.run_id, number, *attempt) for number, attempt in enumerate(run.attempts)],
+                    )
             return added
 
         return self._immediate(body)
