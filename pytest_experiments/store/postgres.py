@@ -270,13 +270,36 @@ class PostgresStore(Store):
             self._db.execute(self._sql["start_run"], _start_args(start))
 
     def claim_run(self, start: RunStart, after: int) -> str | None:
+        # One round trip in the common cases (the point is free, or another session has it):
+        # the lock, the check, and the insert done only if the check would find nothing, sent
+        # as one pipeline. Its statements form one implicit transaction, which ends (releasing
+        # the lock) at the pipeline's single sync; psycopg's transaction() would add a sync for
+        # its BEGIN and one for its COMMIT. Each statement reads what was committed when it
+        # began, so both the check and the insert see the run of every claimer of the point
+        # before us (see the module doc).
+        point = (start.module, start.experiment, start.param_hash, start.session_id, after)
+        with self._errors():
+            with self._db.pipeline():
+                self._db.execute(self._sql["lock_grid_point"], (self._point_lock(start),))
+                check = self._db.execute(self._sql["claimed_elsewhere"], (after, *point))
+                insert = self._db.execute(self._sql["claim_if_free"], (*point, *_start_args(start)))
+            if insert.rowcount == 1:
+                return None
+            reason = self._claimed_elsewhere(check.fetchall())
+            if reason is not None:
+                return reason
+            # Only runs that are over (their process died, or interrupted after the mark):
+            # the point is free after all, which only liveness (judged here) can tell.
+            return self._claim_judged(start, after)
+
+    def _claim_judged(self, start: RunStart, after: int) -> str | None:
+        """The claim of a grid point whose runs liveness must judge: checked and inserted under its lock."""
         # Pipelined: BEGIN, the lock and the check reach the server in one round trip, the
         # insert and COMMIT in a second.
         with self._errors(), self._db.pipeline(), self._db.transaction():
             # Claimers of one grid point take turns here; the check then sees the runs of every
             # claimer before us (each statement reads what was committed when it began).
-            key = _lock_key(self.name, start.module, start.experiment, start.param_hash)
-            self._db.execute(self._sql["lock_grid_point"], (key,))
+            self._db.execute(self._sql["lock_grid_point"], (self._point_lock(start),))
             rows = self._db.execute(
                 self._sql["claimed_elsewhere"],
                 (after, start.module, start.experiment, start.param_hash, start.session_id, after),
@@ -285,6 +308,9 @@ class PostgresStore(Store):
             if reason is None:
                 self._db.execute(self._sql["start_run"], _start_args(start))
             return reason
+
+    def _point_lock(self, start: RunStart) -> int:
+        return _lock_key(self.name, start.module, start.experiment, start.param_hash)
 
     def _claimed_elsewhere(self, rows: list[tuple[Any, ...]]) -> str | None:
         """Why another session has the grid point, from its runs that are running or after the snapshot."""
