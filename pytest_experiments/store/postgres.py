@@ -292,6 +292,47 @@ class PostgresStore(Store):
             # the point is free after all, which only liveness (judged here) can tell.
             return self._claim_judged(start, after)
 
+    def claim_first(self, starts: Sequence[RunStart], after: int) -> list[str | None]:
+        if len(starts) < 2 or len({(s.session_id, s.worker, s.host, s.pid) for s in starts}) > 1:
+            return super().claim_first(starts, after)
+        first = starts[0]
+        points = [(s.module, s.experiment, s.param_hash) for s in starts]
+        columns = [list(column) for column in zip(*points, strict=True)]
+        # One round trip, as claim_run: the locks, the check and the insert of the first free
+        # point, one implicit transaction.
+        with self._errors():
+            with self._db.pipeline():
+                keys = sorted({_lock_key(self.name, *point) for point in points})
+                self._db.execute(self._sql["lock_grid_points"], (keys,))
+                check = self._db.execute(self._sql["claimed_elsewhere_of"], (after, *columns, first.session_id, after))
+                runs = [
+                    [s.run_id for s in starts], [storable_text(s.node_id) for s in starts],
+                    [storable_text(s.module) for s in starts], [s.experiment for s in starts],
+                    [s.param_hash for s in starts], [dumps(s.params) for s in starts],
+                    [s.started_at for s in starts], [s.dir for s in starts],
+                ]  # fmt: skip
+                same = (first.session_id, first.worker, first.host, first.pid, first.pid_namespace, first.pid_started)
+                insert = self._db.execute(self._sql["claim_first_free"], (*runs, first.session_id, after, *same))
+            claimed = insert.fetchone()
+            found: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {}
+            for row in check.fetchall():
+                found.setdefault(row[:3], []).append(row[3:])
+        outcomes: list[str | None] = []
+        for start, point in zip(starts, points, strict=True):
+            if claimed is not None and start.run_id == claimed[0]:
+                outcomes.append(None)
+                break
+            reason = self._claimed_elsewhere(found.get(point, []))
+            if reason is None:
+                # Its runs are over (dead, or interrupted after the mark): free after all, which
+                # only liveness (judged here) could tell. Claimed on its own; the batch may have
+                # claimed a later point too, which the outcomes go on to.
+                reason = self._claim_judged(start, after)
+            outcomes.append(reason)
+            if reason is None and claimed is None:
+                break
+        return outcomes
+
     def _claim_judged(self, start: RunStart, after: int) -> str | None:
         """The claim of a grid point whose runs liveness must judge: checked and inserted under its lock."""
         # Pipelined: BEGIN, the lock and the check reach the server in one round trip, the

@@ -138,6 +138,27 @@ STATEMENTS = {
     "INSERT INTO {s}.runs (seq, run_id, session_id, node_id, module, experiment, param_hash, params, status, "
     "started_at, worker, host, pid, pid_namespace, pid_started, dir) "
     "SELECT next.last, %s, %s, %s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s FROM next",
+    # claim_first: the locks of several grid points (in ascending order: two claimers never wait
+    # for each other in a circle), their runs in other sessions that are running or after the
+    # mark, and the run of the first of them without any, as claim_if_free does for one.
+    "lock_grid_points": "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k",
+    "claimed_elsewhere_of": "SELECT r.module, r.experiment, r.param_hash, r.session_id, r.seq > %s, r.status, "
+    "r.host, r.pid, r.pid_namespace, r.pid_started, s.heartbeat_at, s.finished_at FROM {s}.runs r "
+    + _WITH_SESSION
+    + " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS c(module, experiment, param_hash) "
+    "ON r.module = c.module AND r.experiment = c.experiment AND r.param_hash = c.param_hash "
+    "WHERE r.session_id != %s AND (r.status = 'running' OR r.seq > %s)",
+    "claim_first_free": "WITH c AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::double precision[], %s::text[]) WITH ORDINALITY "
+    "AS c(run_id, node_id, module, experiment, param_hash, params, started_at, dir, n)), "
+    "first AS (SELECT * FROM c WHERE NOT EXISTS (SELECT FROM {s}.runs r WHERE r.module = c.module "
+    "AND r.experiment = c.experiment AND r.param_hash = c.param_hash AND r.session_id != %s "
+    "AND (r.status = 'running' OR r.seq > %s)) ORDER BY c.n LIMIT 1), "
+    "next AS (UPDATE {s}.run_sequence SET last = last + 1 WHERE EXISTS (SELECT FROM first) RETURNING last) "
+    "INSERT INTO {s}.runs (seq, run_id, session_id, node_id, module, experiment, param_hash, params, status, "
+    "started_at, worker, host, pid, pid_namespace, pid_started, dir) "
+    "SELECT next.last, first.run_id, %s, first.node_id, first.module, first.experiment, first.param_hash, "
+    "first.params, 'running', first.started_at, %s, %s, %s, %s, %s, first.dir FROM next, first RETURNING run_id",
     "heartbeat": "UPDATE {s}.sessions SET heartbeat_at = %s WHERE session_id = %s AND finished_at IS NULL",
     # One statement (so one transaction and one round trip): the function's code when new,
     # the metric points (arrays, unnested), and the run's outcome.
