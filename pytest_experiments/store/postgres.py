@@ -270,63 +270,50 @@ class PostgresStore(Store):
             self._db.execute(self._sql["start_run"], _start_args(start))
 
     def claim_run(self, start: RunStart, after: int) -> str | None:
-        # One round trip in the common cases (the point is free, or another session has it):
-        # the lock, the check, and the insert done only if the check would find nothing, sent
-        # as one pipeline. Its statements form one implicit transaction, which ends (releasing
-        # the lock) at the pipeline's single sync; psycopg's transaction() would add a sync for
-        # its BEGIN and one for its COMMIT. Each statement reads what was committed when it
-        # began, so both the check and the insert see the run of every claimer of the point
-        # before us (see the module doc).
-        point = (start.module, start.experiment, start.param_hash, start.session_id, after)
-        with self._errors():
-            with self._db.pipeline():
-                self._db.execute(self._sql["lock_grid_point"], (self._point_lock(start),))
-                check = self._db.execute(self._sql["claimed_elsewhere"], (after, *point))
-                insert = self._db.execute(self._sql["claim_if_free"], (*point, *_start_args(start)))
-            if insert.rowcount == 1:
-                return None
-            reason = self._claimed_elsewhere(check.fetchall())
-            if reason is not None:
-                return reason
-            # Only runs that are over (their process died, or interrupted after the mark):
-            # the point is free after all, which only liveness (judged here) can tell.
-            return self._claim_judged(start, after)
+        return self.claim_first([start], after)[0]
 
     def claim_first(self, starts: Sequence[RunStart], after: int) -> list[str | None]:
-        if len(starts) < 2 or len({(s.session_id, s.worker, s.host, s.pid) for s in starts}) > 1:
-            return super().claim_first(starts, after)
+        if len({(s.session_id, s.worker, s.host, s.pid) for s in starts}) > 1:
+            return super().claim_first(starts, after)  # one process's claims only
+        # One round trip in the common cases (each point free, or another session's): two
+        # statements sent as one pipeline, which makes them one implicit transaction, ended (and
+        # the locks released) by the pipeline's single sync; psycopg's transaction() would add a
+        # round trip for its BEGIN and one for its COMMIT. The first takes the points' locks: of
+        # two claimers of a point, the second waits for the first to commit. The second statement
+        # reads what was committed when it began, so it sees the runs of every claimer before
+        # us: it lists the runs that keep each point from us and inserts the first point that
+        # has none (see the module doc).
         first = starts[0]
-        points = [(s.module, s.experiment, s.param_hash) for s in starts]
-        columns = [list(column) for column in zip(*points, strict=True)]
-        # One round trip, as claim_run: the locks, the check and the insert of the first free
-        # point, one implicit transaction.
+        keys = sorted({self._point_lock(start) for start in starts})  # in one order: no deadlock
+        candidates = [
+            [s.run_id for s in starts], [storable_text(s.node_id) for s in starts],
+            [storable_text(s.module) for s in starts], [s.experiment for s in starts],
+            [s.param_hash for s in starts], [dumps(s.params) for s in starts],
+            [s.started_at for s in starts], [s.dir for s in starts],
+        ]  # fmt: skip
+        process = (first.session_id, first.worker, first.host, first.pid, first.pid_namespace, first.pid_started)
         with self._errors():
             with self._db.pipeline():
-                keys = sorted({_lock_key(self.name, *point) for point in points})
                 self._db.execute(self._sql["lock_grid_points"], (keys,))
-                check = self._db.execute(self._sql["claimed_elsewhere_of"], (after, *columns, first.session_id, after))
-                runs = [
-                    [s.run_id for s in starts], [storable_text(s.node_id) for s in starts],
-                    [storable_text(s.module) for s in starts], [s.experiment for s in starts],
-                    [s.param_hash for s in starts], [dumps(s.params) for s in starts],
-                    [s.started_at for s in starts], [s.dir for s in starts],
-                ]  # fmt: skip
-                same = (first.session_id, first.worker, first.host, first.pid, first.pid_namespace, first.pid_started)
-                insert = self._db.execute(self._sql["claim_first_free"], (*runs, first.session_id, after, *same))
-            claimed = insert.fetchone()
-            found: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {}
-            for row in check.fetchall():
-                found.setdefault(row[:3], []).append(row[3:])
+                claim = self._db.execute(
+                    self._sql["claim_first_free"], (*candidates, after, first.session_id, after, *process)
+                )
+            rows = claim.fetchall()
+        claimed = rows[0][0]  # the 1-based place of the point claimed, or None
+        blocking: dict[int, list[tuple[Any, ...]]] = {}
+        for row in rows:
+            if row[1] is not None:
+                blocking.setdefault(row[1], []).append(row[2:])
         outcomes: list[str | None] = []
-        for start, point in zip(starts, points, strict=True):
-            if claimed is not None and start.run_id == claimed[0]:
+        for place, start in enumerate(starts, 1):
+            if place == claimed:
                 outcomes.append(None)
                 break
-            reason = self._claimed_elsewhere(found.get(point, []))
+            reason = self._claimed_elsewhere(blocking.get(place, []))
             if reason is None:
-                # Its runs are over (dead, or interrupted after the mark): free after all, which
-                # only liveness (judged here) could tell. Claimed on its own; the batch may have
-                # claimed a later point too, which the outcomes go on to.
+                # Only runs that are over (their process died, or interrupted after the mark):
+                # free after all, which only liveness (judged here) can tell. Claimed on its own;
+                # the statement may have claimed a later point too, which the outcomes go on to.
                 reason = self._claim_judged(start, after)
             outcomes.append(reason)
             if reason is None and claimed is None:

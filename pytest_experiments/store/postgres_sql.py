@@ -129,36 +129,27 @@ STATEMENTS = {
     "s.heartbeat_at, s.finished_at FROM {s}.runs r " + _WITH_SESSION + " "
     "WHERE r.module = %s AND r.experiment = %s AND r.param_hash = %s AND r.session_id != %s "
     "AND (r.status = 'running' OR r.seq > %s)",
-    # A claim's insert, done only when no run of the grid point is running or after the mark
-    # (in another session): the counter is not advanced either when one is. Runs after
-    # "lock_grid_point" in its transaction, so it sees every claimer of the point before us.
-    "claim_if_free": "WITH next AS (UPDATE {s}.run_sequence SET last = last + 1 WHERE NOT EXISTS (SELECT FROM "
-    "{s}.runs r WHERE r.module = %s AND r.experiment = %s AND r.param_hash = %s AND r.session_id != %s "
-    "AND (r.status = 'running' OR r.seq > %s)) RETURNING last) "
-    "INSERT INTO {s}.runs (seq, run_id, session_id, node_id, module, experiment, param_hash, params, status, "
-    "started_at, worker, host, pid, pid_namespace, pid_started, dir) "
-    "SELECT next.last, %s, %s, %s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s FROM next",
-    # claim_first: the locks of several grid points (in ascending order: two claimers never wait
-    # for each other in a circle), their runs in other sessions that are running or after the
-    # mark, and the run of the first of them without any, as claim_if_free does for one.
+    # claim_first: the locks of grid points (in ascending order: two claimers never wait for
+    # each other in a circle), then, in a statement of its own (which sees every claimer that
+    # held a lock before us), the runs of other sessions that keep each point from us (running,
+    # or after the mark), and the run of the first point without any, inserted; the counter is
+    # not advanced when there is none. One row at least: the first column is the 1-based place
+    # of the point claimed (NULL: none), then a blocking run's place and what liveness needs.
     "lock_grid_points": "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k",
-    "claimed_elsewhere_of": "SELECT r.module, r.experiment, r.param_hash, r.session_id, r.seq > %s, r.status, "
-    "r.host, r.pid, r.pid_namespace, r.pid_started, s.heartbeat_at, s.finished_at FROM {s}.runs r "
-    + _WITH_SESSION
-    + " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS c(module, experiment, param_hash) "
-    "ON r.module = c.module AND r.experiment = c.experiment AND r.param_hash = c.param_hash "
-    "WHERE r.session_id != %s AND (r.status = 'running' OR r.seq > %s)",
-    "claim_first_free": "WITH c AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-    "%s::text[], %s::double precision[], %s::text[]) WITH ORDINALITY "
+    "claim_first_free": "WITH c AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::text[], %s::double precision[], %s::text[]) WITH ORDINALITY "
     "AS c(run_id, node_id, module, experiment, param_hash, params, started_at, dir, n)), "
-    "first AS (SELECT * FROM c WHERE NOT EXISTS (SELECT FROM {s}.runs r WHERE r.module = c.module "
-    "AND r.experiment = c.experiment AND r.param_hash = c.param_hash AND r.session_id != %s "
-    "AND (r.status = 'running' OR r.seq > %s)) ORDER BY c.n LIMIT 1), "
-    "next AS (UPDATE {s}.run_sequence SET last = last + 1 WHERE EXISTS (SELECT FROM first) RETURNING last) "
-    "INSERT INTO {s}.runs (seq, run_id, session_id, node_id, module, experiment, param_hash, params, status, "
-    "started_at, worker, host, pid, pid_namespace, pid_started, dir) "
+    "blocking AS (SELECT c.n, r.session_id, r.seq > %s, r.status, r.host, r.pid, r.pid_namespace, r.pid_started, "
+    "s.heartbeat_at, s.finished_at FROM c JOIN {s}.runs r ON r.module = c.module AND r.experiment = c.experiment "
+    "AND r.param_hash = c.param_hash " + _WITH_SESSION + " "
+    "WHERE r.session_id != %s AND (r.status = 'running' OR r.seq > %s)), "
+    "first AS (SELECT * FROM c WHERE c.n NOT IN (SELECT n FROM blocking) ORDER BY c.n LIMIT 1), "
+    "next AS (UPDATE {s}.run_sequence SET last = last + 1 WHERE EXISTS (SELECT FROM first) RETURNING last), "
+    "claimed AS (INSERT INTO {s}.runs (seq, run_id, session_id, node_id, module, experiment, param_hash, params, "
+    "status, started_at, worker, host, pid, pid_namespace, pid_started, dir) "
     "SELECT next.last, first.run_id, %s, first.node_id, first.module, first.experiment, first.param_hash, "
-    "first.params, 'running', first.started_at, %s, %s, %s, %s, %s, first.dir FROM next, first RETURNING run_id",
+    "first.params, 'running', first.started_at, %s, %s, %s, %s, %s, first.dir FROM next, first) "
+    "SELECT (SELECT n FROM first), b.* FROM (SELECT) AS one LEFT JOIN blocking b ON true",
     "heartbeat": "UPDATE {s}.sessions SET heartbeat_at = %s WHERE session_id = %s AND finished_at IS NULL",
     # One statement (so one transaction and one round trip): the function's code when new,
     # the metric points (arrays, unnested), and the run's outcome.
