@@ -270,19 +270,36 @@ class PostgresStore(Store):
             self._db.execute(self._sql["start_run"], _start_args(start))
 
     def claim_run(self, start: RunStart, after: int) -> str | None:
-        return self.claim_first([start], after)[0]
+        # One round trip in the common cases (the point is free, or another session has it):
+        # the lock, the check, and the insert done only if the check would find nothing, sent
+        # as one pipeline, which makes them one implicit transaction, ended (and the lock
+        # released) by the pipeline's single sync; psycopg's transaction() would add a round
+        # trip for its BEGIN and one for its COMMIT. Each statement reads what was committed
+        # when it began, so the check and the insert see the run of every claimer of the point
+        # before us (see the module doc).
+        point = (start.module, start.experiment, start.param_hash, start.session_id, after)
+        with self._errors():
+            with self._db.pipeline():
+                self._db.execute(self._sql["lock_grid_point"], (self._point_lock(start),))
+                check = self._db.execute(self._sql["claimed_elsewhere"], (after, *point))
+                insert = self._db.execute(self._sql["claim_if_free"], (*point, *_start_args(start)))
+            if insert.rowcount == 1:
+                return None
+            reason = self._claimed_elsewhere(check.fetchall())
+        if reason is not None:
+            return reason
+        # Only runs that are over (their process died, or interrupted after the mark): the
+        # point is free after all, which only liveness (judged here) can tell.
+        return self._claim_judged(start, after)
 
     def claim_first(self, starts: Sequence[RunStart], after: int) -> list[str | None]:
-        if len({(s.session_id, s.worker, s.host, s.pid) for s in starts}) > 1:
-            return super().claim_first(starts, after)  # one process's claims only
-        # One round trip in the common cases (each point free, or another session's): two
-        # statements sent as one pipeline, which makes them one implicit transaction, ended (and
-        # the locks released) by the pipeline's single sync; psycopg's transaction() would add a
-        # round trip for its BEGIN and one for its COMMIT. The first takes the points' locks: of
-        # two claimers of a point, the second waits for the first to commit. The second statement
-        # reads what was committed when it began, so it sees the runs of every claimer before
-        # us: it lists the runs that keep each point from us and inserts the first point that
-        # has none (see the module doc).
+        if len(starts) < 2 or len({(s.session_id, s.worker, s.host, s.pid) for s in starts}) > 1:
+            # One point: claim_run's statements, cheaper to plan and run than the arrays below.
+            return super().claim_first(starts, after)
+        # One round trip, as claim_run: two statements in one pipeline (one implicit
+        # transaction). The first takes the points' locks; the second, which sees the runs of
+        # every claimer that held one of them before us, lists the runs that keep each point
+        # from us and inserts the first point that has none.
         first = starts[0]
         keys = sorted({self._point_lock(start) for start in starts})  # in one order: no deadlock
         candidates = [

@@ -129,6 +129,15 @@ STATEMENTS = {
     "s.heartbeat_at, s.finished_at FROM {s}.runs r " + _WITH_SESSION + " "
     "WHERE r.module = %s AND r.experiment = %s AND r.param_hash = %s AND r.session_id != %s "
     "AND (r.status = 'running' OR r.seq > %s)",
+    # A claim's insert, done only when no run of the grid point in another session is running
+    # or after the mark (the counter is not advanced either then). Runs after "lock_grid_point"
+    # in its transaction, so it sees every claimer of the point before us.
+    "claim_if_free": "WITH next AS (UPDATE {s}.run_sequence SET last = last + 1 WHERE NOT EXISTS (SELECT FROM "
+    "{s}.runs r WHERE r.module = %s AND r.experiment = %s AND r.param_hash = %s AND r.session_id != %s "
+    "AND (r.status = 'running' OR r.seq > %s)) RETURNING last) "
+    "INSERT INTO {s}.runs (seq, run_id, session_id, node_id, module, experiment, param_hash, params, status, "
+    "started_at, worker, host, pid, pid_namespace, pid_started, dir) "
+    "SELECT next.last, %s, %s, %s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s FROM next",
     # claim_first: the locks of grid points (in ascending order: two claimers never wait for
     # each other in a circle), then, in a statement of its own (which sees every claimer that
     # held a lock before us), the runs of other sessions that keep each point from us (running,
