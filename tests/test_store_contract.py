@@ -530,6 +530,45 @@ def test_claims_follow_the_snapshot_and_what_other_sessions_did(
         assert store.claim_run(run_start(late, "never-run"), mark) == "running in session session-resuming"
 
 
+def test_claim_first_claims_in_order_up_to_the_first_free_point(
+    backend: Backend, sleeper: subprocess.Popen[bytes], dead_pid: tuple[int, str]
+) -> None:
+    with backend.open(create=True) as store:
+        other, resuming = session_start("other"), session_start("resuming")
+        store.record_session(other)
+        store.record_session(resuming)
+        mark = store.grid_snapshot().mark
+        record_run(store, run_start(other, "passed"))
+        store.start_run(run_start(other, "live", pid=sleeper.pid))
+        record_run(store, run_start(other, "failed"), "failed")
+        store.start_run(run_start(other, "dead", pid=dead_pid[0], pid_started=dead_pid[1]))
+
+        def claim_first(*points: str) -> list[str | None]:
+            return store.claim_first([run_start(resuming, point, run_id=f"claim-{point}") for point in points], mark)
+
+        def claimed() -> set[str]:
+            return {run.run_id for run in store.runs(history=True) if run.run_id.startswith("claim-")}
+
+        done, running = "done in session session-other", "running in session session-other"
+        # The points refused are said in order; the first free one is claimed; nothing after it is tried.
+        assert claim_first("passed", "live", "failed", "free", "after", "never") == [done, running, done, None]
+        assert claimed() == {"claim-free"}
+        assert store.run("claim-free").status == "running"
+        # Nothing free: each point is said.
+        assert claim_first("live", "passed") == [running, done]
+        assert claim_first("live") == [running]
+        assert claimed() == {"claim-free"}
+        # A point whose run died is free (only liveness tells): claimed. A backend that decided
+        # the points after it at once may have claimed the first free one too; each None is a
+        # run written as running, and nothing is written past the last outcome.
+        outcomes = claim_first("passed", "dead", "after", "never")
+        assert outcomes[:2] == [done, None]
+        assert outcomes in ([done, None], [done, None, None])
+        tried = ["passed", "dead", "after", "never"][: len(outcomes)]
+        assert claimed() == {"claim-free"} | {f"claim-{p}" for p, o in zip(tried, outcomes, strict=True) if o is None}
+        assert all(store.run(run_id).status == "running" for run_id in claimed())
+
+
 def test_after_the_snapshot_is_decided_by_the_store_never_by_clocks(backend: Backend) -> None:
     with backend.open(create=True) as store:
         other, resuming = session_start("other"), session_start("resuming")
@@ -911,14 +950,24 @@ WRITER = textwrap.dedent(GATE_WAIT) + textwrap.dedent("""
     options = {"artifacts": artifacts} if artifacts else {}
     host, pid = socket.gethostname(), os.getpid()
     session = SessionStart(name, time.time(), host, pid, {})
-    ran = []
+    ran, window = [], []
+
+    def claim_window():
+        # Each outcome decides one point of the window; the points not tried stay in it.
+        outcomes = store.claim_first(window, snapshot.mark)
+        for start, outcome in zip(window, outcomes):
+            if outcome is None:
+                store.finish_run(RunEnd(start.run_id, "passed", time.time(), 0.0, None, {}, [], {}, {}))
+                ran.append(start.params["point"])
+        del window[: len(outcomes)]
+
     wait_at_gate(gate)  # every process creates the store at the same instant
     with Store.open(location, create=True, **options) as store:
         store.record_session(session)
         snapshot = store.grid_snapshot()
         for point in json.loads(points):
             state = snapshot.states.get(("test_m.py", "test_p", f"h{point}"))
-            if mode == "claim" and state is not None and state[0] != "interrupted":
+            if mode in ("claim", "claim_first") and state is not None and state[0] != "interrupted":
                 continue  # done before the snapshot: resume would not select it
             if mode == "continue" and (state is None or state[0] != "paused"):
                 continue  # continued before the snapshot: resume would not select it
@@ -931,6 +980,11 @@ WRITER = textwrap.dedent(GATE_WAIT) + textwrap.dedent("""
             if mode == "claim":
                 if store.claim_run(start, snapshot.mark) is not None:
                     continue
+            elif mode == "claim_first":  # four points at a time, as a resumer after a refusal
+                window.append(start)
+                if len(window) == 4:
+                    claim_window()
+                continue
             elif mode == "continue":  # every point was paused before: continue it, or leave it
                 got = store.continue_run(start, snapshot.mark, ("paused",))
                 if got is None or isinstance(got, str):
@@ -941,8 +995,10 @@ WRITER = textwrap.dedent(GATE_WAIT) + textwrap.dedent("""
             points_logged = [MetricPoint("loss", next_seq, 0, float(point))]
             store.finish_run(RunEnd(start.run_id, "passed", time.time(), 0.0, point, {"v": point}, points_logged, {}, {}))
             ran.append(point)
+        while window:
+            claim_window()
         store.finish_session(name, time.time(), 0)
-    print(json.dumps(ran))
+    print(json.dumps(sorted(ran)))
 """)
 
 
@@ -979,10 +1035,11 @@ def test_two_processes_create_and_write_one_store_at_once(
         assert store.metric_series("w2-42", "loss") == [(0, 42.0)]
 
 
+@pytest.mark.parametrize("mode", ["claim", "claim_first"])
 def test_two_processes_claiming_one_grid_run_each_point_once(
-    backend: Backend, procs: Processes, pytester: pytest.Pytester
+    backend: Backend, procs: Processes, pytester: pytest.Pytester, mode: str
 ) -> None:
-    ran = run_writers(backend, procs, pytester.mkdir("gate"), "claim", list(range(200)))
+    ran = run_writers(backend, procs, pytester.mkdir("gate"), mode, list(range(200)))
     assert sorted(ran["w1"] + ran["w2"]) == list(range(200))  # every point once: none twice, none lost
     with backend.open() as store:
         runs = store.runs(history=True)

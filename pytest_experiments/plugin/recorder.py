@@ -47,6 +47,11 @@ from pytest_experiments.values import metrics_from_result, to_json_value
 ATTEMPT_KEY = pytest.StashKey[int]()
 #: The run claimed for this item before its protocol started (resume / retry), until its setup.
 CLAIMED_KEY = pytest.StashKey[Run]()
+#: What a claim of several points decided for an item ahead of its turn: the run claimed for it,
+#: or why another session has its grid point.
+DECIDED_KEY = pytest.StashKey["Run | str"]()
+#: The most grid points asked for in one claim (see :meth:`Recorder._decide`).
+MAX_CLAIM_WINDOW = 64
 
 
 @dataclass
@@ -104,6 +109,10 @@ class Recorder:
         self._warned_volatile: set[tuple[str, str]] = set()
         #: Grid points not run because another session had them, by reason ("done in session ...").
         self.taken: Counter[str] = Counter()
+        #: How many grid points the next claim asks for (see :meth:`_decide`).
+        self._window = 1
+        #: Each item's place in the session's order (see :meth:`_ahead`), once claims need it.
+        self._places: dict[int, int] | None = None
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -129,24 +138,73 @@ class Recorder:
         if self._claim_after is None or not is_experiment(item) or self._store.failure is not None:
             return None
         assert isinstance(item, pytest.Function)
-        run = self._new_run(item)
-        after = self._claim_after
-        statuses = self._continuing.statuses(item) if self._continuing is not None else ()
-        try:
-            if statuses:  # the claim continues the paused (or interrupted) run: the same run
-                taken_by = self._store.use(lambda store: store.continue_run(run.start_record(), after, statuses))
-            else:
-                taken_by = self._store.use(lambda store: store.claim_run(run.start_record(), after))
-        except StoreError:
+        decided = item.stash.get(DECIDED_KEY, None)
+        if decided is None:
+            try:
+                decided = self._decide(item)
+            except StoreError:
+                return None
+        else:
+            del item.stash[DECIDED_KEY]
+        if isinstance(decided, Run):
+            item.stash[CLAIMED_KEY] = decided
             return None
-        if isinstance(taken_by, Continuation):
-            run.continue_from(taken_by)
-            taken_by = None
-        if taken_by is None:
-            item.stash[CLAIMED_KEY] = run
-            return None
-        self.taken[taken_by] += 1
+        self.taken[decided] += 1
         return True
+
+    def _decide(self, item: pytest.Function) -> Run | str:
+        """Claim ``item``'s grid point, or say who has it; may decide some items after it too.
+
+        Resumers sharing a grid meet runs of points others took, in stretches (each goes through
+        the grid in order, from its own place): one claim asks for this point and, after one that
+        was taken, for more and more of the points that come next, up to the first free one, which
+        costs one round trip for the lot on a server store. Only in a process that runs the
+        session's items in order: an xdist worker runs the ones it is sent, and a point claimed
+        for an item it never gets would be run by nobody in this session.
+        """
+        after = self._claim_after
+        assert after is not None
+        statuses = self._continue_statuses(item)
+        if statuses:  # the claim continues the paused (or interrupted) run: the same run
+            run = self._new_run(item)
+            taken_by = self._store.use(lambda store: store.continue_run(run.start_record(), after, statuses))
+            if isinstance(taken_by, Continuation):
+                run.continue_from(taken_by)
+                taken_by = None
+            return run if taken_by is None else taken_by
+        items = [item, *self._ahead(item)] if self._worker == "main" else [item]
+        runs = [self._new_run(candidate) for candidate in items]
+        starts = [run.start_record() for run in runs]
+        outcomes = self._store.use(lambda store: store.claim_first(starts, after))
+        refused = sum(outcome is not None for outcome in outcomes)
+        self._window = min(2 * refused + 1, MAX_CLAIM_WINDOW)
+        for candidate, run, outcome in zip(items[1:], runs[1:], outcomes[1:], strict=False):
+            candidate.stash[DECIDED_KEY] = run if outcome is None else outcome
+        return runs[0] if outcomes[0] is None else outcomes[0]
+
+    def _ahead(self, item: pytest.Function) -> list[pytest.Function]:
+        """The experiments that come after ``item`` in the session's order, undecided, within the window."""
+        if self._window < 2:
+            return []
+        items = item.session.items
+        if self._places is None:
+            self._places = {id(each): place for place, each in enumerate(items)}
+        place = self._places.get(id(item))
+        if place is None:
+            return []
+        ahead: list[pytest.Function] = []
+        for candidate in items[place + 1 :]:
+            if len(ahead) == self._window - 1:
+                break
+            if isinstance(candidate, pytest.Function) and is_experiment(candidate):
+                if DECIDED_KEY in candidate.stash or self._continue_statuses(candidate):
+                    break  # decided by an earlier claim (so is what follows it), or claimed by continuing
+                ahead.append(candidate)
+        return ahead
+
+    def _continue_statuses(self, item: pytest.Function) -> tuple[str, ...]:
+        """The statuses of ``item``'s latest run that its claim continues (none: a new run)."""
+        return self._continuing.statuses(item) if self._continuing is not None else ()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:

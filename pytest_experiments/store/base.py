@@ -121,6 +121,24 @@ class Store(abc.ABC):
         nothing; otherwise write the run as ``running`` and return None.
         """
 
+    def claim_first(self, starts: Sequence[RunStart], after: int) -> list[str | None]:
+        """:meth:`claim_run` of each of ``starts`` in turn until one is claimed, as one step where
+        the backend can: the outcome of each start tried, in order (a prefix of ``starts``, its
+        first at least): the reason for a point another session has, None for a claimed one.
+
+        A resuming process that meets points other sessions took (resumers on one grid) asks for
+        several at once, and a server store answers in one round trip. Each point is claimed as
+        atomically as by :meth:`claim_run`; all ``starts`` come from one process. A point whose
+        runs only liveness can judge (a process that died holding it) may be claimed on the way,
+        so a None may come before the last outcome: each None is a run this process must run.
+        """
+        outcomes: list[str | None] = []
+        for start in starts:
+            outcomes.append(self.claim_run(start, after))
+            if outcomes[-1] is None:
+                break
+        return outcomes
+
     @abc.abstractmethod
     def continue_run(self, start: RunStart, after: int, statuses: Collection[str]) -> str | Continuation | None:
         """Claim ``start``'s grid point as :meth:`claim_run` does, continuing its latest run when

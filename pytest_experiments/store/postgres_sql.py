@@ -146,6 +146,36 @@ STATEMENTS = {
     "s.heartbeat_at, s.finished_at FROM {s}.runs r " + _WITH_SESSION + " "
     "WHERE r.module = %s AND r.experiment = %s AND r.param_hash = %s AND r.session_id != %s "
     "AND (r.status = 'running' OR r.seq > %s)",
+    # A claim's insert, done only when no run of the grid point in another session is running
+    # or after the mark (the counter is not advanced either then). Runs after "lock_grid_point"
+    # in its transaction, so it sees every claimer of the point before us.
+    "claim_if_free": "WITH next AS (UPDATE {s}.run_sequence SET last = last + 1 WHERE NOT EXISTS (SELECT FROM "
+    "{s}.runs r WHERE r.module = %s AND r.experiment = %s AND r.param_hash = %s AND r.session_id != %s "
+    "AND (r.status = 'running' OR r.seq > %s)) RETURNING last) "
+    "INSERT INTO {s}.runs (seq, run_id, session_id, node_id, module, experiment, param_hash, params, status, "
+    "started_at, worker, host, pid, pid_namespace, pid_started, dir) "
+    "SELECT next.last, %s, %s, %s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s FROM next",
+    # claim_first: the locks of grid points (in ascending order: two claimers never wait for
+    # each other in a circle), then, in a statement of its own (which sees every claimer that
+    # held a lock before us), the runs of other sessions that keep each point from us (running,
+    # or after the mark), and the run of the first point without any, inserted; the counter is
+    # not advanced when there is none. One row at least: the first column is the 1-based place
+    # of the point claimed (NULL: none), then a blocking run's place and what liveness needs.
+    "lock_grid_points": "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k",
+    "claim_first_free": "WITH c AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::text[], %s::double precision[], %s::text[]) WITH ORDINALITY "
+    "AS c(run_id, node_id, module, experiment, param_hash, params, started_at, dir, n)), "
+    "blocking AS (SELECT c.n, r.session_id, r.seq > %s, r.status, r.host, r.pid, r.pid_namespace, r.pid_started, "
+    "s.heartbeat_at, s.finished_at FROM c JOIN {s}.runs r ON r.module = c.module AND r.experiment = c.experiment "
+    "AND r.param_hash = c.param_hash " + _WITH_SESSION + " "
+    "WHERE r.session_id != %s AND (r.status = 'running' OR r.seq > %s)), "
+    "first AS (SELECT * FROM c WHERE c.n NOT IN (SELECT n FROM blocking) ORDER BY c.n LIMIT 1), "
+    "next AS (UPDATE {s}.run_sequence SET last = last + 1 WHERE EXISTS (SELECT FROM first) RETURNING last), "
+    "claimed AS (INSERT INTO {s}.runs (seq, run_id, session_id, node_id, module, experiment, param_hash, params, "
+    "status, started_at, worker, host, pid, pid_namespace, pid_started, dir) "
+    "SELECT next.last, first.run_id, %s, first.node_id, first.module, first.experiment, first.param_hash, "
+    "first.params, 'running', first.started_at, %s, %s, %s, %s, %s, first.dir FROM next, first) "
+    "SELECT (SELECT n FROM first), b.* FROM (SELECT) AS one LEFT JOIN blocking b ON true",
     # Continuing a run (continue_run): its grid point's latest run, with what liveness needs.
     "latest_of_point": "SELECT r.run_id, r.session_id, r.status, r.started_at, r.finished_at, r.worker, r.host, r.pid, "
     "r.pid_namespace, r.pid_started, s.heartbeat_at, s.finished_at, r.dir, r.metrics, r.logged_params, r.metadata, "
