@@ -173,7 +173,11 @@ class Run:
         self._store_root = store_root
         self._relative_dir = relative_dir
         self._dir: Path | None = None
+        #: Points logged without a journal (a Run made outside a session); the recorder streams
+        #: them to its journal instead, so a run of a million points keeps none in memory.
         self._points: list[MetricPoint] = []
+        self._seq = 0
+        self._stream: Callable[[str, str, int, int | None, float], None] | None = None
         self._tags = Tags()
         self._artifacts: dict[str, Artifact] = {}
 
@@ -266,8 +270,21 @@ class Run:
 
     def _log(self, metric: tuple[str, float], step: int | None) -> None:
         name, number = metric
-        self._points.append(MetricPoint(name, len(self._points), step, number))
+        seq = self._seq
+        self._seq = seq + 1
+        if self._stream is not None:
+            self._stream(self.id, name, seq, step, number)
+        else:
+            self._points.append(MetricPoint(name, seq, step, number))
         self.metrics[name] = number
+
+    def stream_points(self, write: Callable[[str, str, int, int | None, float], None]) -> None:
+        """Hand every point logged from now on (and those kept so far) to ``write(run_id, name,
+        seq, step, value)``, which makes it durable; none is kept in memory any more."""
+        for point in self._points:
+            write(self.id, point.name, point.seq, point.step, point.value)
+        self._points.clear()
+        self._stream = write
 
     def log_param(self, name: str, value: Any) -> None:
         """Record a derived parameter; it is shown with the others but is not part of the run's identity."""

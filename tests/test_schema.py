@@ -22,7 +22,7 @@ import pytest
 from processes import GATE_CONFTEST, Processes, store_of
 
 from pytest_experiments.store.liveness import pid_namespace
-from pytest_experiments.store.sqlite import APPLICATION_ID, DB_NAME
+from pytest_experiments.store.sqlite import APPLICATION_ID, DB_NAME, SCHEMA_VERSION
 from pytest_experiments.values import dumps, param_hash
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
@@ -181,7 +181,7 @@ def test_a_writer_migrates_a_version_1_store_and_resumes_it(
         output.splitlines()
     )
     version, columns, names = schema_of(store)
-    assert version == 3
+    assert version == SCHEMA_VERSION
     assert columns[-4:] == ["pid_started", "seq", "tags", "notes"]
     assert {"run_sequence", "runs_sequence", "artifacts"} <= set(names)
     assert old_rows(store) == rows  # migrated, not rewritten
@@ -214,7 +214,7 @@ def test_sessions_opening_a_version_1_store_at_once_migrate_it_once(
         assert "4 passed" in output
 
     version, _, names = schema_of(store)
-    assert version == 3
+    assert version == SCHEMA_VERSION
     assert names.count("run_sequence") == names.count("runs_sequence") == 1
     with contextlib.closing(sqlite3.connect(store / DB_NAME)) as db:
         seqs = [row[0] for row in db.execute("SELECT seq FROM runs WHERE run_id NOT LIKE 'old-%'")]
@@ -238,7 +238,7 @@ def test_a_snapshot_of_a_version_1_store_still_sees_runs_recorded_after_the_migr
     procs.wait_ready(gate, 1)
     code, output = procs.run("test_grid.py::test_point[3]")
     assert code == 0, output
-    assert schema_of(store)[0] == 3
+    assert schema_of(store)[0] == SCHEMA_VERSION
     procs.open_gate(gate)
     code, output = procs.finish(resuming)
 
@@ -272,4 +272,4 @@ def test_an_older_store_is_read_without_tags_and_annotated_only_once_upgraded(
     assert schema_of(store)[0] == 1
     with Store.open(store, create=True) as writer:
         assert writer.set_tags("old-run-0", {"a": "b"}) == {"a": "b"}
-    assert schema_of(store)[0] == 3
+    assert schema_of(store)[0] == SCHEMA_VERSION
