@@ -155,7 +155,7 @@ class Recorder:
             # A rerun's attempt whose point another session took meanwhile. A plain tryfirst
             # hook, not a wrapper: a skip raised from a setup wrapper breaks the logging plugin's teardown.
             pytest.skip(taken_by)
-        run.stream_points(self._store.write_point)  # each point durable as it is logged
+        run.stream_points(self._store.point_writer())  # each point durable as it is logged
         item.stash[ITEM_RUN_KEY] = ItemRun(run)
         item.ihook.pytest_experiments_run_start(run=run)
 

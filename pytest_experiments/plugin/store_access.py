@@ -204,14 +204,11 @@ class StoreHandle:
         """Record a run's end: durable when this returns; in the store at the next fold."""
         self.use(lambda store: self._journal_of(store).end(end))
 
-    def write_point(self, run_id: str, name: str, seq: int, step: int | None, value: float) -> None:
-        """Record one logged point (``xp.log_metric``): durable when this returns."""
-        try:
-            self._journal.point(run_id, name, seq, step, value)  # type: ignore[union-attr]
-        except OSError as exc:  # a full disk: the session stops writing, as for any store failure
-            message = describe(exc, self.path)
-            self.fail(message)
-            raise StoreError(message) from None
+    def point_writer(self) -> Callable[[str, str, int, int | None, float], None]:
+        """What writes one logged point (``xp.log_metric``), durable when it returns: the journal's
+        own method, the shortest path (a write that fails raises an ``OSError`` naming the journal)."""
+        assert self._journal is not None  # a run was started, so the journal is open
+        return self._journal.point
 
     def fold(self, store: Store) -> None:
         """Fold this process's journal into ``store`` if it grew since its last fold."""

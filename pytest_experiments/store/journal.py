@@ -25,8 +25,10 @@ root (which every host sees). No pytest, no SQL.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -42,9 +44,11 @@ JOURNALS_DIR = "journals"
 SUFFIX = ".journal"
 #: At most this many bytes of a journal are folded in one transaction (a crashed writer's
 #: journal of a million points is folded in several, each exactly once).
-FOLD_CHUNK = 8 << 20
+FOLD_CHUNK = 1 << 19
 
 _loads = json.JSONDecoder().decode
+_POINT = re.compile(r"^P\t([^\t\n]*)\t(\d+)\t(-?\d*)\t([^\t\n]*)\t([^\n]*)$", re.MULTILINE)
+_OTHER = re.compile(r"^[^P\n].*$", re.MULTILINE)
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 # RunEnd without its points (which a journal holds as P records).
 _END_FIELDS = tuple(name for name in RunEnd._fields if name != "points")
@@ -102,7 +106,13 @@ class JournalWriter:
             encoded = _dumps(name)
             if len(self._names) < 10_000:  # a run naming a new metric every step is not cached
                 self._names[name] = encoded
-        self._write(f"P\t{run_id}\t{seq}\t{'' if step is None else step}\t{value!r}\t{encoded}\n")
+        data = f"P\t{run_id}\t{seq}\t{'' if step is None else step}\t{value!r}\t{encoded}\n".encode()
+        try:  # the whole line in one write: an O_APPEND write of a few bytes is never split
+            if os.write(self._fd, data) == len(data):
+                return
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+        raise OSError(errno.ENOSPC, "short write to the journal", str(self.path))
 
     def end(self, end: RunEnd) -> None:
         """A run ends; its points were written as they were logged."""
@@ -171,7 +181,24 @@ def read_batch(path: Path, offset: int, limit: int | None = FOLD_CHUNK) -> Batch
     if last < 0:
         return batch
     batch.end = offset + last + 1
-    for line in data[: last + 1].decode("ascii", "replace").splitlines():
+    text = data[: last + 1].decode("ascii", "replace")
+    # Points are most of a journal: found by one regular expression over the whole chunk and
+    # converted in one comprehension (a third of the time of a loop over lines); the few other
+    # records line by line. Their relative order does not matter to a fold: a run's start comes
+    # before its points and its end in any chunk (see ``Batch``), and points keep their order.
+    names: dict[str, str] = {}
+    try:
+        batch.points = [
+            (run_id, names.get(name) or names.setdefault(name, _loads(name)), int(seq), int(step) if step else None,
+             float(value))
+            for run_id, seq, step, value, name in _POINT.findall(text)
+        ]  # fmt: skip
+    except ValueError:  # a damaged line (never written by this module): the others still count
+        batch.points = []
+        for line in text.splitlines():
+            if line.startswith("P"):
+                _parse(line, batch)
+    for line in _OTHER.findall(text):
         _parse(line, batch)
     return batch
 
