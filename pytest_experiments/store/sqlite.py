@@ -209,6 +209,18 @@ _INSERT_RUN = (
 # A fold may meet a run that a claim, or an earlier fold, wrote already.
 _INSERT_RUN_ONCE = _INSERT_RUN.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
 _INSERT_POINT = "INSERT OR REPLACE INTO metric_points (run_id, name, seq, step, value) VALUES (?, ?, ?, ?, ?)"
+# A run started and ended within one fold: one row, complete. Upserted: a claim, or a fold
+# interrupted before its commit that a later one repeats, may have written its start.
+_OUTCOME = (
+    "status", "finished_at", "duration", "result", "metrics", "logged_params", "metadata", "code_sha256",
+    "error_type", "error_message", "traceback",
+)  # fmt: skip
+_INSERT_WHOLE_RUN = (
+    "INSERT INTO runs (run_id, session_id, node_id, module, experiment, param_hash, params, started_at, worker, "
+    f"host, pid, pid_namespace, pid_started, dir, {', '.join(_OUTCOME)}, tags) VALUES ({', '.join('?' * 26)}) "
+    f"ON CONFLICT (run_id) DO UPDATE SET {', '.join(f'{column} = excluded.{column}' for column in _OUTCOME)}, "
+    "tags = json_patch(runs.tags, excluded.tags)"
+)
 # Ids per DELETE statement: well under SQLite's limit on bound variables (999 before 3.32).
 _DELETE_BATCH = 500
 
@@ -219,6 +231,15 @@ def _start_args(start: RunStart) -> tuple[Any, ...]:
         start.param_hash,
         dumps(start.params), start.started_at, start.worker, start.host, start.pid, start.pid_namespace,
         start.pid_started, start.dir,
+    )  # fmt: skip
+
+
+def _end_args(end: RunEnd) -> tuple[Any, ...]:
+    """A run's outcome, in the order of :data:`_INSERT_WHOLE_RUN`'s last columns."""
+    return (
+        end.status, end.finished_at, end.duration, dumps(end.result), dumps(end.metrics), dumps(end.logged_params),
+        dumps(end.metadata), end.code_sha256, storable_text(end.error_type), storable_text(end.error_message),
+        storable_text(end.traceback), dumps(end.tags or {}),
     )  # fmt: skip
 
 
@@ -543,9 +564,10 @@ class SQLiteStore(Store):
             self._code_written.add(new_code)
 
     def _end_statements(
-        self, end: RunEnd, known: set[str] | None = None
+        self, end: RunEnd, known: set[str] | None = None, *, whole: bool = False
     ) -> tuple[list[tuple[str, Sequence[Any]]], list[tuple[str, list[Sequence[Any]]]], str | None]:
-        """The statements that complete a run (its points aside), and the code hash they write first, if any."""
+        """The statements that complete a run (its points aside), and the code hash they write first,
+        if any; ``whole``: the run's row was written complete already (its code and files remain)."""
         statements: list[tuple[str, Sequence[Any]]] = []
         # A function's source is written once per connection, not with every run.
         new_code = (
@@ -560,21 +582,19 @@ class SQLiteStore(Store):
                     (end.code_sha256, storable_text(end.code_source)),
                 )
             )
-        statements.append((
-            "UPDATE runs SET status = ?, finished_at = ?, duration = ?, result = ?, metrics = ?, logged_params = ?, "
-            "metadata = ?, code_sha256 = ?, error_type = ?, error_message = ?, traceback = ? WHERE run_id = ?",
-            (
-                end.status, end.finished_at, end.duration, dumps(end.result), dumps(end.metrics),
-                dumps(end.logged_params), dumps(end.metadata), end.code_sha256, storable_text(end.error_type),
-                storable_text(end.error_message), storable_text(end.traceback), end.run_id,
-            ),
-        ))  # fmt: skip
-        if end.tags:
+        many: list[tuple[str, list[Sequence[Any]]]] = []
+        if not whole:
+            statements.append((
+                "UPDATE runs SET status = ?, finished_at = ?, duration = ?, result = ?, metrics = ?, "
+                "logged_params = ?, metadata = ?, code_sha256 = ?, error_type = ?, error_message = ?, traceback = ? "
+                "WHERE run_id = ?",
+                (*_end_args(end)[:-1], end.run_id),
+            ))  # fmt: skip
+        if end.tags and not whole:
             # Merged: `pytest-experiments tag` may have tagged the run while it ran.
             statements.append(
                 ("UPDATE runs SET tags = json_patch(tags, ?) WHERE run_id = ?", (dumps(end.tags), end.run_id))
             )
-        many: list[tuple[str, list[Sequence[Any]]]] = []
         if end.artifacts:
             files: list[Sequence[Any]] = [
                 (end.run_id, storable_text(a.name), a.size, a.media_type, a.kind) for a in end.artifacts
@@ -615,7 +635,13 @@ class SQLiteStore(Store):
 
     def _apply(self, batch: Batch, code_written: list[str]) -> None:
         """Write a journal's records (in the fold's transaction)."""
-        self._db.executemany(_INSERT_RUN_ONCE, [_start_args(start) for start in batch.starts])
+        # A run that started and ended in this batch (most runs) is written whole, in one row
+        # insert; the others are started here, or completed below.
+        ended = {end.run_id: end for end in batch.ends}
+        whole = [(start, ended.pop(start.run_id)) for start in batch.starts if start.run_id in ended]
+        started = [start for start in batch.starts if start.run_id not in {start.run_id for start, _ in whole}]
+        self._db.executemany(_INSERT_RUN_ONCE, [_start_args(start) for start in started])
+        self._db.executemany(_INSERT_WHOLE_RUN, [(*_start_args(start), *_end_args(end)) for start, end in whole])
         self._db.executemany(
             _INSERT_POINT, [(run, storable_text(name), seq, step, value) for run, name, seq, step, value in batch.points]
         )
@@ -626,8 +652,8 @@ class SQLiteStore(Store):
                 merged = {**json.loads(row[0]), **latest}
                 self._db.execute("UPDATE runs SET metrics = ? WHERE run_id = ?", (dumps(merged), run_id))
         known = set(self._code_written)  # a retried transaction must write its code again
-        for end in batch.ends:
-            statements, many, new_code = self._end_statements(end, known)
+        for end in [*ended.values(), *(end for _, end in whole)]:
+            statements, many, new_code = self._end_statements(end, known, whole=end.run_id not in ended)
             for sql, args in statements:
                 self._db.execute(sql, args)
             for sql, rows in many:
