@@ -33,6 +33,7 @@ from pytest_experiments.model import (
 from pytest_experiments.store.base import Store
 from pytest_experiments.store.copies import RunCopy, SessionCopy
 from pytest_experiments.store.journal import journal_files, read_batch, writer_is_live
+from pytest_experiments.values import RawJSON
 
 
 @dataclasses.dataclass
@@ -81,6 +82,11 @@ def read_tail(store: Store) -> Tail:
     return tail
 
 
+def _value(value: Any) -> Any:
+    """A value as read from a journal: JSON text the fold passes on, decoded for a reader."""
+    return value.decoded() if isinstance(value, RawJSON) else value
+
+
 def _started(store: Store, start: RunStart, live: bool) -> RunRecord:
     return RunRecord(
         run_id=start.run_id,
@@ -89,7 +95,7 @@ def _started(store: Store, start: RunStart, live: bool) -> RunRecord:
         module=start.module,
         experiment=start.experiment,
         param_hash=start.param_hash,
-        params=start.params,
+        params=_value(start.params),
         logged_params={},
         status="running" if live else "interrupted",
         started_at=start.started_at,
@@ -116,11 +122,12 @@ def _overlaid(record: RunRecord, tail: Tail, full: bool) -> RunRecord:
     if end is None:
         return record
     record.status, record.finished_at, record.duration = end.status, end.finished_at, end.duration
-    record.metrics, record.logged_params, record.metadata = dict(end.metrics), end.logged_params, end.metadata
+    record.metrics = dict(_value(end.metrics))
+    record.logged_params, record.metadata = _value(end.logged_params), _value(end.metadata)
     record.error_type, record.error_message, record.code_sha256 = end.error_type, end.error_message, end.code_sha256
     record.tags = {**record.tags, **(end.tags or {})}
     if full:
-        record.result, record.traceback = end.result, end.traceback
+        record.result, record.traceback = _value(end.result), end.traceback
         record.code_source = end.code_source if end.code_source is not None else record.code_source
     return record
 
