@@ -21,6 +21,7 @@ Run it from the repository root::
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -33,7 +34,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pytest_experiments import Store
-from pytest_experiments.model import RunEnd, RunStart
 from pytest_experiments.run import Run
 from pytest_experiments.store.journal import JournalWriter
 from pytest_experiments.store.liveness import Process, pid_namespace, process_start
@@ -102,6 +102,17 @@ def crashed_journal(store: str | Path, root: Path, runs: int, points: int) -> No
     assert done.returncode == -9, done
 
 
+def fold_crashed(store: str | Path, artifacts: Path | None) -> None:
+    """The next writer opens the store: it folds the crashed journal."""
+    Store.open(store, artifacts=artifacts).close()
+
+
+def read_overlay(store: str | Path, artifacts: Path | None) -> None:
+    """A read-only reader reads every point, the journal's included, without folding."""
+    with Store.open(store, readonly=True, artifacts=artifacts) as reader:
+        reader.points()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=1_000_000, help="points logged in one run (default 1,000,000)")
@@ -116,7 +127,7 @@ def main() -> None:
         for name, action in (("log_metric", log_points), ("os.write", bare_writes)):
             folder = Path(tempfile.mkdtemp(prefix="xp-journal-"))
             try:
-                results.setdefault(name, []).append(timed(lambda: action(folder, options.points)))
+                results.setdefault(name, []).append(timed(functools.partial(action, folder, options.points)))
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
         for name, url in (("fold sqlite", None), ("overlay sqlite", None), ("fold postgres", options.postgres)):
@@ -130,11 +141,8 @@ def main() -> None:
                     store, root = f"{url}?store=bench_fold_{os.getpid()}", folder / "artifacts"
                 crashed_journal(store, root, options.runs, options.run_points)
                 artifacts = None if url is None else root
-                if name.startswith("overlay"):
-                    reader = lambda: Store.open(store, readonly=True).points()  # noqa: E731
-                    results.setdefault(name, []).append(timed(reader))
-                else:
-                    results.setdefault(name, []).append(timed(lambda: Store.open(store, artifacts=artifacts).close()))
+                action = read_overlay if name.startswith("overlay") else fold_crashed
+                results.setdefault(name, []).append(timed(functools.partial(action, store, artifacts)))
                 if url is not None:
                     import psycopg
 
@@ -160,8 +168,10 @@ def main() -> None:
           f"target <= 5 µs: {'PASS' if log / options.points * 1e6 <= 5 else 'MISS'}")  # fmt: skip
     fold = statistics.median(v[0] for v in results["fold sqlite"])
     total = max(options.runs * options.run_points, 1)
-    print(f"fold of a crashed journal ({options.runs:,} runs x {options.run_points} points): {fold:.2f} s, "
-          f"{fold / options.runs * 1e6:.0f} µs a run, {fold / total * 1e6:.2f} µs a point")
+    print(
+        f"fold of a crashed journal ({options.runs:,} runs x {options.run_points} points): {fold:.2f} s, "
+        f"{fold / options.runs * 1e6:.0f} µs a run, {fold / total * 1e6:.2f} µs a point"
+    )
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ def test_kill_9_mid_run_keeps_every_point_logged_before_it(pytester: pytest.Pyte
     Store.open(store).close()
     assert journal_files(store) == []
     assert _raw(store, f"SELECT count(*) FROM metric_points WHERE run_id = '{run_id}'") == [(5002,)]
-    [(status, metrics)] = _raw(store, f"SELECT status, metrics FROM runs WHERE run_id = '{run_id}'")
+    [(status, _metrics)] = _raw(store, f"SELECT status, metrics FROM runs WHERE run_id = '{run_id}'")
     assert status == "running"  # as stored: its process is dead, so it reads back interrupted
     with Store.open(store, readonly=True) as reader:
         assert reader.run(run_id).status == "interrupted"
@@ -233,6 +233,9 @@ def test_a_torn_last_line_is_not_a_record_yet(tmp_path: Path) -> None:
     [(run_id, name, seq, step, value)] = batch.points
     assert (run_id, name, seq, step, value != value) == ("r", "loss\tweird\nname", 0, None, True)
     [read_end] = batch.ends
-    decoded = {field: json.loads(getattr(read_end, field)) for field in ("result", "metrics", "logged_params", "metadata")}
+    decoded = {
+        field: json.loads(getattr(read_end, field)) for field in ("result", "metrics", "logged_params", "metadata")
+    }
     assert read_end._replace(**decoded) == end
-    assert batch.writer is not None and batch.writer.pid == pid
+    assert batch.writer is not None
+    assert batch.writer.pid == pid

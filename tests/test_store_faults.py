@@ -30,7 +30,14 @@ pytestmark = [
 ]
 
 # The names a store may hold; anything else left behind (a *.tmp, a -journal) is litter.
-STORE_FILES = {".gitignore", "experiments.sqlite", "experiments.sqlite-wal", "experiments.sqlite-shm", "runs", "journals"}
+STORE_FILES = {
+    ".gitignore",
+    "experiments.sqlite",
+    "experiments.sqlite-wal",
+    "experiments.sqlite-shm",
+    "runs",
+    "journals",
+}
 
 FILL = """
 import os

@@ -10,6 +10,7 @@ go to the store itself: they must be decided there, before the run's body starts
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import tempfile
@@ -238,7 +239,7 @@ class StoreHandle:
             if self._store.journal_offsets().get(journal.path.name) == journal.path.stat().st_size:
                 journal.path.unlink()
 
-    @property
+    @functools.cached_property
     def root(self) -> Path:
         """The folder run folders are made in: the store's own, or a server store's artefacts folder."""
         return self.artifacts if self.artifacts is not None else Path(self.path)

@@ -232,14 +232,11 @@ def _parse(line: str, batch: Batch) -> None:
             fields[_PARAMS] = RawJSON(fields[_PARAMS])
             batch.starts.append(RunStart(*fields))
         elif kind == "E":
-            (run_id, status, finished, duration, result, metrics, logged, metadata, *rest_fields) = _loads(rest)
-            *middle, artifacts = rest_fields
-            batch.ends.append(
-                RunEnd(
-                    run_id, status, finished, duration, RawJSON(result), RawJSON(metrics), [], RawJSON(logged),
-                    RawJSON(metadata), *middle, tuple(Artifact(*artifact) for artifact in artifacts),
-                )
-            )  # fmt: skip
+            # result, metrics, logged params and metadata stay JSON text (RawJSON) for the store.
+            read: list[Any] = _loads(rest)
+            fields = [*read[:4], RawJSON(read[4]), RawJSON(read[5]), [], *map(RawJSON, read[6:8]), *read[8:-1]]
+            fields.append(tuple(Artifact(*artifact) for artifact in read[-1]))
+            batch.ends.append(RunEnd(*fields))
     except (ValueError, TypeError):
         pass  # a damaged line (never written by this module): the rest of the journal still counts
 

@@ -33,8 +33,8 @@ from pytest_experiments.model import (
 )
 from pytest_experiments.store import rundirs, sqlite_files
 from pytest_experiments.store.base import Store, StoreError, checked_tags, decode_notes
-from pytest_experiments.store.journal import Batch, read_batch
 from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, session_row
+from pytest_experiments.store.journal import Batch, read_batch
 from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Liveness, Process
 from pytest_experiments.store.mounts import network_store_problem
 from pytest_experiments.store.rundirs import create_root, remove_run_folder
@@ -643,11 +643,14 @@ class SQLiteStore(Store):
         self._db.executemany(_INSERT_RUN_ONCE, [_start_args(start) for start in started])
         self._db.executemany(_INSERT_WHOLE_RUN, [(*_start_args(start), *_end_args(end)) for start, end in whole])
         self._db.executemany(
-            _INSERT_POINT, [(run, storable_text(name), seq, step, value) for run, name, seq, step, value in batch.points]
+            _INSERT_POINT,
+            [(run, storable_text(name), seq, step, value) for run, name, seq, step, value in batch.points],
         )
         for run_id, latest in batch.latest().items():
             # A run still going (or cut short): its metrics are its latest points.
-            row = self._db.execute("SELECT metrics FROM runs WHERE run_id = ? AND status = 'running'", (run_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT metrics FROM runs WHERE run_id = ? AND status = 'running'", (run_id,)
+            ).fetchone()
             if row is not None:
                 merged = {**json.loads(row[0]), **latest}
                 self._db.execute("UPDATE runs SET metrics = ? WHERE run_id = ?", (dumps(merged), run_id))
