@@ -239,3 +239,30 @@ def test_a_torn_last_line_is_not_a_record_yet(tmp_path: Path) -> None:
     assert read_end._replace(**decoded) == end
     assert batch.writer is not None
     assert batch.writer.pid == pid
+
+
+def test_kill_9_on_a_postgres_store_keeps_every_point(
+    pytester: pytest.Pytester, procs: Processes, postgres_database: str
+) -> None:
+    from backends import make_backend
+
+    pg = make_backend("postgresql", pytester.path, postgres_database)
+    assert pg.artifacts is not None
+    pytester.makepyfile(test_grid=LOGGING_GRID.format(runs=2, points=300, block=1))
+    proc = procs.start(f"--xp-store={pg.location}", f"--xp-artifacts={pg.artifacts}")
+    run_id = procs.wait_for(pytester.path / "logged-1", proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=10) == -signal.SIGKILL
+
+    # The journals live under the artefacts folder, which every host sees.
+    assert journal_files(pg.artifacts)
+    with pg.open(readonly=True) as reader:
+        killed = reader.run(run_id)
+        assert (killed.status, killed.metrics["loss"]) == ("interrupted", 1.0 / 300)
+        assert len(reader.points([run_id])) == 302
+    pg.open().close()  # the next writer folds it
+    assert journal_files(pg.artifacts) == []
+    with pg.open(readonly=True) as reader:
+        assert len(reader.points([run_id])) == 302
+        assert reader.run(run_id).metrics == {"loss": 1.0 / 300, "acc": 0.5, "lr": 0.1}
+        assert [run.status for run in reader.runs()] == ["passed", "interrupted"]

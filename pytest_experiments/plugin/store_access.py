@@ -202,8 +202,20 @@ class StoreHandle:
         self.use(lambda store: self._journal_of(store).start(start))
 
     def record_end(self, end: RunEnd) -> None:
-        """Record a run's end: durable when this returns; in the store at the next fold."""
-        self.use(lambda store: self._journal_of(store).end(end))
+        """Record a run's end: durable when this returns; in the store at the next fold.
+
+        Only a failure of this process stops it (no look at the session's flag: the run started
+        before any, and the journal is not the store that failed: it keeps the run).
+        """
+        if self._failure is not None or self._journal is None:
+            self.use(lambda store: self._journal_of(store).end(end))
+            return
+        try:
+            self._journal.end(end)
+        except OSError as exc:
+            message = describe(exc, self.path)
+            self.fail(message)
+            raise StoreError(message) from None
 
     def point_writer(self) -> Callable[[str, str, int, int | None, float], None]:
         """What writes one logged point (``xp.log_metric``), durable when it returns: the journal's

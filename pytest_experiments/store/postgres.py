@@ -352,16 +352,15 @@ class PostgresStore(Store):
     def _fold_once(self, path: Path) -> tuple[int, Batch] | None:
         if self._readonly or self._version < 3:
             return None
-        with self._errors(), self._db.transaction():
-            # Folders of one journal take turns; the offset is read under the lock (a round
-            # trip), then the whole batch and the COMMIT go in one pipeline (a second one).
+        with self._errors(), self._db.pipeline(), self._db.transaction():
+            # Folders of one journal take turns. Two round trips a batch, whatever its size:
+            # BEGIN, the lock and the offset; then every record, the new offset and COMMIT.
             row = self._db.execute(self._sql["journal_offset"], (_lock_key("journal", path.name), path.name)).fetchone()
             offset = int(row[1]) if row is not None and row[1] is not None else 0
             batch = read_batch(path, offset)
             if batch.end > offset:
-                with self._db.pipeline():
-                    self._apply(batch)
-                    self._db.execute(self._sql["fold_offset"], (path.name, batch.end))
+                self._apply(batch)
+                self._db.execute(self._sql["fold_offset"], (path.name, batch.end))
         return offset, batch
 
     def _apply(self, batch: Batch) -> None:
