@@ -11,8 +11,14 @@ both sides alike (their start-up adds noise to the wall times; ``--instructions`
                imports, on every run (containers, read-only installs)
 ``n2``         with the cache, under ``-n 2`` (the controller and both workers import the plugin)
 
+Other installed pytest plugins (``pytest11`` entry points: asyncio, hypothesis, anyio... in the
+test environment) are blocked with ``-p no:NAME`` on both sides, except xdist, which ``n2``
+needs: their imports (hypothesis alone is about 250 ms) would only add noise to both sides alike.
+``--other-plugins load`` keeps them.
+
 Each repeat runs every (setting, side) pair once, alternating in a rotating order, from this one
-process; the table shows the median wall milliseconds of each side and the difference (target
+process; the table shows the median wall milliseconds of each side and the difference, and the median CPU milliseconds
+(user + system of the pytest process tree, steadier when other work shares the machine) (target
 from the issue: +5 ms with the cache, +15 ms without). With ``--instructions`` it also counts the
 instructions of one run of each side under ``valgrind --tool=callgrind`` (noise-free, slow).
 
@@ -27,12 +33,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest_experiments
@@ -54,9 +62,20 @@ def make_suite(root: Path) -> tuple[Path, Path]:
     return suite, fresh
 
 
+#: Plugins the benchmark keeps: the measured one, and xdist (with its looponfail part) for ``n2``.
+KEPT_PLUGINS = {"experiments", "xdist", "xdist.looponfail"}
+BLOCKED: list[str] = []
+
+
+def block_other_plugins() -> None:
+    """Block every other installed pytest plugin on both sides (see the module's docstring)."""
+    names = sorted({ep.name for ep in entry_points(group="pytest11")} - KEPT_PLUGINS)
+    BLOCKED.extend(arg for name in names for arg in ("-p", f"no:{name}"))
+
+
 def command(setting: str, side: str) -> list[str]:
     # Plugins load as installed (autoload): the entry points are scanned on both sides alike.
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *BLOCKED]
     if side == "no plugin":
         args += ["-p", "no:experiments"]
     if setting == "n2":
@@ -66,14 +85,22 @@ def command(setting: str, side: str) -> list[str]:
 
 def environment(setting: str, fresh: Path) -> dict[str, str]:
     env = dict(os.environ)
-    if setting == "no-cache":
+    if setting != "no-cache":
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # the setting is "with the cache", whatever the shell says
+    else:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(fresh), env.get("PYTHONPATH")]))
     return env
 
 
-def run_once(setting: str, side: str, suite: Path, fresh: Path) -> float:
-    """Wall seconds of one pytest process (tree)."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_once(setting: str, side: str, suite: Path, fresh: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of one pytest process (tree)."""
+    cpu_before = _children_cpu()
     start = time.perf_counter()
     result = subprocess.run(
         command(setting, side), cwd=suite, env=environment(setting, fresh), capture_output=True, text=True
@@ -81,7 +108,7 @@ def run_once(setting: str, side: str, suite: Path, fresh: Path) -> float:
     elapsed = time.perf_counter() - start
     if result.returncode != 0 or "1 passed" not in result.stdout:
         raise SystemExit(f"{setting}/{side}: pytest failed\n{result.stdout}\n{result.stderr}")
-    return elapsed
+    return elapsed, _children_cpu() - cpu_before
 
 
 def instructions(setting: str, side: str, suite: Path, fresh: Path) -> int:
@@ -105,30 +132,52 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30, help="runs of each (setting, side) pair (default 30)")
     parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
     parser.add_argument("--instructions", action="store_true", help="also count instructions with callgrind")
+    parser.add_argument(
+        "--other-plugins", choices=("block", "load"), default="block", help="block (default) or load the other plugins"
+    )
     args = parser.parse_args()
+    if args.other_plugins == "block":
+        block_other_plugins()
 
     with tempfile.TemporaryDirectory(prefix="xp-startup-") as tmp:
         suite, fresh = make_suite(Path(tmp))
         pairs = [(setting, side) for setting in args.settings for side in SIDES]
         for pair in pairs:  # warm-up: the cache setting's rewrite cache is written here
             run_once(*pair, suite, fresh)
-        times: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
+        times: dict[tuple[str, str], list[tuple[float, float]]] = {pair: [] for pair in pairs}
         for repeat in range(args.repeats):
             shift = repeat % len(pairs)
             for pair in pairs[shift:] + pairs[:shift]:
                 times[pair].append(run_once(*pair, suite, fresh))
         print(f"one-test plain suite, {args.repeats} repeats, median wall ms (load average {os.getloadavg()[0]:.1f})")
-        print(f"{'setting':10} {'plugin':>9} {'no plugin':>10} {'difference':>11}")
+        print(
+            f"{'setting':10} {'plugin':>9} {'no plugin':>10} {'difference':>11}   {'CPU ms: plugin':>15} {'no plugin':>10} {'difference':>11}"
+        )
+        wall_ms: dict[str, float] = {}
         for setting in args.settings:
-            with_plugin = statistics.median(times[(setting, "plugin")]) * 1000
-            without = statistics.median(times[(setting, "no plugin")]) * 1000
-            print(f"{setting:10} {with_plugin:9.1f} {without:10.1f} {with_plugin - without:+11.1f}")
+            plugin, bare = times[(setting, "plugin")], times[(setting, "no plugin")]
+            wall = [statistics.median(t[0] for t in runs) * 1000 for runs in (plugin, bare)]
+            cpu = [statistics.median(t[1] for t in runs) * 1000 for runs in (plugin, bare)]
+            # The median of the paired differences (both sides of one repeat ran back to back):
+            # steadier than the difference of the medians when the load drifts.
+            wall_difference = statistics.median(a[0] - b[0] for a, b in zip(plugin, bare, strict=True)) * 1000
+            cpu_difference = statistics.median(a[1] - b[1] for a, b in zip(plugin, bare, strict=True)) * 1000
+            wall_ms[setting] = wall[1]
+            print(
+                f"{setting:10} {wall[0]:9.1f} {wall[1]:10.1f} {wall_difference:+11.1f}"
+                f"   {cpu[0]:15.1f} {cpu[1]:10.1f} {cpu_difference:+11.1f}"
+            )
         if args.instructions and shutil.which("valgrind"):
-            print("\ninstructions of one run (main process, callgrind), millions")
+            print("\ninstructions of one run (main process, callgrind), millions; ms at this machine's rate")
+            print("(the no-plugin side's instructions per wall millisecond above)")
             for setting in (s for s in args.settings if s != "n2"):
                 counts = {side: instructions(setting, side, suite, fresh) / 1e6 for side in SIDES}
                 difference = counts["plugin"] - counts["no plugin"]
-                print(f"{setting:10} {counts['plugin']:9.1f} {counts['no plugin']:10.1f} {difference:+11.1f}")
+                rate = counts["no plugin"] / wall_ms[setting]
+                print(
+                    f"{setting:10} {counts['plugin']:9.1f} {counts['no plugin']:10.1f} {difference:+11.1f}"
+                    f"   = {difference / rate:+.1f} ms"
+                )
 
 
 if __name__ == "__main__":

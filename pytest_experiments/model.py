@@ -16,8 +16,9 @@ from typing import Any, Final, Literal, NamedTuple, get_args
 # -- run statuses ---------------------------------------------------------------------------
 
 #: What a run can be. ``running`` is only ever seen while a run is in flight; a ``running``
-#: run whose process is gone reads back as ``interrupted``.
-Status = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed", "interrupted", "running"]
+#: run whose process is gone reads back as ``interrupted``. ``paused`` (``xp.pause()``) is not
+#: done: ``--xp-resume`` continues it, the same run.
+Status = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed", "paused", "interrupted", "running"]
 #: Every :data:`Status`, in the order tables show them.
 STATUSES: tuple[Status, ...] = get_args(Status)
 #: The statuses of a run that is done: resume runs its grid point again only for changed code.
@@ -43,6 +44,7 @@ Category = Literal[
     "failed",
     "error",
     "interrupted",
+    "paused",
     "skipped",
     "running elsewhere",
 ]
@@ -53,6 +55,7 @@ CODE_CHANGED: Final = "code changed"  # runs: --xp-rerun-changed is on
 FAILED: Final = "failed"
 ERROR: Final = "error"
 INTERRUPTED: Final = "interrupted"
+PAUSED: Final = "paused"  # xp.pause(): resume continues the run
 SKIPPED: Final = "skipped"
 RUNNING_ELSEWHERE: Final = "running elsewhere"
 
@@ -156,6 +159,36 @@ class RunEnd(NamedTuple):
     tags: dict[str, str] | None = None
     #: Files logged through the run handle (``xp.log_artifact`` ...).
     artifacts: tuple[Artifact, ...] = ()
+
+
+class Continuation(NamedTuple):
+    """A run reopened to be continued (:meth:`Store.continue_run`): what its new attempt needs of it."""
+
+    run_id: str
+    #: Its folder, relative to the store root (the same folder as before).
+    dir: str
+    #: How many times the run has been continued, this time included (1 the first time).
+    continued: int
+    #: The sequence number its next metric point takes: series are appended, never overwritten.
+    next_seq: int
+    #: Its metrics' latest values and its logged parameters so far.
+    metrics: dict[str, float]
+    logged_params: dict[str, Any]
+
+
+class Attempt(NamedTuple):
+    """One attempt of a run (:meth:`Store.attempts`): the first, then one per continuation."""
+
+    session_id: str
+    started_at: float
+    finished_at: float | None
+    #: How the attempt ended (``paused``, ``interrupted``...), ``running`` while in flight.
+    status: str
+    #: Why: the pause's reason, or the error of an interrupted or failed attempt; "" when none.
+    reason: str
+    worker: str
+    host: str
+    pid: int
 
 
 @dataclass(frozen=True)

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import operator
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pytest_experiments import artifacts
-from pytest_experiments.model import Artifact, MetricPoint, RunEnd, RunStart, tag_problem
+from pytest_experiments.ids import new_id as new_id  # re-exported: where run ids come from
+from pytest_experiments.model import Artifact, Continuation, MetricPoint, RunEnd, RunStart, tag_problem
 from pytest_experiments.store.rundirs import inside
 from pytest_experiments.values import as_number, safe_repr, to_json_value, too_large
 
@@ -62,18 +61,16 @@ def _checked_step(where: str, step: object) -> int | None:
     return number
 
 
-def new_id() -> str:
-    """A sortable, unique id: UTC time to the second, then 48 random bits.
+class RunPaused(BaseException):
+    """Raised by :meth:`Run.pause` to end the test's body; the run is stored as ``paused``.
 
-    The random part keeps ids unique when many processes start runs in the same
-    microsecond, which a timestamp alone cannot.
+    A ``BaseException``, as pytest's own skip is: an ``except Exception`` in the body does not
+    swallow it.
     """
-    return _utc_second(int(time.time())) + "-" + secrets.token_hex(6)
 
-
-@functools.lru_cache(maxsize=2)
-def _utc_second(seconds: int) -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(seconds))
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Tags(MutableMapping[str, str]):
@@ -176,8 +173,13 @@ class Run:
         #: Points logged without a journal (a Run made outside a session); the recorder streams
         #: them to its journal instead, so a run of a million points keeps none in memory.
         self._points: list[MetricPoint] = []
+        #: The sequence number of the next metric point (a continued run's series goes on).
         self._seq = 0
         self._stream: Callable[[str, str, int, int | None, float], None] | None = None
+        #: How many times this run was continued before this attempt: 0 the first time.
+        self.continued = 0
+        #: Set by :meth:`pause`: the run ends ``paused``, with this reason.
+        self.pause_reason: str | None = None
         self._tags = Tags()
         self._artifacts: dict[str, Artifact] = {}
 
@@ -305,6 +307,34 @@ class Run:
                 f"xp.log_param({name!r}): {name!r} is already a parameter of this run; log it under another name"
             )
         self.logged_params[name] = to_json_value(value)
+
+    def pause(self, reason: str = "") -> NoReturn:
+        """End the test's body here: the run is stored as ``paused``, with ``reason``.
+
+        A paused run is not done: ``pytest --xp-resume`` runs it again as the same run (same
+        id, same :attr:`dir`, its metric series continued), with :attr:`continued` one more.
+        Write what the next attempt needs into :attr:`dir` first::
+
+            if time.monotonic() > deadline:
+                save_checkpoint(model, xp.dir / "checkpoint.pt")
+                xp.pause("time budget used up")
+        """
+        __tracebackhide__ = True
+        if not isinstance(reason, str):
+            raise TypeError(f"xp.pause: reason must be a string, not {type(reason).__name__}")
+        self.pause_reason = reason
+        raise RunPaused(reason)
+
+    def continue_from(self, continuation: Continuation) -> None:
+        """Make this handle the next attempt of the run ``continuation`` reopened (the recorder's)."""
+        self.id = continuation.run_id
+        self._relative_dir = continuation.dir
+        self._dir = None
+        self.continued = continuation.continued
+        self._seq = continuation.next_seq
+        self.metrics.update(continuation.metrics)
+        self.logged_params.update(continuation.logged_params)
+        self.metadata["continued"] = continuation.continued
 
     @contextlib.contextmanager
     def time_block(self, name: str) -> Iterator[None]:

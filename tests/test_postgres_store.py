@@ -345,6 +345,7 @@ def test_a_version_1_store_is_read_without_tags_and_migrated_by_a_writer(pg: Bac
     for statement in (
         sql.SQL("ALTER TABLE {} DROP COLUMN tags, DROP COLUMN notes").format(runs),
         sql.SQL("DROP TABLE {}").format(sql.Identifier(pg.schema, "artifacts")),
+        sql.SQL("DROP TABLE {}").format(sql.Identifier(pg.schema, "run_attempts")),
     ):
         pg._execute(statement)
     pg.set_schema_version(1)

@@ -529,11 +529,11 @@ def make_status_store(pytester: pytest.Pytester) -> None:
     (pytester.path / "interrupt.flag").unlink()
 
 
-COLUMNS = ("grid", "done", "failed", "error", "interrupted", "skipped", "running", "never run", "older code")
+COLUMNS = ("grid", "done", "failed", "error", "interrupted", "paused", "skipped", "running", "never run", "older code")
 EXPECTED_STATUS = {
-    "test_status.py::test_alpha": dict(zip(COLUMNS, (5, 1, 1, 1, 0, 1, 0, 1, 0), strict=True)),
-    "test_status.py::test_gamma": dict(zip(COLUMNS, (2, 2, 0, 0, 0, 0, 0, 0, 2), strict=True)),
-    "test_status.py::test_beta": dict(zip(COLUMNS, (2, 1, 0, 0, 1, 0, 0, 0, 0), strict=True)),
+    "test_status.py::test_alpha": dict(zip(COLUMNS, (5, 1, 1, 1, 0, 0, 1, 0, 1, 0), strict=True)),
+    "test_status.py::test_gamma": dict(zip(COLUMNS, (2, 2, 0, 0, 0, 0, 0, 0, 0, 2), strict=True)),
+    "test_status.py::test_beta": dict(zip(COLUMNS, (2, 1, 0, 0, 1, 0, 0, 0, 0, 0), strict=True)),
 }
 
 
@@ -595,7 +595,7 @@ def test_status_without_a_store_shows_everything_never_run_and_creates_nothing(p
     result = pytester.runpytest("--xp-status")
     assert result.ret == pytest.ExitCode.OK
     assert status_table(result.stdout.lines) == {
-        "test_grid.py::test_point": dict(zip(COLUMNS, (3, 0, 0, 0, 0, 0, 0, 3, 0), strict=True))
+        "test_grid.py::test_point": dict(zip(COLUMNS, (3, 0, 0, 0, 0, 0, 0, 0, 3, 0), strict=True))
     }
     assert not store_of(pytester).exists()
 

@@ -142,7 +142,9 @@ def old_rows(root: Path) -> list[tuple[object, ...]]:
         ).fetchall()
 
 
-STATUS_ROW = "test_grid.py::test_point     4     1       1      0            1        0        0          1           0"
+STATUS_ROW = (
+    "test_grid.py::test_point     4     1       1      0            1       0        0        0          1           0"
+)
 
 
 def test_a_reader_reads_a_version_1_store_as_it_is_and_never_waits_for_the_write_lock(
@@ -183,7 +185,7 @@ def test_a_writer_migrates_a_version_1_store_and_resumes_it(
     version, columns, names = schema_of(store)
     assert version == SCHEMA_VERSION
     assert columns[-4:] == ["pid_started", "seq", "tags", "notes"]
-    assert {"run_sequence", "runs_sequence", "artifacts"} <= set(names)
+    assert {"run_sequence", "runs_sequence", "artifacts", "run_attempts"} <= set(names)
     assert old_rows(store) == rows  # migrated, not rewritten
     with contextlib.closing(sqlite3.connect(store / DB_NAME)) as db:
         new = db.execute("SELECT seq, pid_started FROM runs WHERE run_id NOT LIKE 'old-%' ORDER BY seq").fetchall()

@@ -26,7 +26,18 @@ from backends import Backend
 from processes import GATE_WAIT, Processes
 
 from pytest_experiments import Store, StoreError
-from pytest_experiments.model import Artifact, MetricPoint, Note, RunEnd, RunRecord, RunStart, SeriesPoint, SessionStart
+from pytest_experiments.model import (
+    Artifact,
+    Attempt,
+    Continuation,
+    MetricPoint,
+    Note,
+    RunEnd,
+    RunRecord,
+    RunStart,
+    SeriesPoint,
+    SessionStart,
+)
 from pytest_experiments.store import check_location, store_exists
 from pytest_experiments.store.liveness import pid_namespace, process_start
 from pytest_experiments.store.rundirs import relative_run_dir
@@ -539,6 +550,116 @@ def test_after_the_snapshot_is_decided_by_the_store_never_by_clocks(backend: Bac
         assert store.claim_run(run_start(resuming, "c"), mark) is None
 
 
+# -- continuing a run (xp.pause, interrupted runs continued) ------------------------------------
+
+
+def points(name: str, first_seq: int, steps: range) -> list[MetricPoint]:
+    return [MetricPoint(name, first_seq + index, step, float(step)) for index, step in enumerate(steps)]
+
+
+def test_a_paused_run_is_continued_in_place_and_keeps_its_attempts(backend: Backend) -> None:
+    with backend.open(create=True) as store:
+        first, second = session_start("first"), session_start("second")
+        store.record_session(first)
+        paused = run_start(first, 1)
+        record_run(store, paused, "paused", metadata={"reason": "checkpoint at step 2"}, metrics={"loss": 2.0},
+                   points=points("loss", 0, range(3)), logged_params={"batch": 32})  # fmt: skip
+        assert store.grid_snapshot().states[("test_mod.py", "test_x", "hash-1")] == ("paused", None)
+        store.record_session(second)
+        mark = store.grid_snapshot().mark
+        attempt = run_start(second, 1, run_id="not-used")
+        got = store.continue_run(attempt, mark, ("paused",))
+        assert got == Continuation(paused.run_id, paused.dir, 1, 3, {"loss": 2.0}, {"batch": 32})
+        # The same run, reopened for the new attempt: no new run, the row is the second session's.
+        [run] = store.runs(history=True)
+        assert (run.run_id, run.status, run.session_id, run.started_at) == (
+            paused.run_id, "running", "session-second", attempt.started_at,
+        )  # fmt: skip
+        assert run.dir == store.root / paused.dir
+        assert run.metadata == {"continued": 1}
+        store.finish_run(run_end(paused.run_id, "passed", metrics={"loss": 0.5}, metadata={"continued": 1},
+                                 points=points("loss", 3, range(3, 5))))  # fmt: skip
+        # The series is appended: steps continue.
+        assert store.metric_series(paused.run_id, "loss") == [(step, float(step)) for step in range(5)]
+        attempts = store.attempts(paused.run_id)
+        assert [(a.session_id, a.status, a.reason) for a in attempts] == [
+            ("session-first", "paused", "checkpoint at step 2"),
+            ("session-second", "passed", ""),
+        ]
+        assert attempts[0].started_at == paused.started_at
+        assert attempts[0].finished_at is not None
+        assert attempts[0] == Attempt(*attempts[0])
+        assert store.status_counts("session-second") == {"passed": 1}
+        # A run never continued has one attempt; an unknown one is a KeyError.
+        never = record_run(store, run_start(first, 2))
+        assert [a.status for a in store.attempts(never.run_id)] == ["passed"]
+        with pytest.raises(KeyError):
+            store.attempts("no-such-run")
+        # Deleting the run deletes its attempts.
+        assert store.delete_runs([paused.run_id]) == 1
+        with pytest.raises(KeyError):
+            store.attempts(paused.run_id)
+
+
+def test_only_the_statuses_asked_for_are_continued(backend: Backend, dead_pid: tuple[int, str]) -> None:
+    with backend.open(create=True) as store:
+        first, second = session_start("first"), session_start("second")
+        store.record_session(first)
+        # A run whose process died (still "running" as stored), one stored interrupted, one passed.
+        store.start_run(run_start(first, "dead", pid=dead_pid[0], pid_started=dead_pid[1]))
+        record_run(store, run_start(first, "stopped"), "interrupted", error_type="KeyboardInterrupt",
+                   error_message="SIGTERM")  # fmt: skip
+        record_run(store, run_start(first, "done"))
+        store.record_session(second)
+        mark = store.grid_snapshot().mark
+        for point in ("dead", "stopped", "done"):  # paused only: each gets a new run
+            assert store.continue_run(run_start(second, point, run_id=f"new-{point}"), mark, ("paused",)) is None
+        assert {run.run_id for run in store.runs()} == {"new-dead", "new-stopped", "new-done"}
+        third = session_start("third")
+        store.record_session(third)
+        for point in ("dead", "stopped"):
+            store.finish_run(run_end(f"new-{point}", "interrupted"))
+        mark = store.grid_snapshot().mark
+        got = store.continue_run(run_start(third, "stopped"), mark, ("paused", "interrupted"))
+        assert isinstance(got, Continuation)
+        assert got.run_id == "new-stopped"
+        assert [(a.status, a.session_id) for a in store.attempts("new-stopped")] == [
+            ("interrupted", "session-second"),
+            ("running", "session-third"),
+        ]
+        # An interrupted attempt keeps its error as its reason; a dead one reads interrupted.
+        store.start_run(run_start(third, "killed", pid=dead_pid[0], pid_started=dead_pid[1]))
+        fourth = session_start("fourth")
+        store.record_session(fourth)
+        got = store.continue_run(run_start(fourth, "killed"), store.grid_snapshot().mark, ("interrupted",))
+        assert isinstance(got, Continuation)
+        assert got.continued == 1
+        [killed] = store.attempts(got.run_id)[:1]
+        assert (killed.status, killed.session_id, killed.pid) == ("interrupted", "session-third", dead_pid[0])
+
+
+def test_continuing_is_a_claim(backend: Backend, sleeper: subprocess.Popen[bytes]) -> None:
+    with backend.open(create=True) as store:
+        first, other, resuming = session_start("first"), session_start("other"), session_start("resuming")
+        for session in (first, other, resuming):
+            store.record_session(session)
+        record_run(store, run_start(first, "a"), "paused")
+        record_run(store, run_start(first, "b"), "paused")
+        mark = store.grid_snapshot().mark
+        # Another session continued "a" after the snapshot and is still at it: "a" is taken.
+        got = store.continue_run(run_start(other, "a", pid=sleeper.pid), mark, ("paused",))
+        assert isinstance(got, Continuation)
+        assert store.continue_run(run_start(resuming, "a"), mark, ("paused",)) == "running in session session-other"
+        # Once that attempt paused again, it is still that session's work since the snapshot.
+        store.finish_run(run_end(got.run_id, "paused"))
+        assert store.continue_run(run_start(resuming, "a"), mark, ("paused",)) == "done in session session-other"
+        # "b" is continued once: a second claim of it (another session) is refused.
+        got = store.continue_run(run_start(resuming, "b"), mark, ("paused",))
+        assert isinstance(got, Continuation)
+        assert store.continue_run(run_start(other, "b"), mark, ("paused",)) == "running in session session-resuming"
+        assert len(store.runs(history=True)) == 2
+
+
 # -- maintenance --------------------------------------------------------------------------------
 
 
@@ -719,6 +840,32 @@ def test_merged_runs_keep_their_tags_notes_and_registry(backend: Backend, tmp_pa
         assert record.artifacts == [Artifact("fig.png", 3, "image/png", "figure")]
 
 
+def test_merged_runs_keep_their_attempts(backend: Backend, tmp_path: Path) -> None:
+    from pytest_experiments.store.copies import run_copy, session_copy
+
+    with Store.open(tmp_path / "source", create=True) as source:
+        first, second = session_start("first"), session_start("second")
+        source.record_session(first)
+        paused = record_run(source, run_start(first, 1), "paused", metadata={"reason": "later"},
+                            points=points("loss", 0, range(2)), metrics={"loss": 1.0})  # fmt: skip
+        source.record_session(second)
+        got = source.continue_run(run_start(second, 1), source.grid_snapshot().mark, ("paused",))
+        assert isinstance(got, Continuation)
+        source.finish_run(
+            run_end(paused.run_id, metrics={"loss": 0.5}, points=points("loss", got.next_seq, range(2, 4)))
+        )
+        attempts = source.attempts(paused.run_id)
+        copies = [run_copy(source, record) for record in source.runs()]
+        sessions = [session_copy(record) for record in source.sessions()]
+    with backend.open(create=True) as store:
+        assert store.add_copies(sessions, copies) == 1
+        assert store.add_copies(sessions, copies) == 0  # twice adds nothing
+        assert store.attempts(paused.run_id) == attempts
+        assert [a.status for a in attempts] == ["paused", "passed"]
+        assert [step for step, _ in store.metric_series(paused.run_id, "loss")] == [0, 1, 2, 3]
+        assert run_copy(store, store.runs()[0]).fingerprint() == copies[0].fingerprint()
+
+
 def test_a_read_only_store_reads_and_never_writes(backend: Backend) -> None:
     with backend.open(create=True) as store:
         session = session_start("a")
@@ -732,6 +879,7 @@ def test_a_read_only_store_reads_and_never_writes(backend: Backend) -> None:
             lambda: reader.record_session(session_start("b")),
             lambda: reader.start_run(run_start(session, 2)),
             lambda: reader.claim_run(run_start(session, 3), 0),
+            lambda: reader.continue_run(run_start(session, 1), 0, ("passed",)),
             lambda: reader.finish_run(run_end(done.run_id, "failed")),
             lambda: reader.heartbeat(session.session_id),
             lambda: reader.finish_session(session.session_id, time.time(), 0),
@@ -748,8 +896,8 @@ def test_a_read_only_store_reads_and_never_writes(backend: Backend) -> None:
 
 # Run as ``python -c WRITER location artifacts gate session points mode``: waits at the gate,
 # then opens (creating) the store, records its session and, for each point, either records a
-# run (``record``) or, as resume does, claims what its snapshot did not show done (``claim``),
-# finishing every run it got. Prints the points it ran, as JSON.
+# run (``record``) or, as resume does, claims what its snapshot did not show done (``claim``)
+# or continues what its snapshot showed paused (``continue``), finishing every run it got. Prints the points it ran, as JSON.
 WRITER = textwrap.dedent(GATE_WAIT) + textwrap.dedent("""
     import json
     import socket
@@ -772,17 +920,25 @@ WRITER = textwrap.dedent(GATE_WAIT) + textwrap.dedent("""
             state = snapshot.states.get(("test_m.py", "test_p", f"h{point}"))
             if mode == "claim" and state is not None and state[0] != "interrupted":
                 continue  # done before the snapshot: resume would not select it
+            if mode == "continue" and (state is None or state[0] != "paused"):
+                continue  # continued before the snapshot: resume would not select it
             start = RunStart(
                 f"{name}-{point}", name, f"test_m.py::test_p[{point}]", "test_m.py", "test_p", f"h{point}",
                 {"point": point}, time.time(), "main", host, pid, f"runs/test_p/{name}-{point}",
                 pid_namespace(), process_start(pid),
             )
+            next_seq = 0
             if mode == "claim":
                 if store.claim_run(start, snapshot.mark) is not None:
                     continue
+            elif mode == "continue":  # every point was paused before: continue it, or leave it
+                got = store.continue_run(start, snapshot.mark, ("paused",))
+                if got is None or isinstance(got, str):
+                    continue
+                start, next_seq = start._replace(run_id=got.run_id), got.next_seq
             else:
                 store.start_run(start)
-            points_logged = [MetricPoint("loss", 0, 0, float(point))]
+            points_logged = [MetricPoint("loss", next_seq, 0, float(point))]
             store.finish_run(RunEnd(start.run_id, "passed", time.time(), 0.0, point, {"v": point}, points_logged, {}, {}))
             ran.append(point)
         store.finish_session(name, time.time(), 0)
@@ -832,3 +988,26 @@ def test_two_processes_claiming_one_grid_run_each_point_once(
         runs = store.runs(history=True)
         assert len(runs) == 200
         assert {run.status for run in runs} == {"passed"}
+
+
+def test_two_processes_continuing_paused_runs_continue_each_once(
+    backend: Backend, procs: Processes, pytester: pytest.Pytester
+) -> None:
+    with backend.open(create=True) as store:
+        first = session_start("first")
+        store.record_session(first)
+        for point in range(100):
+            start = RunStart(
+                f"first-{point}", first.session_id, f"test_m.py::test_p[{point}]", "test_m.py", "test_p",
+                f"h{point}", {"point": point}, time.time(), "main", HOST, os.getpid(), f"runs/test_p/first-{point}",
+            )  # fmt: skip
+            record_run(store, start, "paused", points=[MetricPoint("loss", 0, 0, -1.0)])
+    ran = run_writers(backend, procs, pytester.mkdir("gate"), "continue", list(range(100)))
+    assert sorted(ran["w1"] + ran["w2"]) == list(range(100))  # every paused run continued once
+    with backend.open() as store:
+        runs = store.runs(history=True)
+        assert len(runs) == 100
+        assert {run.status for run in runs} == {"passed"}
+        for run in runs:
+            assert [a.status for a in store.attempts(run.run_id)] == ["paused", "passed"]
+        assert store.metric_series("first-42", "loss") == [(0, -1.0), (0, 42.0)]

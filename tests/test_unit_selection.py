@@ -15,6 +15,7 @@ from pytest_experiments.model import (
     FAILED,
     INTERRUPTED,
     NEVER_RUN,
+    PAUSED,
     RUNNING_ELSEWHERE,
     SKIPPED,
     STATUSES,
@@ -49,7 +50,8 @@ def test_the_category_of_a_grid_point(
 
 def test_what_runs_by_resume_and_retry() -> None:
     resume, retry = _TO_RUN[True, False], _TO_RUN[False, True]
-    assert resume == {NEVER_RUN, INTERRUPTED, SKIPPED, CODE_CHANGED}
+    assert resume == {NEVER_RUN, INTERRUPTED, PAUSED, SKIPPED, CODE_CHANGED}  # a paused run is continued
+    assert PAUSED not in retry  # a pause is no failure
     assert retry == {FAILED, ERROR, INTERRUPTED}
     assert _TO_RUN[True, True] == resume | retry
     assert _TO_RUN[False, False] == frozenset()

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -270,3 +272,91 @@ def test_a_plain_suite_runs_in_a_read_only_checkout(read_only_checkout: Path) ->
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
     assert "ERROR: xp: cannot create store" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+MODULES_CONFTEST = """
+import json
+import sys
+
+
+def pytest_unconfigure(config):
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")
+    names = sorted(name for name in sys.modules if name.startswith("pytest_experiments"))
+    (config.rootpath / f"modules-{worker}.json").write_text(json.dumps(names))
+"""
+#: All a plain session imports of the package (each module costs start-up time: pytest rewrites
+#: the asserts of every module of a plugin as it imports it).
+START_UP_MODULES = [
+    "pytest_experiments",
+    "pytest_experiments.plugin",
+    "pytest_experiments.plugin.collection",
+    "pytest_experiments.plugin.fixtures",
+    "pytest_experiments.plugin.options",
+]
+
+
+def test_a_plain_session_imports_only_the_start_up_modules(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(MODULES_CONFTEST)
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert json.loads((pytester.path / "modules-main.json").read_text()) == START_UP_MODULES
+    # Under -n the workers import as much; the controller adds its end of xdist's channel (and
+    # the session it hands to its workers), not the settings, the store or the recorder.
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2").assert_outcomes(passed=1)
+    for worker in ("gw0", "gw1"):
+        assert json.loads((pytester.path / f"modules-{worker}.json").read_text()) == START_UP_MODULES
+    controller = set(json.loads((pytester.path / "modules-main.json").read_text()))
+    assert "pytest_experiments.plugin.xdist" in controller
+    late = {"settings", "hookspecs", "activation", "recorder", "session", "collectors", "store_access"}
+    assert not controller & {f"pytest_experiments.plugin.{name}" for name in late}
+    assert not controller & {"pytest_experiments.store.sqlite", "pytest_experiments.store.locate"}
+
+
+def test_an_experiment_session_loads_the_settings_and_the_hook_specifications(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(MODULES_CONFTEST)
+    pytester.makepyfile(test_grid=GRID)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=3)
+    loaded = json.loads((pytester.path / "modules-main.json").read_text())
+    assert {"pytest_experiments.plugin.settings", "pytest_experiments.plugin.hookspecs"} <= set(loaded)
+
+
+def test_the_start_up_lists_are_in_step_with_what_they_name(pytester: pytest.Pytester) -> None:
+    """The names the entry point keeps so as not to import their modules at start-up."""
+    from pytest_experiments.plugin import HOOK_NAMES, hookspecs, options
+    from pytest_experiments.store import locate
+
+    assert sorted(HOOK_NAMES) == sorted(name for name in vars(hookspecs) if name.startswith("pytest_experiments_"))
+    config = pytester.parseconfig()
+    assert sorted(name for name in vars(config.option) if name.startswith("xp_")) == sorted(options.OPTION_DESTS)
+    help_text = pytester.runpytest_subprocess("--help").stdout.str()
+    assert sorted(set(re.findall(r"^  (xp_\w+) \(", help_text, re.MULTILINE))) == sorted(options.INI_KEYS)
+    assert (options.STORE_ENV_VAR, options.STORE_INI_KEY) == (locate.ENV_VAR, locate.INI_KEY)
+    assert (options.ARTIFACTS_ENV_VAR, options.ARTIFACTS_INI_KEY) == (
+        locate.ARTIFACTS_ENV_VAR,
+        locate.ARTIFACTS_INI_KEY,
+    )
+    from pytest_experiments.store import DEFAULT_LEASE_S
+
+    assert options.DEFAULT_LEASE_S == DEFAULT_LEASE_S
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "n2"])
+def test_a_conftest_of_a_subfolder_may_implement_the_hooks(pytester: pytest.Pytester, workers: list[str]) -> None:
+    # Its conftest registers during collection, after start-up: the specifications come in time.
+    sub = pytester.mkpydir("sub")
+    (sub / "conftest.py").write_text("def pytest_experiments_run_end(run):\n    run.log_metric('from_hook', 1.0)\n")
+    (sub / "test_grid.py").write_text(textwrap.dedent(GRID))
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", *workers).assert_outcomes(passed=4)
+    with Store.open(store_of(pytester)) as store:
+        runs = store.runs()
+    assert len(runs) == 3
+    assert all(run.metrics.get("from_hook") == 1.0 for run in runs)
+
+
+def test_a_misspelt_hook_of_ours_is_still_refused(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("def pytest_experiments_run_ended(run):\n    pass\n")
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret != 0
+    assert "pytest_experiments_run_ended" in result.stdout.str() + result.stderr.str()

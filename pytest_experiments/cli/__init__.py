@@ -4,7 +4,8 @@ Results from the shell without writing pandas, one module per command group: ``s
 (:mod:`.status`), ``runs`` (alias ``table``) and ``export`` (:mod:`.results`, the only part
 that imports pandas, and only when run), ``summary`` (:mod:`.summary`), ``show`` (:mod:`.show`),
 ``tag`` and ``note`` (:mod:`.annotate`), ``sessions``, ``gc`` and ``delete`` (:mod:`.sessions`),
-``baseline`` and ``compare`` (:mod:`.compare`), ``merge`` (:mod:`.merge`), ``report`` (:mod:`.report`). Each module has a
+``baseline`` and ``compare`` (:mod:`.compare`), ``merge`` (:mod:`.merge`), ``report`` (:mod:`.report`), ``watch``
+(:mod:`.watch`). Each module has a
 ``register(subparsers)``; each subcommand is a ``handler(args) -> int``. A user mistake or an
 unusable store raises :class:`~pytest_experiments.cli.common.CLIError`, which :func:`main`
 prints as one line (exit code 2), never as a traceback.
@@ -18,7 +19,7 @@ import os
 import sys
 
 from pytest_experiments import __version__
-from pytest_experiments.cli import annotate, compare, merge, report, results, sessions, show, status, summary
+from pytest_experiments.cli import annotate, compare, merge, report, results, sessions, show, status, summary, watch
 from pytest_experiments.cli.common import PROG, CLIError, Parser
 from pytest_experiments.store import StoreError, is_database_error
 
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for command in (status, results, summary, show, annotate, sessions, compare, merge, report):
+    for command in (status, watch, results, summary, show, annotate, sessions, compare, merge, report):
         command.register(subparsers)
     return parser
 

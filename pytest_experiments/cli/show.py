@@ -19,7 +19,7 @@ from pytest_experiments.cli.common import (
     print_lines,
     utc_time,
 )
-from pytest_experiments.model import RunRecord
+from pytest_experiments.model import Attempt, RunRecord
 from pytest_experiments.store import Store
 from pytest_experiments.tables import Column, human_size, text_table
 
@@ -127,8 +127,11 @@ def _summary(last: float | None, points: Sequence[float | None]) -> list[str]:
     return [f"{value:.6g}" for value in (last, min(numbers), max(numbers))]
 
 
-def describe_run(run: RunRecord, series: dict[str, list[tuple[int | None, float]]]) -> list[str]:
-    """The lines ``show`` prints for ``run``, given its metric series."""
+def describe_run(
+    run: RunRecord, series: dict[str, list[tuple[int | None, float]]], attempts: Sequence[Attempt] = ()
+) -> list[str]:
+    """The lines ``show`` prints for ``run``, given its metric series and its attempts (a continued
+    run's: paused or interrupted, then continued)."""
     lines = [f"run {run.run_id}  {run.status}"]
     lines += _pairs(
         [
@@ -175,9 +178,29 @@ def describe_run(run: RunRecord, series: dict[str, list[tuple[int | None, float]
         for artifact in run.artifacts
     ]
     lines += ["", "artefacts", *(_pairs(artefacts) if artefacts else ["  (none)"])]
+    if len(attempts) > 1:
+        lines += ["", f"attempts (continued {len(attempts) - 1} times)", *_attempt_table(attempts)]
     for note in run.notes:
         lines += ["", f"note ({utc_time(note.at)} UTC)", *_indented(note.text)]
     return lines
+
+
+def _attempt_table(attempts: Sequence[Attempt]) -> list[str]:
+    # The reason before the session: a narrow terminal drops columns from the right.
+    columns = [Column("#", right=True), Column("status"), Column("started (UTC)"), Column("took", right=True),
+               Column("reason", shrink="end"), Column("session")]  # fmt: skip
+    rows = [
+        [
+            str(number),
+            attempt.status,
+            utc_time(attempt.started_at),
+            duration_text(None if attempt.finished_at is None else attempt.finished_at - attempt.started_at),
+            attempt.reason or "-",
+            attempt.session_id,
+        ]
+        for number, attempt in enumerate(attempts, 1)
+    ]
+    return ["  " + line for line in text_table(columns, rows, tables.terminal_width() - 2)]
 
 
 def show_command(args: argparse.Namespace) -> int:
@@ -188,5 +211,6 @@ def show_command(args: argparse.Namespace) -> int:
         except KeyError:
             run = store.run(find_run(store, args.run))
         series = {name: store.metric_series(run.run_id, name) for name in run.metrics}
-    print_lines(describe_run(run, series))
+        attempts = store.attempts(run.run_id)
+    print_lines(describe_run(run, series, attempts))
     return 0

@@ -1,16 +1,21 @@
-"""The pytest plugin (``pytest11`` entry point ``experiments``): wiring only. Options, hookspecs,
-markers, the fixtures and collection hooks it re-exports, and the registrations that turn the
-rest on.
+"""The pytest plugin (``pytest11`` entry point ``experiments``): wiring only. Options, markers, the
+fixtures and collection hooks it re-exports, and the registrations that turn the rest on.
 
 Installed but unused, the plugin is invisible: a session whose collection holds no experiment
 never looks at the store, runs no collector or session hook, installs no signal handler, and
-imports no more than this module, ``options`` (with ``sharding`` and ``store.locate`` for
-their option types and defaults), ``hookspecs``, ``fixtures`` and ``collection`` (pytest
-rewrites the asserts of every module of a plugin's distribution as it imports them: each one
-costs start-up time). :mod:`collection` watches collection; everything else is imported and
-registered by :mod:`activation`, once collection finds an experiment (in each process that
-collects one; under xdist the controller learns it from its workers, through :mod:`xdist`), or
-at configuration by the options that ask for the store.
+imports no more than this module, :mod:`options` (declarations only), :mod:`fixtures` and
+:mod:`collection`: pytest rewrites the asserts of every module of a plugin's distribution as it
+imports them, so each one costs start-up time (``benchmarks/startup.py``). The options are
+resolved (:mod:`settings`) and the hook specifications added (:mod:`hookspecs`) on first use.
+:mod:`collection` watches collection; everything else is imported and registered by
+:mod:`activation`, once collection finds an experiment (in each process that collects one;
+under xdist the controller learns it from its workers, through :mod:`xdist`), or at
+configuration by the options that ask for the store.
+
+PYTEST_DONT_REWRITE: pytest rewrites the asserts of a plugin's modules as it imports them,
+which without its cache (``PYTHONDONTWRITEBYTECODE``, read-only installs) means walking each
+module's syntax tree in Python on every run; the start-up modules have no assert to rewrite and
+say so with this marker, which pytest reads before the walk.
 """
 
 from __future__ import annotations
@@ -20,42 +25,68 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_experiments.plugin import hookspecs
+from pytest_experiments.plugin import options
 from pytest_experiments.plugin.collection import (  # noqa: F401  (hooks of this plugin)
     pytest_collection_finish,
     pytest_generate_tests,
     pytest_pycollect_makeitem,
 )
 from pytest_experiments.plugin.fixtures import xp, xp_dir, xp_run  # noqa: F401  (fixtures of this plugin)
-from pytest_experiments.plugin.options import Settings, add_options, check_path_tokens, read_settings
 
 if TYPE_CHECKING:
     from pytest_experiments.plugin.store_access import StoreHandle  # noqa: F401  (named in HANDLE_KEY)
 
-SETTINGS_KEY = pytest.StashKey[Settings]()
 HANDLE_KEY = pytest.StashKey["StoreHandle"]()
 #: When this process's session started (configure time): the session itself is made on first use.
+#: Its presence also says the plugin is configured (not for ``--help`` / ``--version``).
 STARTED_KEY = pytest.StashKey[float]()
 #: Set once the plugin is active in this process (see :mod:`activation`).
 ACTIVE_KEY = pytest.StashKey[bool]()
 
+#: The hooks of :mod:`hookspecs`, by name: a plugin or conftest that implements one gets the
+#: specifications added as it registers (tests/test_unused.py keeps the two in step).
+HOOK_NAMES = (
+    "pytest_experiments_run_start",
+    "pytest_experiments_run_end",
+    "pytest_experiments_run_interrupt",
+    "pytest_experiments_session_start",
+    "pytest_experiments_session_finish",
+)
+
+
+def add_hookspecs(manager: pytest.PytestPluginManager) -> None:
+    """Add the ``pytest_experiments_*`` hook specifications (once): when a plugin implements
+    one of them, and when the plugin is turned on (before it calls them)."""
+    if not getattr(manager.hook, HOOK_NAMES[0], None) or not getattr(manager.hook, HOOK_NAMES[0]).has_spec():
+        from pytest_experiments.plugin import hookspecs
+
+        manager.add_hookspecs(hookspecs)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    add_options(parser)
+    options.add_options(parser)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
     # The first hook that sees every argument: the ini file's addopts, PYTEST_ADDOPTS and the command line.
-    check_path_tokens(args)
+    options.check_path_tokens(args)
 
 
-def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    pluginmanager.add_hookspecs(hookspecs)
+def pytest_plugin_registered(plugin: object, manager: pytest.PytestPluginManager) -> None:
+    # Historic: also called for the plugins registered before this one. A hook implemented
+    # before its specification is checked when the specification is added, and pytest
+    # refuses unknown hooks only once collection is over: conftests of subfolders are in time.
+    if any(hasattr(plugin, name) for name in HOOK_NAMES):
+        add_hookspecs(manager)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "experiment(compare=None): record each run of this test as an experiment run")
+    config.addinivalue_line(
+        "markers",
+        "experiment(compare=None, continue_runs=False): record each run of this test as an experiment run; "
+        "continue_runs=True: --xp-resume continues its interrupted runs as paused ones",
+    )
     config.addinivalue_line(
         "markers",
         "grid(name=values, ..., where=None): parametrise over the cartesian product of the axes, "
@@ -63,9 +94,22 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if config.getoption("help", False) or config.getoption("version", False):
         return
-    settings = read_settings(config)
-    config.stash[SETTINGS_KEY] = settings
     config.stash[STARTED_KEY] = time.time()
+    if options.given(config):
+        _configure_from_settings(config)
+    elif getattr(config.option, "dist", "no") != "no":
+        # The controller does not collect: its workers tell it when they meet an experiment.
+        from pytest_experiments.plugin import xdist
+
+        if xdist.starts_workers(config):
+            xdist.controller(config)
+
+
+def _configure_from_settings(config: pytest.Config) -> None:
+    """The options that act at configuration: a shard, and those that ask for the store."""
+    from pytest_experiments.plugin.settings import settings_of
+
+    settings = settings_of(config)
     if settings.selection.status:
         config.option.dist = "no"  # like --collect-only: collect in this process, run nothing
     if settings.shard is not None:
@@ -79,14 +123,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
         activate(config)
     elif getattr(config.option, "dist", "no") != "no":
-        # The controller does not collect: its workers tell it when they meet an experiment.
         from pytest_experiments.plugin import xdist
 
         if xdist.starts_workers(config):
             xdist.controller(config)
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    handle = config.stash.get(HANDLE_KEY, None)
-    if handle is not None:
-        handle.close()

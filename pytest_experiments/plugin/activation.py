@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_experiments.plugin import ACTIVE_KEY, HANDLE_KEY, SETTINGS_KEY, xdist
+from pytest_experiments.plugin import ACTIVE_KEY, HANDLE_KEY, add_hookspecs, xdist
 from pytest_experiments.plugin.collectors import BUILTIN_COLLECTORS
-from pytest_experiments.plugin.options import Settings
+from pytest_experiments.plugin.pausing import Continuing, PausedReports
 from pytest_experiments.plugin.recorder import Recorder
 from pytest_experiments.plugin.session import SessionLifecycle
+from pytest_experiments.plugin.settings import Settings, settings_of
 from pytest_experiments.plugin.store_access import StoreHandle
 from pytest_experiments.store import StoreError, check_location
 from pytest_experiments.store.location import shown
@@ -47,7 +48,8 @@ def activate(
     if collected and config.getoption("collectonly"):
         return  # nothing runs: the store is not looked at
     config.stash[ACTIVE_KEY] = True
-    settings = config.stash[SETTINGS_KEY]
+    add_hookspecs(config.pluginmanager)  # before anything calls them
+    settings = settings_of(config)
     worker = xdist.is_worker(config)
     if not reported:  # the workers checked it before they reported
         try:
@@ -69,10 +71,15 @@ def activate(
         settings.store_path, started, settings.lease, controller=not worker, artifacts=settings.artifacts_root
     )
     config.stash[HANDLE_KEY] = handle
+    config.add_cleanup(handle.close)  # after every plugin's pytest_unconfigure
     if not worker and settings.server_store and settings.artifacts is None:
         _warn_local_artifacts(config, handle)
     claim_after = snapshot.mark if snapshot is not None and settings.selection.claims else None
-    config.pluginmanager.register(Recorder(handle, settings.worker, claim_after), "xp-recorder")
+    continuing = None
+    if snapshot is not None and claim_after is not None and Continuing.needed(snapshot.states):
+        continuing = Continuing(snapshot.states)
+    config.pluginmanager.register(Recorder(handle, settings.worker, claim_after, continuing), "xp-recorder")
+    config.pluginmanager.register(PausedReports(), "xp-paused-reports")
     if snapshot is not None:
         _register_selection(config, settings, snapshot, controller=not worker)
         if settings.selection.claims and not config.pluginmanager.is_blocked("xp-spread"):

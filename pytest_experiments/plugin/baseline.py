@@ -44,7 +44,7 @@ from pytest_experiments.model import IMPROVED, NEW, NOT_RUN, REGRESSED
 from pytest_experiments.plugin import xdist
 from pytest_experiments.plugin.fixtures import ITEM_RUN_KEY
 from pytest_experiments.plugin.identity import grid_point, is_experiment
-from pytest_experiments.plugin.options import ComparisonOptions
+from pytest_experiments.plugin.settings import ComparisonOptions
 
 _PROPERTY = "xp_compare"
 

@@ -5,6 +5,8 @@ it does the fixtures): a plain session registers no object of ours. Imported wit
 kept small: each hook imports the module that does the work only for a test that needs it. A ``grid`` mark becomes parameters (:mod:`grid`); the grid points of
 one function must be distinct (:mod:`identity`); the first experiment collected turns the plugin
 on (:mod:`activation`).
+
+PYTEST_DONT_REWRITE (start-up: see :mod:`pytest_experiments.plugin`).
 """
 
 from __future__ import annotations
@@ -52,10 +54,10 @@ def pytest_pycollect_makeitem(collector: pytest.Module | pytest.Class, name: str
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
-    from pytest_experiments.plugin import ACTIVE_KEY, SETTINGS_KEY  # the package imports this module
+    from pytest_experiments.plugin import ACTIVE_KEY, STARTED_KEY  # the package imports this module
 
     config = session.config
-    if ACTIVE_KEY in config.stash or SETTINGS_KEY not in config.stash:
+    if ACTIVE_KEY in config.stash or STARTED_KEY not in config.stash:
         return  # on already, or configured for --help / --version
     candidates = [item for item in session.items if might_be_experiment(item)]
     if not candidates:

@@ -5,6 +5,8 @@ A suite may define a fixture of one of these names itself (array-API code names 
 namespace ``xp``): a test receiving that one is not an experiment (see
 :func:`pytest_experiments.plugin.identity.is_experiment`), and reaches its run as ``xp_run``.
 Each reads the run directly: one fixture per test, not a chain.
+
+PYTEST_DONT_REWRITE (start-up: see :mod:`pytest_experiments.plugin`).
 """
 
 from __future__ import annotations

@@ -42,6 +42,29 @@ def pytest_experiments_run_end(run: Run) -> None:
 
 
 @pytest.hookspec
+def pytest_experiments_run_interrupt(run: Run) -> None:
+    """Called when Ctrl-C (SIGINT) or SIGTERM (what a scheduler sends at a time limit) stops a
+    running experiment, before the run is stored as ``interrupted``: write a checkpoint here.
+
+    Called in the process that runs the experiment (under xdist: the worker; SIGTERM to the
+    process group, or Ctrl-C at the terminal, reaches every worker), while the body is cut short
+    at whatever line it was. ``run.dir`` is the run's folder; ``run.metrics``, ``run.params`` and
+    ``run.metadata`` are as the body left them; ``run.pause_reason`` is None. Keep it short: a
+    scheduler sends SIGKILL a grace period after SIGTERM (SLURM's ``KillWait``, 30 s by default).
+    Then ``pytest_experiments_run_end`` is called and the run stored. An exception raised here is
+    kept in ``run.metadata["interrupt_hook_error"]``; the run is stored all the same.
+
+    With ``@pytest.mark.experiment(continue_runs=True)``, ``--xp-resume`` continues such a run
+    (the same run and folder, ``xp.continued`` one more), so the body can load the checkpoint::
+
+        # conftest.py
+        def pytest_experiments_run_interrupt(run):
+            run.metadata["stopped_at_step"] = run.metadata.get("step")
+            (run.dir / "interrupted.txt").write_text("stopped by a signal")
+    """
+
+
+@pytest.hookspec
 def pytest_experiments_session_start(session: ExperimentSession) -> None:
     """Called once per pytest invocation, in the controlling process, before any experiment runs.
 

@@ -32,11 +32,13 @@ from typing import Any
 
 import pytest
 
+from pytest_experiments.model import Continuation
 from pytest_experiments.plugin import xdist
 from pytest_experiments.plugin.fixtures import ITEM_RUN_KEY
 from pytest_experiments.plugin.identity import grid_point, is_experiment, volatile_parameters
+from pytest_experiments.plugin.pausing import Continuing, call_interrupt_hook, mark_paused, pause_skip
 from pytest_experiments.plugin.store_access import StoreHandle, describe
-from pytest_experiments.run import Run, new_id
+from pytest_experiments.run import Run, RunPaused, new_id
 from pytest_experiments.store import StoreError
 from pytest_experiments.store.liveness import pid_namespace, process_start
 from pytest_experiments.store.rundirs import relative_run_dir, within
@@ -87,12 +89,16 @@ class Recorder:
     """Records every experiment that runs in this process (the session's side is
     :class:`~pytest_experiments.plugin.session.SessionLifecycle`, on the controller)."""
 
-    def __init__(self, store: StoreHandle, worker: str, claim_after: int | None = None) -> None:
+    def __init__(
+        self, store: StoreHandle, worker: str, claim_after: int | None = None, continuing: Continuing | None = None
+    ) -> None:
         self._store = store
         self._worker = worker
         #: With resume / retry: claim each run in the store, skipping what another session
         #: runs, or started after the snapshot with this mark.
         self._claim_after = claim_after
+        #: With claims: which grid points' paused (or interrupted) latest runs are continued.
+        self._continuing = continuing
         self._host = socket.gethostname()
         self._pid = os.getpid()
         self._pid_namespace = pid_namespace()
@@ -127,10 +133,17 @@ class Recorder:
         assert isinstance(item, pytest.Function)
         run = self._new_run(item)
         after = self._claim_after
+        statuses = self._continuing.statuses(item) if self._continuing is not None else ()
         try:
-            taken_by = self._store.use(lambda store: store.claim_run(run.start_record(), after))
+            if statuses:  # the claim continues the paused (or interrupted) run: the same run
+                taken_by = self._store.use(lambda store: store.continue_run(run.start_record(), after, statuses))
+            else:
+                taken_by = self._store.use(lambda store: store.claim_run(run.start_record(), after))
         except StoreError:
             return None
+        if isinstance(taken_by, Continuation):
+            run.continue_from(taken_by)
+            taken_by = None
         if taken_by is None:
             item.stash[CLAIMED_KEY] = run
             return None
@@ -217,11 +230,16 @@ class Recorder:
         # ours, and pytest has no non-None return to warn about.
         current = item.stash.get(ITEM_RUN_KEY, None)
         if current is None or not isinstance(item, pytest.Function) or not _returns_to_caller(item):
-            return (yield)
+            try:
+                return (yield)
+            except RunPaused as paused:
+                raise pause_skip(paused.reason) from None
         function = item.obj
         item.obj = _keeping_result(function, lambda result: self._keep_result(current, item, result))
         try:
             return (yield)
+        except RunPaused as paused:  # xp.pause(): the body stopped on purpose
+            raise pause_skip(paused.reason) from None
         finally:
             item.obj = function
 
@@ -261,6 +279,10 @@ class Recorder:
             current.reports[report.when] = report
             if self._worker != "main":  # under xdist the controller learns of experiments from their reports
                 xdist.tag_experiment_report(report)
+            if report.when == "call" and report.skipped and current.run.pause_reason is not None:
+                mark_paused(report, current.run.pause_reason)
+            elif call.excinfo is not None and isinstance(call.excinfo.value, RunPaused):
+                report.longrepr = "xp: xp.pause() ends the test's body: call it there, not in a fixture or hook"
             if report.failed and call.excinfo is not None:
                 run = current.run
                 if run.error_type is None:
@@ -297,6 +319,7 @@ class Recorder:
                 run = current.run
                 run.error_type = run.error_type or type(exc).__name__
                 run.error_message = run.error_message or str(exc)
+                call_interrupt_hook(item, run, exc)  # before it is stored: a checkpoint can be written
                 with contextlib.suppress(StoreError):  # the interrupt goes on; the handle keeps the failure
                     self._finish(item, "interrupted")
             raise
@@ -311,12 +334,14 @@ class Recorder:
         current = item.stash[ITEM_RUN_KEY]
         run, reports = current.run, current.reports
         status, failing = derive_status(reports)
+        if status == "skipped" and run.pause_reason is not None:
+            status = "paused"
         run.status = forced_status or status
         if failing is not None:
             run.traceback = failing.longreprtext
         elif run.status not in ("failed", "error", "interrupted"):
             run.error_type = run.error_message = None
-            reason = _skip_reason(reports)
+            reason = run.pause_reason if run.status == "paused" else _skip_reason(reports)
             if reason:
                 run.metadata["reason"] = reason
         last = reports.get("teardown") or reports.get("call") or reports.get("setup")

@@ -26,6 +26,7 @@ from pytest_experiments.model import (
     FAILED,
     INTERRUPTED,
     NEVER_RUN,
+    PAUSED,
     RUNNING_ELSEWHERE,
     SKIPPED,
     Category,
@@ -34,7 +35,7 @@ from pytest_experiments.model import (
 )
 from pytest_experiments.plugin import xdist
 from pytest_experiments.plugin.identity import is_experiment, point_key
-from pytest_experiments.plugin.options import SelectionOptions
+from pytest_experiments.plugin.settings import SelectionOptions
 from pytest_experiments.store import Store, store_exists
 from pytest_experiments.store.location import shown
 from pytest_experiments.tables import Column, text_table
@@ -43,10 +44,12 @@ _CATEGORY_OF_STATUS: dict[str, Category] = {
     "failed": FAILED,
     "error": ERROR,
     "interrupted": INTERRUPTED,
+    "paused": PAUSED,
     "skipped": SKIPPED,
     "running": RUNNING_ELSEWHERE,
 }
-_TO_RESUME: frozenset[Category] = frozenset({NEVER_RUN, INTERRUPTED, SKIPPED, CODE_CHANGED})
+# A paused run is not done (resume continues it), nor a failure (retry-failed leaves it).
+_TO_RESUME: frozenset[Category] = frozenset({NEVER_RUN, INTERRUPTED, PAUSED, SKIPPED, CODE_CHANGED})
 _TO_RETRY: frozenset[Category] = frozenset({FAILED, ERROR, INTERRUPTED})
 
 
@@ -206,7 +209,7 @@ class Selection:
     def describe(self, selected: int) -> str:
         """One line: what runs, what is kept, and why."""
         count = self.counts
-        to_run = [NEVER_RUN, INTERRUPTED, SKIPPED, CODE_CHANGED]
+        to_run = [NEVER_RUN, INTERRUPTED, PAUSED, SKIPPED, CODE_CHANGED]
         mode = "resume"
         if self.options.retry_failed:
             mode = "resume + retry-failed" if self.options.resume else "retry-failed"
@@ -259,6 +262,7 @@ class Selection:
                 FAILED,
                 ERROR,
                 INTERRUPTED,
+                PAUSED,
                 SKIPPED,
                 RUNNING_ELSEWHERE,
                 NEVER_RUN,
@@ -267,6 +271,7 @@ class Selection:
             "failed": (FAILED,),
             "error": (ERROR,),
             "interrupted": (INTERRUPTED,),
+            "paused": (PAUSED,),
             "skipped": (SKIPPED,),
             "running": (RUNNING_ELSEWHERE,),
             "never run": (NEVER_RUN,),

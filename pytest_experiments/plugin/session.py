@@ -182,6 +182,8 @@ class SessionLifecycle:
             line = f"xp: {here} {runs} recorded ({counts}) in {shown(self.summary.store_path)}"
             if self.summary.counts.get("interrupted"):
                 line += "; --xp-resume runs the interrupted ones again"
+            elif self.summary.counts.get("paused"):
+                line += "; --xp-resume continues the paused ones"
             terminalreporter.write_line(line)
         taken = self._taken()
         if taken:  # once, not a skip per grid point: the sessions split the grid

@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_experiments.plugin import HANDLE_KEY, SETTINGS_KEY, STARTED_KEY
+from pytest_experiments.plugin import HANDLE_KEY, STARTED_KEY
+from pytest_experiments.plugin.options import worker_threads
 
 if TYPE_CHECKING:
     from pytest_experiments.model import SessionStart
@@ -49,7 +50,7 @@ SHARD_DESELECTED_KEY = "xp_shard_deselected"
 EXPERIMENT_ATTRIBUTE = "xp_experiment"
 
 #: This process's session until the store is opened (then its handle holds it): see :func:`session_of`.
-_SESSION_STASH = pytest.StashKey["SessionStart"]()
+_SESSION_STASH = pytest.StashKey[dict[str, Any]]()
 _CONTROLLER_STASH = pytest.StashKey["XdistController"]()
 
 #: What OpenMP and the BLAS libraries (OpenBLAS, MKL, BLIS, Accelerate), numexpr and numba
@@ -87,21 +88,33 @@ def session_of(config: pytest.Config) -> SessionStart:
     handle = config.stash.get(HANDLE_KEY, None)
     if handle is not None:
         return handle.session  # with the session hooks' metadata, once they ran
-    session = config.stash.get(_SESSION_STASH, None)
-    if session is None:
-        import socket
+    from pytest_experiments.model import SessionStart
 
-        from pytest_experiments.model import SessionStart
-        from pytest_experiments.run import new_id
+    return SessionStart(**session_fields(config))
 
+
+def session_fields(config: pytest.Config) -> dict[str, Any]:
+    """The fields of this invocation's session (:class:`SessionStart`), made on first use: what a
+    controller sends its workers (builtins, and without loading the model: a plain session's
+    controller sends them too)."""
+    handle = config.stash.get(HANDLE_KEY, None)
+    if handle is not None:
+        import dataclasses
+
+        return dataclasses.asdict(handle.session)
+    fields = config.stash.get(_SESSION_STASH, None)
+    if fields is None:
         fields = _session_fields(config)
-        if fields is not None:
-            session = SessionStart(**fields)
-        else:
+        if fields is None:
+            import socket
+
+            from pytest_experiments.ids import new_id
+
             started = config.stash.get(STARTED_KEY, time.time())
-            session = SessionStart(new_id(), started, socket.gethostname(), os.getpid(), {})
-        config.stash[_SESSION_STASH] = session
-    return session
+            fields = {"session_id": new_id(), "started_at": started, "host": socket.gethostname()}
+            fields.update(pid=os.getpid(), metadata={})
+        config.stash[_SESSION_STASH] = fields
+    return dict(fields, metadata=dict(fields["metadata"]))
 
 
 def _session_fields(config: pytest.Config) -> dict[str, Any] | None:
@@ -177,8 +190,8 @@ def controller(config: pytest.Config) -> XdistController:
 
             activate(config, reported=True)
 
-        threads = config.stash[SETTINGS_KEY].worker_threads
-        found = XdistController(lambda: session_of(config), activate_reported, threads)
+        threads = worker_threads(config)
+        found = XdistController(lambda: session_fields(config), activate_reported, threads)
         config.pluginmanager.register(found, "xp-xdist")
         config.stash[_CONTROLLER_STASH] = found
     return found
@@ -193,7 +206,7 @@ class XdistController:
 
     def __init__(
         self,
-        session: Callable[[], SessionStart],
+        session: Callable[[], dict[str, Any]],
         on_experiment: Callable[[], None],
         threads: int | str | None = None,
     ) -> None:
@@ -220,9 +233,7 @@ class XdistController:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
-        import dataclasses
-
-        node.workerinput[SESSION_KEY] = dataclasses.asdict(self._session())
+        node.workerinput[SESSION_KEY] = self._session()
         if self.snapshot_wire is not None:
             node.workerinput[SNAPSHOT_KEY] = self.snapshot_wire
 

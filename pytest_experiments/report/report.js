@@ -9,7 +9,7 @@
   RUNS.forEach(function (run, index) { run.index = index; BY_ID[run.id] = run; });
   var EXPERIMENTS = {};
   DATA.experiments.forEach(function (exp) { EXPERIMENTS[exp.key] = exp; });
-  var STATUSES = ["passed", "failed", "error", "skipped", "xfailed", "xpassed", "interrupted", "running"];
+  var STATUSES = ["passed", "failed", "error", "skipped", "xfailed", "xpassed", "paused", "interrupted", "running"];
   var PAGE = 100;
   var SVG = "http://www.w3.org/2000/svg";
   var COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];

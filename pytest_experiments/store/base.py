@@ -10,12 +10,14 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_experiments.model import (
     Artifact,
+    Attempt,
+    Continuation,
     GridKey,
     GridSnapshot,
     GridState,
@@ -120,6 +122,25 @@ class Store(abc.ABC):
         return the reason ("running in session ..." / "done in session ...") and write
         nothing; otherwise write the run as ``running`` and return None.
         """
+
+    @abc.abstractmethod
+    def continue_run(self, start: RunStart, after: int, statuses: Collection[str]) -> str | Continuation | None:
+        """Claim ``start``'s grid point as :meth:`claim_run` does, continuing its latest run when
+        that run's live status is one of ``statuses`` (``paused``; ``interrupted`` for experiments
+        that opt in).
+
+        In the same atomic step: when another session has the grid point, return the reason and
+        write nothing; when its latest run can be continued, reopen that run (same run id, same
+        folder) as ``running`` for ``start``'s session and process, its previous attempt kept in
+        :meth:`attempts`, and return the :class:`~pytest_experiments.model.Continuation`; else
+        write ``start`` as a new ``running`` run and return None. Exactly one of several sessions
+        claiming the grid point at once continues the run.
+        """
+
+    @abc.abstractmethod
+    def attempts(self, run_id: str) -> list[Attempt]:
+        """A run's attempts, oldest first: the first one, then one per continuation, the current
+        one last (its status is the run's). Raises ``KeyError`` for an unknown id."""
 
     @abc.abstractmethod
     def heartbeat(self, session_id: str) -> None:
@@ -297,6 +318,17 @@ def checked_tags(tags: Mapping[str, str | None]) -> dict[str, str | None]:
         if problem is not None:
             raise ValueError(problem)
     return dict(tags)
+
+
+def attempt_reason(status: str, metadata: str, error_type: str | None, error_message: str | None) -> str:
+    """Why an attempt ended as it did, from its run row: a pause's reason (``metadata["reason"]``),
+    else its error (``Type: message``), else ""."""
+    if status == "paused":
+        reason = json.loads(metadata).get("reason", "")
+        return reason if isinstance(reason, str) else str(reason)
+    if error_type is None:
+        return ""
+    return f"{error_type}: {error_message}" if error_message else error_type
 
 
 def decode_notes(text: str) -> list[Note]:

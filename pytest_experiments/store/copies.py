@@ -8,7 +8,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_experiments.model import Artifact, MetricPoint, Note, RunRecord, SessionRecord
+from pytest_experiments.model import Artifact, Attempt, MetricPoint, Note, RunRecord, SessionRecord
 from pytest_experiments.values import dumps, storable_text
 
 if TYPE_CHECKING:
@@ -63,6 +63,8 @@ class RunCopy:
     notes: tuple[Note, ...] = ()
     #: What the source's registry holds (files only found in the folder come with the folder).
     artifacts: tuple[Artifact, ...] = ()
+    #: A continued run's earlier attempts (``Store.attempts`` without the current one).
+    attempts: tuple[Attempt, ...] = ()
 
     def fingerprint(self) -> str:
         """The run's content as text, to tell "the same run again" from "another run with its id"
@@ -96,6 +98,7 @@ def run_copy(store: Store, listed: RunRecord) -> RunCopy:
         record.metadata, record.code_sha256, record.code_source, record.error_type, record.error_message,
         record.traceback, tuple(points), dict(record.tags), tuple(record.notes),
         tuple(artifact for artifact in record.artifacts if artifact.kind is not None),
+        tuple(store.attempts(record.run_id)[:-1]),
     )  # fmt: skip
 
 

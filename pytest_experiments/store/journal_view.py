@@ -15,11 +15,13 @@ counts once; a journal removed meanwhile was folded to its end before, so the st
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pytest_experiments.model import (
+    Attempt,
+    Continuation,
     GridKey,
     GridSnapshot,
     Note,
@@ -197,6 +199,15 @@ class JournalView(Store):
 
     def claim_run(self, start: RunStart, after: int) -> str | None:
         return self.inner.claim_run(start, after)
+
+    def continue_run(self, start: RunStart, after: int, statuses: Collection[str]) -> str | Continuation | None:
+        # A run continues from what the store holds: its end and every point it logged first.
+        self.fold()
+        return self.inner.continue_run(start, after, statuses)
+
+    def attempts(self, run_id: str) -> list[Attempt]:
+        self.fold()
+        return self.inner.attempts(run_id)
 
     def heartbeat(self, session_id: str) -> None:
         self.inner.heartbeat(session_id)

@@ -3,7 +3,7 @@
 Every source is read whole and checked before the destination is changed at all: a source
 that is not a store, is damaged, has a newer schema or has a run still in flight refuses the
 merge and leaves the destination as it was. Run ids are unique by construction (a timestamp
-and 48 random bits, see :func:`pytest_experiments.run.new_id`), so the same id in two stores
+and 48 random bits, see :func:`pytest_experiments.ids.new_id`), so the same id in two stores
 is the same run copied twice (added once: merging again adds nothing), unless their contents
 differ, which refuses the merge too.
 

@@ -26,7 +26,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ from psycopg import sql
 
 from pytest_experiments.model import (
     Artifact,
+    Attempt,
+    Continuation,
     GridKey,
     GridSnapshot,
     GridState,
@@ -47,7 +49,7 @@ from pytest_experiments.model import (
     SessionStart,
 )
 from pytest_experiments.store import postgres_sql as q
-from pytest_experiments.store.base import Store, StoreError, checked_tags, decode_notes
+from pytest_experiments.store.base import Store, StoreError, attempt_reason, checked_tags, decode_notes
 from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, session_row
 from pytest_experiments.store.journal import Batch, read_batch
 from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Liveness, Process
@@ -301,6 +303,67 @@ class PostgresStore(Store):
                 return f"done in session {session_id}"
         return None
 
+    def continue_run(self, start: RunStart, after: int, statuses: Collection[str]) -> str | Continuation | None:
+        if self._version < 3:  # opened without create=: not migrated
+            raise StoreError(
+                f"the store {self._location} was written by an older pytest-experiments (schema {self._version}); "
+                "record a run into it with this version first, which upgrades it, to continue a run"
+            )
+        with self._errors(), self._db.transaction():
+            # The claim's lock and check (see claim_run), then continue or start.
+            key = _lock_key(self.name, start.module, start.experiment, start.param_hash)
+            self._db.execute(self._sql["lock_grid_point"], (key,))
+            rows = self._db.execute(
+                self._sql["claimed_elsewhere"],
+                (after, start.module, start.experiment, start.param_hash, start.session_id, after),
+            ).fetchall()
+            reason = self._claimed_elsewhere(rows)
+            if reason is not None:
+                return reason
+            latest = self._db.execute(
+                self._sql["latest_of_point"], (start.module, start.experiment, start.param_hash)
+            ).fetchone()
+            now = time.time()
+            status = None if latest is None else self._status(latest[2], latest[6:10], latest[10], latest[11], now)
+            if latest is None or status not in statuses:
+                self._db.execute(self._sql["start_run"], _start_args(start))
+                return None
+            return self._reopen(latest, str(status), start)
+
+    def _reopen(self, row: Sequence[Any], status: str, start: RunStart) -> Continuation:
+        """Keep the run's current attempt in ``run_attempts`` and make its row ``start``'s attempt
+        (inside the claim's transaction)."""
+        run_id, session_id, _, started_at, finished_at, worker, host, pid = row[:8]
+        directory, metrics, logged_params, metadata, error_type, error_message = row[12:]
+        count_row = self._db.execute(self._sql["attempt_count"], (run_id,)).fetchone()
+        earlier = int(count_row[0]) if count_row else 0
+        reason = storable_text(attempt_reason(status, metadata, error_type, error_message))
+        self._db.execute(
+            self._sql["add_attempt"],
+            (run_id, earlier, session_id, started_at, finished_at, status, reason, worker, host, pid),
+        )
+        continued = earlier + 1
+        self._db.execute(
+            self._sql["reopen_run"],
+            (start.session_id, storable_text(start.node_id), start.started_at, start.worker, start.host, start.pid,
+             start.pid_namespace, start.pid_started, dumps({"continued": continued}), run_id),
+        )  # fmt: skip
+        seq_row = self._db.execute(self._sql["next_point_seq"], (run_id,)).fetchone()
+        next_seq = int(seq_row[0]) if seq_row else 0
+        return Continuation(run_id, directory, continued, next_seq, _decode(metrics), _decode(logged_params))
+
+    def attempts(self, run_id: str) -> list[Attempt]:
+        rows = self._query("current_attempt", (run_id,))
+        if not rows:
+            raise KeyError(run_id)
+        earlier = [Attempt(*row) for row in self._query("attempts", (run_id,))] if self._version >= 3 else []
+        row = rows[0]
+        session_id, status, started_at, finished_at, worker, host, pid = row[:7]
+        live = self._status(status, (host, pid, row[7], row[8]), row[9], row[10], time.time())
+        metadata, error_type, message = row[11:]
+        reason = attempt_reason(live, metadata, error_type, message)
+        return [*earlier, Attempt(session_id, started_at, finished_at, live, reason, worker, host, pid)]
+
     def heartbeat(self, session_id: str) -> None:
         with self._errors():
             self._db.execute(self._sql["heartbeat"], (time.time(), session_id))
@@ -345,12 +408,12 @@ class PostgresStore(Store):
 
     # -- journals -------------------------------------------------------------------------
     def journal_offsets(self) -> dict[str, int]:
-        if self._version < 3:
+        if self._version < 4:
             return {}
         return {name: int(folded) for name, folded in self._query("journal_offsets")}
 
     def _fold_once(self, path: Path) -> tuple[int, Batch] | None:
-        if self._readonly or self._version < 3:
+        if self._readonly or self._version < 4:
             return None
         with self._errors(), self._db.pipeline(), self._db.transaction():
             # Folders of one journal take turns. Two round trips a batch, whatever its size:
@@ -564,6 +627,8 @@ class PostgresStore(Store):
             self._db.execute(self._sql["delete_points"], (ids,))
             if self._version >= 2:
                 self._db.execute(self._sql["delete_artifacts"], (ids,))
+            if self._version >= 3:
+                self._db.execute(self._sql["delete_attempts"], (ids,))
             deleted = self._db.execute(self._sql["delete_runs"], (ids,)).rowcount
         for relative in folders:
             remove_run_folder(self.root, relative)
@@ -589,6 +654,8 @@ class PostgresStore(Store):
                     files = [[storable_text(a.name) for a in run.artifacts], [a.size for a in run.artifacts],
                              [a.media_type for a in run.artifacts], [a.kind for a in run.artifacts]]  # fmt: skip
                     self._db.execute(self._sql["add_artifacts"], (run.run_id, *files))
+                for number, attempt in enumerate(run.attempts):
+                    self._db.execute(self._sql["add_attempt"], (run.run_id, number, *attempt))
         return added
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ is imported here.
 from __future__ import annotations
 
 #: The version of the schema this code writes; a store of a newer one is refused.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Written in the store's version table (a schema without it is not a store), and the
 #: connections' ``application_name``.
 APPLICATION = "pytest-experiments"
@@ -89,6 +89,23 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
     ),
     3: (
+        # A continued run's earlier attempts (xp.pause, interrupted runs continued): the run's
+        # row holds the current one. Written only when a run is continued, never per run.
+        """CREATE TABLE {s}.run_attempts (
+            run_id      text COLLATE "C" NOT NULL,
+            attempt     integer NOT NULL,
+            session_id  text COLLATE "C" NOT NULL,
+            started_at  double precision NOT NULL,
+            finished_at double precision,
+            status      text NOT NULL,
+            reason      text NOT NULL DEFAULT '',
+            worker      text NOT NULL,
+            host        text NOT NULL,
+            pid         integer NOT NULL,
+            PRIMARY KEY (run_id, attempt)
+        )""",
+    ),
+    4: (
         # How far each journal (store/journal.py) is folded: moved in the fold's transaction.
         'CREATE TABLE IF NOT EXISTS {s}.journals (name text COLLATE "C" PRIMARY KEY, folded bigint NOT NULL)',
     ),
@@ -133,6 +150,27 @@ STATEMENTS = {
     "s.heartbeat_at, s.finished_at FROM {s}.runs r " + _WITH_SESSION + " "
     "WHERE r.module = %s AND r.experiment = %s AND r.param_hash = %s AND r.session_id != %s "
     "AND (r.status = 'running' OR r.seq > %s)",
+    # Continuing a run (continue_run): its grid point's latest run, with what liveness needs.
+    "latest_of_point": "SELECT r.run_id, r.session_id, r.status, r.started_at, r.finished_at, r.worker, r.host, r.pid, "
+    "r.pid_namespace, r.pid_started, s.heartbeat_at, s.finished_at, r.dir, r.metrics, r.logged_params, r.metadata, "
+    "r.error_type, r.error_message FROM {s}.runs r " + _WITH_SESSION + " "
+    "WHERE r.module = %s AND r.experiment = %s AND r.param_hash = %s ORDER BY r.started_at DESC, r.seq DESC LIMIT 1",
+    "attempt_count": "SELECT count(*) FROM {s}.run_attempts WHERE run_id = %s",
+    "add_attempt": "INSERT INTO {s}.run_attempts (run_id, attempt, session_id, started_at, finished_at, status, "
+    "reason, worker, host, pid) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+    # A new number in the store's sequence: to a concurrent claimer the attempt started after its snapshot.
+    "reopen_run": "WITH next AS (UPDATE {s}.run_sequence SET last = last + 1 RETURNING last) "
+    "UPDATE {s}.runs SET seq = next.last, session_id = %s, node_id = %s, status = 'running', started_at = %s, "
+    "finished_at = NULL, duration = NULL, worker = %s, host = %s, pid = %s, pid_namespace = %s, pid_started = %s, "
+    "result = NULL, metadata = %s, error_type = NULL, error_message = NULL, traceback = NULL FROM next "
+    "WHERE run_id = %s",
+    "next_point_seq": "SELECT coalesce(max(seq) + 1, 0) FROM {s}.metric_points WHERE run_id = %s",
+    "current_attempt": "SELECT r.session_id, r.status, r.started_at, r.finished_at, r.worker, r.host, r.pid, "
+    "r.pid_namespace, r.pid_started, s.heartbeat_at, s.finished_at, r.metadata, r.error_type, r.error_message "
+    "FROM {s}.runs r " + _WITH_SESSION + " WHERE r.run_id = %s",
+    "attempts": "SELECT session_id, started_at, finished_at, status, reason, worker, host, pid "
+    "FROM {s}.run_attempts WHERE run_id = %s ORDER BY attempt",
+    "delete_attempts": "DELETE FROM {s}.run_attempts WHERE run_id = ANY(%s::text[])",
     "heartbeat": "UPDATE {s}.sessions SET heartbeat_at = %s WHERE session_id = %s AND finished_at IS NULL",
     # One statement (so one transaction and one round trip): the function's code when new,
     # the metric points (arrays, unnested), and the run's outcome.

@@ -14,12 +14,14 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pytest_experiments.model import (
     Artifact,
+    Attempt,
+    Continuation,
     GridKey,
     GridSnapshot,
     GridState,
@@ -32,7 +34,7 @@ from pytest_experiments.model import (
     SessionStart,
 )
 from pytest_experiments.store import rundirs, sqlite_files
-from pytest_experiments.store.base import Store, StoreError, checked_tags, decode_notes
+from pytest_experiments.store.base import Store, StoreError, attempt_reason, checked_tags, decode_notes
 from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, session_row
 from pytest_experiments.store.journal import Batch, read_batch
 from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Liveness, Process
@@ -55,7 +57,7 @@ DB_NAME = sqlite_files.DB_NAME  # other modules import these two from here
 RUNS_DIR = rundirs.RUNS_DIR
 #: Marks a database as ours ("XPST"), so another application's SQLite file is refused.
 APPLICATION_ID = 0x58505354
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _BUSY_TIMEOUT_S = 30.0
 _RETRY_FOR_S = 300.0
 
@@ -147,6 +149,23 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         ) WITHOUT ROWID""",
     ),
     4: (
+        # A continued run's earlier attempts (xp.pause, interrupted runs continued): the run's
+        # row holds the current one. Written only when a run is continued, never per run.
+        """CREATE TABLE run_attempts (
+            run_id      TEXT NOT NULL,
+            attempt     INTEGER NOT NULL,
+            session_id  TEXT NOT NULL,
+            started_at  REAL NOT NULL,
+            finished_at REAL,
+            status      TEXT NOT NULL,
+            reason      TEXT NOT NULL DEFAULT '',
+            worker      TEXT NOT NULL,
+            host        TEXT NOT NULL,
+            pid         INTEGER NOT NULL,
+            PRIMARY KEY (run_id, attempt)
+        ) WITHOUT ROWID""",
+    ),
+    5: (
         # How far each journal (store/journal.py) is folded into the store: a fold moves the
         # offset in the transaction that applies the records, so each record is folded once.
         "CREATE TABLE IF NOT EXISTS journals (name TEXT PRIMARY KEY, folded INTEGER NOT NULL) WITHOUT ROWID",
@@ -550,6 +569,100 @@ class SQLiteStore(Store):
                 return f"done in session {row['session_id']}"
         return None
 
+    def continue_run(self, start: RunStart, after: int, statuses: Collection[str]) -> str | Continuation | None:
+        self._require_version(4, "continue a run")
+
+        def body() -> str | Continuation | None:
+            reason = self._claimed_elsewhere(start, after)
+            if reason is not None:
+                return reason
+            latest = self._latest_of_point(start)
+            if latest is None or self._live_status(latest) not in statuses:
+                self._db.execute(_INSERT_RUN, _start_args(start))
+                return None
+            return self._reopen(latest, start)
+
+        return self._immediate(body)
+
+    def _latest_of_point(self, start: RunStart) -> sqlite3.Row | None:
+        cursor = self._db.cursor()
+        cursor.row_factory = sqlite3.Row
+        row: sqlite3.Row | None = cursor.execute(
+            "SELECT r.run_id, r.session_id, r.status, r.started_at, r.finished_at, r.worker, r.host, r.pid, "
+            "r.pid_namespace, r.dir, r.metrics, r.logged_params, r.metadata, r.error_type, r.error_message, "
+            f"{_liveness_columns(self._version)} FROM runs r {_WITH_SESSION} "
+            "WHERE r.module = ? AND r.experiment = ? AND r.param_hash = ? ORDER BY r.started_at DESC, r.rowid DESC LIMIT 1",
+            (start.module, start.experiment, start.param_hash),
+        ).fetchone()
+        return row
+
+    def _reopen(self, row: sqlite3.Row, start: RunStart) -> Continuation:
+        """Keep the run's current attempt in ``run_attempts`` and make its row ``start``'s attempt
+        (inside the claim's transaction)."""
+        run_id = row["run_id"]
+        earlier = self._db.execute("SELECT count(*) FROM run_attempts WHERE run_id = ?", (run_id,)).fetchone()[0]
+        status = self._live_status(row)
+        reason = attempt_reason(status, row["metadata"], row["error_type"], row["error_message"])
+        self._db.execute(
+            "INSERT INTO run_attempts (run_id, attempt, session_id, started_at, finished_at, status, reason, worker, "
+            "host, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, earlier, row["session_id"], row["started_at"], row["finished_at"], status, storable_text(reason),
+             row["worker"], row["host"], row["pid"]),
+        )  # fmt: skip
+        continued = earlier + 1
+        # A new number in the store's sequence: to a concurrent claimer, this attempt started
+        # after its snapshot, as a new run would have.
+        self._db.execute("UPDATE run_sequence SET last = last + 1")
+        self._db.execute(
+            "UPDATE runs SET seq = (SELECT last FROM run_sequence), session_id = ?, node_id = ?, status = 'running', "
+            "started_at = ?, finished_at = NULL, duration = NULL, worker = ?, host = ?, pid = ?, pid_namespace = ?, "
+            "pid_started = ?, result = NULL, metadata = ?, error_type = NULL, error_message = NULL, traceback = NULL "
+            "WHERE run_id = ?",
+            (start.session_id, storable_text(start.node_id), start.started_at, start.worker, start.host, start.pid,
+             start.pid_namespace, start.pid_started, dumps({"continued": continued}), run_id),
+        )  # fmt: skip
+        next_seq = self._db.execute(
+            "SELECT coalesce(max(seq) + 1, 0) FROM metric_points WHERE run_id = ?", (run_id,)
+        ).fetchone()[0]
+        return Continuation(
+            run_id, row["dir"], continued, int(next_seq), json.loads(row["metrics"]), json.loads(row["logged_params"])
+        )
+
+    def attempts(self, run_id: str) -> list[Attempt]:
+        rows = self._query(
+            f"SELECT r.session_id, r.status, r.started_at, r.finished_at, r.worker, r.host, r.pid, r.pid_namespace, "
+            f"r.metadata, r.error_type, r.error_message, {_liveness_columns(self._version)} "
+            f"FROM runs r {_WITH_SESSION} WHERE r.run_id = ?",
+            (run_id,),
+        )
+        if not rows:
+            raise KeyError(run_id)
+        earlier = []
+        if self._version >= 4:
+            earlier = [
+                Attempt(*row)
+                for row in self._read(
+                    lambda connection: connection.execute(
+                        "SELECT session_id, started_at, finished_at, status, reason, worker, host, pid "
+                        "FROM run_attempts WHERE run_id = ? ORDER BY attempt",
+                        (run_id,),
+                    ).fetchall()
+                )
+            ]
+        row = rows[0]
+        status = self._live_status(row)
+        reason = attempt_reason(status, row["metadata"], row["error_type"], row["error_message"])
+        started, finished = row["started_at"], row["finished_at"]
+        current = Attempt(row["session_id"], started, finished, status, reason, row["worker"], row["host"], row["pid"])
+        return [*earlier, current]
+
+    def _require_version(self, version: int, what: str) -> None:
+        if self._version < version:  # a writer opened without create= works with the version it found
+            raise StoreError(
+                f"the store {self.root} was written by an older pytest-experiments (schema {self._version}); "
+                f"record a run into it with this version first, which upgrades it, to {what}"
+            )
+
     def heartbeat(self, session_id: str) -> None:
         sql = "UPDATE sessions SET heartbeat_at = ? WHERE session_id = ? AND finished_at IS NULL"
         _retrying(lambda: self._db.execute(sql, (time.time(), session_id)))
@@ -609,13 +722,13 @@ class SQLiteStore(Store):
 
     # -- journals ---------------------------------------------------------------------
     def journal_offsets(self) -> dict[str, int]:
-        if self._version < 4:
+        if self._version < 5:
             return {}
         rows = self._read(lambda connection: connection.execute("SELECT name, folded FROM journals").fetchall())
         return {name: folded for name, folded in rows}
 
     def _fold_once(self, path: Path) -> tuple[int, Batch] | None:
-        if self._reader is not None or self._version < 4:
+        if self._reader is not None or self._version < 5:
             return None
         written: list[str] = []
 
@@ -952,6 +1065,8 @@ class SQLiteStore(Store):
                 self._db.execute(f"DELETE FROM metric_points WHERE run_id IN ({marks})", batch)
                 if self._version >= 3:
                     self._db.execute(f"DELETE FROM artifacts WHERE run_id IN ({marks})", batch)
+                if self._version >= 4:
+                    self._db.execute(f"DELETE FROM run_attempts WHERE run_id IN ({marks})", batch)
                 deleted += self._db.execute(f"DELETE FROM runs WHERE run_id IN ({marks})", batch).rowcount
             return deleted
 
@@ -981,6 +1096,11 @@ class SQLiteStore(Store):
                     self._db.executemany(
                         "INSERT OR IGNORE INTO artifacts (run_id, name, size, media_type, kind) VALUES (?, ?, ?, ?, ?)",
                         [(run.run_id, storable_text(a.name), a.size, a.media_type, a.kind) for a in run.artifacts],
+                    )
+                    self._db.executemany(
+                        "INSERT OR IGNORE INTO run_attempts (run_id, attempt, session_id, started_at, finished_at, "
+                        "status, reason, worker, host, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(run.run_id, number, *attempt) for number, attempt in enumerate(run.attempts)],
                     )
             return added
 
