@@ -41,7 +41,8 @@ def test_train(xp, i):
     for step in range({points}):
         xp.log_metric("loss", 1.0 / (step + 1), step=step)
     xp.log_metrics({{"acc": 0.5, "lr": 0.1}}, step={points})
-    (HERE / f"logged-{{i}}").write_text(str(xp.run_id))
+    (HERE / f"logged-{{i}}.tmp").write_text(str(xp.run_id))
+    (HERE / f"logged-{{i}}.tmp").replace(HERE / f"logged-{{i}}")  # whole when it appears
     deadline = time.monotonic() + 60
     while i == {block} and not (HERE / "release").exists():
         assert time.monotonic() < deadline, "never released"

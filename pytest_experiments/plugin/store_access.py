@@ -71,8 +71,11 @@ class Heartbeat(threading.Thread):
                     self._handle.fold(store)
                 except Exception as exc:
                     # The store cannot take the journal (full, damaged...): as a failed write,
-                    # the session stops, and the journal keeps what it recorded.
-                    self._handle.fail(describe(exc, self._handle.path))
+                    # the session stops, and the journal keeps what it recorded. Not once this
+                    # process is closing: its last fold says so, and a flag raised after the
+                    # controller removed the session's would outlive the session.
+                    if not self._stopped.is_set():
+                        self._handle.fail(describe(exc, self._handle.path))
                     return
                 try:
                     if time.monotonic() >= next_beat:
