@@ -8,10 +8,11 @@ variants, for ``-n 0`` and ``-n 2``:
 ``experiments``   the tests are ``@pytest.mark.experiment`` and return the dict; plugin on with every built-in
                   metadata collector, recording into a fresh store each repeat
 ``no-experiment`` the plugin is installed and on, but the suite has no experiment (the ``bare`` tests)
+``experiments-pg`` with ``--postgres URL``: ``experiments`` recording into a fresh PostgreSQL store there
 
 Each repeat runs every variant once, in a rotating order, all from this one process; the table shows
 the median wall seconds, the ratio to the reference (``bare`` at the same ``-n``) and the cost added
-per test, (t_variant - t_bare) / N, in microseconds, next to the targets (from the spec): ratio <= 1.25
+per test, (t_variant - t_bare) / N, in microseconds, next to the targets (issue 12): ratio <= 1.10
 for ``experiments`` at ``-n 0``, ratio <= 1.02 for ``no-experiment``, with the µs per run each target
 allows on this machine. The CPU seconds of each pytest process tree are shown too: a steadier figure
 when other work shares the machine (the script warns when the load average says so). It also checks
@@ -25,6 +26,7 @@ Run it from the repository root::
 
     .venv/bin/python benchmarks/overhead.py              # N=2000, 5 repeats, -n 0 and -n 2
     .venv/bin/python benchmarks/overhead.py --n 500 --repeats 3 --workers 0
+    .venv/bin/python benchmarks/overhead.py --n 10000 --repeats 3 --workers 0 --postgres postgresql://postgres@127.0.0.1:5432/postgres
 """
 
 from __future__ import annotations
@@ -40,10 +42,11 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-RATIO_TARGET_EXPERIMENTS_N0 = 1.25
+RATIO_TARGET_EXPERIMENTS_N0 = 1.10
 RATIO_TARGET_NO_EXPERIMENT = 1.02
 
 _BARE_MODULE = """
@@ -76,6 +79,8 @@ class Variant:
     workers: int
     folder: str  # "bare" or "xp"
     plugin: bool
+    #: A PostgreSQL server's URL: the store is a fresh one there (``?store=``), not a folder.
+    server: str | None = None
 
     @property
     def label(self) -> str:
@@ -98,7 +103,13 @@ def write_project(root: Path, n: int, git: bool) -> None:
 
 def command(variant: Variant, root: Path, store: Path | None, extra: tuple[str, ...] = ()) -> list[str]:
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(variant.workers)]
-    if variant.plugin:
+    if variant.plugin and variant.server is not None:
+        assert store is not None
+        args += [
+            f"--xp-store={variant.server}?store=xp_overhead_{store.name.replace('-', '_')}",
+            f"--xp-artifacts={store}",
+        ]
+    elif variant.plugin:
         assert store is not None
         args += [f"--xp-store={store}"]
     else:
@@ -140,6 +151,23 @@ def check_store(variant: Variant, store: Path, n: int) -> None:
         if store.exists():
             sys.exit(f"{variant.label}: a suite without experiments created a store at {store}")
         return
+    if variant.server is not None:
+        from pytest_experiments import Store
+
+        url = f"{variant.server}?store=xp_overhead_{store.name.replace('-', '_')}"
+        with Store.open(url, readonly=True, artifacts=store) as opened:
+            counts = dict(Counter(run.status for run in opened.runs(history=True)))
+        import psycopg
+
+        with psycopg.connect(variant.server, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA xp_overhead_{store.name.replace('-', '_')} CASCADE")
+        if counts != {"passed": n}:
+            sys.exit(f"{variant.label}: expected {n} passed runs in the store, found {counts}")
+        return
+    # A writer folds the journals first: the table as a later session finds it.
+    from pytest_experiments import Store
+
+    Store.open(store).close()
     database = sqlite3.connect(store / "experiments.sqlite")
     try:
         counts = dict(database.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall())
@@ -187,6 +215,11 @@ def main() -> None:
         help="values of pytest-xdist's -n to measure (default: 0 2)",
     )
     parser.add_argument("--no-git", action="store_true", help="do not make the test project a git repository")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also record into a fresh PostgreSQL store at this server (the variant experiments-pg)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary project folder and print its path")
     options = parser.parse_args()
     if options.n < 1 or options.repeats < 1:
@@ -196,12 +229,13 @@ def main() -> None:
     pandas_imported, plugin_import_ms, plugin_own_ms = import_check(env)
 
     variants = [
-        Variant(name, workers, folder, plugin)
+        Variant(name, workers, folder, plugin, server)
         for workers in options.workers
-        for name, folder, plugin in (
-            ("bare", "bare", False),
-            ("experiments", "xp", True),
-            ("no-experiment", "bare", True),
+        for name, folder, plugin, server in (
+            ("bare", "bare", False, None),
+            ("experiments", "xp", True, None),
+            ("no-experiment", "bare", True, None),
+            *([("experiments-pg", "xp", True, options.postgres)] if options.postgres else []),
         )
     ]
     root = Path(tempfile.mkdtemp(prefix="xp-overhead-"))
@@ -258,7 +292,7 @@ def main() -> None:
             limit = None
             if variant.name == "no-experiment":
                 limit = RATIO_TARGET_NO_EXPERIMENT
-            elif variant.workers == 0:
+            elif variant.workers == 0 and variant.server is None:
                 limit = RATIO_TARGET_EXPERIMENTS_N0
             if limit is None:
                 target = "(no target)"

@@ -170,9 +170,12 @@ class Run:
         self._store_root = store_root
         self._relative_dir = relative_dir
         self._dir: Path | None = None
+        #: Points logged without a journal (a Run made outside a session); the recorder streams
+        #: them to its journal instead, so a run of a million points keeps none in memory.
         self._points: list[MetricPoint] = []
-        #: The sequence number of this attempt's first metric point (a continued run's series goes on).
-        self._first_seq = 0
+        #: The sequence number of the next metric point (a continued run's series goes on).
+        self._seq = 0
+        self._stream: Callable[[str, str, int, int | None, float], None] | None = None
         #: How many times this run was continued before this attempt: 0 the first time.
         self.continued = 0
         #: Set by :meth:`pause`: the run ends ``paused``, with this reason.
@@ -253,6 +256,15 @@ class Run:
         raise a ``TypeError`` or ``ValueError``, and nothing is logged.
         """
         __tracebackhide__ = True
+        # The common case (a float, an int step or none) checked inline: a point costs a few µs.
+        if (
+            type(value) is float
+            and type(name) is str
+            and name
+            and (step is None or (type(step) is int and -(2**63) <= step < 2**63))
+        ):
+            self._log((name, value), step)
+            return
         self._log(_checked_metric("xp.log_metric", name, value), _checked_step(f"xp.log_metric({name!r})", step))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -269,8 +281,21 @@ class Run:
 
     def _log(self, metric: tuple[str, float], step: int | None) -> None:
         name, number = metric
-        self._points.append(MetricPoint(name, self._first_seq + len(self._points), step, number))
+        seq = self._seq
+        self._seq = seq + 1
+        if self._stream is not None:
+            self._stream(self.id, name, seq, step, number)
+        else:
+            self._points.append(MetricPoint(name, seq, step, number))
         self.metrics[name] = number
+
+    def stream_points(self, write: Callable[[str, str, int, int | None, float], None]) -> None:
+        """Hand every point logged from now on (and those kept so far) to ``write(run_id, name,
+        seq, step, value)``, which makes it durable; none is kept in memory any more."""
+        for point in self._points:
+            write(self.id, point.name, point.seq, point.step, point.value)
+        self._points.clear()
+        self._stream = write
 
     def log_param(self, name: str, value: Any) -> None:
         """Record a derived parameter; it is shown with the others but is not part of the run's identity."""
@@ -306,7 +331,7 @@ class Run:
         self._relative_dir = continuation.dir
         self._dir = None
         self.continued = continuation.continued
-        self._first_seq = continuation.next_seq
+        self._seq = continuation.next_seq
         self.metrics.update(continuation.metrics)
         self.logged_params.update(continuation.logged_params)
         self.metadata["continued"] = continuation.continued

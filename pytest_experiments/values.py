@@ -141,13 +141,26 @@ def to_json_value(value: Any, reprs: list[str] | None = None) -> Any:
     return converted
 
 
+class RawJSON(str):
+    """Text :func:`dumps` made already (a journal keeps values so): :func:`dumps` returns it as it is."""
+
+    __slots__ = ()
+
+    def decoded(self) -> Any:
+        """The value it encodes."""
+        return json.loads(self)
+
+
 def dumps(value: Any) -> str:
     """Serialise JSON-typed ``value`` compactly (NaN and infinities allowed, as Python reads them),
     as text every database takes, and ``json.loads`` gives ``value`` back exactly.
 
     A lone surrogate (text decoded with ``surrogateescape``), which UTF-8 cannot encode and so
     no database can store as text, is written as a JSON escape (``\\udcff``), as NUL is anyway.
+    A :class:`RawJSON` is that text already.
     """
+    if type(value) is RawJSON:
+        return value
     text = _COMPACT.encode(value)
     if text.isascii() or _utf8(text):
         return text

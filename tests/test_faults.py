@@ -43,7 +43,9 @@ def load() -> Callable[..., Any]:
 
 
 def raw_rows(store: Path) -> list[sqlite3.Row]:
-    """The ``runs`` table as stored (no read-time interpretation of ``running``)."""
+    """The ``runs`` table as stored (no read-time interpretation of ``running``), once a writer
+    opened the store: which folds the journals of the processes that were killed."""
+    Store.open(store).close()
     with contextlib.closing(sqlite3.connect(store / "experiments.sqlite")) as db:
         db.row_factory = sqlite3.Row
         return db.execute("SELECT * FROM runs ORDER BY started_at, rowid").fetchall()

@@ -61,7 +61,9 @@ def latest(pytester: pytest.Pytester) -> dict[str, str]:
 
 
 def raw_rows(store: Path) -> dict[str, sqlite3.Row]:
-    """The ``runs`` table as stored (no read-time interpretation of ``running``), by run id."""
+    """The ``runs`` table as stored (no read-time interpretation of ``running``), by run id, once a
+    writer opened the store: which folds the journals of the processes that were killed."""
+    Store.open(store).close()
     with contextlib.closing(sqlite3.connect(store / "experiments.sqlite")) as db:
         db.row_factory = sqlite3.Row
         return {row["run_id"]: row for row in db.execute("SELECT * FROM runs")}

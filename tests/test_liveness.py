@@ -119,6 +119,7 @@ def test_run_whose_pid_was_reused_reads_interrupted_and_is_resumed(
     # The system gives the dead process's pid to an unrelated one started later (the sleep),
     # and the dead session's heartbeat is fresh: only the process start time can tell.
     sleeper = start_sleeper()
+    Store.open(store_of(pytester)).close()  # a writer folds the dead session's journal into the table
     database = store_of(pytester) / "experiments.sqlite"
     with contextlib.closing(sqlite3.connect(database, timeout=30)) as db, db:
         assert db.execute("UPDATE runs SET pid = ? WHERE status = 'running'", (sleeper.pid,)).rowcount == 1

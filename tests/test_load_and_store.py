@@ -343,8 +343,9 @@ def test_default_store_is_created_when_the_first_experiment_runs(pytester: pytes
     pytester.runpytest().assert_outcomes(passed=3)
     store = default_store(pytester)
     names = {path.name for path in store.iterdir() if not path.name.startswith("experiments.sqlite-")}
-    assert names == {".gitignore", "experiments.sqlite", "runs"}
+    assert names == {".gitignore", "experiments.sqlite", "runs", "journals"}
     assert (store / "runs").is_dir()
+    assert not list((store / "journals").iterdir())  # folded at the session's end, and removed
 
 
 # -- unusable stores --------------------------------------------------------------------
@@ -483,13 +484,13 @@ def test_run_folders_stay_inside_the_store_and_survive_a_move(pytester: pytest.P
 def test_store_is_written_while_the_run_is_in_flight(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
-        import sqlite3
+        from pytest_experiments import Store
 
         def test_exp(xp):
-            connection = sqlite3.connect(xp.dir.parent.parent.parent / "experiments.sqlite")
-            status = connection.execute("SELECT status FROM runs WHERE run_id = ?", (xp.run_id,)).fetchone()
-            connection.close()
-            (xp.dir / "status.txt").write_text(status[0])
+            # A reader that cannot write (load(), the command line) reads the journal.
+            with Store.open(xp.dir.parent.parent.parent, readonly=True) as store:
+                status = store.run(xp.run_id).status
+            (xp.dir / "status.txt").write_text(status)
         """
     )
     started = time.time()

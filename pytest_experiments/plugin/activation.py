@@ -99,7 +99,9 @@ def activate(
 
         config.pluginmanager.register(RunComparison(settings.comparison), "xp-compare")
         if not worker:
-            report = ComparisonReport(settings.comparison, started.session_id, settings.store_path)
+            report = ComparisonReport(
+                settings.comparison, started.session_id, settings.store_path, settings.artifacts_root
+            )
             config.pluginmanager.register(report, "xp-compare-report")
     if settings.html is not None and not worker:
         from pytest_experiments.plugin.html import HtmlReport
@@ -168,7 +170,7 @@ def _snapshot(config: pytest.Config, settings: Settings) -> Snapshot:
     if wire is not None:
         return Snapshot.from_wire(wire)
     try:
-        return Snapshot.take(settings.store_path, settings.lease)
+        return Snapshot.take(settings.store_path, settings.lease, settings.artifacts_root)
     except StoreError as exc:
         raise pytest.UsageError(f"xp: {exc}") from None
 

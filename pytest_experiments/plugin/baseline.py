@@ -143,10 +143,14 @@ class RunComparison:
 class ComparisonReport:
     """Controller side: group verdicts, terminal summary, markdown report, baseline saving."""
 
-    def __init__(self, options: ComparisonOptions, session_id: str, store_path: Path | str) -> None:
+    def __init__(
+        self, options: ComparisonOptions, session_id: str, store_path: Path | str, artifacts: Path | None = None
+    ) -> None:
         self._options = options
         self._session_id = session_id
         self._store_path = store_path
+        #: A server store's artefacts folder, where its journals are too.
+        self._artifacts = artifacts
         self.verdicts: list[MetricVerdict] = []
         self._entries: list[Entry] = []
         self._grouped_rules: dict[str, Rule] = {}
@@ -241,7 +245,7 @@ class ComparisonReport:
 
         runs = []
         if store_exists(self._store_path):
-            with Store.open(self._store_path) as store:
+            with Store.open(self._store_path, artifacts=self._artifacts) as store:
                 runs = store.runs(session_id=self._session_id, status="passed")
         if not runs:
             self._written.append(f"xp: baseline {path} not written: no run passed in this session")

@@ -1,12 +1,13 @@
 """The life cycle of one run, in the process that runs it.
 
-setup (tryfirst)     the run is written as ``running`` and ``run_start`` hooks are called,
-                     before any fixture, so a crash at any later point leaves evidence
+setup (tryfirst)     the run is written as ``running`` (to the journal; claimed in the store
+                     with resume / retry) and ``run_start`` hooks are called, before any
+                     fixture, so a crash at any later point leaves evidence
 call (wrapper)       the test function is wrapped for the call, its return value kept as the
                      result (sync or async, whoever runs it)
 makereport           the setup / call / teardown reports are observed; before the teardown
                      report is shown: status, ``run_end`` hooks, and the completed run is
-                     written in one transaction (a failed write turns that report into an error)
+                     written in one record (a failed write turns that report into an error)
 protocol (wrapper)   an interrupt stores ``interrupted``
 
 A store that cannot be written (full, damaged, read-only...) stops the session with one line,
@@ -16,6 +17,7 @@ and nothing more is written to it (see :class:`StoreHandle`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import inspect
 import os
@@ -224,6 +226,7 @@ class Recorder:
             # A rerun's attempt whose point another session took meanwhile. A plain tryfirst
             # hook, not a wrapper: a skip raised from a setup wrapper breaks the logging plugin's teardown.
             pytest.skip(taken_by)
+        run.stream_points(self._store.point_writer())  # each point durable as it is logged
         item.stash[ITEM_RUN_KEY] = ItemRun(run)
         item.ihook.pytest_experiments_run_start(run=run)
 
@@ -259,7 +262,7 @@ class Recorder:
         after = self._claim_after
         try:
             if after is None:
-                self._store.use(lambda store: store.start_run(record))
+                self._store.record_start(record)  # to the journal: a write, no transaction
                 return None
             return self._store.use(lambda store: store.claim_run(record, after))
         except StoreError as exc:
@@ -412,7 +415,7 @@ class Recorder:
             # Stored even when a run_end hook raised: the run's results are never lost.
             end = run.end_record(current.result)
             del item.stash[ITEM_RUN_KEY]  # the run ended: nothing of it stays on the item
-            self._store.use(lambda store: store.finish_run(end))
+            self._store.record_end(end)
 
     def _run_end_hooks(self, item: pytest.Item, run: Run) -> None:
         try:
@@ -420,7 +423,10 @@ class Recorder:
         except OSError as exc:
             # A run folder that cannot be written (a full disk under xp-capture's stdout.txt)
             # is the store failing: one line, and the session stops.
-            if exc.filename is None or not within(self._store.root, str(exc.filename)):
+            # A full disk may show only when a file is closed, without a file name: then the
+            # journal's write that follows would have taken the last bytes of its page.
+            full = exc.filename is None and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            if not full and (exc.filename is None or not within(self._store.root, str(exc.filename))):
                 raise
             message = describe(exc, self._store.path)
             self._store.fail(message)

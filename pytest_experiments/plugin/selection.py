@@ -65,11 +65,12 @@ class Snapshot:
     states: dict[GridKey, GridState] = field(default_factory=dict)
 
     @classmethod
-    def take(cls, store_path: Path | str, lease: float) -> Snapshot:
-        """Read the store at ``store_path`` in one read (an absent store is an empty snapshot)."""
+    def take(cls, store_path: Path | str, lease: float, artifacts: Path | None = None) -> Snapshot:
+        """Read the store at ``store_path`` in one read (an absent store is an empty snapshot);
+        ``artifacts``: a server store's artefacts folder, whose journals it folds first."""
         if not store_exists(store_path):
             return cls()
-        with Store.open(store_path, lease=lease) as store:
+        with Store.open(store_path, lease=lease, artifacts=artifacts) as store:
             states, mark = store.grid_snapshot()
         return cls(mark, states)
 

@@ -1,22 +1,36 @@
 """A process's access to the store: opened when the first run starts, kept alive by a heartbeat,
-and closed to writing for good once writing it failed."""
+and closed to writing for good once writing it failed.
+
+Runs are recorded through the process's journal (``store/journal.py``): a run's start, its
+points and its end are each one write to a file, which the heartbeat thread folds into the
+store every second or so, and :meth:`StoreHandle.close` at the end. Claims (resume, retry)
+go to the store itself: they must be decided there, before the run's body starts.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from pytest_experiments.model import SessionStart
+from pytest_experiments.model import RunEnd, RunStart, SessionStart
 from pytest_experiments.store import Store, StoreError, describe_failure, store_exists
-from pytest_experiments.store.liveness import DEFAULT_LEASE_S
+from pytest_experiments.store.journal import JournalWriter
+from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Process, pid_namespace, process_start
 from pytest_experiments.store.location import shown
 
 T = TypeVar("T")
+
+#: Seconds between two folds of this process's journal into the store: how far behind the
+#: store itself may be (readers see the journal anyway).
+FOLD_EVERY_S = 1.0
 
 
 def describe(error: Exception, path: Path | str) -> str:
@@ -40,15 +54,34 @@ class Heartbeat(threading.Thread):
 
     def run(self) -> None:
         store: Store | None = None
+        period = min(FOLD_EVERY_S, self._handle.lease / 4)
+        next_beat = time.monotonic() + self._handle.lease / 4
         try:
-            while not self._stopped.wait(self._handle.lease / 4):
+            while not self._stopped.wait(period):
                 if self._handle.failure is not None:
                     return  # the session writes nothing more
                 try:
                     store = store or Store.open(
                         self._handle.path, lease=self._handle.lease, artifacts=self._handle.artifacts
                     )
-                    store.heartbeat(self._handle.session.session_id)
+                except Exception as exc:
+                    self._handle.heartbeat_trouble = describe(exc, self._handle.path)
+                    continue
+                try:
+                    self._handle.fold(store)
+                except Exception as exc:
+                    # The store cannot take the journal (full, damaged...): as a failed write,
+                    # the session stops, and the journal keeps what it recorded. Not once this
+                    # process is closing: its last fold says so, and a flag raised after the
+                    # controller removed the session's would outlive the session.
+                    if not self._stopped.is_set():
+                        self._handle.fail(describe(exc, self._handle.path))
+                    return
+                try:
+                    if time.monotonic() >= next_beat:
+                        next_beat = time.monotonic() + self._handle.lease / 4
+                        store.heartbeat(self._handle.session.session_id)
+                        self._handle.touch_journal()
                 except Exception as exc:
                     self._handle.heartbeat_trouble = describe(exc, self._handle.path)
                 else:
@@ -89,6 +122,10 @@ class StoreHandle:
         self.lease = lease
         self._store: Store | None = None
         self._heartbeat: Heartbeat | None = None
+        self._journal: JournalWriter | None = None
+        #: The journal's size when it was last folded (by either thread).
+        self._folded_size = 0
+        self._fold_lock = threading.Lock()
         #: Whether this process started a run (and so created or used the store).
         self.recorded = False
         #: Why the heartbeat could not be written last time it tried (None: it was written).
@@ -151,12 +188,73 @@ class StoreHandle:
             self._store = Store.open(self.path, create=create, lease=self.lease, artifacts=self.artifacts)
         if create and not self.recorded:  # this process records runs: the session must be in the store
             self._store.record_session(self.session)
+            pid = os.getpid()
+            writer = Process(socket.gethostname(), pid, pid_namespace(), process_start(pid))
+            self._journal = JournalWriter(self._store.root, writer, self.session.session_id)
             self.recorded = True
             self._heartbeat = Heartbeat(self)
             self._heartbeat.start()
         return self._store
 
-    @property
+    def _journal_of(self, store: Store) -> JournalWriter:
+        assert self._journal is not None  # opened with the store
+        return self._journal
+
+    def record_start(self, start: RunStart) -> None:
+        """Record that a run starts (``running``): durable when this returns."""
+        self.use(lambda store: self._journal_of(store).start(start))
+
+    def record_end(self, end: RunEnd) -> None:
+        """Record a run's end: durable when this returns; in the store at the next fold.
+
+        Only a failure of this process stops it (no look at the session's flag: the run started
+        before any, and the journal is not the store that failed: it keeps the run).
+        """
+        if self._failure is not None or self._journal is None:
+            self.use(lambda store: self._journal_of(store).end(end))
+            return
+        try:
+            self._journal.end(end)
+        except OSError as exc:
+            message = describe(exc, self.path)
+            self.fail(message)
+            raise StoreError(message) from None
+
+    def point_writer(self) -> Callable[[str, str, int, int | None, float], None]:
+        """What writes one logged point (``xp.log_metric``), durable when it returns: the journal's
+        own method, the shortest path (a write that fails raises an ``OSError`` naming the journal)."""
+        assert self._journal is not None  # a run was started, so the journal is open
+        return self._journal.point
+
+    def fold(self, store: Store) -> None:
+        """Fold this process's journal into ``store`` if it grew since its last fold."""
+        journal = self._journal
+        if journal is None:
+            return
+        with self._fold_lock:
+            size = journal.size()
+            if size > self._folded_size:
+                store.fold_journals([journal.path])
+                self._folded_size = size
+
+    def touch_journal(self) -> None:
+        """Renew the journal's age, which is its writer's heartbeat for readers on other hosts."""
+        if self._journal is not None:
+            self._journal.touch()
+
+    def _retire_journal(self) -> None:
+        """Fold the journal to its end and remove it; whatever fails here, the next writer folds it."""
+        journal, self._journal = self._journal, None
+        assert journal is not None
+        journal.close()
+        if self._store is None or self.failure is not None:
+            return
+        with contextlib.suppress(StoreError, OSError):
+            self._store.fold_journals([journal.path])
+            if self._store.journal_offsets().get(journal.path.name) == journal.path.stat().st_size:
+                journal.path.unlink()
+
+    @functools.cached_property
     def root(self) -> Path:
         """The folder run folders are made in: the store's own, or a server store's artefacts folder."""
         return self.artifacts if self.artifacts is not None else Path(self.path)
@@ -177,10 +275,12 @@ class StoreHandle:
         )
 
     def close(self) -> None:
-        """Stop the heartbeat and close the connection."""
+        """Stop the heartbeat, fold the journal one last time and close the connection."""
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
+        if self._journal is not None:
+            self._retire_journal()
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -8,6 +8,7 @@ hosts at once, ``postgresql://...``). Both pass the same contract suite
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -30,7 +31,8 @@ from pytest_experiments.model import (
     SessionStart,
     tag_problem,
 )
-from pytest_experiments.store.liveness import DEFAULT_LEASE_S
+from pytest_experiments.store.journal import Batch, journal_files, writer_is_live
+from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Liveness
 from pytest_experiments.store.server_url import is_server_url, masked
 
 if TYPE_CHECKING:
@@ -52,8 +54,9 @@ class Store(abc.ABC):
     """
 
     #: The folder under which run folders live (``runs/``): an SQLite store's own folder, a
-    #: server store's artefacts folder.
+    #: server store's artefacts folder. Journals live there too (``journals/``).
     root: Path
+    _liveness: Liveness
 
     @property
     def location(self) -> str:
@@ -93,7 +96,7 @@ class Store(abc.ABC):
             raise ValueError("artifacts= is for a server store: an SQLite store keeps its run folders inside it")
         from pytest_experiments.store.sqlite import SQLiteStore
 
-        return SQLiteStore(Path(path), create=create, lease=lease, readonly=readonly)
+        return _with_journals(SQLiteStore(Path(path), create=create, lease=lease, readonly=readonly), readonly)
 
     # -- writing (the plugin) -------------------------------------------------------
     @abc.abstractmethod
@@ -169,6 +172,52 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def finish_session(self, session_id: str, finished_at: float, exitstatus: int) -> None:
         """Close a session; its runs still ``running`` can never finish and become ``interrupted``."""
+
+    # -- journals (store/journal.py) ----------------------------------------------------
+    def fold_journals(self, paths: Iterable[Path] | None = None) -> int:
+        """Fold the journals at ``paths`` (default: all of the store's) into the store; return
+        how many records were folded.
+
+        Each journal is folded from where the last fold of it stopped, in transactions that move
+        that offset on with the records they write: any number of processes may fold the same
+        journal at once, and each record is folded exactly once. A journal folded to its end
+        whose writer is gone is removed. A read-only store folds nothing.
+        """
+        folded = 0
+        for path in journal_files(self.root) if paths is None else paths:
+            folded += self._fold_journal(path)
+        return folded
+
+    def _fold_journal(self, path: Path) -> int:
+        folded = 0
+        while True:
+            step = self._fold_once(path)
+            if step is None:
+                return folded
+            batch = step[1]
+            folded += len(batch)
+            if not batch.more:
+                break
+        try:
+            finished = path.stat().st_size == batch.end
+        except OSError:
+            return folded
+        if finished and not writer_is_live(batch.writer, path, self._liveness):
+            # Folded to the end and nobody writes it any more. Readers that listed it find it
+            # gone and read the store instead, which holds all of it (see journal_view).
+            with contextlib.suppress(OSError):
+                path.unlink()
+        return folded
+
+    def _fold_once(self, path: Path) -> tuple[int, Batch] | None:
+        """In one transaction: read the journal from its folded offset, write its records and
+        move the offset on; return the offset it started from and the batch. None: this store
+        cannot fold (read-only, or a schema without journals)."""
+        return None
+
+    def journal_offsets(self) -> dict[str, int]:
+        """How far each journal (by file name) is folded into the store: a byte offset."""
+        return {}
 
     # -- reading --------------------------------------------------------------------
     @abc.abstractmethod
@@ -342,4 +391,15 @@ def _open_server(url: str, **options: Any) -> Store:
         raise missing
     from pytest_experiments.store.postgres import PostgresStore
 
-    return PostgresStore(url, **options)
+    return _with_journals(PostgresStore(url, **options), bool(options.get("readonly")))
+
+
+def _with_journals(store: Store, readonly: bool) -> Store:
+    """``store`` as readers and writers see it: with its journals (see ``journal_view``)."""
+    from pytest_experiments.store.journal_view import JournalView
+
+    try:
+        return JournalView(store, readonly=readonly)
+    except BaseException:
+        store.close()
+        raise

@@ -54,6 +54,7 @@ from pytest_experiments.store import columns
 from pytest_experiments.store import postgres_sql as q
 from pytest_experiments.store.base import Store, StoreError, attempt_reason, checked_tags, decode_notes
 from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, session_row
+from pytest_experiments.store.journal import Batch, read_batch
 from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Liveness, Process
 from pytest_experiments.store.rundirs import create_root, remove_run_folder
 from pytest_experiments.store.runfiles import list_artifacts
@@ -111,6 +112,7 @@ class PostgresStore(Store):
         self.root = Path(os.path.abspath(artifacts if artifacts is not None else DEFAULT_ARTIFACTS))
         self.lease = lease
         self._liveness = Liveness(lease)
+        self._readonly = readonly
         self._schema = sql.Identifier(self.name)
         self._code_written: set[str] = set()
         self._db = self._connect(conninfo, readonly)
@@ -442,6 +444,9 @@ class PostgresStore(Store):
 
     def finish_run(self, end: RunEnd) -> None:
         # A function's source is written once per connection, not with every run.
+        self._finish(end)
+
+    def _finish(self, end: RunEnd, *, in_transaction: bool = False) -> None:
         new_code = (
             end.code_sha256 is not None and end.code_source is not None and end.code_sha256 not in self._code_written
         )
@@ -456,6 +461,13 @@ class PostgresStore(Store):
         files = [[storable_text(a.name) for a in end.artifacts], [a.size for a in end.artifacts],
                  [a.media_type for a in end.artifacts], [a.kind for a in end.artifacts]]  # fmt: skip
         with self._errors():
+            if in_transaction:  # a fold's: queued in its pipeline; its code is written by every fold
+                self._db.execute(self._sql["finish_run"], (*code, code[1], end.run_id, *points, *outcome))
+                if end.tags:
+                    self._db.execute(self._sql["merge_tags"], (dumps(end.tags), end.run_id))
+                if end.artifacts:
+                    self._db.execute(self._sql["add_artifacts"], (end.run_id, *files))
+                return
             if end.tags or end.artifacts:
                 with self._db.transaction():
                     self._db.execute(self._sql["finish_run"], (*code, code[1], end.run_id, *points, *outcome))
@@ -467,6 +479,41 @@ class PostgresStore(Store):
                 self._db.execute(self._sql["finish_run"], (*code, code[1], end.run_id, *points, *outcome))
         if new_code:
             self._code_written.add(end.code_sha256)  # type: ignore[arg-type]
+
+    # -- journals -------------------------------------------------------------------------
+    def journal_offsets(self) -> dict[str, int]:
+        if self._version < 4:
+            return {}
+        return {name: int(folded) for name, folded in self._query("journal_offsets")}
+
+    def _fold_once(self, path: Path) -> tuple[int, Batch] | None:
+        if self._readonly or self._version < 4:
+            return None
+        with self._errors(), self._db.pipeline(), self._db.transaction():
+            # Folders of one journal take turns. Two round trips a batch, whatever its size:
+            # BEGIN, the lock and the offset; then every record, the new offset and COMMIT.
+            row = self._db.execute(self._sql["journal_offset"], (_lock_key("journal", path.name), path.name)).fetchone()
+            offset = int(row[1]) if row is not None and row[1] is not None else 0
+            batch = read_batch(path, offset)
+            if batch.end > offset:
+                self._apply(batch)
+                self._db.execute(self._sql["fold_offset"], (path.name, batch.end))
+        return offset, batch
+
+    def _apply(self, batch: Batch) -> None:
+        """Queue a journal's records (in the fold's transaction and pipeline)."""
+        cursor = self._db.cursor()
+        if batch.starts:
+            cursor.executemany(self._sql["fold_start"], [_start_args(start) for start in batch.starts])
+        if batch.points:
+            columns = list(zip(*batch.points, strict=True))
+            names = [storable_text(name) for name in columns[1]]
+            self._db.execute(self._sql["fold_points"], (list(columns[0]), names, *map(list, columns[2:])))
+        for run_id, latest in batch.latest().items():
+            finite = {name: value for name, value in latest.items() if math.isfinite(value)}  # what jsonb takes
+            self._db.execute(self._sql["fold_latest"], (dumps(finite), run_id))
+        for end in batch.ends:
+            self._finish(end, in_transaction=True)
 
     def finish_session(self, session_id: str, finished_at: float, exitstatus: int) -> None:
         with self._errors():

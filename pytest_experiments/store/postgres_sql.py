@@ -8,7 +8,7 @@ is imported here.
 from __future__ import annotations
 
 #: The version of the schema this code writes; a store of a newer one is refused.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Written in the store's version table (a schema without it is not a store), and the
 #: connections' ``application_name``.
 APPLICATION = "pytest-experiments"
@@ -104,6 +104,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             pid         integer NOT NULL,
             PRIMARY KEY (run_id, attempt)
         )""",
+    ),
+    4: (
+        # How far each journal (store/journal.py) is folded: moved in the fold's transaction.
+        'CREATE TABLE IF NOT EXISTS {s}.journals (name text COLLATE "C" PRIMARY KEY, folded bigint NOT NULL)',
     ),
 }
 
@@ -242,6 +246,21 @@ STATEMENTS = {
     "ON CONFLICT (run_id, name) DO UPDATE SET size = EXCLUDED.size, media_type = EXCLUDED.media_type, "
     "kind = EXCLUDED.kind",
     # Merged: `pytest-experiments tag` may have tagged the run while it ran.
+    # Folding a journal: one folder of a journal at a time, from its stored offset.
+    "journal_offsets": "SELECT name, folded FROM {s}.journals",
+    "journal_offset": "SELECT pg_advisory_xact_lock(%s), (SELECT folded FROM {s}.journals WHERE name = %s)",
+    "fold_offset": "INSERT INTO {s}.journals (name, folded) VALUES (%s, %s) "
+    "ON CONFLICT (name) DO UPDATE SET folded = EXCLUDED.folded",
+    "fold_start": "WITH next AS (UPDATE {s}.run_sequence SET last = last + 1 RETURNING last) "
+    "INSERT INTO {s}.runs (seq, run_id, session_id, node_id, module, experiment, param_hash, params, status, "
+    "started_at, worker, host, pid, pid_namespace, pid_started, dir) "
+    "SELECT next.last, %s, %s, %s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s FROM next "
+    "ON CONFLICT (run_id) DO NOTHING",
+    "fold_points": "INSERT INTO {s}.metric_points (run_id, name, seq, step, value) "
+    "SELECT * FROM unnest(%s::text[], %s::text[], %s::integer[], %s::bigint[], %s::double precision[]) "
+    "ON CONFLICT (run_id, name, seq) DO UPDATE SET step = EXCLUDED.step, value = EXCLUDED.value",
+    "fold_latest": "UPDATE {s}.runs SET metrics = (metrics::jsonb || %s::jsonb)::text "
+    "WHERE run_id = %s AND status = 'running'",
     "merge_tags": "UPDATE {s}.runs SET tags = (tags::jsonb || %s::jsonb)::text WHERE run_id = %s",
     "tags_for_update": "SELECT tags FROM {s}.runs WHERE run_id = %s FOR UPDATE",
     "set_tags": "UPDATE {s}.runs SET tags = %s WHERE run_id = %s",

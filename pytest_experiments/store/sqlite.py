@@ -38,6 +38,7 @@ from pytest_experiments.model import (
 from pytest_experiments.store import columns, rundirs, sqlite_files
 from pytest_experiments.store.base import Store, StoreError, attempt_reason, checked_tags, decode_notes
 from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, session_row
+from pytest_experiments.store.journal import Batch, read_batch
 from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Liveness, Process
 from pytest_experiments.store.mounts import network_store_problem
 from pytest_experiments.store.rundirs import create_root, remove_run_folder
@@ -58,7 +59,7 @@ DB_NAME = sqlite_files.DB_NAME  # other modules import these two from here
 RUNS_DIR = rundirs.RUNS_DIR
 #: Marks a database as ours ("XPST"), so another application's SQLite file is refused.
 APPLICATION_ID = 0x58505354
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _BUSY_TIMEOUT_S = 30.0
 _RETRY_FOR_S = 300.0
 
@@ -166,6 +167,11 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (run_id, attempt)
         ) WITHOUT ROWID""",
     ),
+    5: (
+        # How far each journal (store/journal.py) is folded into the store: a fold moves the
+        # offset in the transaction that applies the records, so each record is folded once.
+        "CREATE TABLE IF NOT EXISTS journals (name TEXT PRIMARY KEY, folded INTEGER NOT NULL) WITHOUT ROWID",
+    ),
 }
 
 # Columns read for listings; the bulky ones (result, traceback) only by ``run()``.
@@ -237,6 +243,21 @@ _INSERT_RUN = (
     "started_at, worker, host, pid, pid_namespace, pid_started, dir) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)"
 )
+# A fold may meet a run that a claim, or an earlier fold, wrote already.
+_INSERT_RUN_ONCE = _INSERT_RUN.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
+_INSERT_POINT = "INSERT OR REPLACE INTO metric_points (run_id, name, seq, step, value) VALUES (?, ?, ?, ?, ?)"
+# A run started and ended within one fold: one row, complete. Upserted: a claim, or a fold
+# interrupted before its commit that a later one repeats, may have written its start.
+_OUTCOME = (
+    "status", "finished_at", "duration", "result", "metrics", "logged_params", "metadata", "code_sha256",
+    "error_type", "error_message", "traceback",
+)  # fmt: skip
+_INSERT_WHOLE_RUN = (
+    "INSERT INTO runs (run_id, session_id, node_id, module, experiment, param_hash, params, started_at, worker, "
+    f"host, pid, pid_namespace, pid_started, dir, {', '.join(_OUTCOME)}, tags) VALUES ({', '.join('?' * 26)}) "
+    f"ON CONFLICT (run_id) DO UPDATE SET {', '.join(f'{column} = excluded.{column}' for column in _OUTCOME)}, "
+    "tags = json_patch(runs.tags, excluded.tags)"
+)
 # Ids per DELETE statement: well under SQLite's limit on bound variables (999 before 3.32).
 _DELETE_BATCH = 500
 
@@ -247,6 +268,15 @@ def _start_args(start: RunStart) -> tuple[Any, ...]:
         start.param_hash,
         dumps(start.params), start.started_at, start.worker, start.host, start.pid, start.pid_namespace,
         start.pid_started, start.dir,
+    )  # fmt: skip
+
+
+def _end_args(end: RunEnd) -> tuple[Any, ...]:
+    """A run's outcome, in the order of :data:`_INSERT_WHOLE_RUN`'s last columns."""
+    return (
+        end.status, end.finished_at, end.duration, dumps(end.result), dumps(end.metrics), dumps(end.logged_params),
+        dumps(end.metadata), end.code_sha256, storable_text(end.error_type), storable_text(end.error_message),
+        storable_text(end.traceback), dumps(end.tags or {}),
     )  # fmt: skip
 
 
@@ -656,10 +686,25 @@ class SQLiteStore(Store):
         _retrying(lambda: self._db.execute(sql, (time.time(), session_id)))
 
     def finish_run(self, end: RunEnd) -> None:
+        statements, many, new_code = self._end_statements(end)
+        points: list[Sequence[Any]] = [(end.run_id, storable_text(p.name), p.seq, p.step, p.value) for p in end.points]
+        if points:
+            many.append((_INSERT_POINT, points))
+        self._write(statements, many)
+        if new_code is not None:
+            self._code_written.add(new_code)
+
+    def _end_statements(
+        self, end: RunEnd, known: set[str] | None = None, *, whole: bool = False
+    ) -> tuple[list[tuple[str, Sequence[Any]]], list[tuple[str, list[Sequence[Any]]]], str | None]:
+        """The statements that complete a run (its points aside), and the code hash they write first,
+        if any; ``whole``: the run's row was written complete already (its code and files remain)."""
         statements: list[tuple[str, Sequence[Any]]] = []
         # A function's source is written once per connection, not with every run.
         new_code = (
-            end.code_sha256 is not None and end.code_source is not None and end.code_sha256 not in self._code_written
+            end.code_sha256 is not None
+            and end.code_source is not None
+            and end.code_sha256 not in (self._code_written if known is None else known)
         )
         if new_code:
             statements.append(
@@ -668,25 +713,18 @@ class SQLiteStore(Store):
                     (end.code_sha256, storable_text(end.code_source)),
                 )
             )
-        statements.append((
-            "UPDATE runs SET status = ?, finished_at = ?, duration = ?, result = ?, metrics = ?, logged_params = ?, "
-            "metadata = ?, code_sha256 = ?, error_type = ?, error_message = ?, traceback = ? WHERE run_id = ?",
-            (
-                end.status, end.finished_at, end.duration, dumps(end.result), dumps(end.metrics),
-                dumps(end.logged_params), dumps(end.metadata), end.code_sha256, storable_text(end.error_type),
-                storable_text(end.error_message), storable_text(end.traceback), end.run_id,
-            ),
-        ))  # fmt: skip
-        if end.tags:
+        many: list[tuple[str, list[Sequence[Any]]]] = []
+        if not whole:
+            statements.append((
+                "UPDATE runs SET status = ?, finished_at = ?, duration = ?, result = ?, metrics = ?, "
+                "logged_params = ?, metadata = ?, code_sha256 = ?, error_type = ?, error_message = ?, traceback = ? "
+                "WHERE run_id = ?",
+                (*_end_args(end)[:-1], end.run_id),
+            ))  # fmt: skip
+        if end.tags and not whole:
             # Merged: `pytest-experiments tag` may have tagged the run while it ran.
             statements.append(
                 ("UPDATE runs SET tags = json_patch(tags, ?) WHERE run_id = ?", (dumps(end.tags), end.run_id))
-            )
-        points: list[Sequence[Any]] = [(end.run_id, storable_text(p.name), p.seq, p.step, p.value) for p in end.points]
-        many: list[tuple[str, list[Sequence[Any]]]] = []
-        if points:
-            many.append(
-                ("INSERT OR REPLACE INTO metric_points (run_id, name, seq, step, value) VALUES (?, ?, ?, ?, ?)", points)
             )
         if end.artifacts:
             files: list[Sequence[Any]] = [
@@ -698,9 +736,65 @@ class SQLiteStore(Store):
                     files,
                 )
             )
-        self._write(statements, many)
-        if new_code:
-            self._code_written.add(end.code_sha256)  # type: ignore[arg-type]
+        return statements, many, end.code_sha256 if new_code else None
+
+    # -- journals ---------------------------------------------------------------------
+    def journal_offsets(self) -> dict[str, int]:
+        if self._version < 5:
+            return {}
+        rows = self._read(lambda connection: connection.execute("SELECT name, folded FROM journals").fetchall())
+        return {name: folded for name, folded in rows}
+
+    def _fold_once(self, path: Path) -> tuple[int, Batch] | None:
+        if self._reader is not None or self._version < 5:
+            return None
+        written: list[str] = []
+
+        def body() -> tuple[int, Batch]:
+            written.clear()  # a retried transaction starts over
+            row = self._db.execute("SELECT folded FROM journals WHERE name = ?", (path.name,)).fetchone()
+            offset = row[0] if row else 0
+            batch = read_batch(path, offset)
+            if batch.end > offset:
+                self._apply(batch, written)
+                self._db.execute("INSERT OR REPLACE INTO journals (name, folded) VALUES (?, ?)", (path.name, batch.end))
+            return offset, batch
+
+        folded = self._translating(lambda: self._immediate(body))
+        self._code_written.update(written)
+        return folded
+
+    def _apply(self, batch: Batch, code_written: list[str]) -> None:
+        """Write a journal's records (in the fold's transaction)."""
+        # A run that started and ended in this batch (most runs) is written whole, in one row
+        # insert; the others are started here, or completed below.
+        ended = {end.run_id: end for end in batch.ends}
+        whole = [(start, ended.pop(start.run_id)) for start in batch.starts if start.run_id in ended]
+        started = [start for start in batch.starts if start.run_id not in {start.run_id for start, _ in whole}]
+        self._db.executemany(_INSERT_RUN_ONCE, [_start_args(start) for start in started])
+        self._db.executemany(_INSERT_WHOLE_RUN, [(*_start_args(start), *_end_args(end)) for start, end in whole])
+        self._db.executemany(
+            _INSERT_POINT,
+            [(run, storable_text(name), seq, step, value) for run, name, seq, step, value in batch.points],
+        )
+        for run_id, latest in batch.latest().items():
+            # A run still going (or cut short): its metrics are its latest points.
+            row = self._db.execute(
+                "SELECT metrics FROM runs WHERE run_id = ? AND status = 'running'", (run_id,)
+            ).fetchone()
+            if row is not None:
+                merged = {**json.loads(row[0]), **latest}
+                self._db.execute("UPDATE runs SET metrics = ? WHERE run_id = ?", (dumps(merged), run_id))
+        known = set(self._code_written)  # a retried transaction must write its code again
+        for end in [*ended.values(), *(end for _, end in whole)]:
+            statements, many, new_code = self._end_statements(end, known, whole=end.run_id not in ended)
+            for sql, args in statements:
+                self._db.execute(sql, args)
+            for sql, rows in many:
+                self._db.executemany(sql, rows)
+            if new_code is not None:
+                code_written.append(new_code)
+                known.add(new_code)  # later ends of this fold need not write it again
 
     def finish_session(self, session_id: str, finished_at: float, exitstatus: int) -> None:
         self._write([

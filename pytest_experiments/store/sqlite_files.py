@@ -19,13 +19,16 @@ from pathlib import Path
 from typing import TypeVar
 
 from pytest_experiments.store.base import StoreError
+from pytest_experiments.store.journal import JOURNALS_DIR
 from pytest_experiments.store.rundirs import GITIGNORE, RUNS_DIR
 
 DB_NAME = "experiments.sqlite"
 
 #: What a store folder may hold before its database exists: another process may be creating
 #: it right now (the ``.gitignore`` is written under a temporary name, then renamed).
-_STORE_NAMES = frozenset({RUNS_DIR, GITIGNORE, DB_NAME, *(f"{DB_NAME}-{end}" for end in ("wal", "shm", "journal"))})
+_STORE_NAMES = frozenset(
+    {RUNS_DIR, JOURNALS_DIR, GITIGNORE, DB_NAME, *(f"{DB_NAME}-{end}" for end in ("wal", "shm", "journal"))}
+)
 _PARTIAL_GITIGNORE = re.compile(r"\.gitignore\.\d+\.tmp")
 
 # SQLite's primary result codes (``sqlite3.Error.sqlite_errorcode & 0xff``, Python 3.11+).

@@ -1,0 +1,269 @@
+"""Streamed, crash-safe metrics: every logged point is in the process's journal when the call
+returns, readers see running runs, and a crashed writer's journal is folded exactly once.
+
+Real processes, real SIGKILL, synchronised on files; no sleeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from processes import GATE_WAIT, Processes
+
+from pytest_experiments import Store
+from pytest_experiments.model import RunEnd, RunStart
+from pytest_experiments.store.journal import JournalWriter, journal_files, read_batch
+from pytest_experiments.store.liveness import Process, pid_namespace, process_start
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+# An experiment that logs POINTS points of "loss", says so in logged-<i> and waits for release.
+LOGGING_GRID = """
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+@pytest.mark.experiment
+@pytest.mark.parametrize("i", range({runs}))
+def test_train(xp, i):
+    for step in range({points}):
+        xp.log_metric("loss", 1.0 / (step + 1), step=step)
+    xp.log_metrics({{"acc": 0.5, "lr": 0.1}}, step={points})
+    (HERE / f"logged-{{i}}.tmp").write_text(str(xp.run_id))
+    (HERE / f"logged-{{i}}.tmp").replace(HERE / f"logged-{{i}}")  # whole when it appears
+    deadline = time.monotonic() + 60
+    while i == {block} and not (HERE / "release").exists():
+        assert time.monotonic() < deadline, "never released"
+        time.sleep(0.005)
+    return {{"final": float(i)}}
+"""
+
+
+def _raw(store: Path, sql: str) -> list[tuple[object, ...]]:
+    with contextlib.closing(sqlite3.connect(store / "experiments.sqlite")) as db:
+        return db.execute(sql).fetchall()
+
+
+def test_kill_9_mid_run_keeps_every_point_logged_before_it(pytester: pytest.Pytester, procs: Processes) -> None:
+    pytester.makepyfile(test_grid=LOGGING_GRID.format(runs=3, points=5000, block=1))
+    store = pytester.path / "store"
+    proc = procs.start(f"--xp-store={store}")
+    run_id = procs.wait_for(pytester.path / "logged-1", proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=10) == -signal.SIGKILL
+
+    # A reader that cannot write reads the dead process's journal: the run is interrupted, with
+    # every point and its metrics' latest values.
+    with Store.open(store, readonly=True) as reader:
+        runs = {run.node_id: run for run in reader.runs()}
+        killed = runs["test_grid.py::test_train[1]"]
+        assert killed.run_id == run_id
+        assert killed.status == "interrupted"
+        assert killed.metrics == {"loss": 1.0 / 5000, "acc": 0.5, "lr": 0.1}
+        assert runs["test_grid.py::test_train[0]"].status == "passed"
+        series = reader.metric_series(run_id, "loss")
+        assert series == [(step, 1.0 / (step + 1)) for step in range(5000)]
+        assert len(reader.points([run_id])) == 5002
+
+    # The next writer folds the journal into the store (and removes it: its writer is dead).
+    Store.open(store).close()
+    assert journal_files(store) == []
+    assert _raw(store, f"SELECT count(*) FROM metric_points WHERE run_id = '{run_id}'") == [(5002,)]
+    [(status, _metrics)] = _raw(store, f"SELECT status, metrics FROM runs WHERE run_id = '{run_id}'")
+    assert status == "running"  # as stored: its process is dead, so it reads back interrupted
+    with Store.open(store, readonly=True) as reader:
+        assert reader.run(run_id).status == "interrupted"
+        assert reader.run(run_id).metrics == {"loss": 1.0 / 5000, "acc": 0.5, "lr": 0.1}
+        assert len(reader.points([run_id])) == 5002
+
+
+def test_readers_see_the_points_of_a_running_run(pytester: pytest.Pytester, procs: Processes) -> None:
+    from pytest_experiments.frames import load, load_series
+
+    pytester.makepyfile(test_grid=LOGGING_GRID.format(runs=2, points=50, block=0))
+    store = pytester.path / "store"
+    proc = procs.start(f"--xp-store={store}")
+    run_id = procs.wait_for(pytester.path / "logged-0", proc)
+
+    with Store.open(store, readonly=True) as reader:
+        [run] = reader.runs()
+        assert (run.run_id, run.status) == (run_id, "running")
+        assert run.metrics["loss"] == 1.0 / 50
+        assert len(reader.points([run_id], ["loss"])) == 50
+        assert reader.status_counts(run.session_id) == {"running": 1}
+        assert [session.counts for session in reader.sessions()] == [{"running": 1}]
+    frame = load(store)
+    assert list(frame["status"]) == ["running"]
+    assert frame["metrics.loss"][0] == 1.0 / 50
+    series = load_series(store)
+    assert len(series[series["metric"] == "loss"]) == 50
+    # A writer (the command line's tag, gc...) folds it into the store instead: still running.
+    with Store.open(store) as writer:
+        assert [run.status for run in writer.runs()] == ["running"]
+        assert len(writer.points([run_id])) == 52
+
+    (pytester.path / "release").write_text("")
+    code, output = procs.finish(proc)
+    assert code == 0, output
+    with Store.open(store, readonly=True) as reader:
+        assert sorted(run.status for run in reader.runs()) == ["passed", "passed"]
+        assert len(reader.points()) == 104
+    assert journal_files(store) == []  # folded at the session's end and removed
+
+
+CRASHED_WRITER = """
+import os, sys
+from pathlib import Path
+from pytest_experiments import Store
+from pytest_experiments.model import RunStart, SessionStart
+from pytest_experiments.store.journal import JournalWriter
+from pytest_experiments.store.liveness import Process, pid_namespace, process_start
+
+store, runs, points = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+pid = os.getpid()
+with Store.open(store, create=True) as opened:
+    opened.record_session(SessionStart("crashed", 0.0, "h", pid, {{}}))
+journal = JournalWriter(store, Process(os.uname().nodename, pid, pid_namespace(), process_start(pid)), "crashed")
+for n in range(runs):
+    run_id = f"run-{{n:05d}}"
+    journal.start(RunStart(run_id, "crashed", f"t.py::t[{{n}}]", "t.py", "t", f"h{{n}}", {{"n": n}}, float(n), "main",
+                           "h", pid, f"runs/t/{{run_id}}"))
+    for step in range(points):
+        journal.point(run_id, "loss", step, step, 1.0 / (step + 1))
+os.kill(pid, 9)
+"""
+
+RACER = (
+    textwrap.dedent(GATE_WAIT)
+    + """
+import sys
+from pathlib import Path
+from pytest_experiments.store.sqlite import SQLiteStore
+
+store = SQLiteStore(Path(sys.argv[1]))  # the backend itself: its fold says how much it folded
+wait_at_gate(sys.argv[2])
+print("folded", store.fold_journals())
+store.close()
+"""
+)
+
+
+def test_two_readers_fold_a_crashed_journal_exactly_once(pytester: pytest.Pytester, procs: Processes) -> None:
+    store = pytester.path / "store"
+    crashed = procs.start_script(textwrap.dedent(CRASHED_WRITER.format()), str(store), "200", "50")
+    assert crashed.wait(timeout=60) == -signal.SIGKILL
+    [journal] = journal_files(store)
+    records = len(read_batch(journal, 0, limit=None))
+    assert records == 200 + 200 * 50
+
+    gate = pytester.mkdir("gate")
+    racers = [procs.start_script(RACER, str(store), str(gate)) for _ in range(2)]
+    procs.release_together(gate, 2)
+    folded = []
+    for racer in racers:
+        code, output = procs.finish(racer)
+        assert code == 0, output
+        folded.append(int(output.split("folded", 1)[1].split()[0]))
+    # Both folded at once; between them every record exactly once.
+    assert sum(folded) == records, folded
+    assert _raw(store, "SELECT count(*) FROM runs") == [(200,)]
+    assert _raw(store, "SELECT count(*) FROM metric_points") == [(200 * 50,)]
+    assert _raw(store, "SELECT last FROM run_sequence") == [(200,)]  # each run inserted once
+    assert journal_files(store) == []
+
+
+def test_a_run_keeps_no_points_in_memory(pytester: pytest.Pytester) -> None:
+    # 200,000 points stand for the million of a long run: as a list they would take 30 MB. What
+    # memory there is belongs to the heartbeat thread folding the journal, half a MB at a time.
+    pytester.makepyfile(
+        """
+        import tracemalloc
+
+        import pytest
+
+
+        @pytest.mark.experiment
+        def test_long(xp):
+            tracemalloc.start()
+            for step in range(200_000):
+                xp.log_metric("loss", 1.0 / (step + 1), step=step)
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            assert peak < 10_000_000, peak
+            assert not xp._points
+        """
+    )
+    result = pytester.runpytest("--xp-store=store", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    with Store.open(pytester.path / "store", readonly=True) as reader:
+        [run] = reader.runs()
+        series = reader.metric_series(run.run_id, "loss")
+    assert len(series) == 200_000
+    assert series[-1] == (199_999, 1.0 / 200_000)
+
+
+def test_a_torn_last_line_is_not_a_record_yet(tmp_path: Path) -> None:
+    pid = os.getpid()
+    writer = JournalWriter(tmp_path, Process("h", pid, pid_namespace(), process_start(pid)), "s")
+    start = RunStart("r", "s", "t.py::t", "t.py", "t", "h", {"a": [1, "é"]}, 1.0, "main", "h", pid, "runs/t/r")
+    writer.start(start)
+    writer.point("r", "loss\tweird\nname", 0, None, float("nan"))
+    end = RunEnd("r", "passed", 2.0, 1.0, {"x": 1}, {"loss": 0.5}, [], {}, {"m": 1}, tags={"k": "v"})
+    writer.end(end)
+    writer.close()
+    whole = writer.path.stat().st_size
+    with open(writer.path, "ab") as file:
+        file.write(b"P\tr\t1\t\t0.25")  # a write cut short: no newline
+    batch = read_batch(writer.path, 0)
+    assert batch.end == whole
+    # JSON values come back as the text the store keeps (a fold passes it on as it is).
+    [read_start] = batch.starts
+    assert read_start._replace(params=json.loads(read_start.params)) == start
+    [(run_id, name, seq, step, value)] = batch.points
+    assert (run_id, name, seq, step, value != value) == ("r", "loss\tweird\nname", 0, None, True)
+    [read_end] = batch.ends
+    decoded = {
+        field: json.loads(getattr(read_end, field)) for field in ("result", "metrics", "logged_params", "metadata")
+    }
+    assert read_end._replace(**decoded) == end
+    assert batch.writer is not None
+    assert batch.writer.pid == pid
+
+
+def test_kill_9_on_a_postgres_store_keeps_every_point(
+    pytester: pytest.Pytester, procs: Processes, postgres_database: str
+) -> None:
+    from backends import make_backend
+
+    pg = make_backend("postgresql", pytester.path, postgres_database)
+    assert pg.artifacts is not None
+    pytester.makepyfile(test_grid=LOGGING_GRID.format(runs=2, points=300, block=1))
+    proc = procs.start(f"--xp-store={pg.location}", f"--xp-artifacts={pg.artifacts}")
+    run_id = procs.wait_for(pytester.path / "logged-1", proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=10) == -signal.SIGKILL
+
+    # The journals live under the artefacts folder, which every host sees.
+    assert journal_files(pg.artifacts)
+    with pg.open(readonly=True) as reader:
+        killed = reader.run(run_id)
+        assert (killed.status, killed.metrics["loss"]) == ("interrupted", 1.0 / 300)
+        assert len(reader.points([run_id])) == 302
+    pg.open().close()  # the next writer folds it
+    assert journal_files(pg.artifacts) == []
+    with pg.open(readonly=True) as reader:
+        assert len(reader.points([run_id])) == 302
+        assert reader.run(run_id).metrics == {"loss": 1.0 / 300, "acc": 0.5, "lr": 0.1}
+        assert [run.status for run in reader.runs()] == ["passed", "interrupted"]
