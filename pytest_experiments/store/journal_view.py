@@ -25,10 +25,12 @@ from pytest_experiments.model import (
     GridKey,
     GridSnapshot,
     Note,
+    RunColumns,
     RunEnd,
     RunRecord,
     RunStart,
     SeriesPoint,
+    SeriesPoints,
     SessionRecord,
     SessionStart,
 )
@@ -269,6 +271,18 @@ class JournalView(Store):
             chosen = [record for record in chosen if record.status in wanted]
         return sorted(chosen, key=lambda record: (record.started_at, record.run_id))
 
+    def run_columns(
+        self,
+        *,
+        experiment: str | Iterable[str] | None = None,
+        status: str | Iterable[str] | None = None,
+        history: bool = False,
+        metadata: bool = False,
+    ) -> RunColumns:
+        if not self._tail():  # the usual case: the backend's column-wise read
+            return self.inner.run_columns(experiment=experiment, status=status, history=history, metadata=metadata)
+        return super().run_columns(experiment=experiment, status=status, history=history, metadata=metadata)
+
     def run(self, run_id: str) -> RunRecord:
         tail = self._tail()
         try:
@@ -292,7 +306,7 @@ class JournalView(Store):
                 states[key] = (record.status, record.code_sha256)
         return GridSnapshot(states, snapshot.mark)
 
-    def points(self, run_ids: Sequence[str] | None = None, metrics: Sequence[str] | None = None) -> list[SeriesPoint]:
+    def points(self, run_ids: Sequence[str] | None = None, metrics: Sequence[str] | None = None) -> SeriesPoints:
         tail = self._tail()
         stored = self.inner.points(run_ids, metrics)
         if not tail.points:
@@ -306,7 +320,7 @@ class JournalView(Store):
             for name, seq, step, value in points:
                 if names is None or name in names:
                     keyed.setdefault((run_id, name, seq), SeriesPoint(run_id, name, seq, step, value))
-        return [keyed[key] for key in sorted(keyed)]
+        return SeriesPoints.of(keyed[key] for key in sorted(keyed))
 
     def metric_series(self, run_id: str, name: str) -> list[tuple[int | None, float]]:
         tail = self._tail()
