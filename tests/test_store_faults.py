@@ -16,7 +16,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,9 +123,17 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "--lazy", str(disk)], check=False)
 
 
-def stop_flags() -> set[str]:
-    """The session stop flags in the temporary folder (see StoreHandle)."""
-    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("pytest-experiments-")}
+def private_tmp(pytester: pytest.Pytester) -> Path:
+    """A temporary folder of the session's own (``TMPDIR``): its stop flags (see StoreHandle) are
+    not mixed with those of the tests running beside it under xdist."""
+    folder = pytester.path / "tmp"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def stop_flags(folder: Path) -> set[str]:
+    """The session stop flags left in ``folder``."""
+    return {name for name in os.listdir(folder) if name.startswith("pytest-experiments-")}
 
 
 def latest_statuses(store: Path) -> dict[str, str]:
@@ -164,8 +171,9 @@ def test_full_disk_stops_the_session_with_one_line(
     pytester.makeconftest(FILL)
     pytester.makepyfile(test_disk=DISK_FULL_GRID)
     store = small_disk / "store"
+    tmp = private_tmp(pytester)
     env = {"XP_TEST_DISK": str(small_disk), "XP_TEST_MARKS": str(pytester.path), "XP_TEST_MODE": mode}
-    flags = stop_flags()
+    env["TMPDIR"] = str(tmp)
 
     code, output = procs.run("-v", f"--xp-store={store}", *xdist, **env)
 
@@ -180,7 +188,7 @@ def test_full_disk_stops_the_session_with_one_line(
     else:
         assert code in (pytest.ExitCode.OK, pytest.ExitCode.INTERRUPTED), output
     one_line_failure(output, f"no space left on device while writing {store}")
-    assert stop_flags() == flags
+    assert stop_flags(tmp) == set()
     assert not list(small_disk.rglob("*.tmp"))
     if store.exists():
         assert set(os.listdir(store)) <= STORE_FILES
@@ -345,8 +353,9 @@ def test_damage_found_mid_session_stops_it_and_nothing_more_is_written(
 ) -> None:
     store = pytester.path / "store"
     pytester.makepyfile(test_grid=DAMAGING_GRID.format(damage=DAMAGE))
+    tmp = private_tmp(pytester)
     env = {"XP_TEST_MARKS": str(pytester.path), "XP_TEST_STORE": str(store), "XP_TEST_PARTNER": "1" if xdist else ""}
-    flags = stop_flags()
+    env["TMPDIR"] = str(tmp)
 
     code, output = procs.run(f"--xp-store={store}", *xdist, **env)
 
@@ -374,4 +383,4 @@ def test_damage_found_mid_session_stops_it_and_nothing_more_is_written(
     ran = len(list(pytester.path.glob("ran-*")))
     journaled = [line for path in (store / "journals").iterdir() for line in records(path) if line.startswith("S")]
     assert len(journaled) == ran
-    assert stop_flags() == flags
+    assert stop_flags(tmp) == set()
