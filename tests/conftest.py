@@ -15,6 +15,8 @@ from browser import REQUIRE_ENV as BROWSER_ENV
 from browser import browser_required, chromium
 from processes import LEAKY_ENV, PLUGINS_OFF, Processes
 
+from pytest_experiments.store.liveness import process_start
+
 pytest_plugins = ["pytester"]
 
 # In-process inner sessions (pytester.runpytest) unload the modules they imported when they end,
@@ -172,3 +174,14 @@ def start_sleeper() -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
 def sleeper(start_sleeper: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
     """A live process unrelated to any run, started before the test."""
     return start_sleeper()
+
+
+@pytest.fixture
+def dead_pid() -> tuple[int, str]:
+    """The pid of a process of this host that has died (reaped), and its start token from when it lived."""
+    child = subprocess.Popen(["sleep", "300"])
+    started = process_start(child.pid)
+    child.kill()
+    child.wait(timeout=10)
+    assert started
+    return child.pid, started

@@ -22,21 +22,10 @@ from pytest_experiments import Store, load, load_series
 from pytest_experiments.frames import runs_frame
 from pytest_experiments.model import MetricPoint, SeriesPoint, SeriesPoints
 from pytest_experiments.store.columns import absolute_dirs
-from pytest_experiments.store.liveness import process_start
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="liveness reads /proc")
 
 NAN, INF = math.nan, math.inf
-
-
-@pytest.fixture
-def dead_pid() -> tuple[int, str]:
-    """The pid of a process of this host that has died (reaped), and its start token from when it lived."""
-    child = subprocess.Popen(["sleep", "300"])
-    started = process_start(child.pid)
-    child.kill()
-    child.wait(timeout=10)
-    return child.pid, started
 
 
 def points(*values: tuple[str, int | None, float]) -> list[MetricPoint]:

@@ -121,17 +121,6 @@ def statuses(store: Store, **filters: Any) -> dict[str, str]:
     return {run.run_id: run.status for run in store.runs(**filters)}
 
 
-@pytest.fixture
-def dead_pid() -> tuple[int, str]:
-    """The pid of a process of this host that has died (reaped), and its start token from when it lived."""
-    child = subprocess.Popen(["sleep", "300"])
-    started = process_start(child.pid)
-    child.kill()
-    child.wait(timeout=10)
-    assert started
-    return child.pid, started
-
-
 # -- opening ------------------------------------------------------------------------------------
 
 
