@@ -33,8 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_experiments.plugin import HANDLE_KEY, STARTED_KEY
-from pytest_experiments.plugin.options import worker_threads
+from pytest_experiments.plugin import HANDLE_KEY, STARTED_KEY, worker_threads
 
 if TYPE_CHECKING:
     from pytest_experiments.model import SessionStart
