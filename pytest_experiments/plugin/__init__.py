@@ -249,18 +249,6 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("xp_worker_threads", "threads per xdist worker: N or auto (as --xp-worker-threads)", default="")
 
 
-def worker_threads(config: pytest.Config) -> int | str | None:
-    """--xp-worker-threads, else the ini key; None: leave the thread variables alone."""
-    threads: int | str | None = config.getoption("xp_worker_threads")
-    ini_threads = str(config.getini("xp_worker_threads")).strip()
-    if threads is None and ini_threads:
-        try:
-            threads = thread_count(ini_threads)
-        except argparse.ArgumentTypeError as exc:
-            raise pytest.UsageError(f"xp: ini key xp_worker_threads: {exc}") from None
-    return threads
-
-
 #: Every option's ``dest`` and every ini key (tests/test_unused.py keeps them in step with
 #: :func:`add_options`).
 OPTION_DESTS = (
