@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from pytest_experiments.plugin.recorder import ItemRun
     from pytest_experiments.plugin.sharding import Shard
-    from pytest_experiments.plugin.store_access import StoreHandle  # noqa: F401  (named in HANDLE_KEY)
+    from pytest_experiments.plugin.store_access import StoreHandle
     from pytest_experiments.run import Run
 
 
@@ -298,7 +298,9 @@ def given(config: pytest.Config) -> bool:
 #: The run an item is running, with what the recorder keeps of it: set in its setup, removed
 #: once its teardown is reported (the only per-run entry in an item's stash). Defined here,
 #: where every session imports it: the recorder is imported once an experiment is collected.
-ITEM_RUN_KEY = pytest.StashKey["ItemRun"]()
+# (The stash keys of this module are annotated, not subscripted: an annotation is never evaluated,
+# so no typing alias is made at start-up.)
+ITEM_RUN_KEY: pytest.StashKey[ItemRun] = pytest.StashKey()
 
 
 def _current_run(request: pytest.FixtureRequest) -> Run:
@@ -393,12 +395,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 # -- wiring -----------------------------------------------------------------------------------
 
-HANDLE_KEY = pytest.StashKey["StoreHandle"]()
+HANDLE_KEY: pytest.StashKey[StoreHandle] = pytest.StashKey()
 #: When this process's session started (configure time): the session itself is made on first use.
 #: Its presence also says the plugin is configured (not for ``--help`` / ``--version``).
-STARTED_KEY = pytest.StashKey[float]()
+STARTED_KEY: pytest.StashKey[float] = pytest.StashKey()
 #: Set once the plugin is active in this process (see :mod:`activation`).
-ACTIVE_KEY = pytest.StashKey[bool]()
+ACTIVE_KEY: pytest.StashKey[bool] = pytest.StashKey()
 
 #: The hooks of :mod:`hookspecs`, by name: a plugin or conftest that implements one gets the
 #: specifications added as it registers (tests/test_unused.py keeps the two in step).
