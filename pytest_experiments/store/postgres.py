@@ -13,7 +13,9 @@ numbered up to ``M``, and any run it does not see is numbered above. A claim tak
 transaction-scoped advisory lock on its grid point, then checks and inserts: two claimers of
 one grid point take turns, and the second sees the first one's run. Liveness is judged as
 for SQLite (:mod:`pytest_experiments.store.liveness`), from the run's process and its session's
-heartbeat.
+heartbeat. Folders of one journal take turns the same way, under the journal's lock; the
+statement after the lock's reads (or checks) the journal's offset, so it sees every fold of it
+before (see ``_fold_once``).
 
 Identifiers (the schema) go through ``psycopg.sql.Identifier``; every value is a parameter.
 """
@@ -514,7 +516,7 @@ class PostgresStore(Store):
         # the records, log a warning for the aborted rest, and keep as prepared a statement whose
         # preparation the abort skipped. psycopg's transaction() would add a round trip for its
         # BEGIN and two for its COMMIT.
-        del self._folded[name]  # unknown until the outcome is
+        self._folded.pop(name, None)  # unknown until the outcome is known
         with self._errors():
             try:
                 with self._db.pipeline():
