@@ -29,17 +29,16 @@ with this marker, which pytest reads before the walk.
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from pytest_experiments.plugin.recorder import ItemRun
-    from pytest_experiments.plugin.sharding import Shard
     from pytest_experiments.plugin.store_access import StoreHandle
     from pytest_experiments.run import Run
 
@@ -56,57 +55,16 @@ ARTIFACTS_INI_KEY = "xp_artifacts"
 DEFAULT_LEASE_S = 300.0
 
 
-def alpha_level(text: str) -> float:
-    """Parse a significance level: a number strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a significance level between 0 and 1, e.g. 0.05")
-    return value
+def _parsed_by(name: str) -> Callable[[str], Any]:
+    """An option's value parser: :mod:`option_values` is imported only when the option is given."""
 
+    def parse(text: str) -> Any:
+        from pytest_experiments.plugin import option_values
 
-def compare_rule(text: str) -> str:
-    """Check a comparison rule's syntax when the option is parsed."""
-    from pytest_experiments.comparison import RuleError, parse_rule
+        return getattr(option_values, name)(text)
 
-    try:
-        parse_rule(text)
-    except RuleError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def lease_seconds(text: str) -> float:
-    """Parse a lease: a positive number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds, e.g. 300")
-    return value
-
-
-def thread_count(text: str) -> int | str:
-    """Parse threads per worker: a positive integer or ``auto``."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of threads: write a positive integer or auto")
-    return value
-
-
-def _shard_option(text: str) -> Shard | str:
-    """Parse --xp-shard (the sharding module is loaded only when the option is given)."""
-    from pytest_experiments.plugin.sharding import shard_option
-
-    return shard_option(text)
+    parse.__name__ = name  # argparse names a value's type in its messages
+    return parse
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -161,7 +119,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--xp-lease",
         dest="xp_lease",
         metavar="SECONDS",
-        type=lease_seconds,
+        type=_parsed_by("lease_seconds"),
         default=None,
         help=f"a running run whose session sent no heartbeat for this long counts as interrupted, on any host "
         f"(default {DEFAULT_LEASE_S:.0f})",
@@ -185,7 +143,7 @@ def add_options(parser: pytest.Parser) -> None:
         dest="xp_compare_rule",
         metavar="RULE",
         action="append",
-        type=compare_rule,
+        type=_parsed_by("compare_rule"),
         default=[],
         help="a comparison rule, e.g. 'acc higher 0.01' or 'loss lower 5%%' (repeatable; adds to the xp_compare ini key)",
     )
@@ -201,7 +159,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--xp-alpha",
         dest="xp_alpha",
         metavar="LEVEL",
-        type=alpha_level,
+        type=_parsed_by("alpha_level"),
         default=None,
         help="significance level of seed-group comparisons (default 0.05)",
     )
@@ -216,7 +174,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--xp-worker-threads",
         dest="xp_worker_threads",
         metavar="N",
-        type=thread_count,
+        type=_parsed_by("thread_count"),
         default=None,
         help="under -n: start each xdist worker with OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS... "
         "set to N (auto: CPUs / workers), unless any of them is set already",
@@ -225,7 +183,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--xp-shard",
         dest="xp_shard",
         metavar="K/N",
-        type=_shard_option,
+        type=_parsed_by("shard_option"),
         default=None,
         help="run only shard K of N (0-based) of the selected tests, split by grid point; auto: this SLURM "
         "array task's (SLURM_ARRAY_TASK_ID, _COUNT, _MIN)",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 
-from pytest_experiments.plugin import alpha_level, lease_seconds
+from pytest_experiments.plugin.option_values import alpha_level, lease_seconds
 from pytest_experiments.plugin.xdist import worker_threads
 from pytest_experiments.store import DEFAULT_LEASE_S, locate
 

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_experiments.plugin import HANDLE_KEY, STARTED_KEY, thread_count
+from pytest_experiments.plugin import HANDLE_KEY, STARTED_KEY
+from pytest_experiments.plugin.option_values import thread_count
 
 if TYPE_CHECKING:
     from pytest_experiments.model import SessionStart
