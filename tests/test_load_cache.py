@@ -247,3 +247,22 @@ def test_nan_and_none_stay_apart_in_kept_object_columns(tmp_path: Path) -> None:
     assert values[3] == [1, {"a": None}]
     assert values[5] == 2**70
     assert math.copysign(1, values[6]) == -1
+
+
+@pytest.mark.parametrize("storage", ["pyarrow", "python"])
+def test_text_holding_nul_loads_the_same_kept_or_not(tmp_path: Path, storage: str) -> None:
+    if storage == "pyarrow":
+        pytest.importorskip("pyarrow")
+    location = tmp_path / "store"
+    session = session_start("s")
+    with Store.open(location, create=True) as store:
+        store.record_session(session)
+        for point, name in enumerate(["a\x00b", "", "\x00", "é"]):
+            start = run_start(session, point, started_at=time.time() + point, params={"name": name})
+            store.start_run(start)
+            store.finish_run(run_end(start.run_id))
+    with pd.option_context("mode.string_storage", storage):
+        built = load(location, history=True)
+        again = load(location, history=True)
+    pd.testing.assert_frame_equal(again, built, check_exact=True)
+    assert again["params.name"].tolist() == ["a\x00b", "", "\x00", "é"]

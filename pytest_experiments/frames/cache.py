@@ -117,7 +117,7 @@ def _encoded(column: pd.Series) -> tuple[str, dict[str, np.ndarray]] | None:
     if isinstance(dtype, pd.StringDtype):
         if pd.api.types.pandas_dtype(str(dtype)) != dtype:
             return None  # a string dtype its name does not give back
-        return _text(column)
+        return _text(column, dtype.storage)
     if pd.api.types.is_object_dtype(dtype):
         return _json(column.tolist())
     return None
@@ -132,18 +132,43 @@ def _json(values: list[Any]) -> tuple[str, dict[str, np.ndarray]] | None:
     return "json", {"data": np.frombuffer(text.encode(), dtype=np.uint8)}
 
 
-def _text(column: pd.Series) -> tuple[str, dict[str, np.ndarray]] | None:
+def _text(column: pd.Series, storage: str) -> tuple[str, dict[str, np.ndarray]] | None:
     """A column of text (missing values allowed) as UTF-8 bytes, the offsets of each value in
-    them, and which are missing; None for any other values."""
-    values = column.tolist()
+    them, and which are missing; None for text that has no UTF-8 (a lone surrogate, which JSON allows)."""
     missing = column.isna().to_numpy()
+    if storage == "pyarrow":
+        return "text", {**_arrow_text(column), "mask": missing}
+    values = column.tolist()
+    for row in np.flatnonzero(missing).tolist():
+        values[row] = ""
+    # One join and one encode, the values then found between NUL bytes (UTF-8 has no other).
+    joined = "\x00".join(values)
     try:
-        encoded = [b"" if absent else value.encode() for value, absent in zip(values, missing.tolist(), strict=True)]
+        data = np.frombuffer(joined.encode(), dtype=np.uint8)
     except UnicodeEncodeError:
-        return None  # a lone surrogate (JSON allows one): no UTF-8 for it
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(value) for value in encoded], out=offsets[1:])
-    return "text", {"data": np.frombuffer(b"".join(encoded), dtype=np.uint8), "offsets": offsets, "mask": missing}
+        return None
+    separators = np.flatnonzero(data == 0)
+    if len(separators) != len(values) - 1:
+        return None  # a value holding NUL itself: built each time
+    offsets = np.empty(len(values) + 1, dtype=np.int64)
+    offsets[0] = 0
+    offsets[1:-1] = separators - np.arange(len(separators))  # each value's end, less the NULs before it
+    offsets[-1] = len(data) - len(separators)
+    return "text", {"data": np.delete(data, separators), "offsets": offsets, "mask": missing}
+
+
+def _arrow_text(column: pd.Series) -> dict[str, np.ndarray]:
+    """The UTF-8 bytes and offsets of a column pandas keeps in Arrow: Arrow's own buffers."""
+    import pyarrow as pa
+
+    array = pa.array(column)  # pandas hands its Arrow data over as it is
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    array = array.cast(pa.large_string())  # 64-bit offsets, as the reader takes them
+    _, offset_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=np.int64)[array.offset : array.offset + len(array) + 1]
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, dtype=np.uint8)
+    return {"data": data[offsets[0] : offsets[-1]], "offsets": offsets - offsets[0]}
 
 
 # -- reading ----------------------------------------------------------------------------
