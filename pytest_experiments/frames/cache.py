@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import zipfile
 from collections.abc import Callable
 from itertools import pairwise
@@ -92,15 +93,23 @@ def _write(path: Path, key: str, frame: pd.DataFrame) -> None:
         return  # numpy would pickle it: never written, since it would never be read
     meta = {"key": key, "rows": len(frame), "columns": kinds}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    # A name of its own (threads of one process too), in the same folder so that the rename is atomic.
+    partial = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         path.parent.mkdir(exist_ok=True)
-        with open(partial, "wb") as file:
+        with open(partial, "xb") as file:
             np.savez(file, **arrays)  # type: ignore[arg-type]  # numpy's stubs want positional arrays too
         os.replace(partial, path)  # readers see the old file or the new one, never a part
     except OSError:  # a read-only folder, a full disk: the frame is simply not kept
-        with contextlib.suppress(OSError):  # nor anything of it (there may be no folder to remove it from)
-            partial.unlink(missing_ok=True)
+        _remove(partial)
+    except BaseException:  # Ctrl-C while writing: no part left behind either
+        _remove(partial)
+        raise
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):  # there may be no folder to remove it from
+        path.unlink(missing_ok=True)
 
 
 def _encoded(column: pd.Series) -> tuple[str, dict[str, np.ndarray]] | None:
