@@ -948,7 +948,14 @@ class SQLiteStore(Store):
 
     @property
     def side_folder(self) -> Path | None:
-        return self.root / sqlite_files.SIDE_DIR
+        # Only the store's owner keeps files in it: a reader creates none that would belong to
+        # another user than the store's (as SQLite's -wal and -shm would).
+        geteuid = getattr(os, "geteuid", None)  # not on Windows: no other owner to tell apart
+        try:
+            owned = geteuid is None or self.database.stat().st_uid == geteuid()
+        except OSError:
+            owned = False
+        return self.root / sqlite_files.SIDE_DIR if owned else None
 
     def grid_snapshot(self) -> GridSnapshot:
         # Every query in one read transaction: a WAL reader sees one state of the database
