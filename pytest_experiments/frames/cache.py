@@ -10,7 +10,8 @@ columns costs a few hundredths of that. Only the frames of ``load()`` and
 Never stale: a file holds the store's :meth:`~pytest_experiments.store.Store.change_token`,
 read before the frame was built and again after it (the same token, so the same runs
 throughout), and is read only while the store gives that token; a store that cannot give one
-(a server store, runs stored as ``running``, journals not folded yet) keeps nothing. Never
+(a server store, runs stored as ``running``, journals not folded yet, an older schema) or has
+no side folder for this reader (who is not the store's owner) keeps nothing. Never
 half-read: written under a temporary name then renamed, and a file that does not read back
 whole, with the dtypes it names, is ignored and replaced. Never executed: ``numpy.load`` with
 ``allow_pickle=False`` and JSON for the column names and kinds. A reader that cannot write
@@ -39,9 +40,9 @@ from pytest_experiments.store import Store
 FORMAT = 1
 
 _FILE_NAMES = {False: "load-latest.npz", True: "load-history.npz"}
-# What a file that is not one of ours, or not whole, raises on reading (numpy, zipfile, JSON).
 #: The types of decoded JSON: what an ``object`` column of a frame holds (nested ones too).
 _JSON_TYPES = frozenset({str, int, float, bool, type(None), list, dict})
+# What a file that is not one of ours, or not whole, raises on reading (numpy, zipfile, JSON).
 _UNREADABLE = (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, ImportError, zipfile.BadZipFile)
 
 
@@ -66,9 +67,20 @@ def cached(store: Store, history: bool, build: Callable[[], pd.DataFrame]) -> pd
 
 def _key(token: str, history: bool) -> str:
     """What a file must hold to be read: the runs, the call, and what decides the frame's dtypes."""
+    from pytest_experiments import __version__  # a release may build other frames: never read its files
+
     strings = pd.Series(["x"]).dtype  # the dtype pandas gives text here (pandas' version and options)
     return json.dumps(
-        [FORMAT, token, history, pd.__version__, np.__version__, repr(strings), getattr(strings, "storage", "")]
+        [
+            FORMAT,
+            __version__,
+            token,
+            history,
+            pd.__version__,
+            np.__version__,
+            repr(strings),
+            getattr(strings, "storage", ""),
+        ]
     )
 
 
