@@ -10,6 +10,9 @@ What is measured, each repeated (the median and the best shown, wall and CPU sec
                  folded into a fresh SQLite store by the next writer (``Store.open``), µs a run and
                  µs a point; with ``--postgres URL`` the same into a PostgreSQL store
 ``overlay``      the same journal read by a read-only reader (``load()``'s path) without folding
+``writer folds`` a live writer's own folds, as a session makes them every second: F times a run of
+                 10 points appended to its journal, then a fold of it (what the fold costs, mostly
+                 round trips on PostgreSQL), µs a fold; into SQLite, and PostgreSQL with ``--postgres``
 
 Run it from the repository root::
 
@@ -34,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pytest_experiments import Store
+from pytest_experiments.model import RunEnd, RunStart
 from pytest_experiments.run import Run
 from pytest_experiments.store.journal import JournalWriter
 from pytest_experiments.store.liveness import Process, pid_namespace, process_start
@@ -113,11 +117,31 @@ def read_overlay(store: str | Path, artifacts: Path | None) -> None:
         reader.points()
 
 
+def writer_folds(store: str | Path, root: Path, folds: int) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``folds`` folds by a live writer of its own journal, each of one run of 10 points."""
+    pid = os.getpid()
+    with Store.open(store, create=True, artifacts=None if Path(str(store)) == root else root) as opened:
+        journal = JournalWriter(root, Process("bench", pid, pid_namespace(), process_start(pid)), "bench")
+        wall, cpu = time.perf_counter(), time.process_time()
+        for n in range(folds):
+            run_id = f"run-{n:06d}"
+            journal.start(RunStart(run_id, "bench", f"t.py::t[{n}]", "t.py", "t", f"h{n}", {"n": n}, float(n), "main",
+                                   "bench", pid, f"runs/t/{run_id}"))  # fmt: skip
+            for step in range(10):
+                journal.point(run_id, "loss", step, step, 1.0 / (step + 1))
+            journal.end(RunEnd(run_id, "passed", n + 1.0, 1.0, {"n": n}, {"loss": 0.1}, [], {}, {"timing": {}}))
+            opened.fold_journals([journal.path])
+        times = time.perf_counter() - wall, time.process_time() - cpu
+        journal.close()
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=1_000_000, help="points logged in one run (default 1,000,000)")
     parser.add_argument("--runs", type=int, default=10_000, help="runs in the crashed journal (default 10,000)")
     parser.add_argument("--run-points", type=int, default=100, help="points of each of those runs (default 100)")
+    parser.add_argument("--folds", type=int, default=1000, help="a live writer's folds of its journal (default 1,000)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--postgres", metavar="URL", help="also fold into a PostgreSQL store at this server")
     options = parser.parse_args()
@@ -150,18 +174,36 @@ def main() -> None:
                         connection.execute(f"DROP SCHEMA bench_fold_{os.getpid()} CASCADE")
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
+        for name, url in (("writer folds sqlite", None), ("writer folds pg", options.postgres)):
+            if name.endswith("pg") and url is None:
+                continue
+            folder = Path(tempfile.mkdtemp(prefix="xp-folds-"))
+            try:
+                store = folder / "store" if url is None else f"{url}?store=bench_folds_{os.getpid()}"
+                root = folder / "store" if url is None else folder / "artifacts"
+                results.setdefault(name, []).append(writer_folds(store, root, options.folds))
+                if url is not None:
+                    import psycopg
+
+                    with psycopg.connect(url, autocommit=True) as connection:
+                        connection.execute(f"DROP SCHEMA bench_folds_{os.getpid()} CASCADE")
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
         loads.append(os.getloadavg()[0])
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {options.repeats} repeats, load average up to "
           f"{max(loads):.1f}")  # fmt: skip
-    print(f"{'what':<16} {'n':>10} {'wall s (median)':>16} {'best':>7} {'cpu s':>7} {'µs each (wall)':>15} "
+    print(f"{'what':<20} {'n':>10} {'wall s (median)':>16} {'best':>7} {'cpu s':>7} {'µs each (wall)':>15} "
           f"{'µs each (cpu)':>14}")  # fmt: skip
     for name, values in results.items():
-        count = options.points if name in ("log_metric", "os.write") else options.runs
+        count, unit = (
+            (options.points, "pt") if name in ("log_metric", "os.write")
+            else (options.folds, "fold") if name.startswith("writer folds")
+            else (options.runs, "run")
+        )  # fmt: skip
         wall = statistics.median(value[0] for value in values)
         cpu = statistics.median(value[1] for value in values)
-        unit = "pt" if count == options.points else "run"
-        print(f"{name:<16} {count:>10,} {wall:>16.3f} {min(v[0] for v in values):>7.3f} {cpu:>7.3f} "
+        print(f"{name:<20} {count:>10,} {wall:>16.3f} {min(v[0] for v in values):>7.3f} {cpu:>7.3f} "
               f"{wall / count * 1e6:>11.2f}/{unit} {cpu / count * 1e6:>10.2f}/{unit}")  # fmt: skip
     log, bare = (statistics.median(v[0] for v in results[name]) for name in ("log_metric", "os.write"))
     print(f"log_metric: {log / options.points * 1e6:.2f} µs a point, {log / bare:.2f}x a bare os.write loop; "

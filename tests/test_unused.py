@@ -289,9 +289,6 @@ def pytest_unconfigure(config):
 START_UP_MODULES = [
     "pytest_experiments",
     "pytest_experiments.plugin",
-    "pytest_experiments.plugin.collection",
-    "pytest_experiments.plugin.fixtures",
-    "pytest_experiments.plugin.options",
 ]
 
 
@@ -322,22 +319,28 @@ def test_an_experiment_session_loads_the_settings_and_the_hook_specifications(py
 
 def test_the_start_up_lists_are_in_step_with_what_they_name(pytester: pytest.Pytester) -> None:
     """The names the entry point keeps so as not to import their modules at start-up."""
-    from pytest_experiments.plugin import HOOK_NAMES, hookspecs, options
+    from pytest_experiments import plugin
+    from pytest_experiments.plugin import HOOK_NAMES, hookspecs
     from pytest_experiments.store import locate
 
     assert sorted(HOOK_NAMES) == sorted(name for name in vars(hookspecs) if name.startswith("pytest_experiments_"))
+    # pytest and pluggy find the hooks and fixtures through dir(): it must list every one.
+    fixture_type = type(plugin.xp)
+    assert dir(plugin) == sorted(
+        name for name, value in vars(plugin).items() if name.startswith("pytest_") or type(value) is fixture_type
+    )
     config = pytester.parseconfig()
-    assert sorted(name for name in vars(config.option) if name.startswith("xp_")) == sorted(options.OPTION_DESTS)
+    assert sorted(name for name in vars(config.option) if name.startswith("xp_")) == sorted(plugin.OPTION_DESTS)
     help_text = pytester.runpytest_subprocess("--help").stdout.str()
-    assert sorted(set(re.findall(r"^  (xp_\w+) \(", help_text, re.MULTILINE))) == sorted(options.INI_KEYS)
-    assert (options.STORE_ENV_VAR, options.STORE_INI_KEY) == (locate.ENV_VAR, locate.INI_KEY)
-    assert (options.ARTIFACTS_ENV_VAR, options.ARTIFACTS_INI_KEY) == (
+    assert sorted(set(re.findall(r"^  (xp_\w+) \(", help_text, re.MULTILINE))) == sorted(plugin.INI_KEYS)
+    assert (plugin.STORE_ENV_VAR, plugin.STORE_INI_KEY) == (locate.ENV_VAR, locate.INI_KEY)
+    assert (plugin.ARTIFACTS_ENV_VAR, plugin.ARTIFACTS_INI_KEY) == (
         locate.ARTIFACTS_ENV_VAR,
         locate.ARTIFACTS_INI_KEY,
     )
     from pytest_experiments.store import DEFAULT_LEASE_S
 
-    assert options.DEFAULT_LEASE_S == DEFAULT_LEASE_S
+    assert plugin.DEFAULT_LEASE_S == DEFAULT_LEASE_S
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "n2"])

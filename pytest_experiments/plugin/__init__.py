@@ -1,47 +1,406 @@
-"""The pytest plugin (``pytest11`` entry point ``experiments``): wiring only. Options, markers, the
-fixtures and collection hooks it re-exports, and the registrations that turn the rest on.
+"""The pytest plugin (``pytest11`` entry point ``experiments``): what every session loads.
 
 Installed but unused, the plugin is invisible: a session whose collection holds no experiment
 never looks at the store, runs no collector or session hook, installs no signal handler, and
-imports no more than this module, :mod:`options` (declarations only), :mod:`fixtures` and
-:mod:`collection`: pytest rewrites the asserts of every module of a plugin's distribution as it
-imports them, so each one costs start-up time (``benchmarks/startup.py``). The options are
-resolved (:mod:`settings`) and the hook specifications added (:mod:`hookspecs`) on first use.
-:mod:`collection` watches collection; everything else is imported and registered by
-:mod:`activation`, once collection finds an experiment (in each process that collects one;
-under xdist the controller learns it from its workers, through :mod:`xdist`), or at
-configuration by the options that ask for the store.
+imports no module of the package but this one and the package's lazy ``__init__``. pytest
+rewrites the asserts of every module of a plugin's distribution as it imports it, so each
+module imported here costs every session start-up time (``benchmarks/startup.py``: a module
+costs about as much as everything it holds): this module therefore holds, in four sections,
+all that a plain session needs, and nothing else:
+
+- the ``--xp-*`` options and ``xp_*`` ini keys: declarations and value checks (resolved by
+  :mod:`settings` on first use);
+- the ``xp`` / ``xp_run`` / ``xp_dir`` fixtures;
+- the collection hooks: a ``grid`` mark becomes parameters (:mod:`grid`), the grid points of one
+  function must be distinct (:mod:`identity`), and the first experiment collected turns the
+  plugin on (:mod:`activation`);
+- the wiring: markers, configuration, and the hook specifications (:mod:`hookspecs`), added
+  when a plugin or conftest implements one of our hooks or when the plugin turns on.
+
+Everything else is imported and registered by :mod:`activation`, once collection finds an
+experiment (in each process that collects one; under xdist the controller learns it from its
+workers, through :mod:`xdist`), or at configuration by the options that ask for the store.
 
 PYTEST_DONT_REWRITE: pytest rewrites the asserts of a plugin's modules as it imports them,
 which without its cache (``PYTHONDONTWRITEBYTECODE``, read-only installs) means walking each
-module's syntax tree in Python on every run; the start-up modules have no assert to rewrite and
-say so with this marker, which pytest reads before the walk.
+module's syntax tree in Python on every run; this module has no assert to rewrite and says so
+with this marker, which pytest reads before the walk.
 """
 
 from __future__ import annotations
 
+import argparse
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_experiments.plugin import options
-from pytest_experiments.plugin.collection import (  # noqa: F401  (hooks of this plugin)
-    pytest_collection_finish,
-    pytest_generate_tests,
-    pytest_pycollect_makeitem,
-)
-from pytest_experiments.plugin.fixtures import xp, xp_dir, xp_run  # noqa: F401  (fixtures of this plugin)
-
 if TYPE_CHECKING:
-    from pytest_experiments.plugin.store_access import StoreHandle  # noqa: F401  (named in HANDLE_KEY)
+    from pathlib import Path
 
-HANDLE_KEY = pytest.StashKey["StoreHandle"]()
+    from pytest_experiments.plugin.recorder import ItemRun
+    from pytest_experiments.plugin.sharding import Shard
+    from pytest_experiments.plugin.store_access import StoreHandle
+    from pytest_experiments.run import Run
+
+
+# -- options: declarations and value checks ---------------------------------------------------
+
+# The names :mod:`pytest_experiments.store.locate` reads, written out here for the help texts:
+# importing the store package at start-up would cost every session (tests/test_unused.py keeps
+# the two in step).
+STORE_ENV_VAR = "PYTEST_XP_STORE"
+STORE_INI_KEY = "xp_store"
+ARTIFACTS_ENV_VAR = "PYTEST_XP_ARTIFACTS"
+ARTIFACTS_INI_KEY = "xp_artifacts"
+DEFAULT_LEASE_S = 300.0
+
+
+def alpha_level(text: str) -> float:
+    """Parse a significance level: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a significance level between 0 and 1, e.g. 0.05")
+    return value
+
+
+def compare_rule(text: str) -> str:
+    """Check a comparison rule's syntax when the option is parsed."""
+    from pytest_experiments.comparison import RuleError, parse_rule
+
+    try:
+        parse_rule(text)
+    except RuleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def lease_seconds(text: str) -> float:
+    """Parse a lease: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds, e.g. 300")
+    return value
+
+
+def thread_count(text: str) -> int | str:
+    """Parse threads per worker: a positive integer or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of threads: write a positive integer or auto")
+    return value
+
+
+def _shard_option(text: str) -> Shard | str:
+    """Parse --xp-shard (the sharding module is loaded only when the option is given)."""
+    from pytest_experiments.plugin.sharding import shard_option
+
+    return shard_option(text)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register every ``--xp-*`` option (one group) and ``xp_*`` ini key."""
+    group = parser.getgroup("experiments", "experiments (pytest-experiments)")
+    group.addoption(
+        "--xp-store",
+        dest="xp_store",
+        metavar="PATH|URL",
+        default=None,
+        help=f"folder of the experiment store, or a PostgreSQL store's URL postgresql://user@host/db (default: "
+        f"${STORE_ENV_VAR}, else the xp_store ini key, else <rootdir>/.experiments)",
+    )
+    group.addoption(
+        "--xp-artifacts",
+        dest="xp_artifacts",
+        metavar="PATH",
+        default=None,
+        help="with a PostgreSQL store: the folder of its run folders, on a filesystem every host sees (default: "
+        f"${ARTIFACTS_ENV_VAR}, else the xp_artifacts ini key, else <rootdir>/.experiments-artifacts)",
+    )
+    group.addoption(
+        "--xp-resume",
+        dest="xp_resume",
+        action="store_true",
+        default=None,
+        help="skip experiments whose latest run with the same parameters passed (xfailed/xpassed too); "
+        "run the rest. Failed runs are kept (see --xp-retry-failed)",
+    )
+    group.addoption(
+        "--xp-retry-failed",
+        dest="xp_retry_failed",
+        action="store_true",
+        default=False,
+        help="run only experiments whose latest run failed, errored or was interrupted (like --lf)",
+    )
+    group.addoption(
+        "--xp-rerun-changed",
+        dest="xp_rerun_changed",
+        action="store_true",
+        default=None,
+        help="with --xp-resume: a done run whose experiment's code has changed since counts as not done",
+    )
+    group.addoption(
+        "--xp-status",
+        dest="xp_status",
+        action="store_true",
+        default=False,
+        help="collect, run nothing, and print each experiment's grid by status (-v: the node ids)",
+    )
+    group.addoption(
+        "--xp-lease",
+        dest="xp_lease",
+        metavar="SECONDS",
+        type=lease_seconds,
+        default=None,
+        help=f"a running run whose session sent no heartbeat for this long counts as interrupted, on any host "
+        f"(default {DEFAULT_LEASE_S:.0f})",
+    )
+    group.addoption(
+        "--xp-baseline",
+        dest="xp_baseline",
+        metavar="FILE",
+        default=None,
+        help="compare each run's metrics with this baseline file; a regression beyond tolerance fails the test",
+    )
+    group.addoption(
+        "--xp-save-baseline",
+        dest="xp_save_baseline",
+        metavar="FILE",
+        default=None,
+        help="at the end of the session, write a baseline file from this session's passed runs",
+    )
+    group.addoption(
+        "--xp-compare-rule",
+        dest="xp_compare_rule",
+        metavar="RULE",
+        action="append",
+        type=compare_rule,
+        default=[],
+        help="a comparison rule, e.g. 'acc higher 0.01' or 'loss lower 5%%' (repeatable; adds to the xp_compare ini key)",
+    )
+    group.addoption(
+        "--xp-compare-over",
+        dest="xp_compare_over",
+        metavar="PARAM",
+        action="append",
+        default=[],
+        help="compare groups of runs that differ only in PARAM (e.g. seed), with a significance test (repeatable)",
+    )
+    group.addoption(
+        "--xp-alpha",
+        dest="xp_alpha",
+        metavar="LEVEL",
+        type=alpha_level,
+        default=None,
+        help="significance level of seed-group comparisons (default 0.05)",
+    )
+    group.addoption(
+        "--xp-report-md",
+        dest="xp_report_md",
+        metavar="FILE",
+        default=None,
+        help="write the baseline comparison as a markdown table (for a CI job summary)",
+    )
+    group.addoption(
+        "--xp-worker-threads",
+        dest="xp_worker_threads",
+        metavar="N",
+        type=thread_count,
+        default=None,
+        help="under -n: start each xdist worker with OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS... "
+        "set to N (auto: CPUs / workers), unless any of them is set already",
+    )
+    group.addoption(
+        "--xp-shard",
+        dest="xp_shard",
+        metavar="K/N",
+        type=_shard_option,
+        default=None,
+        help="run only shard K of N (0-based) of the selected tests, split by grid point; auto: this SLURM "
+        "array task's (SLURM_ARRAY_TASK_ID, _COUNT, _MIN)",
+    )
+    group.addoption(
+        "--xp-html",
+        dest="xp_html",
+        metavar="FILE",
+        default=None,
+        help="at the end of the session, write the HTML report of the latest runs of the experiments it ran",
+    )
+    parser.addini(STORE_INI_KEY, "folder of the experiment store (relative to the ini file), or a URL", default="")
+    parser.addini(ARTIFACTS_INI_KEY, "a PostgreSQL store's folder of run folders, relative to the ini file", default="")
+    parser.addini(
+        "xp_compare", "comparison rules, one per line: '<metric> higher|lower <tolerance>[%]'", type="linelist"
+    )
+    parser.addini("xp_alpha", "significance level of seed-group comparisons", default="")
+    parser.addini("xp_resume", "always resume (as --xp-resume)", type="bool", default=False)
+    parser.addini("xp_rerun_changed", "with resume, rerun done runs of changed code", type="bool", default=False)
+    parser.addini("xp_lease", "seconds without heartbeat after which a session is dead", default="")
+    parser.addini("xp_worker_threads", "threads per xdist worker: N or auto (as --xp-worker-threads)", default="")
+
+
+#: Every option's ``dest`` and every ini key (tests/test_unused.py keeps them in step with
+#: :func:`add_options`).
+OPTION_DESTS = (
+    "xp_store",
+    "xp_artifacts",
+    "xp_resume",
+    "xp_retry_failed",
+    "xp_rerun_changed",
+    "xp_status",
+    "xp_lease",
+    "xp_baseline",
+    "xp_save_baseline",
+    "xp_compare_rule",
+    "xp_compare_over",
+    "xp_alpha",
+    "xp_report_md",
+    "xp_worker_threads",
+    "xp_shard",
+    "xp_html",
+)
+INI_KEYS = (
+    STORE_INI_KEY,
+    ARTIFACTS_INI_KEY,
+    "xp_compare",
+    "xp_alpha",
+    "xp_resume",
+    "xp_rerun_changed",
+    "xp_lease",
+    "xp_worker_threads",
+)
+
+
+def given(config: pytest.Config) -> bool:
+    """Whether the session sets any option or ini key of the plugin.
+
+    If so, the options are resolved (and a bad value refused) at configuration, before anything
+    runs; if not, there is nothing to check, and they are resolved when the first experiment is
+    collected (a plain session never resolves them).
+    """
+    return any(getattr(config.option, dest, None) not in (None, False, []) for dest in OPTION_DESTS) or any(
+        config.getini(key) for key in INI_KEYS
+    )
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+#: The run an item is running, with what the recorder keeps of it: set in its setup, removed
+#: once its teardown is reported (the only per-run entry in an item's stash). Defined here,
+#: where every session imports it: the recorder is imported once an experiment is collected.
+# (The stash keys of this module are annotated, not subscripted: an annotation is never evaluated,
+# so no typing alias is made at start-up.)
+ITEM_RUN_KEY: pytest.StashKey[ItemRun] = pytest.StashKey()
+
+
+def _current_run(request: pytest.FixtureRequest) -> Run:
+    current: ItemRun | None = request.node.stash.get(ITEM_RUN_KEY, None)
+    if current is None:
+        pytest.fail("xp: no experiment run for this test (is pytest-experiments disabled?)", pytrace=False)
+    return current.run
+
+
+@pytest.fixture
+def xp(request: pytest.FixtureRequest) -> Run:
+    """The current experiment run: log metrics and parameters, add metadata, write artefacts.
+
+    Example::
+
+        def test_train(xp, lr):
+            for epoch in range(10):
+                xp.log_metric("loss", train_one_epoch(lr), step=epoch)
+            (xp.dir / "model.txt").write_text("...")
+            return {"accuracy": 0.93}
+    """
+    return _current_run(request)
+
+
+@pytest.fixture
+def xp_run(request: pytest.FixtureRequest) -> Run:
+    """The current experiment run, as ``xp``: for suites where ``xp`` is a fixture of their own
+    (the array namespace of array-API code)."""
+    return _current_run(request)
+
+
+@pytest.fixture
+def xp_dir(request: pytest.FixtureRequest) -> Path:
+    """The run's own folder inside the store (``xp.dir``); files written there are its artefacts."""
+    return _current_run(request).dir
+
+
+# -- collection: the only hooks of a session before the plugin is on -------------------------
+
+# The fixtures and marks that may make a test an experiment (the exact rule: ``identity.is_experiment``).
+_RUN_FIXTURES = ("xp", "xp_run", "xp_dir")
+_MARKS = ("experiment", "grid")
+
+
+def might_be_experiment(item: pytest.Item) -> bool:
+    """A cheap necessary condition for :func:`identity.is_experiment`: one of its fixtures or marks."""
+    if not isinstance(item, pytest.Function):
+        return False
+    names = item.fixturenames
+    if any(name in names for name in _RUN_FIXTURES):
+        return True
+    return any(item.get_closest_marker(mark) is not None for mark in _MARKS)
+
+
+@pytest.hookimpl
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Grids are made at collection, before anything is active.
+    if metafunc.definition.get_closest_marker("grid") is None:
+        return
+    from pytest_experiments.plugin.grid import generate_grid
+
+    generate_grid(metafunc)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pycollect_makeitem(collector: pytest.Module | pytest.Class, name: str, obj: object) -> Any:
+    result = yield
+    if isinstance(result, list) and len(result) > 1:
+        functions = [item for item in result if isinstance(item, pytest.Function)]
+        if any(might_be_experiment(item) for item in functions):
+            from pytest_experiments.plugin.identity import check_distinct
+
+            check_distinct(functions)
+    return result
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    config = session.config
+    if ACTIVE_KEY in config.stash or STARTED_KEY not in config.stash:
+        return  # on already, or configured for --help / --version
+    candidates = [item for item in session.items if might_be_experiment(item)]
+    if not candidates:
+        return
+    from pytest_experiments.plugin.identity import is_experiment
+
+    if any(is_experiment(item) for item in candidates):
+        from pytest_experiments.plugin.activation import activate
+
+        activate(config, collected=True, session=session)
+
+
+# -- wiring -----------------------------------------------------------------------------------
+
+HANDLE_KEY: pytest.StashKey[StoreHandle] = pytest.StashKey()
 #: When this process's session started (configure time): the session itself is made on first use.
 #: Its presence also says the plugin is configured (not for ``--help`` / ``--version``).
-STARTED_KEY = pytest.StashKey[float]()
+STARTED_KEY: pytest.StashKey[float] = pytest.StashKey()
 #: Set once the plugin is active in this process (see :mod:`activation`).
-ACTIVE_KEY = pytest.StashKey[bool]()
+ACTIVE_KEY: pytest.StashKey[bool] = pytest.StashKey()
 
 #: The hooks of :mod:`hookspecs`, by name: a plugin or conftest that implements one gets the
 #: specifications added as it registers (tests/test_unused.py keeps the two in step).
@@ -52,6 +411,7 @@ HOOK_NAMES = (
     "pytest_experiments_session_start",
     "pytest_experiments_session_finish",
 )
+_HOOK_NAME_SET = frozenset(HOOK_NAMES)
 
 
 def add_hookspecs(manager: pytest.PytestPluginManager) -> None:
@@ -64,20 +424,16 @@ def add_hookspecs(manager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    options.add_options(parser)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
-    # The first hook that sees every argument: the ini file's addopts, PYTEST_ADDOPTS and the command line.
-    options.check_path_tokens(args)
+    add_options(parser)
 
 
 def pytest_plugin_registered(plugin: object, manager: pytest.PytestPluginManager) -> None:
     # Historic: also called for the plugins registered before this one. A hook implemented
     # before its specification is checked when the specification is added, and pytest
     # refuses unknown hooks only once collection is over: conftests of subfolders are in time.
-    if any(hasattr(plugin, name) for name in HOOK_NAMES):
+    # pluggy makes a hook caller for every hook a plugin implements as it registers the plugin:
+    # one set operation, where asking each plugin for each name would raise and catch.
+    if not _HOOK_NAME_SET.isdisjoint(vars(manager.hook)):
         add_hookspecs(manager)
 
 
@@ -95,8 +451,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("help", False) or config.getoption("version", False):
         return
     config.stash[STARTED_KEY] = time.time()
-    if options.given(config):
-        _configure_from_settings(config)
+    if given(config):
+        from pytest_experiments.plugin.settings import configure_from_settings
+
+        configure_from_settings(config)
     elif getattr(config.option, "dist", "no") != "no":
         # The controller does not collect: its workers tell it when they meet an experiment.
         from pytest_experiments.plugin import xdist
@@ -105,25 +463,23 @@ def pytest_configure(config: pytest.Config) -> None:
             xdist.controller(config)
 
 
-def _configure_from_settings(config: pytest.Config) -> None:
-    """The options that act at configuration: a shard, and those that ask for the store."""
-    from pytest_experiments.plugin.settings import settings_of
+#: What pytest and pluggy look at in this module: its hooks and fixtures. Both scan
+#: ``dir(plugin)`` when the plugin registers, at a cost per name (pytest unwraps each name's
+#: object in search of a hidden fixture), in every session; the module's other names (the option
+#: parsers, the keys, its imports) are none of their business (tests/test_unused.py keeps the
+#: list whole).
+_PLUGIN_NAMES = (
+    "pytest_addoption",
+    "pytest_collection_finish",
+    "pytest_configure",
+    "pytest_generate_tests",
+    "pytest_plugin_registered",
+    "pytest_pycollect_makeitem",
+    "xp",
+    "xp_dir",
+    "xp_run",
+)
 
-    settings = settings_of(config)
-    if settings.selection.status:
-        config.option.dist = "no"  # like --collect-only: collect in this process, run nothing
-    if settings.shard is not None:
-        # --xp-shard: a pure filter on every item (plain tests too), the same in every process.
-        from pytest_experiments.plugin.sharding import Sharding
 
-        config.pluginmanager.register(Sharding(settings.shard), "xp-shard")
-    if settings.selection.active or settings.comparison.active:
-        # The user asked for the store (resume, retry, status, comparisons): check it now.
-        from pytest_experiments.plugin.activation import activate
-
-        activate(config)
-    elif getattr(config.option, "dist", "no") != "no":
-        from pytest_experiments.plugin import xdist
-
-        if xdist.starts_workers(config):
-            xdist.controller(config)
+def __dir__() -> list[str]:
+    return list(_PLUGIN_NAMES)

@@ -41,8 +41,7 @@ from pytest_experiments.comparison import (
     write_text_atomically,
 )
 from pytest_experiments.model import IMPROVED, NEW, NOT_RUN, REGRESSED
-from pytest_experiments.plugin import xdist
-from pytest_experiments.plugin.fixtures import ITEM_RUN_KEY
+from pytest_experiments.plugin import ITEM_RUN_KEY, xdist
 from pytest_experiments.plugin.identity import grid_point, is_experiment
 from pytest_experiments.plugin.settings import ComparisonOptions
 

@@ -29,9 +29,9 @@ from pytest_experiments.values import (
     volatile_params,
 )
 
-# The fixtures that make a test an experiment, when the test receives ours (``fixtures.py``).
+# The fixtures that make a test an experiment, when the test receives ours (defined in ``plugin/__init__.py``).
 _RUN_FIXTURES = ("xp", "xp_run", "xp_dir")
-_FIXTURES_MODULE = "pytest_experiments.plugin.fixtures"
+_FIXTURES_MODULE = "pytest_experiments.plugin"
 # pytest-repeat's parameter (``--count``), and the name it is stored under.
 _REPEAT_STEP = "__pytest_repeat_step_number"
 REPEAT = "repeat"

@@ -33,8 +33,7 @@ from typing import Any
 import pytest
 
 from pytest_experiments.model import Continuation
-from pytest_experiments.plugin import xdist
-from pytest_experiments.plugin.fixtures import ITEM_RUN_KEY
+from pytest_experiments.plugin import ITEM_RUN_KEY, xdist
 from pytest_experiments.plugin.identity import grid_point, is_experiment, volatile_parameters
 from pytest_experiments.plugin.pausing import Continuing, call_interrupt_hook, mark_paused, pause_skip
 from pytest_experiments.plugin.store_access import StoreHandle, describe

@@ -5,14 +5,17 @@ experiment is collected. A plain session never loads this module (start-up, issu
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+import os
+import shlex
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 
-from pytest_experiments.plugin.options import alpha_level, lease_seconds, worker_threads
+from pytest_experiments.plugin import alpha_level, lease_seconds
+from pytest_experiments.plugin.xdist import worker_threads
 from pytest_experiments.store import DEFAULT_LEASE_S, locate
 
 if TYPE_CHECKING:
@@ -214,3 +217,69 @@ def _check_outputs(options: ComparisonOptions) -> None:
             read_saved_baseline(options.save_baseline)
         except BaselineError as exc:
             raise pytest.UsageError(f"xp: --xp-save-baseline: {exc}") from None
+
+
+#: Options whose value is a path, with the name of that value in messages.
+PATH_OPTIONS = {
+    "--xp-store": "PATH",
+    "--xp-artifacts": "PATH",
+    "--xp-baseline": "FILE",
+    "--xp-save-baseline": "FILE",
+    "--xp-report-md": "FILE",
+    "--xp-html": "FILE",
+}
+
+
+def check_path_tokens(args: Sequence[str]) -> None:
+    """Refuse a path option written as two tokens (``--xp-store /data/store``).
+
+    pytest looks for the rootdir and the ini file before any plugin's options exist, so
+    it takes the second token for a test path: an existing path outside the project
+    changes the rootdir, the ini file and every node id (resume then finds nothing done).
+    No plugin can redo that choice, so the form is refused whether the path exists or not
+    (a script must not break on its second run, once the store exists).
+    """
+    for index, token in enumerate(map(str, args)):
+        if token == "--":  # what follows is test paths only
+            return
+        if token in PATH_OPTIONS:
+            value = str(args[index + 1]) if index + 1 < len(args) else ""
+            shown = value if value and not value.startswith("-") else PATH_OPTIONS[token]
+            raise pytest.UsageError(
+                f"xp: write {token}={shown} as one token: given as two, pytest takes {shown} for a test path "
+                "when it looks for the rootdir and ini file, which changes every node id"
+            )
+
+
+def _all_arguments(config: pytest.Config) -> list[str]:
+    """The arguments pytest parsed, in its order: the ini file's addopts, PYTEST_ADDOPTS, the command line."""
+    return [
+        *config.getini("addopts"),
+        *shlex.split(os.environ.get("PYTEST_ADDOPTS", "")),
+        *config.invocation_params.args,
+    ]
+
+
+def configure_from_settings(config: pytest.Config) -> None:
+    """Act on the options given (any ``--xp-*`` option or ``xp_*`` ini key) at configuration:
+    refuse a path option written as two tokens and bad values, then set up a shard, and turn
+    the plugin on for the options that ask for the store."""
+    check_path_tokens(_all_arguments(config))
+    settings = settings_of(config)
+    if settings.selection.status:
+        config.option.dist = "no"  # like --collect-only: collect in this process, run nothing
+    if settings.shard is not None:
+        # --xp-shard: a pure filter on every item (plain tests too), the same in every process.
+        from pytest_experiments.plugin.sharding import Sharding
+
+        config.pluginmanager.register(Sharding(settings.shard), "xp-shard")
+    if settings.selection.active or settings.comparison.active:
+        # The user asked for the store (resume, retry, status, comparisons): check it now.
+        from pytest_experiments.plugin.activation import activate
+
+        activate(config)
+    elif getattr(config.option, "dist", "no") != "no":
+        from pytest_experiments.plugin import xdist
+
+        if xdist.starts_workers(config):
+            xdist.controller(config)

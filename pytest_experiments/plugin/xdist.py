@@ -26,6 +26,7 @@ that is turned on, never by a plain one.
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,8 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_experiments.plugin import HANDLE_KEY, STARTED_KEY
-from pytest_experiments.plugin.options import worker_threads
+from pytest_experiments.plugin import HANDLE_KEY, STARTED_KEY, thread_count
 
 if TYPE_CHECKING:
     from pytest_experiments.model import SessionStart
@@ -59,6 +59,18 @@ THREAD_VARIABLES = (
     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS",
 )  # fmt: skip
+
+
+def worker_threads(config: pytest.Config) -> int | str | None:
+    """--xp-worker-threads, else the ini key; None: leave the thread variables alone."""
+    threads: int | str | None = config.getoption("xp_worker_threads")
+    ini_threads = str(config.getini("xp_worker_threads")).strip()
+    if threads is None and ini_threads:
+        try:
+            threads = thread_count(ini_threads)
+        except argparse.ArgumentTypeError as exc:
+            raise pytest.UsageError(f"xp: ini key xp_worker_threads: {exc}") from None
+    return threads
 
 
 def has_xdist(config: pytest.Config) -> bool:

@@ -13,7 +13,9 @@ numbered up to ``M``, and any run it does not see is numbered above. A claim tak
 transaction-scoped advisory lock on its grid point, then checks and inserts: two claimers of
 one grid point take turns, and the second sees the first one's run. Liveness is judged as
 for SQLite (:mod:`pytest_experiments.store.liveness`), from the run's process and its session's
-heartbeat.
+heartbeat. Folders of one journal take turns the same way, under the journal's lock; the
+statement after the lock's reads (or checks) the journal's offset, so it sees every fold of it
+before (see ``_fold_once``).
 
 Identifiers (the schema) go through ``psycopg.sql.Identifier``; every value is a parameter.
 """
@@ -115,6 +117,8 @@ class PostgresStore(Store):
         self._readonly = readonly
         self._schema = sql.Identifier(self.name)
         self._code_written: set[str] = set()
+        # How far this connection last folded (or found folded) each journal, by name: see _fold_once.
+        self._folded: dict[str, int] = {}
         self._db = self._connect(conninfo, readonly)
         try:
             with self._errors(writing=not readonly):
@@ -489,15 +493,57 @@ class PostgresStore(Store):
     def _fold_once(self, path: Path) -> tuple[int, Batch] | None:
         if self._readonly or self._version < 4:
             return None
-        with self._errors(), self._db.pipeline(), self._db.transaction():
-            # Folders of one journal take turns. Two round trips a batch, whatever its size:
-            # BEGIN, the lock and the offset; then every record, the new offset and COMMIT.
-            row = self._db.execute(self._sql["journal_offset"], (_lock_key("journal", path.name), path.name)).fetchone()
-            offset = int(row[1]) if row is not None and row[1] is not None else 0
+        expected = self._folded.get(path.name)
+        if expected is not None:
+            # The common case, the writer folding its own journal every second: nobody else
+            # folds it, so it is still folded to where this connection left it.
+            batch = read_batch(path, expected)
+            if batch.end == expected:
+                return expected, batch  # nothing new: the store holds the journal up to there already
+            if self._fold_guarded(path.name, expected, batch):
+                return expected, batch
+        return self._fold_read(path)
+
+    def _fold_guarded(self, name: str, expected: int, batch: Batch) -> bool:
+        """Fold ``batch``, read from ``expected``, in one round trip; False (nothing folded) if the
+        journal's stored offset was not ``expected`` any more (another process folded it)."""
+        # One pipeline, one implicit transaction ended (committed, or rolled back with all its
+        # records if the offset moved meanwhile) by the pipeline's single sync: the journal's
+        # lock, the records, and the new offset, written only over ``expected``. That last
+        # statement sees what every folder of the journal before us committed (the lock is
+        # taken in an earlier statement). Last, and not before the records, because a failure
+        # then aborts no statement after it: psycopg would raise it in the middle of queueing
+        # the records, log a warning for the aborted rest, and keep as prepared a statement whose
+        # preparation the abort skipped. psycopg's transaction() would add a round trip for its
+        # BEGIN and two for its COMMIT.
+        self._folded.pop(name, None)  # unknown until the outcome is known
+        with self._errors():
+            try:
+                with self._db.pipeline():
+                    self._db.execute(self._sql["lock_journal"], (_lock_key("journal", name),))
+                    self._apply(batch)
+                    self._db.execute(self._sql["fold_offset_from"], (name, expected, batch.end, name))
+            except psycopg.errors.InvalidTextRepresentation as exc:
+                if q.GUARD_FAILED not in str(exc):
+                    raise
+                return False
+        self._folded[name] = batch.end
+        return True
+
+    def _fold_read(self, path: Path) -> tuple[int, Batch]:
+        """Fold from the offset read from the store: two round trips (the batch depends on the offset)."""
+        self._folded.pop(path.name, None)
+        with self._errors(), self._db.pipeline():
+            # One implicit transaction, as in _fold_guarded: the lock and the offset, read in a
+            # statement after the lock's; then every record and the new offset.
+            self._db.execute(self._sql["lock_journal"], (_lock_key("journal", path.name),))
+            row = self._db.execute(self._sql["journal_offset"], (path.name,)).fetchone()
+            offset = int(row[0]) if row is not None else 0
             batch = read_batch(path, offset)
             if batch.end > offset:
                 self._apply(batch)
                 self._db.execute(self._sql["fold_offset"], (path.name, batch.end))
+        self._folded[path.name] = batch.end
         return offset, batch
 
     def _apply(self, batch: Batch) -> None:

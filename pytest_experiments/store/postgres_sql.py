@@ -12,6 +12,9 @@ SCHEMA_VERSION = 4
 #: Written in the store's version table (a schema without it is not a store), and the
 #: connections' ``application_name``.
 APPLICATION = "pytest-experiments"
+#: In the error of a fold whose journal another process folded further meanwhile
+#: (``fold_offset_from``): no quote, brace or percent sign, as it is spliced into that statement.
+GUARD_FAILED = "pytest-experiments: journal folded elsewhere, now at"
 
 # Keys compare bytewise (COLLATE "C"), as SQLite compares text: the same order of runs
 # started at the same instant, and sorts that do not go through the locale.
@@ -246,9 +249,22 @@ STATEMENTS = {
     "ON CONFLICT (run_id, name) DO UPDATE SET size = EXCLUDED.size, media_type = EXCLUDED.media_type, "
     "kind = EXCLUDED.kind",
     # Merged: `pytest-experiments tag` may have tagged the run while it ran.
-    # Folding a journal: one folder of a journal at a time, from its stored offset.
+    # Folding a journal: one folder of a journal at a time, from its stored offset. The journal's
+    # lock is a statement of its own, before the read of the offset: a statement reads what was
+    # committed when it began, so a read in the lock's statement, after a wait for the lock,
+    # would miss the offset that the folder before us committed as it let go.
     "journal_offsets": "SELECT name, folded FROM {s}.journals",
-    "journal_offset": "SELECT pg_advisory_xact_lock(%s), (SELECT folded FROM {s}.journals WHERE name = %s)",
+    "lock_journal": "SELECT pg_advisory_xact_lock(%s)",
+    "journal_offset": "SELECT folded FROM {s}.journals WHERE name = %s",
+    # A fold sent in one round trip (its lock, its records, then this) moves the offset on only
+    # from the one it was read from: else it fails, and the fold's transaction with it, records
+    # and all (another process folded the journal meanwhile). The failure is a cast of a marked
+    # text (GUARD_FAILED), as plain SQL has no RAISE; it depends on the row read, so that the
+    # planner cannot evaluate it ahead of the test.
+    "fold_offset_from": "INSERT INTO {s}.journals (name, folded) SELECT %s, CASE WHEN g.folded = %s THEN %s "
+    "ELSE ('" + GUARD_FAILED + " ' || g.folded)::bigint END "
+    "FROM (SELECT coalesce((SELECT folded FROM {s}.journals WHERE name = %s), 0) AS folded) g "
+    "ON CONFLICT (name) DO UPDATE SET folded = EXCLUDED.folded",
     "fold_offset": "INSERT INTO {s}.journals (name, folded) VALUES (%s, %s) "
     "ON CONFLICT (name) DO UPDATE SET folded = EXCLUDED.folded",
     "fold_start": "WITH next AS (UPDATE {s}.run_sequence SET last = last + 1 RETURNING last) "
