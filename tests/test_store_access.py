@@ -24,6 +24,7 @@ import pytest
 from processes import TIMEOUT, Processes, inner_env
 
 from pytest_experiments import Store
+from pytest_experiments.store.sqlite_files import SIDE_DIR
 
 pytestmark = [
     pytest.mark.skipif(sys.platform != "linux", reason="setpriv, chattr and Linux permissions"),
@@ -252,6 +253,23 @@ def test_reading_needs_only_read_permission(shared_dir: Path, shared_procs: Proc
         assert len(opened.runs(history=True)) == len(expected) + 3
 
 
+def test_a_reader_who_is_not_the_owner_keeps_no_frames_even_where_it_could(
+    shared_dir: Path, shared_procs: Processes
+) -> None:
+    """load() keeps its frames beside the store only for the store's owner: a folder anyone may
+    write (0777) still gets no file owned by another user."""
+    store = shared_dir / "store"
+    record(shared_procs, store)
+    store.chmod(0o777)
+    before = files(store)
+    for _ in range(2):
+        results = read_all(shared_procs, store, prefix=NOBODY)
+        assert results["load"][1] == [f"test_grid.py::test_point[{i}]" for i in range(3)]
+    assert files(store) == before
+    read_all(shared_procs, store)  # the owner's reads keep them
+    assert (store / SIDE_DIR / "load-history.npz").stat().st_uid == 0
+
+
 @pytest.mark.parametrize("wal", [False, True], ids=["store-at-rest", "store-with-live-wal"])
 def test_reading_never_waits_for_a_writer(pytester: pytest.Pytester, procs: Processes, wal: bool) -> None:
     pytester.makepyfile(test_grid=GRID)
@@ -266,7 +284,10 @@ def test_reading_never_waits_for_a_writer(pytester: pytest.Pytester, procs: Proc
     results = read_all(procs, store, timeout=20)
 
     assert results["load"][1] == [f"test_grid.py::test_point[{i}]" for i in range(3)]
-    assert files(store) == before
+    # Nothing else written: only the frames load() keeps for the store's owner (this reader).
+    after = files(store)
+    assert {name: value for name, value in after.items() if name.split("/")[0] != SIDE_DIR} == before
+    assert f"{SIDE_DIR}/load-history.npz" in after
     (pytester.path / "release").write_text("")
     code, output = procs.finish(locker)
     assert code == 0, output

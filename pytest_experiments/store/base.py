@@ -252,6 +252,22 @@ class Store(abc.ABC):
         """
         return RunColumns.of(self.runs(experiment=experiment, status=status, history=history), metadata=metadata)
 
+    def change_token(self) -> str | None:
+        """A text that differs whenever anything :meth:`run_columns` gives of the stored runs may
+        differ, or None when the store cannot tell (then nothing derived from it may be kept).
+
+        What a reader checks a file derived from the runs against (``load()``'s side files): the
+        same token, read before and after the file was made, means the same runs. None while any
+        run is stored as ``running`` (its live status changes without the store).
+        """
+        return None
+
+    @property
+    def side_folder(self) -> Path | None:
+        """Where readers may keep files derived from the store (checked against
+        :meth:`change_token`), or None when the store has no such place."""
+        return None
+
     @abc.abstractmethod
     def grid_snapshot(self) -> GridSnapshot:
         """The latest run of every grid point, lean, and the store's mark, in one consistent read.

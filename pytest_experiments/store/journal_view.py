@@ -283,6 +283,14 @@ class JournalView(Store):
             return self.inner.run_columns(experiment=experiment, status=status, history=history, metadata=metadata)
         return super().run_columns(experiment=experiment, status=status, history=history, metadata=metadata)
 
+    def change_token(self) -> str | None:
+        # Records not folded yet are runs the store's token does not cover.
+        return None if self._tail() else self.inner.change_token()
+
+    @property
+    def side_folder(self) -> Path | None:
+        return self.inner.side_folder
+
     def run(self, run_id: str) -> RunRecord:
         tail = self._tail()
         try:

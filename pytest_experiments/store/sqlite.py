@@ -59,7 +59,7 @@ DB_NAME = sqlite_files.DB_NAME  # other modules import these two from here
 RUNS_DIR = rundirs.RUNS_DIR
 #: Marks a database as ours ("XPST"), so another application's SQLite file is refused.
 APPLICATION_ID = 0x58505354
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _BUSY_TIMEOUT_S = 30.0
 _RETRY_FOR_S = 300.0
 
@@ -171,6 +171,19 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         # How far each journal (store/journal.py) is folded into the store: a fold moves the
         # offset in the transaction that applies the records, so each record is folded once.
         "CREATE TABLE IF NOT EXISTS journals (name TEXT PRIMARY KEY, folded INTEGER NOT NULL) WITHOUT ROWID",
+    ),
+    6: (
+        # A token drawn anew by every change to a run, by triggers so that no writer (nor a hand
+        # edit) can change one without it: what load()'s side files are checked against
+        # (Store.change_token). Random rather than a counter: a store restored from a copy and
+        # changed again never meets a token it had before.
+        "CREATE TABLE runs_changed (id INTEGER PRIMARY KEY CHECK (id = 1), token BLOB NOT NULL)",
+        "INSERT INTO runs_changed (id, token) VALUES (1, randomblob(16))",
+        *(
+            f"CREATE TRIGGER runs_changed_{event.lower()} AFTER {event} ON runs BEGIN "
+            "UPDATE runs_changed SET token = randomblob(16); END"
+            for event in ("INSERT", "UPDATE", "DELETE")
+        ),
     ),
 }
 
@@ -918,6 +931,31 @@ class SQLiteStore(Store):
             return columns.run_columns(
                 rows, root=self.root, liveness=self._liveness, latest=not history, status=wanted, metadata=metadata
             )
+
+    def change_token(self) -> str | None:
+        if self._version < 6:  # a reader never migrates: an older store has no token
+            return None
+        # One statement, so one snapshot of the token and of the runs stored as running.
+        token, running = self._read(
+            lambda connection: connection.execute(
+                "SELECT (SELECT hex(token) FROM runs_changed), EXISTS (SELECT 1 FROM runs WHERE status = 'running')"
+            ).fetchone()
+        )
+        if token is None or running:
+            return None
+        # The root too: the frames hold each run folder's absolute path.
+        return f"sqlite {self._version} {token} {self.root}"
+
+    @property
+    def side_folder(self) -> Path | None:
+        # Only the store's owner keeps files in it: a reader creates none that would belong to
+        # another user than the store's (as SQLite's -wal and -shm would).
+        geteuid = getattr(os, "geteuid", None)  # not on Windows: no other owner to tell apart
+        try:
+            owned = geteuid is None or self.database.stat().st_uid == geteuid()
+        except OSError:
+            owned = False
+        return self.root / sqlite_files.SIDE_DIR if owned else None
 
     def grid_snapshot(self) -> GridSnapshot:
         # Every query in one read transaction: a WAL reader sees one state of the database

@@ -23,11 +23,14 @@ from pytest_experiments.store.journal import JOURNALS_DIR
 from pytest_experiments.store.rundirs import GITIGNORE, RUNS_DIR
 
 DB_NAME = "experiments.sqlite"
+#: Files readers derive from the database (``load()``'s frames), each checked against the
+#: store's change token before it is read: deleting the folder loses nothing.
+SIDE_DIR = "derived"
 
 #: What a store folder may hold before its database exists: another process may be creating
 #: it right now (the ``.gitignore`` is written under a temporary name, then renamed).
 _STORE_NAMES = frozenset(
-    {RUNS_DIR, JOURNALS_DIR, GITIGNORE, DB_NAME, *(f"{DB_NAME}-{end}" for end in ("wal", "shm", "journal"))}
+    {RUNS_DIR, JOURNALS_DIR, GITIGNORE, DB_NAME, SIDE_DIR, *(f"{DB_NAME}-{end}" for end in ("wal", "shm", "journal"))}
 )
 _PARTIAL_GITIGNORE = re.compile(r"\.gitignore\.\d+\.tmp")
 

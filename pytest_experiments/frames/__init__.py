@@ -1,4 +1,4 @@
-"""Recorded runs as a pandas DataFrame, and a frame as a table to print. The only module that imports pandas."""
+"""Recorded runs as a pandas DataFrame, and a frame as a table to print. The only package that imports pandas."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pytest_experiments.frames import cache
 from pytest_experiments.model import STATUSES, RunColumns, RunRecord, SeriesPoints
 from pytest_experiments.store import Store
 from pytest_experiments.store.columns import gc_paused
@@ -52,10 +53,24 @@ def load(
     statuses = _statuses(status)
     if isinstance(store, Store):
         with gc_paused():
-            return columns_frame(_columns(store, names, statuses, history, metadata), metadata=metadata)
+            return _frame(store, names, statuses, history, metadata)
     location = find_store() if store is None else store
     with Store.open(location, readonly=True, artifacts=artifacts_for(location)) as opened, gc_paused():
-        return columns_frame(_columns(opened, names, statuses, history, metadata), metadata=metadata)
+        return _frame(opened, names, statuses, history, metadata)
+
+
+def _frame(
+    store: Store, names: list[str] | None, statuses: list[str] | None, history: bool, metadata: bool
+) -> pd.DataFrame:
+    """The frame of :func:`load`; without a selection, kept beside the store for the next call
+    (:mod:`pytest_experiments.frames.cache`)."""
+
+    def build() -> pd.DataFrame:
+        return columns_frame(_columns(store, names, statuses, history, metadata), metadata=metadata)
+
+    if names is None and statuses is None and not metadata:
+        return cache.cached(store, history, build)
+    return build()
 
 
 def load_series(
@@ -156,6 +171,7 @@ def runs_frame(records: list[RunRecord], *, metadata: bool = False) -> pd.DataFr
 def columns_frame(runs: RunColumns, *, metadata: bool = False) -> pd.DataFrame:
     """Build the frame of :func:`load` from runs read as columns.
 
+    (Whatever changes these frames raises :data:`pytest_experiments.frames.cache.FORMAT`.)
     A column per parameter, metric, tag (and metadata key) in the order the names first appear
     in the runs, a run without one holding None (NaN for a metric); built one column at a time
     from the decoded values, never a row at a time.

@@ -1,0 +1,284 @@
+"""``load()``'s frames kept beside the store, so that loading runs that have not changed reads
+typed columns rather than every run's row and JSON again.
+
+A frame of 100,000 runs costs about 2 s of CPU to build from the store (a Python object per
+value: SQLite's rows, decoded JSON, then pandas' columns); the same frame read back from its
+columns costs a few hundredths of that. Only the frames of ``load()`` and
+``load(history=True)`` are kept (no selection, no metadata): one file each, in the store's
+:attr:`~pytest_experiments.store.Store.side_folder`.
+
+Never stale: a file holds the store's :meth:`~pytest_experiments.store.Store.change_token`,
+read before the frame was built and again after it (the same token, so the same runs
+throughout), and is read only while the store gives that token; a store that cannot give one
+(a server store, runs stored as ``running``, journals not folded yet, an older schema) or has
+no side folder for this reader (who is not the store's owner) keeps nothing. Never
+half-read: written under a temporary name then renamed, and a file that does not read back
+whole, with the dtypes it names, is ignored and replaced. Never executed: ``numpy.load`` with
+``allow_pickle=False`` and JSON for the column names and kinds. A reader that cannot write
+(a read-only folder) builds the frame each time, as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import zipfile
+from collections.abc import Callable
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pytest_experiments.store import Store
+
+#: Part of every file's key: raise it whenever ``load()``'s frames change (a column, a dtype,
+#: an order), so that files written before are never read.
+FORMAT = 1
+
+_FILE_NAMES = {False: "load-latest.npz", True: "load-history.npz"}
+#: The types of decoded JSON: what an ``object`` column of a frame holds (nested ones too).
+_JSON_TYPES = frozenset({str, int, float, bool, type(None), list, dict})
+# What a file that is not one of ours, or not whole, raises on reading (numpy, zipfile, JSON).
+_UNREADABLE = (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, ImportError, zipfile.BadZipFile)
+
+
+def cached(store: Store, history: bool, build: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """The frame ``build()`` makes of ``store``'s runs (``history``: every run, else the latest
+    of each grid point), read from the store's side file when it holds that frame of the same
+    runs, else built and, where the store allows, kept for the next call."""
+    folder = store.side_folder
+    token = None if folder is None else store.change_token()
+    if folder is None or token is None:
+        return build()
+    key = _key(token, history)
+    path = folder / _FILE_NAMES[history]
+    frame = _read(path, key)
+    if frame is not None:
+        return frame
+    frame = build()
+    if store.change_token() == token:  # no change while it was built: the frame is of these runs
+        _write(path, key, frame)
+    return frame
+
+
+def _key(token: str, history: bool) -> str:
+    """What a file must hold to be read: the runs, the call, and what decides the frame's dtypes."""
+    from pytest_experiments import __version__  # a release may build other frames: never read its files
+
+    strings = pd.Series(["x"]).dtype  # the dtype pandas gives text here (pandas' version and options)
+    return json.dumps(
+        [
+            FORMAT,
+            __version__,
+            token,
+            history,
+            pd.__version__,
+            np.__version__,
+            repr(strings),
+            getattr(strings, "storage", ""),
+        ]
+    )
+
+
+# -- writing ----------------------------------------------------------------------------
+
+
+def _write(path: Path, key: str, frame: pd.DataFrame) -> None:
+    """Keep ``frame`` in ``path`` (whole or not at all); nothing when a column has no encoding
+    here or the folder cannot be written."""
+    if frame.empty:
+        return
+    arrays: dict[str, np.ndarray] = {}
+    kinds = []
+    for position, (name, column) in enumerate(frame.items()):
+        encoded = _encoded(column)
+        if encoded is None:
+            return  # a column of other values (lists, mixed types...): built each time
+        kind, parts = encoded
+        kinds.append([str(name), kind, str(column.dtype)])
+        arrays.update({f"c{position}.{part}": values for part, values in parts.items()})
+    if any(values.dtype.hasobject for values in arrays.values()):
+        return  # numpy would pickle it: never written, since it would never be read
+    meta = {"key": key, "rows": len(frame), "columns": kinds}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    # A name of its own (threads of one process too), in the same folder so that the rename is atomic.
+    partial = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        path.parent.mkdir(exist_ok=True)
+        with open(partial, "xb") as file:
+            np.savez(file, **arrays)  # type: ignore[arg-type]  # numpy's stubs want positional arrays too
+        os.replace(partial, path)  # readers see the old file or the new one, never a part
+    except OSError:  # a read-only folder, a full disk: the frame is simply not kept
+        _remove(partial)
+    except BaseException:  # Ctrl-C while writing: no part left behind either
+        _remove(partial)
+        raise
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):  # there may be no folder to remove it from
+        path.unlink(missing_ok=True)
+
+
+def _encoded(column: pd.Series) -> tuple[str, dict[str, np.ndarray]] | None:
+    """``column`` as numpy arrays of numbers, with the kind that reads it back; None when it
+    holds values these kinds cannot give back exactly."""
+    dtype = column.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "biuf":  # numbers and booleans as numpy holds them
+        return "plain", {"data": column.to_numpy()}
+    if isinstance(dtype, pd.Int64Dtype):
+        return "int", {"data": column.to_numpy(dtype=np.int64, na_value=0), "mask": column.isna().to_numpy()}
+    if isinstance(dtype, pd.DatetimeTZDtype) and str(dtype.tz) == "UTC":
+        naive = column.dt.tz_convert(None).to_numpy()  # UTC's wall clock: the same instants
+        return "utc", {"data": naive.view(np.int64)}
+    if isinstance(dtype, pd.StringDtype):
+        if pd.api.types.pandas_dtype(str(dtype)) != dtype:
+            return None  # a string dtype its name does not give back
+        return _text(column, dtype.storage)
+    if pd.api.types.is_object_dtype(dtype):
+        return _json(column.tolist())
+    return None
+
+
+def _json(values: list[Any]) -> tuple[str, dict[str, np.ndarray]] | None:
+    """A column of decoded JSON values (mixed types, lists, mappings, None beside NaN) as one JSON
+    array, which decodes to equal values of the same types; None for values of other types."""
+    if not {type(value) for value in values} <= _JSON_TYPES:
+        return None
+    text = json.dumps(values, allow_nan=True, separators=(",", ":"))  # ASCII: a lone surrogate is escaped
+    return "json", {"data": np.frombuffer(text.encode(), dtype=np.uint8)}
+
+
+def _text(column: pd.Series, storage: str) -> tuple[str, dict[str, np.ndarray]] | None:
+    """A column of text (missing values allowed) as UTF-8 bytes, the offsets of each value in
+    them, and which are missing; None for text that has no UTF-8 (a lone surrogate, which JSON allows)."""
+    missing = column.isna().to_numpy()
+    if storage == "pyarrow":
+        return "text", {**_arrow_text(column), "mask": missing}
+    values = column.tolist()
+    for row in np.flatnonzero(missing).tolist():
+        values[row] = ""
+    # One join and one encode, the values then found between NUL bytes (UTF-8 has no other).
+    joined = "\x00".join(values)
+    try:
+        data = np.frombuffer(joined.encode(), dtype=np.uint8)
+    except UnicodeEncodeError:
+        return None
+    separators = np.flatnonzero(data == 0)
+    if len(separators) != len(values) - 1:
+        return None  # a value holding NUL itself: built each time
+    offsets = np.empty(len(values) + 1, dtype=np.int64)
+    offsets[0] = 0
+    offsets[1:-1] = separators - np.arange(len(separators))  # each value's end, less the NULs before it
+    offsets[-1] = len(data) - len(separators)
+    return "text", {"data": np.delete(data, separators), "offsets": offsets, "mask": missing}
+
+
+def _arrow_text(column: pd.Series) -> dict[str, np.ndarray]:
+    """The UTF-8 bytes and offsets of a column pandas keeps in Arrow: Arrow's own buffers."""
+    import pyarrow as pa
+
+    array = pa.array(column)  # pandas hands its Arrow data over as it is
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    array = array.cast(pa.large_string())  # 64-bit offsets, as the reader takes them
+    _, offset_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=np.int64)[array.offset : array.offset + len(array) + 1]
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, dtype=np.uint8)
+    return {"data": data[offsets[0] : offsets[-1]], "offsets": offsets - offsets[0]}
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def _read(path: Path, key: str) -> pd.DataFrame | None:
+    """The frame kept in ``path`` under ``key``; None when there is none, or not whole."""
+    try:
+        # Opened here: numpy leaves a file it opened itself open when it is not a whole archive.
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
+            meta = json.loads(archive["meta"].tobytes())
+            if meta["key"] != key:
+                return None
+            rows = int(meta["rows"])
+            columns = {
+                name: _decoded(kind, dtype, rows, archive, f"c{position}")
+                for position, (name, kind, dtype) in enumerate(meta["columns"])
+            }
+    except FileNotFoundError:
+        return None
+    except _UNREADABLE:
+        return None  # not whole, or not ours: built again and replaced
+    frame: pd.DataFrame = pd.DataFrame(columns)
+    if [str(dtype) for dtype in frame.dtypes] != [dtype for _, _, dtype in meta["columns"]]:
+        return None
+    return frame
+
+
+def _decoded(kind: str, dtype: str, rows: int, archive: Any, prefix: str) -> pd.Series:
+    """One column of ``rows`` values read back from ``archive`` (its arrays ``<prefix>.*``), as
+    ``_encoded`` wrote it."""
+    data: np.ndarray = archive[f"{prefix}.data"]
+    column: pd.Series
+    if kind == "plain":
+        column = pd.Series(_sized(data, rows, np.dtype(dtype)), copy=False)
+    elif kind == "int":
+        mask = _sized(archive[f"{prefix}.mask"], rows, np.bool_)
+        column = pd.Series(pd.arrays.IntegerArray(_sized(data, rows, np.int64), mask), copy=False)
+    elif kind == "utc":
+        unit = pd.api.types.pandas_dtype(dtype).unit  # type: ignore[union-attr]  # ValueError for another dtype
+        naive = _sized(data, rows, np.int64).view(f"datetime64[{unit}]")
+        column = pd.Series(naive, copy=False).dt.tz_localize("UTC")
+    elif kind == "json":
+        values = json.loads(data.tobytes())
+        if not isinstance(values, list) or len(values) != rows:
+            raise ValueError("a column of another length")
+        column = pd.Series(values, dtype=dtype)  # as given to pandas first: the same values, in a list
+    elif kind == "text":
+        offsets = _sized(archive[f"{prefix}.offsets"], rows + 1, np.int64)
+        missing = _sized(archive[f"{prefix}.mask"], rows, np.bool_)
+        if data.dtype != np.uint8 or offsets[0] != 0 or offsets[-1] != len(data) or np.any(np.diff(offsets) < 0):
+            raise ValueError("text offsets out of order")
+        column = _text_column(data, offsets, missing, dtype)
+    else:
+        raise ValueError(f"unknown column kind {kind!r}")
+    return column
+
+
+def _sized(values: np.ndarray, rows: int, dtype: Any = None) -> np.ndarray:
+    """``values``, checked to hold ``rows`` items (of ``dtype``): a file made otherwise is not read."""
+    if values.ndim != 1 or len(values) != rows or (dtype is not None and values.dtype != dtype):
+        raise ValueError("a column of another length or type")
+    return values
+
+
+def _text_column(data: np.ndarray, offsets: np.ndarray, missing: np.ndarray, dtype: str) -> pd.Series:
+    """The text column of UTF-8 ``data`` cut at ``offsets``."""
+    strings = pd.api.types.pandas_dtype(dtype)
+    if not isinstance(strings, pd.StringDtype):
+        raise ValueError(f"text kept for a column of {dtype}")
+    if strings.storage == "pyarrow":
+        # Arrow holds text as exactly these buffers: no Python object per value.
+        import pyarrow as pa
+
+        valid = np.packbits(~missing, bitorder="little")
+        array = pa.LargeStringArray.from_buffers(
+            len(missing), pa.py_buffer(offsets), pa.py_buffer(data), pa.py_buffer(valid), int(missing.sum())
+        )
+        array.validate(full=True)  # offsets within the data, and UTF-8: else ValueError (pyarrow's is one)
+        column: pd.Series = pd.Series(pd.array(array, dtype=strings), copy=False)
+        return column
+    raw = data.tobytes()
+    bounds = list(pairwise(offsets.tolist()))
+    if raw.isascii():  # byte offsets are character offsets: one decode, then slices
+        text = raw.decode()
+        values: list[str | None] = [text[start:end] for start, end in bounds]
+    else:
+        values = [raw[start:end].decode() for start, end in bounds]
+    for row in np.flatnonzero(missing).tolist():
+        values[row] = None
+    column = pd.Series(pd.array(values, dtype=strings), copy=False)
+    return column
