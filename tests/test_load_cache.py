@@ -57,7 +57,7 @@ def kept(root: Path, history: bool) -> pd.DataFrame | None:
         token = store.change_token()
     if token is None:
         return None
-    return cache._read(root / SIDE_DIR / FILES[history], cache._key(token, history, root))
+    return cache._read(root / SIDE_DIR / FILES[history], cache._key(token, history))
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def test_a_torn_foreign_or_pickled_file_is_never_read_and_is_replaced(root: Path
     path = root / SIDE_DIR / FILES[True]
     whole = path.read_bytes()
     with Store.open(root, readonly=True) as store:
-        key = cache._key(store.change_token() or "", True, root)
+        key = cache._key(store.change_token() or "", True)
         reference = expected(store, True)
     meta = {"key": key, "rows": len(reference), "columns": [["run_id", "json", "object"]]}
     encoded = np.frombuffer(cache.json.dumps(meta).encode(), dtype=np.uint8)
@@ -271,7 +271,8 @@ def test_text_holding_nul_loads_the_same_kept_or_not(tmp_path: Path, storage: st
 
 def test_a_store_copied_elsewhere_loads_its_own_folders(root: Path, tmp_path: Path) -> None:
     """The ``dir`` column is absolute: a copy of the store (its kept frames too) has the same
-    runs and token, but its run folders are its own, so the frame kept for the original is not read."""
+    runs, but its run folders are its own (the change token names the store's folder), so the
+    frame kept for the original is not read."""
     original = load(root, history=True)
     assert kept(root, history=True) is not None
     copy = tmp_path / "elsewhere" / "store"

@@ -54,7 +54,7 @@ def cached(store: Store, history: bool, build: Callable[[], pd.DataFrame]) -> pd
     token = None if folder is None else store.change_token()
     if folder is None or token is None:
         return build()
-    key = _key(token, history, store.root)
+    key = _key(token, history)
     path = folder / _FILE_NAMES[history]
     frame = _read(path, key)
     if frame is not None:
@@ -65,10 +65,8 @@ def cached(store: Store, history: bool, build: Callable[[], pd.DataFrame]) -> pd
     return frame
 
 
-def _key(token: str, history: bool, root: Path) -> str:
-    """What a file must hold to be read: the runs, the call, the store's folder (the ``dir``
-    column is absolute: a store copied or moved elsewhere keeps its token but not its paths),
-    and what decides the frame's dtypes."""
+def _key(token: str, history: bool) -> str:
+    """What a file must hold to be read: the runs, the call, and what decides the frame's dtypes."""
     from pytest_experiments import __version__  # a release may build other frames: never read its files
 
     strings = pd.Series(["x"]).dtype  # the dtype pandas gives text here (pandas' version and options)
@@ -78,7 +76,6 @@ def _key(token: str, history: bool, root: Path) -> str:
             __version__,
             token,
             history,
-            str(root),
             pd.__version__,
             np.__version__,
             repr(strings),
