@@ -5,7 +5,7 @@ It happens once per process, when the process meets its first experiment: at the
 collection (without xdist, and in each xdist worker), or, on an xdist controller (which does not
 collect), when a worker reports one. The options that ask for the store (resume, retry, status,
 comparisons) turn it on at configuration. Until then the plugin touches nothing (see
-:mod:`plugin` and :mod:`collection`, which calls :func:`activate`).
+:mod:`plugin`, whose collection hooks call :func:`activate`).
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def resolve(value: Shard | str | None, environ: Mapping[str, str] | None = None)
 
 def item_key(item: pytest.Item) -> tuple[str, ...]:
     """What decides ``item``'s shard: its grid point, or for other tests its node id."""
-    # Imported here: options.py imports this module in every session, experiments or not.
+    # Imported here: --xp-shard loads this module at configuration, before any experiment is known.
     from pytest_experiments.plugin.identity import is_experiment, point_key
 
     if isinstance(item, pytest.Function) and is_experiment(item):
