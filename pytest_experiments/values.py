@@ -131,6 +131,10 @@ def to_json_value(value: Any, reprs: list[str] | None = None) -> Any:
     100 levels, is cut there (``{...}``); an int too long to print is stored in hex. What
     was stored approximately is appended to ``reprs`` when given, so the caller can warn.
     """
+    if type(value) is dict:  # the usual result or metadata: a small dict of plain values
+        copied = _plain_dict(value, 1)
+        if copied is not None:
+            return copied
     conversion = Conversion()
     try:
         converted = conversion.convert(value)
@@ -139,6 +143,28 @@ def to_json_value(value: Any, reprs: list[str] | None = None) -> Any:
     if reprs is not None:
         reprs.extend(conversion.notes)
     return converted
+
+
+def _plain_dict(value: dict[Any, Any], nesting: int) -> dict[str, Any] | None:
+    """A copy of ``value`` when it is JSON already (str keys; str, float, bool, None and ints that
+    print as values, or such dicts ``nesting`` levels down), else None: what :class:`Conversion`
+    would make of it, at a fraction of its cost."""
+    copy: dict[str, Any] = {}
+    for key, item in value.items():
+        if type(key) is not str:
+            return None
+        kind = type(item)
+        if kind is dict and nesting > 0:
+            item = _plain_dict(item, nesting - 1)
+            if item is None:
+                return None
+        elif kind is int:
+            if item.bit_length() >= _ALWAYS_PRINTABLE_BITS:
+                return None
+        elif kind not in _PLAIN_SCALARS:
+            return None
+        copy[key] = item
+    return copy
 
 
 class RawJSON(str):
@@ -161,7 +187,7 @@ def dumps(value: Any) -> str:
     """
     if type(value) is RawJSON:
         return value
-    text = _COMPACT.encode(value)
+    text = "".join(_compact_chunks(value, 0))
     if text.isascii() or _utf8(text):
         return text
     return _ASCII.encode(value)
@@ -193,9 +219,20 @@ def _utf8(text: str) -> bool:
 
 
 _PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
+_PLAIN_SCALARS = frozenset({str, float, bool, type(None)})
 # One encoder for every hash: json.dumps with options builds a new encoder per call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# _COMPACT's C encoder, made once: ``encode`` makes one per call, a third of its cost for the small
+# values a run writes several of. No circularity check (markers None): ``dumps`` takes JSON-typed
+# values, which ``to_json_value`` made without cycles (deep nesting still raises RecursionError).
+_compact_chunks = (
+    json.encoder.c_make_encoder(
+        None, _COMPACT.default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+    if json.encoder.c_make_encoder is not None
+    else lambda value, _level: [_COMPACT.encode(value)]
+)
 # Escapes every non-ASCII character, lone surrogates included.
 _ASCII = json.JSONEncoder(separators=(",", ":"))
 
@@ -299,11 +336,12 @@ def metrics_from_result(result: Any, skipped: list[str] | None = None) -> dict[s
     large for a float are appended to ``skipped`` when given: they are no metrics.
     """
     skipped = [] if skipped is None else skipped
-    number = as_number(result)
-    if number is not None:
-        return {"result": number}
-    if too_large(result):
-        skipped.append("result")
+    if type(result) is not dict:  # a dict is no number: the usual result goes straight on
+        number = as_number(result)
+        if number is not None:
+            return {"result": number}
+        if too_large(result):
+            skipped.append("result")
     metrics: dict[str, float] = {}
     if isinstance(result, Mapping):
         # A mapping whose own methods raise keeps the metrics found before.
@@ -316,8 +354,12 @@ def _collect_leaves(
     mapping: Mapping[Any, Any], prefix: str, out: dict[str, float], skipped: list[str], open_: set[int]
 ) -> None:
     for key, value in mapping.items():
-        name = f"{prefix}{_key(key)}"
-        if isinstance(value, Mapping):
+        name = prefix + key if type(key) is str else f"{prefix}{_key(key)}"
+        kind = type(value)
+        if kind is float:  # the usual leaf
+            out[name] = value
+            continue
+        if kind is dict or (kind is not int and isinstance(value, Mapping)):
             # A mapping holding itself, or nested too deep, has no further metrics.
             if id(value) not in open_ and len(open_) < _MAX_DEPTH:
                 open_.add(id(value))

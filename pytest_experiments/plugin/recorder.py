@@ -51,6 +51,8 @@ CLAIMED_KEY = pytest.StashKey[Run]()
 #: What a claim of several points decided for an item ahead of its turn: the run claimed for it,
 #: or why another session has its grid point.
 DECIDED_KEY = pytest.StashKey["Run | str"]()
+#: Whether the item is an experiment, decided as its protocol starts (see ``pytest_xp_before_protocol``).
+EXPERIMENT_KEY = pytest.StashKey[bool]()
 #: The most grid points asked for in one claim (see :meth:`Recorder._decide`).
 MAX_CLAIM_WINDOW = 64
 
@@ -132,11 +134,27 @@ class Recorder:
 
     # Named pytest_*: pytest registers no other method of a plugin, whatever its specname.
     @pytest.hookimpl(tryfirst=True, specname="pytest_runtest_protocol")
-    def pytest_xp_claim_first(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
-        """With resume / retry: claim the grid point before anything of the item runs; one that
-        another session has is not run at all (no setup, no report: as deselected), only counted
-        for the summary. A claim that fails is left to the setup, which reports it."""
-        if self._claim_after is None or not is_experiment(item) or self._store.failure is not None:
+    def pytest_xp_before_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        """Before anything of an experiment runs (one hook for both: this runs for every test).
+
+        Once the store failed (in any process of the session), no experiment starts: the session
+        stops, the item not run and nothing reported, as the items after ``-x`` stops a session.
+
+        With resume / retry: the grid point is claimed here; one that another session has is not
+        run at all (no setup, no report: as deselected), only counted for the summary. A claim
+        that fails is left to the setup, which reports it.
+        """
+        experiment = is_experiment(item)
+        # Decided once per protocol, for the hooks that follow (a marker added after collection,
+        # by a collection hook of the suite's, is seen: this is after collection).
+        item.stash[EXPERIMENT_KEY] = experiment
+        if not experiment:
+            return None
+        failure = self._store.failure
+        if failure is not None:
+            _stop(item.session, failure)
+            return True
+        if self._claim_after is None:
             return None
         assert isinstance(item, pytest.Function)
         decided = item.stash.get(DECIDED_KEY, None)
@@ -209,7 +227,8 @@ class Recorder:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        if not is_experiment(item):
+        experiment = item.stash.get(EXPERIMENT_KEY, None)
+        if not (is_experiment(item) if experiment is None else experiment):
             return
         assert isinstance(item, pytest.Function)
         claimed = item.stash.get(CLAIMED_KEY, None)
@@ -268,17 +287,6 @@ class Recorder:
             failure = str(exc)
         _stop(item.session, failure)
         pytest.fail(f"xp: {failure}", pytrace=False)  # outside the except: no chained exception shown
-
-    @pytest.hookimpl(tryfirst=True, specname="pytest_runtest_protocol")
-    def pytest_xp_skip_after_store_failure(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
-        """Once the store failed (in any process of the session), no experiment starts: the session stops."""
-        if not is_experiment(item):
-            return None
-        failure = self._store.failure
-        if failure is None:
-            return None
-        _stop(item.session, failure)
-        return True  # not run, nothing reported: as the items after ``-x`` stops a session
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -354,6 +362,7 @@ class Recorder:
     def _finish_reported(self, item: pytest.Item, report: pytest.TestReport) -> None:
         try:
             self._finish(item, None)
+            self._store.fold_if_due()
         except StoreError as exc:
             _stop(item.session, str(exc))
             _turn_into_error(report, f"xp: {exc}")

@@ -31,6 +31,11 @@ T = TypeVar("T")
 #: Seconds between two folds of this process's journal into the store: how far behind the
 #: store itself may be (readers see the journal anyway).
 FOLD_EVERY_S = 1.0
+#: The heartbeat thread folds only a journal its main thread has not folded for this long (a
+#: long test logging points): a fold in the thread holds the interpreter's lock for its Python
+#: part, which every system call of the thread running tests then waits for (5x the fold's own
+#: cost, measured), so between runs the test thread folds itself (:meth:`StoreHandle.fold_if_due`).
+THREAD_FOLDS_AFTER_S = 5.0
 
 
 def describe(error: Exception, path: Path | str) -> str:
@@ -56,6 +61,9 @@ class Heartbeat(threading.Thread):
         store: Store | None = None
         period = min(FOLD_EVERY_S, self._handle.lease / 4)
         next_beat = time.monotonic() + self._handle.lease / 4
+        # The first beat folds what the journal holds (the first run's start): a store that cannot
+        # take it is found as the session starts, not once the fold is stale.
+        first = True
         try:
             while not self._stopped.wait(period):
                 if self._handle.failure is not None:
@@ -68,7 +76,9 @@ class Heartbeat(threading.Thread):
                     self._handle.heartbeat_trouble = describe(exc, self._handle.path)
                     continue
                 try:
-                    self._handle.fold(store)
+                    if first or self._handle.fold_is_stale():
+                        first = False
+                        self._handle.fold(store)
                 except Exception as exc:
                     # The store cannot take the journal (full, damaged...): as a failed write,
                     # the session stops, and the journal keeps what it recorded. Not once this
@@ -126,6 +136,9 @@ class StoreHandle:
         #: The journal's size when it was last folded (by either thread).
         self._folded_size = 0
         self._fold_lock = threading.Lock()
+        #: When the journal was last folded (or opened), and when the test thread folds it next.
+        self._folded_at = time.monotonic()
+        self._next_fold = self._folded_at + FOLD_EVERY_S
         #: Whether this process started a run (and so created or used the store).
         self.recorded = False
         #: Why the heartbeat could not be written last time it tried (None: it was written).
@@ -201,8 +214,24 @@ class StoreHandle:
         return self._journal
 
     def record_start(self, start: RunStart) -> None:
-        """Record that a run starts (``running``): durable when this returns."""
-        self.use(lambda store: self._journal_of(store).start(start))
+        """Record that a run starts (``running``): durable when this returns.
+
+        Once the journal is open, a write to it and no look at the session's flag: the recorder
+        looked at it as the item's protocol started, moments before (see :attr:`failure`).
+        """
+        if self._failure is not None or self._journal is None:
+            self.use(lambda store: self._journal_of(store).start(start))
+            return
+        self._journal_write(self._journal.start, start)
+
+    def _journal_write(self, write: Callable[[T], None], record: T) -> None:
+        """``write(record)`` to the journal; a failed write stops the session's writing (one line)."""
+        try:
+            write(record)
+        except OSError as exc:
+            message = describe(exc, self.path)
+            self.fail(message)
+            raise StoreError(message) from None
 
     def record_end(self, end: RunEnd) -> None:
         """Record a run's end: durable when this returns; in the store at the next fold.
@@ -213,12 +242,7 @@ class StoreHandle:
         if self._failure is not None or self._journal is None:
             self.use(lambda store: self._journal_of(store).end(end))
             return
-        try:
-            self._journal.end(end)
-        except OSError as exc:
-            message = describe(exc, self.path)
-            self.fail(message)
-            raise StoreError(message) from None
+        self._journal_write(self._journal.end, end)
 
     def point_writer(self) -> Callable[[str, str, int, int | None, float], None]:
         """What writes one logged point (``xp.log_metric``), durable when it returns: the journal's
@@ -236,6 +260,25 @@ class StoreHandle:
             if size > self._folded_size:
                 store.fold_journals([journal.path])
                 self._folded_size = size
+            self._folded_at = time.monotonic()
+
+    def fold_is_stale(self) -> bool:
+        """Whether the test thread has not folded the journal for a while (it runs a long test)."""
+        return time.monotonic() - self._folded_at >= THREAD_FOLDS_AFTER_S
+
+    def fold_if_due(self) -> None:
+        """Between two runs, in the thread that runs them: fold the journal if its last fold is
+        :data:`FOLD_EVERY_S` old. A store that cannot take it stops the session's writing, as
+        when the heartbeat thread's fold fails: the run just ended is kept (in the journal), and
+        the next experiment stops the session, saying why."""
+        now = time.monotonic()
+        if now < self._next_fold or self._store is None or self._failure is not None:
+            return
+        self._next_fold = now + FOLD_EVERY_S
+        try:
+            self.fold(self._store)
+        except Exception as exc:
+            self.fail(describe(exc, self.path))
 
     def touch_journal(self) -> None:
         """Renew the journal's age, which is its writer's heartbeat for readers on other hosts."""

@@ -783,7 +783,8 @@ class SQLiteStore(Store):
         # insert; the others are started here, or completed below.
         ended = {end.run_id: end for end in batch.ends}
         whole = [(start, ended.pop(start.run_id)) for start in batch.starts if start.run_id in ended]
-        started = [start for start in batch.starts if start.run_id not in {start.run_id for start, _ in whole}]
+        whole_ids = {start.run_id for start, _ in whole}
+        started = [start for start in batch.starts if start.run_id not in whole_ids]
         self._db.executemany(_INSERT_RUN_ONCE, [_start_args(start) for start in started])
         self._db.executemany(_INSERT_WHOLE_RUN, [(*_start_args(start), *_end_args(end)) for start, end in whole])
         self._db.executemany(
