@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, overload
 
 # A repr such as ``<Model object at 0x7f...>`` differs in every process.
@@ -226,11 +226,10 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 # _COMPACT's C encoder, made once: ``encode`` makes one per call, a third of its cost for the small
 # values a run writes several of. No circularity check (markers None): ``dumps`` takes JSON-typed
 # values, which ``to_json_value`` made without cycles (deep nesting still raises RecursionError).
-_compact_chunks = (
-    json.encoder.c_make_encoder(
-        None, _COMPACT.default, json.encoder.encode_basestring, None, ":", ",", False, False, True
-    )
-    if json.encoder.c_make_encoder is not None
+_c_make_encoder: Callable[..., Callable[[Any, int], list[str]]] | None = getattr(json.encoder, "c_make_encoder", None)
+_compact_chunks: Callable[[Any, int], list[str]] = (
+    _c_make_encoder(None, _COMPACT.default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+    if _c_make_encoder is not None
     else lambda value, _level: [_COMPACT.encode(value)]
 )
 # Escapes every non-ASCII character, lone surrogates included.
