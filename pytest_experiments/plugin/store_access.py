@@ -36,6 +36,8 @@ FOLD_EVERY_S = 1.0
 #: part, which every system call of the thread running tests then waits for (5x the fold's own
 #: cost, measured), so between runs the test thread folds itself (:meth:`StoreHandle.fold_if_due`).
 THREAD_FOLDS_AFTER_S = 5.0
+#: Seconds after the first run started that the heartbeat thread opens the store and folds.
+FIRST_FOLD_AFTER_S = 0.05
 
 
 def describe(error: Exception, path: Path | str) -> str:
@@ -61,11 +63,13 @@ class Heartbeat(threading.Thread):
         store: Store | None = None
         period = min(FOLD_EVERY_S, self._handle.lease / 4)
         next_beat = time.monotonic() + self._handle.lease / 4
-        # The first beat folds what the journal holds (the first run's start): a store that cannot
-        # take it is found as the session starts, not once the fold is stale.
+        # The store is opened and the journal folded soon after the first run started (a store
+        # that cannot take it is found as the session starts), while the journal is short: this
+        # fold holds the interpreter's lock for its Python part, which the test thread waits for.
+        # Later folds are the test thread's (see THREAD_FOLDS_AFTER_S).
         first = True
         try:
-            while not self._stopped.wait(period):
+            while not self._stopped.wait(min(period, FIRST_FOLD_AFTER_S) if first else period):
                 if self._handle.failure is not None:
                     return  # the session writes nothing more
                 try:
@@ -74,6 +78,7 @@ class Heartbeat(threading.Thread):
                     )
                 except Exception as exc:
                     self._handle.heartbeat_trouble = describe(exc, self._handle.path)
+                    first = False
                     continue
                 try:
                     if first or self._handle.fold_is_stale():
@@ -204,6 +209,8 @@ class StoreHandle:
             pid = os.getpid()
             writer = Process(socket.gethostname(), pid, pid_namespace(), process_start(pid))
             self._journal = JournalWriter(self._store.root, writer, self.session.session_id)
+            self._folded_at = time.monotonic()  # nothing to fold before the journal exists
+            self._next_fold = self._folded_at + FOLD_EVERY_S
             self.recorded = True
             self._heartbeat = Heartbeat(self)
             self._heartbeat.start()
