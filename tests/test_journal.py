@@ -267,3 +267,43 @@ def test_kill_9_on_a_postgres_store_keeps_every_point(
         assert len(reader.points([run_id])) == 302
         assert reader.run(run_id).metrics == {"loss": 1.0 / 300, "acc": 0.5, "lr": 0.1}
         assert [run.status for run in reader.runs()] == ["passed", "interrupted"]
+
+
+# Each run checks, in the store's own table (not through a reader, which would lay the journal
+# over it), that the run before it is stored as passed: only a fold between the two runs, by the
+# thread that runs them, can have put it there, the heartbeat thread's folds being pushed past the
+# session. Under xdist each worker folds its own journal, so each checks its own previous run.
+BETWEEN_RUNS = """
+import sqlite3
+
+import pytest
+
+import pytest_experiments.plugin.store_access as access
+
+access.FOLD_EVERY_S = 0.0  # due after every run
+access.FIRST_FOLD_AFTER_S = access.THREAD_FOLDS_AFTER_S = 3600.0  # the heartbeat thread never folds
+
+previous = []
+
+
+@pytest.mark.experiment
+@pytest.mark.parametrize("i", range(6))
+def test_run(xp, i):
+    if previous:
+        with sqlite3.connect(xp.dir.parent.parent.parent / "experiments.sqlite") as db:
+            row = db.execute("SELECT status, result FROM runs WHERE run_id = ?", (previous[-1],)).fetchone()
+        assert row == ("passed", '{"i":%d}' % (i - 1) if "-n" not in "{args}" else row[1]), row
+    previous.append(xp.run_id)
+    return {"i": i}
+"""
+
+
+@pytest.mark.parametrize("args", [(), ("-n", "2")], ids=["no-xdist", "xdist"])
+def test_the_test_thread_folds_its_journal_between_runs(pytester: pytest.Pytester, args: tuple[str, ...]) -> None:
+    pytester.makepyfile(test_between=BETWEEN_RUNS.replace("{args}", " ".join(args)))
+    store = pytester.path / "store"
+
+    result = pytester.runpytest_subprocess(f"--xp-store={store}", "-p", "no:randomly", *args)
+
+    result.assert_outcomes(passed=6)
+    assert _raw(store, "SELECT count(*) FROM runs WHERE status = 'passed'") == [(6,)]
