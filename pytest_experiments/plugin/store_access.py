@@ -2,8 +2,9 @@
 and closed to writing for good once writing it failed.
 
 Runs are recorded through the process's journal (``store/journal.py``): a run's start, its
-points and its end are each one write to a file, which the heartbeat thread folds into the
-store every second or so, and :meth:`StoreHandle.close` at the end. Claims (resume, retry)
+points and its end are each one write to a file, which the thread running the tests folds into
+the store between two runs, once a second at most (:meth:`StoreHandle.fold_if_due`), the
+heartbeat thread during a long run, and :meth:`StoreHandle.close` at the end. Claims (resume, retry)
 go to the store itself: they must be decided there, before the run's body starts.
 """
 
