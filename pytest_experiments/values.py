@@ -232,6 +232,12 @@ _compact_chunks: Callable[[Any, int], list[str]] = (
     if _c_make_encoder is not None
     else lambda value, _level: [_COMPACT.encode(value)]
 )
+# The same for _CANONICAL (sorted keys), for the identity hash every run computes.
+_canonical_chunks: Callable[[Any, int], list[str]] = (
+    _c_make_encoder(None, _CANONICAL.default, json.encoder.encode_basestring, None, ":", ",", True, False, True)
+    if _c_make_encoder is not None
+    else lambda value, _level: [_CANONICAL.encode(value)]
+)
 # Escapes every non-ASCII character, lone surrogates included.
 _ASCII = json.JSONEncoder(separators=(",", ":"))
 
@@ -265,7 +271,7 @@ def param_hash(params: Mapping[str, Any]) -> str:
 def identity_hash(values: Mapping[str, Any]) -> str:
     """The hash of parameters already made of JSON types (plain ones, or from :func:`identity_values`)."""
     try:
-        text = _CANONICAL.encode(values)
+        text = "".join(_canonical_chunks(values, 0))
     except ValueError:  # a plain int too long to print: identity_values writes it in hex
         text = _CANONICAL.encode(identity_values(values)[0])
     return hashlib.sha256(text.encode()).hexdigest()[:20]

@@ -28,6 +28,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,6 +117,8 @@ class Recorder:
         self._window = 1
         #: Each item's place in the session's order (see :meth:`_ahead`), once claims need it.
         self._places: dict[int, int] | None = None
+        #: ``item.ihook`` by the item's path (see :meth:`_hooks`).
+        self._hook_callers: dict[Path, Any] = {}
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -246,7 +249,16 @@ class Recorder:
             pytest.skip(taken_by)
         run.stream_points(self._store.point_writer())  # each point durable as it is logged
         item.stash[ITEM_RUN_KEY] = ItemRun(run)
-        item.ihook.pytest_experiments_run_start(run=run)
+        self._hooks(item).pytest_experiments_run_start(run=run)
+
+    def _hooks(self, item: pytest.Item) -> Any:
+        """``item.ihook``, once per file: pytest works it out on every access (the conftest
+        modules that apply to the item's path), and a hook caller reads its plugins as it calls."""
+        path = item.path
+        hooks = self._hook_callers.get(path)
+        if hooks is None:
+            hooks = self._hook_callers[path] = item.ihook
+        return hooks
 
     def _new_run(self, item: pytest.Function) -> Run:
         """A new run of ``item`` (not written yet)."""
@@ -427,7 +439,7 @@ class Recorder:
 
     def _run_end_hooks(self, item: pytest.Item, run: Run) -> None:
         try:
-            item.ihook.pytest_experiments_run_end(run=run)
+            self._hooks(item).pytest_experiments_run_end(run=run)
         except OSError as exc:
             # A run folder that cannot be written (a full disk under xp-capture's stdout.txt)
             # is the store failing: one line, and the session stops.
