@@ -6,6 +6,7 @@ following ``--xp-resume`` session runs.
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 import numpy as np  # imported here, before pytester snapshots sys.modules: numpy cannot be imported twice
@@ -539,3 +540,22 @@ def test_text_utf8_cannot_hold_is_recorded_not_an_internal_error(pytester: pytes
         {"text": text},
     )
     assert (runs[True].status, runs[True].error) == ("failed", "ValueError: caf\\udce9 \\x00")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_run_ids_stay_unique_across_a_fork() -> None:
+    from pytest_experiments.ids import new_id
+
+    new_id()  # the parent has bytes drawn ahead: a child must not reuse them
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe and exits
+        os.write(writer, ",".join(new_id() for _ in range(3)).encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        in_child = pipe.read().split(",")
+    os.waitpid(child, 0)
+    in_parent = [new_id() for _ in range(3)]
+    assert len({*in_child, *in_parent}) == 6
+    assert len({new_id() for _ in range(3000)}) == 3000  # across refills of the pool
