@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 
 import pytest
@@ -159,3 +160,22 @@ def test_an_empty_shard_succeeds(pytester: pytest.Pytester, workers: list[str]) 
     codes = [pytester.runpytest_subprocess(f"--xp-shard={index}/4", *workers).ret for index in range(4)]
     assert codes == [0, 0, 0, 0]
     assert len(history(pytester)) == 1
+
+
+def test_shards_hold_in_sessions_after_the_plugin_modules_were_dropped(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pytester's in-process sessions drop the modules each one imported, leaving them as attributes
+    # of their package: a lazy import must load the module again, not take the dropped one (whose
+    # Shard is another class than the one the settings check for, and the shard was ignored).
+    import pytest_experiments.plugin.option_values
+    import pytest_experiments.plugin.sharding  # noqa: F401
+
+    for name in ("pytest_experiments.plugin.option_values", "pytest_experiments.plugin.sharding"):
+        monkeypatch.delitem(sys.modules, name)
+    pytester.makepyfile(test_grid=GRID)
+
+    result = pytester.runpytest("--xp-shard=0/2", f"--xp-store={pytester.path / 'store'}", "-p", "no:randomly")
+
+    ran = result.parseoutcomes()["passed"]
+    assert 0 < ran < POINTS + PLAIN, result.stdout.str()

@@ -59,7 +59,7 @@ def _parsed_by(name: str) -> Callable[[str], Any]:
     """An option's value parser: :mod:`option_values` is imported only when the option is given."""
 
     def parse(text: str) -> Any:
-        from pytest_experiments.plugin import option_values
+        import pytest_experiments.plugin.option_values as option_values
 
         return getattr(option_values, name)(text)
 
@@ -376,7 +376,7 @@ def add_hookspecs(manager: pytest.PytestPluginManager) -> None:
     """Add the ``pytest_experiments_*`` hook specifications (once): when a plugin implements
     one of them, and when the plugin is turned on (before it calls them)."""
     if not getattr(manager.hook, HOOK_NAMES[0], None) or not getattr(manager.hook, HOOK_NAMES[0]).has_spec():
-        from pytest_experiments.plugin import hookspecs
+        import pytest_experiments.plugin.hookspecs as hookspecs
 
         manager.add_hookspecs(hookspecs)
 
@@ -415,7 +415,7 @@ def pytest_configure(config: pytest.Config) -> None:
         configure_from_settings(config)
     elif getattr(config.option, "dist", "no") != "no":
         # The controller does not collect: its workers tell it when they meet an experiment.
-        from pytest_experiments.plugin import xdist
+        import pytest_experiments.plugin.xdist as xdist
 
         if xdist.starts_workers(config):
             xdist.controller(config)

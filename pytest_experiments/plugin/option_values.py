@@ -61,6 +61,6 @@ def thread_count(text: str) -> int | str:
 
 def shard_option(text: str) -> Shard | str:
     """Parse ``--xp-shard`` (see :mod:`sharding`, loaded only for this option)."""
-    from pytest_experiments.plugin import sharding
+    import pytest_experiments.plugin.sharding as sharding
 
     return sharding.shard_option(text)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import pytest_experiments.plugin.xdist as xdist
 from pytest_experiments.model import (
     CODE_CHANGED,
     DONE,
@@ -33,7 +34,6 @@ from pytest_experiments.model import (
     GridKey,
     GridState,
 )
-from pytest_experiments.plugin import xdist
 from pytest_experiments.plugin.identity import is_experiment, point_key
 from pytest_experiments.plugin.settings import SelectionOptions
 from pytest_experiments.store import Store, store_exists

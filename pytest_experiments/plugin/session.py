@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pytest_experiments.plugin import xdist
+import pytest_experiments.plugin.xdist as xdist
 from pytest_experiments.plugin.identity import is_experiment
 from pytest_experiments.plugin.store_access import StoreHandle, describe
 from pytest_experiments.run import ExperimentSession, SessionSummary

@@ -279,7 +279,7 @@ def configure_from_settings(config: pytest.Config) -> None:
 
         activate(config)
     elif getattr(config.option, "dist", "no") != "no":
-        from pytest_experiments.plugin import xdist
+        import pytest_experiments.plugin.xdist as xdist
 
         if xdist.starts_workers(config):
             xdist.controller(config)

@@ -135,7 +135,7 @@ class Sharding:
         self.kept, self.deselected = len(kept), len(others)
         # Under xdist, for the controller, which collects nothing itself (xdist's channel is
         # imported here, not with this module: the plugin imports it in every session).
-        from pytest_experiments.plugin import xdist
+        import pytest_experiments.plugin.xdist as xdist
 
         xdist.put_output(config, xdist.SHARD_DESELECTED_KEY, self.deselected)
         if others:
@@ -145,7 +145,7 @@ class Sharding:
 
     @pytest.hookimpl
     def pytest_report_collectionfinish(self, config: pytest.Config) -> str | None:
-        from pytest_experiments.plugin import xdist
+        import pytest_experiments.plugin.xdist as xdist
 
         if config.get_verbosity() < -1 or xdist.is_worker(config):
             return None
@@ -154,7 +154,7 @@ class Sharding:
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: object, error: object) -> None:
         # xdist's controller: what its workers deselected decides its exit status below.
-        from pytest_experiments.plugin import xdist
+        import pytest_experiments.plugin.xdist as xdist
 
         deselected = xdist.output_of(node).get(xdist.SHARD_DESELECTED_KEY, 0)
         self.deselected = max(self.deselected, int(deselected))
