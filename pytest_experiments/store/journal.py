@@ -206,7 +206,9 @@ def read_batch(path: Path, offset: int, limit: int | None = FOLD_CHUNK) -> Batch
         for line in text.splitlines():
             if line.startswith("P"):
                 _parse(line, batch)
-    for line in _OTHER.findall(text):
+    # Without points (a journal of many short runs), splitting lines is cheaper than the search.
+    others = _OTHER.findall(text) if text.startswith("P") or "\nP\t" in text else text.split("\n")
+    for line in others:
         _parse(line, batch)
     return batch
 
@@ -235,7 +237,7 @@ def _parse(line: str, batch: Batch) -> None:
             # result, metrics, logged params and metadata stay JSON text (RawJSON) for the store.
             read: list[Any] = _loads(rest)
             fields = [*read[:4], RawJSON(read[4]), RawJSON(read[5]), [], *map(RawJSON, read[6:8]), *read[8:-1]]
-            fields.append(tuple(Artifact(*artifact) for artifact in read[-1]))
+            fields.append(tuple(Artifact(*artifact) for artifact in read[-1]) if read[-1] else ())
             batch.ends.append(RunEnd(*fields))
     except (ValueError, TypeError):
         pass  # a damaged line (never written by this module): the rest of the journal still counts

@@ -289,7 +289,7 @@ def _end_args(end: RunEnd) -> tuple[Any, ...]:
     return (
         end.status, end.finished_at, end.duration, dumps(end.result), dumps(end.metrics), dumps(end.logged_params),
         dumps(end.metadata), end.code_sha256, storable_text(end.error_type), storable_text(end.error_message),
-        storable_text(end.traceback), dumps(end.tags or {}),
+        storable_text(end.traceback), dumps(end.tags) if end.tags else "{}",
     )  # fmt: skip
 
 
