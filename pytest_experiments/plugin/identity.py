@@ -310,6 +310,13 @@ def grid_point(item: pytest.Function) -> GridPoint:
     return found
 
 
+def forget_grid_point(item: pytest.Item) -> None:
+    """Drop the grid point :func:`grid_point` keeps on ``item`` (once its run ended: a session of
+    100,000 runs does not keep one object per run for the garbage collector to go through)."""
+    if _GRID_POINT_KEY in item.stash:
+        del item.stash[_GRID_POINT_KEY]
+
+
 def check_distinct(items: list[pytest.Function]) -> None:
     """Fail collection when two of one function's experiment items have different values
     that count as the same grid point (same repr, same explicit id)."""

@@ -35,7 +35,7 @@ import pytest
 
 from pytest_experiments.model import Continuation
 from pytest_experiments.plugin import ITEM_RUN_KEY, xdist
-from pytest_experiments.plugin.identity import grid_point, is_experiment, volatile_parameters
+from pytest_experiments.plugin.identity import forget_grid_point, grid_point, is_experiment, volatile_parameters
 from pytest_experiments.plugin.pausing import Continuing, call_interrupt_hook, mark_paused, pause_skip
 from pytest_experiments.plugin.store_access import StoreHandle, describe
 from pytest_experiments.run import Run, RunPaused, new_id
@@ -435,6 +435,7 @@ class Recorder:
             # Stored even when a run_end hook raised: the run's results are never lost.
             end = run.end_record(current.result)
             del item.stash[ITEM_RUN_KEY]  # the run ended: nothing of it stays on the item
+            forget_grid_point(item)
             self._store.record_end(end)
 
     def _run_end_hooks(self, item: pytest.Item, run: Run) -> None:
