@@ -801,6 +801,8 @@ class SQLiteStore(Store):
                 self._db.execute("UPDATE runs SET metrics = ? WHERE run_id = ?", (dumps(merged), run_id))
         known = set(self._code_written)  # a retried transaction must write its code again
         for end in [*ended.values(), *(end for _, end in whole)]:
+            if end.run_id not in ended and not end.tags and not end.artifacts and end.code_sha256 in known:
+                continue  # the usual run: its row is whole, its code written already, no tags nor files
             statements, many, new_code = self._end_statements(end, known, whole=end.run_id not in ended)
             for sql, args in statements:
                 self._db.execute(sql, args)
