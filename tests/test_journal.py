@@ -242,6 +242,29 @@ def test_a_torn_last_line_is_not_a_record_yet(tmp_path: Path) -> None:
     assert batch.writer.pid == pid
 
 
+@pytest.mark.parametrize("points", [0, 2], ids=["without-points", "with-points"])
+def test_a_batch_reads_every_record_with_or_without_points(tmp_path: Path, points: int) -> None:
+    # A journal without points is read by splitting lines, one with points by searching them.
+    pid = os.getpid()
+    writer = JournalWriter(tmp_path, Process("h", pid, pid_namespace(), process_start(pid)), "s")
+    for index in range(3):
+        run = f"r{index}"
+        writer.start(
+            RunStart(run, "s", f"t.py::t[{index}]", "t.py", "t", "h", {"i": index}, 1.0, "main", "h", pid, "runs/t")
+        )
+        for step in range(points):
+            writer.point(run, "loss", step, step, 0.5)
+        writer.end(RunEnd(run, "passed", 2.0, 1.0, {"i": index}, {}, [], {}, {}))
+    writer.close()
+    with open(writer.path, "ab") as file:
+        file.write(b"P\tdamaged\nE\tnot json\n")  # lines no writer makes: skipped, not fatal
+    batch = read_batch(writer.path, 0)
+    assert [start.run_id for start in batch.starts] == ["r0", "r1", "r2"]
+    assert [end.run_id for end in batch.ends] == ["r0", "r1", "r2"]
+    assert len(batch.points) == 3 * points
+    assert batch.end == writer.path.stat().st_size
+
+
 def test_kill_9_on_a_postgres_store_keeps_every_point(
     pytester: pytest.Pytester, procs: Processes, postgres_database: str
 ) -> None:

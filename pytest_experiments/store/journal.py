@@ -194,20 +194,23 @@ def read_batch(path: Path, offset: int, limit: int | None = FOLD_CHUNK) -> Batch
     # converted in one comprehension (a third of the time of a loop over lines); the few other
     # records line by line. Their relative order does not matter to a fold: a run's start comes
     # before its points and its end in any chunk (see ``Batch``), and points keep their order.
-    names: dict[str, str] = {}
-    try:
-        batch.points = [
-            (run_id, names.get(name) or names.setdefault(name, _loads(name)), int(seq), int(step) if step else None,
-             float(value))
-            for run_id, seq, step, value, name in _POINT.findall(text)
-        ]  # fmt: skip
-    except ValueError:  # a damaged line (never written by this module): the others still count
-        batch.points = []
-        for line in text.splitlines():
-            if line.startswith("P"):
-                _parse(line, batch)
-    # Without points (a journal of many short runs), splitting lines is cheaper than the search.
-    others = _OTHER.findall(text) if text.startswith("P") or "\nP\t" in text else text.split("\n")
+    if not (text.startswith("P\t") or "\nP\t" in text):
+        # No point (a journal of many short runs): splitting the lines costs less than the searches.
+        others = text.split("\n")
+    else:
+        names: dict[str, str] = {}
+        try:
+            batch.points = [
+                (run_id, names.get(name) or names.setdefault(name, _loads(name)), int(seq),
+                 int(step) if step else None, float(value))
+                for run_id, seq, step, value, name in _POINT.findall(text)
+            ]  # fmt: skip
+        except ValueError:  # a damaged line (never written by this module): the others still count
+            batch.points = []
+            for line in text.splitlines():
+                if line.startswith("P"):
+                    _parse(line, batch)
+        others = _OTHER.findall(text)
     for line in others:
         _parse(line, batch)
     return batch
