@@ -27,6 +27,7 @@ from pytest_experiments.model import (
     GridSnapshot,
     GridState,
     Note,
+    RunChanges,
     RunColumns,
     RunEnd,
     RunRecord,
@@ -59,7 +60,7 @@ DB_NAME = sqlite_files.DB_NAME  # other modules import these two from here
 RUNS_DIR = rundirs.RUNS_DIR
 #: Marks a database as ours ("XPST"), so another application's SQLite file is refused.
 APPLICATION_ID = 0x58505354
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _BUSY_TIMEOUT_S = 30.0
 _RETRY_FOR_S = 300.0
 
@@ -116,6 +117,15 @@ CREATE TABLE metric_points (
     PRIMARY KEY (run_id, name, seq)
 ) WITHOUT ROWID;
 """
+# The entry of the run a change touched, for migration 7's triggers. No INSERT OR REPLACE (nor an
+# upsert): in a trigger, the conflict policy of the statement that fired it wins, and a fold's
+# INSERT OR IGNORE would leave an older entry in place.
+_LOG_CHANGE = (
+    "UPDATE run_changes SET (seq, token) = (SELECT seq, token FROM runs_changed) WHERE run_id = {row}.run_id{also}; "
+    "INSERT INTO run_changes (run_id, seq, token) SELECT {row}.run_id, seq, token FROM runs_changed "
+    "WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = {row}.run_id){also}; "
+)
+
 # Schema version 1 is created as above; each entry here takes a store from the version before
 # it to its own, in the writer's creating transaction. A new store goes through them too, so
 # a created and a migrated store are the same.
@@ -185,6 +195,33 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             for event in ("INSERT", "UPDATE", "DELETE")
         ),
     ),
+    7: (
+        # What changed since a point, for readers that patch a kept frame rather than build it
+        # again (frames/cache.py): each change also counts (runs_changed.seq) and leaves, in the
+        # changed run's entry, its number and its random token. One entry per run (deleted
+        # ones too, so that readers learn of the deletion): bounded, and an upsert per change.
+        # The token, not the number alone, is what a reader checks: a store restored from an
+        # older copy counts the same numbers again, with other tokens.
+        "ALTER TABLE runs_changed ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",
+        "CREATE TABLE IF NOT EXISTS run_changes (run_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, token BLOB NOT NULL) WITHOUT ROWID",
+        *(f"DROP TRIGGER IF EXISTS runs_changed_{event}" for event in ("insert", "update", "delete")),
+        # The stamp runs_sequence puts on a new row (seq from NULL) is part of its insert.
+        *(
+            f"CREATE TRIGGER runs_changed_{event.lower()} AFTER {event} ON runs {when}BEGIN "
+            "UPDATE runs_changed SET token = randomblob(16), seq = seq + 1; "
+            f"{logged}END"
+            for event, when, logged in (
+                ("INSERT", "", _LOG_CHANGE.format(row="NEW", also="")),
+                (
+                    "UPDATE",
+                    "WHEN NOT (OLD.seq IS NULL AND NEW.seq IS NOT NULL) ",
+                    _LOG_CHANGE.format(row="NEW", also="")
+                    + _LOG_CHANGE.format(row="OLD", also=" AND OLD.run_id IS NOT NEW.run_id"),
+                ),
+                ("DELETE", "", _LOG_CHANGE.format(row="OLD", also="")),
+            )
+        ),
+    ),
 }
 
 # Columns read for listings; the bulky ones (result, traceback) only by ``run()``.
@@ -250,6 +287,20 @@ def _columns(version: int, metadata: bool) -> str:
 
 
 T = TypeVar("T")
+
+
+def _snapshot(connection: sqlite3.Connection, body: Callable[[], T]) -> T:
+    """``body()`` in one read transaction of ``connection``: every query it makes sees the same
+    state of the database (a WAL reader's snapshot), and it never takes the write lock."""
+    connection.execute("BEGIN")
+    try:
+        result = body()
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")  # ends the read; nothing was written
+    return result
+
 
 _INSERT_RUN = (
     "INSERT INTO runs (run_id, session_id, node_id, module, experiment, param_hash, params, status, "
@@ -913,24 +964,28 @@ class SQLiteStore(Store):
             names = [experiment] if isinstance(experiment, str) else list(experiment)
             condition = f"WHERE experiment IN ({', '.join('?' * len(names))})"  # placeholders only
             args.extend(names)
-        # In the table's own order (rowid, no sort): columns.run_columns orders them.
-        sql = f"SELECT {_columns(self._version, metadata)} FROM runs r "
-        if history:
-            sql += f"{condition} ORDER BY r.rowid"
-        else:
-            # The newest run of each grid point is the one no run of it follows, in the order of
-            # the grid point index: one scan of that index, no sort (as runs() chooses it).
-            sql += (
-                "WHERE r.rowid IN (SELECT rowid FROM (SELECT rowid, LEAD(rowid) OVER (PARTITION BY module, "
-                f"experiment, param_hash ORDER BY started_at, rowid) AS newer FROM runs {condition}) "
-                "WHERE newer IS NULL) ORDER BY r.rowid"
-            )
+        sql = self._run_columns_sql(_columns(self._version, metadata), condition, history)
         wanted = None if status is None else {status} if isinstance(status, str) else set(status)
         with columns.gc_paused():
             rows = self._read(lambda connection: connection.execute(sql, args).fetchall())
             return columns.run_columns(
                 rows, root=self.root, liveness=self._liveness, latest=not history, status=wanted, metadata=metadata
             )
+
+    @staticmethod
+    def _run_columns_sql(listed: str, condition: str, history: bool) -> str:
+        """The query of :meth:`run_columns`: ``listed`` of every run, or of each grid point's newest."""
+        # In the table's own order (rowid, no sort): columns.run_columns orders them.
+        sql = f"SELECT {listed} FROM runs r "
+        if history:
+            return sql + f"{condition} ORDER BY r.rowid"
+        # The newest run of each grid point is the one no run of it follows, in the order of
+        # the grid point index: one scan of that index, no sort (as runs() chooses it).
+        return sql + (
+            "WHERE r.rowid IN (SELECT rowid FROM (SELECT rowid, LEAD(rowid) OVER (PARTITION BY module, "
+            f"experiment, param_hash ORDER BY started_at, rowid) AS newer FROM runs {condition}) "
+            "WHERE newer IS NULL) ORDER BY r.rowid"
+        )
 
     def change_token(self) -> str | None:
         if self._version < 6:  # a reader never migrates: an older store has no token
@@ -945,6 +1000,60 @@ class SQLiteStore(Store):
             return None
         # The root too: the frames hold each run folder's absolute path.
         return f"sqlite {self._version} {token} {self.root}"
+
+    def run_changes(
+        self, since: int | None = None, *, history: bool = False, marks: Sequence[int] = ()
+    ) -> RunChanges | None:
+        if self._version < 7:  # a reader never migrates: an older store counts no changes
+            return None
+        with columns.gc_paused():
+            return self._read(
+                lambda connection: _snapshot(connection, lambda: self._changes(connection, since, history, marks))
+            )
+
+    def _changes(
+        self, db: sqlite3.Connection, since: int | None, history: bool, marks: Sequence[int]
+    ) -> RunChanges | None:
+        """:meth:`run_changes`, inside its read transaction on ``db``."""
+        seq, token, running = db.execute(
+            "SELECT seq, hex(token), EXISTS (SELECT 1 FROM runs WHERE status = 'running') FROM runs_changed"
+        ).fetchone()
+        if running:  # as change_token(): live statuses change without the store
+            return None
+        listed = f"{_columns(self._version, False)}, r.rowid, r.param_hash"
+        removed: list[str] = []
+        if since is None:
+            rows = db.execute(self._run_columns_sql(listed, "", history)).fetchall()
+        else:
+            # Both scans read the small run_changes table; the runs are then found by their key.
+            rows = db.execute(
+                f"SELECT {listed} FROM run_changes c JOIN runs r ON r.run_id = c.run_id WHERE c.seq > ? ORDER BY r.rowid",
+                (since,),
+            ).fetchall()
+            removed = [
+                run_id
+                for (run_id,) in db.execute(
+                    "SELECT run_id FROM run_changes c WHERE seq > ? AND NOT EXISTS "
+                    "(SELECT 1 FROM runs r WHERE r.run_id = c.run_id)",
+                    (since,),
+                )
+            ]
+        found: dict[int, str] = {}
+        if marks:  # placeholders only
+            found = dict(
+                db.execute(
+                    f"SELECT seq, hex(token) FROM run_changes WHERE seq IN ({', '.join('?' * len(marks))})",
+                    list(marks),
+                ).fetchall()
+            )
+        runs, extra = columns.run_columns_with(
+            rows, root=self.root, liveness=self._liveness, latest=since is None and not history
+        )
+        rowid, param_hash = extra or ([], [])
+        return RunChanges(
+            since=since, seq=int(seq), token=f"sqlite {self._version} {token} {self.root}", mark=token,
+            columns=runs, rowid=rowid, param_hash=param_hash, removed=removed, marks=found,
+        )  # fmt: skip
 
     @property
     def side_folder(self) -> Path | None:
