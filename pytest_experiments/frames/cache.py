@@ -77,7 +77,7 @@ def cached(store: Store, history: bool, build: Callable[[], pd.DataFrame]) -> pd
         if store.change_token() == token:  # no change while it was built: the frame is of these runs
             _write(path, {"key": _key(token, history)}, frame)
         return frame
-    frame, notes, _ = patch.described(changes.columns, changes.rowid, changes.param_hash)
+    frame, notes, _ = patch.described(changes.columns, changes.rowid, changes.param_hash, history)
     _write(path, _meta(changes, history), frame, notes)
     return frame
 

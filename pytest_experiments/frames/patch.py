@@ -56,18 +56,21 @@ class Notes:
 
 
 def described(
-    runs: RunColumns, rowid: list[int], param_hash: list[str]
+    runs: RunColumns, rowid: list[int], param_hash: list[str], history: bool
 ) -> tuple[pd.DataFrame, Notes, dict[str, list[Any]]]:
     """The frame of ``runs`` (as :func:`.build.columns_frame` builds it), its notes, and the
     values its inferred columns were built from."""
     originals: dict[str, list[Any]] = {}
     frame = columns_frame(runs, originals=originals)
-    return frame, notes_of(runs, originals, rowid, param_hash), originals
+    return frame, notes_of(runs, originals, rowid, param_hash, history), originals
 
 
-def notes_of(runs: RunColumns, originals: dict[str, list[Any]], rowid: list[int], param_hash: list[str]) -> Notes:
-    """The notes of ``runs``, whose inferred columns were built from ``originals``."""
-    grid = [f"{module}\0{experiment}\0{hash_}" for module, experiment, hash_ in zip(runs.module, runs.experiment, param_hash, strict=True)]  # fmt: skip
+def notes_of(
+    runs: RunColumns, originals: dict[str, list[Any]], rowid: list[int], param_hash: list[str], history: bool
+) -> Notes:
+    """The notes of ``runs``, whose inferred columns were built from ``originals`` (without grid
+    points for a ``history`` frame, which keeps every run whatever its grid point)."""
+    grid = [] if history else [f"{module}\0{experiment}\0{hash_}" for module, experiment, hash_ in zip(runs.module, runs.experiment, param_hash, strict=True)]  # fmt: skip
     signatures, names = {}, {}
     keys = {
         # A parameter's column comes from the declared names, then the logged ones (param_lists).
@@ -159,7 +162,7 @@ class _Rows:
 def patch(frame: pd.DataFrame, notes: Notes, changes: RunChanges, history: bool) -> tuple[pd.DataFrame, Notes] | None:
     """``frame`` (noted by ``notes``) with ``changes`` applied: the frame a build from the
     store would give now (``history``: every run, else each grid point's newest), or None."""
-    delta_frame, delta, delta_values = described(changes.columns, changes.rowid, changes.param_hash)
+    delta_frame, delta, delta_values = described(changes.columns, changes.rowid, changes.param_hash, history)
     gone = set(changes.columns.run_id).union(changes.removed)
     kept_mask = ~frame["run_id"].isin(gone).to_numpy(dtype=bool)
     if history:
@@ -195,7 +198,7 @@ class _Patcher:
         self.rows = rows
         # Where each row of the patched frame comes from, in the kept column followed by the new one.
         self.source = np.concatenate([rows.kept, len(frame) + rows.new])[rows.order]
-        self.new_rows = len(rows.new)
+        self.slices = _slices(self.source)
 
     def result(self) -> tuple[pd.DataFrame, Notes] | None:
         data: dict[str, pd.Series] = {}
@@ -236,7 +239,7 @@ class _Patcher:
         return Notes(
             rowid=self._taken(self.notes.rowid, self.delta.rowid),
             started=self._taken(self.notes.started, self.delta.started),
-            grid=[grid[row] for row in self.source.tolist()],
+            grid=[grid[row] for row in self.source.tolist()] if grid else [],
             codes=codes,
             signatures=signatures,
             names=names,
@@ -245,7 +248,13 @@ class _Patcher:
     def _joined(self, kept: pd.Series, new: pd.Series) -> pd.Series:
         """The patched frame's column from the kept column and the changed runs' one (same dtype)."""
         both = pd.concat([kept, new], ignore_index=True) if len(new) else kept
-        column: pd.Series = both.take(self.source).reset_index(drop=True)
+        column: pd.Series
+        if self.slices is None:
+            column = both.take(self.source).reset_index(drop=True)
+        elif len(self.slices) == 1 and self.slices[0] == (0, len(both)):
+            column = both
+        else:  # a few runs of rows, as most patches give: slices, which Arrow's text joins without a copy
+            column = pd.concat([both.iloc[start:end] for start, end in self.slices], ignore_index=True)
         return column
 
     def _same_dtype(self, name: str) -> pd.Series | None:
@@ -294,6 +303,18 @@ class _Patcher:
         built = param_column(ordered) if name.startswith(INFERRED[0]) else ordered
         column: pd.Series = pd.DataFrame({name: built})[name]  # inferred as a build infers it
         return column
+
+
+def _slices(source: np.ndarray, most: int = 256) -> list[tuple[int, int]] | None:
+    """``source`` as a few ranges of consecutive rows (start, end), or None when there are many."""
+    if len(source) == 0:
+        return None
+    breaks = np.flatnonzero(np.diff(source) != 1) + 1
+    if len(breaks) >= most:
+        return None
+    starts = np.concatenate([[0], breaks]).tolist()
+    ends = [*breaks.tolist(), len(source)]
+    return [(int(source[start]), int(source[start]) + end - start) for start, end in zip(starts, ends, strict=True)]
 
 
 def _kinds(codes: np.ndarray) -> tuple[bool, ...]:
