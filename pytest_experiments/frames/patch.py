@@ -196,8 +196,9 @@ class _Patcher:
             frame, notes, delta_frame, delta, delta_values,
         )  # fmt: skip
         self.rows = rows
-        # Where each row of the patched frame comes from, in the kept column followed by the new one.
-        self.source = np.concatenate([rows.kept, len(frame) + rows.new])[rows.order]
+        # Where each row of the patched frame comes from, in the kept column followed by the
+        # changed runs it holds (rows.new, in that order: the others never reach a column).
+        self.source = np.concatenate([rows.kept, len(frame) + np.arange(len(rows.new))])[rows.order]
         self.slices = _slices(self.source)
 
     def result(self) -> tuple[pd.DataFrame, Notes] | None:
@@ -235,7 +236,7 @@ class _Patcher:
     def _notes(
         self, codes: dict[str, np.ndarray], signatures: dict[str, np.ndarray], names: dict[str, list[list[str]]]
     ) -> Notes:
-        grid = self.notes.grid + self.delta.grid
+        grid = self.notes.grid + [self.delta.grid[row] for row in self.rows.new.tolist()] if self.notes.grid else []
         return Notes(
             rowid=self._taken(self.notes.rowid, self.delta.rowid),
             started=self._taken(self.notes.started, self.delta.started),
@@ -246,7 +247,8 @@ class _Patcher:
         )
 
     def _joined(self, kept: pd.Series, new: pd.Series) -> pd.Series:
-        """The patched frame's column from the kept column and the changed runs' one (same dtype)."""
+        """The patched frame's column from the kept column and the one of the changed runs it
+        holds (in the order of ``rows.new``; the same dtype)."""
         both = pd.concat([kept, new], ignore_index=True) if len(new) else kept
         column: pd.Series
         if self.slices is None:
@@ -259,7 +261,7 @@ class _Patcher:
 
     def _same_dtype(self, name: str) -> pd.Series | None:
         """A column with one dtype whatever the runs (the base columns but ``error``)."""
-        kept, new = self.frame[name], self.delta_frame[name]
+        kept, new = self.frame[name], self._new(self.delta_frame[name])
         if len(new) and new.dtype != kept.dtype:
             return None
         return self._joined(kept, new)
@@ -267,8 +269,17 @@ class _Patcher:
     def _metric(self, name: str) -> pd.Series:
         """A metric's column: floats, NaN where a run has none."""
         kept = self.frame[name] if name in self.frame else pd.Series(np.full(len(self.frame), np.nan))
-        new = self.delta_frame[name] if name in self.delta_frame else pd.Series(np.full(len(self.delta_frame), np.nan))
+        new = (
+            self._new(self.delta_frame[name])
+            if name in self.delta_frame
+            else pd.Series(np.full(len(self.rows.new), np.nan))
+        )
         return self._joined(kept, new)
+
+    def _new(self, column: pd.Series) -> pd.Series:
+        """The rows of a changed runs' column that the patched frame holds."""
+        taken: pd.Series = column.take(self.rows.new).reset_index(drop=True)
+        return taken
 
     def _names(self, section: str) -> tuple[list[str], np.ndarray, list[list[str]]]:
         """The names of ``section`` over the patched rows, in order of first appearance, with
@@ -290,7 +301,10 @@ class _Patcher:
         kept_codes = self.notes.codes.get(name, np.zeros(rows, dtype=np.int8))
         new_codes = self.delta.codes.get(name, np.zeros(len(self.delta_frame), dtype=np.int8))
         codes[name] = patched = self._taken(kept_codes, new_codes)
-        values = self.delta_values.get(name, [None] * len(self.delta_frame))
+        every_value = self.delta_values.get(name)
+        values = (
+            [None] * len(self.rows.new) if every_value is None else [every_value[row] for row in self.rows.new.tolist()]
+        )
         if name in self.frame and _kinds(patched) == _kinds(kept_codes):
             kept = self.frame[name]
             new = pd.Series(values, dtype=kept.dtype)  # as pandas converts them in the whole column
