@@ -415,14 +415,16 @@ class RunChanges:
     writing, which breaks ties of start time) and ``param_hash`` (its grid point with the module
     and the experiment). ``removed`` is every run id changed since ``since`` that no longer
     exists. ``seq`` and ``token`` place the snapshot: ``token`` is :meth:`Store.change_token`'s
-    text, and ``mark`` the random mark of change ``seq`` (hex), which a later reader finds again
-    in :attr:`marks` when, and only when, its store still holds that very change.
+    text, and ``mark`` the random mark of change ``seq``, which a later reader finds again in
+    :attr:`marks` when, and only when, its store still holds that very change.
     """
 
     since: int | None
     seq: int
     token: str
     mark: str
+    #: The store as :attr:`token` names it, without its state: what a kept frame must be of.
+    place: str
     columns: RunColumns
     rowid: list[int]
     param_hash: list[str]

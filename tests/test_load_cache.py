@@ -185,7 +185,7 @@ def test_an_older_store_read_without_migrating_keeps_nothing(root: Path) -> None
     with contextlib.closing(sqlite3.connect(root / DB_NAME)) as db, db:
         for event in ("insert", "update", "delete"):
             db.execute(f"DROP TRIGGER runs_changed_{event}")
-        db.execute("DROP TABLE runs_changed")
+        db.execute("DROP TABLE change_log")
         db.execute("PRAGMA user_version=5")  # the schema before side files
     with Store.open(root, readonly=True) as store:
         assert store.change_token() is None

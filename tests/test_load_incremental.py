@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import shutil
 import sqlite3
@@ -26,11 +27,14 @@ import pandas as pd
 import pytest
 from frames_reference import reference_runs_frame
 from test_load_cache import finished_fill
-from test_store_contract import run_end, run_start, session_start
+from test_pause import TRAINING
+from test_store_contract import HOST, run_end, run_start, session_start
 
 from pytest_experiments import Store, load
 from pytest_experiments.cli import main
 from pytest_experiments.frames import cache, patch
+from pytest_experiments.store.journal import JournalWriter
+from pytest_experiments.store.liveness import Process, pid_namespace, process_start
 from pytest_experiments.store.merge import merge
 from pytest_experiments.store.sqlite import DB_NAME, RUN_COLUMNS_BUT_SEQ
 
@@ -287,6 +291,45 @@ def test_an_older_store_migrates_and_its_frames_are_built_then_patched(root: Pat
     check(root)
     with session(root, "more") as (store, started):
         record(store, started, "more", metrics={"loss": 1.0})
+    check(root)
+    assert patched == [True, True]
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_runs_paused_then_continued_by_plugin_sessions(pytester: pytest.Pytester, patched: list[bool]) -> None:
+    """Sessions of the plugin: runs paused, then continued by ``--xp-resume`` as the same runs
+    (their rows updated: status, times, metrics, session), then done; another grid point added."""
+    pytester.makepyfile(test_train=TRAINING)
+    root = pytester.path / ".experiments"
+    assert pytester.runpytest().ret == 0
+    check(root)
+    assert set(load(root)["status"]) == {"paused"}
+    for _ in range(2):
+        assert pytester.runpytest("--xp-resume").ret == 0
+        check(root)
+    assert set(load(root)["status"]) == {"passed"}
+    pytester.makepyfile(test_more="def test_more(xp):\n    xp.log_param('n_more', 1)\n    return {'more': 1.0}\n")
+    assert pytester.runpytest().ret == 0
+    check(root)
+    assert patched == [True, True] * 3
+
+
+def test_journal_records_are_patched_in_once_folded(root: Path, patched: list[bool]) -> None:
+    check(root)
+    started = session_start("journalled")
+    start = run_start(started, "journalled", started_at=time.time(), params={"lr": 0.9})
+    with Store.open(root, create=True) as store:
+        store.record_session(started)
+    pid = os.getpid()
+    journal = JournalWriter(root, Process(HOST, pid, pid_namespace(), process_start(pid)), started.session_id)
+    journal.start(start)
+    journal.end(run_end(start.run_id, metrics={"loss": 0.75}))
+    journal.close()
+    with Store.open(root, readonly=True) as reader:  # records not folded: built, nothing patched
+        assert start.run_id in load(reader, history=True)["run_id"].tolist()
+    assert patched == []
+    with Store.open(root) as writer:  # a writer folds them: a change like any other
+        assert writer.change_token() is not None
     check(root)
     assert patched == [True, True]
 

@@ -117,7 +117,7 @@ def _meta(changes: RunChanges, history: bool) -> dict[str, Any]:
 
 def _base(changes: RunChanges, history: bool) -> str:
     """The key without the store's state: what a file must hold to be patched."""
-    return _key(changes.token.replace(changes.mark, "", 1), history)
+    return _key(changes.place, history)
 
 
 def _key(token: str, history: bool) -> str:

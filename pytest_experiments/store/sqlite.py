@@ -125,14 +125,17 @@ RUN_COLUMNS_BUT_SEQ = (
     "code_sha256", "metrics", "result", "metadata", "error_type", "error_message", "traceback",
     "pid_started", "tags", "notes",
 )  # fmt: skip
-# The entry of the run a change touched, for migration 7's triggers. No INSERT OR REPLACE (nor an
-# upsert): in a trigger, the conflict policy of the statement that fired it wins, and a fold's
-# INSERT OR IGNORE would leave an older entry in place.
+# A change of a run, appended to change_log by migration 7's triggers: a new row after the last
+# one, holding the count of runs stored as running after it. Plain INSERT: in a trigger, the
+# conflict policy of the statement that fired it wins, and a new row meets no conflict.
 _LOG_CHANGE = (
-    "UPDATE run_changes SET (seq, token) = (SELECT seq, token FROM runs_changed) WHERE run_id = {row}.run_id{also}; "
-    "INSERT INTO run_changes (run_id, seq, token) SELECT {row}.run_id, seq, token FROM runs_changed "
-    "WHERE NOT EXISTS (SELECT 1 FROM run_changes WHERE run_id = {row}.run_id){also}; "
+    "INSERT INTO change_log (run_id, token, running) SELECT {row}.run_id, random(), running{counted} "
+    "FROM change_log{also} ORDER BY seq DESC LIMIT 1; "
 )
+_LAST_CHANGE = "SELECT seq, token, running FROM change_log ORDER BY seq DESC LIMIT 1"
+#: How many changes change_log keeps (a writer opening the store drops older ones): a frame
+#: kept before them is built again. About 50 bytes each.
+CHANGES_KEPT = 250_000
 
 # Schema version 1 is created as above; each entry here takes a store from the version before
 # it to its own, in the writer's creating transaction. A new store goes through them too, so
@@ -204,33 +207,33 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         ),
     ),
     7: (
-        # What changed since a point, for readers that patch a kept frame rather than build it
-        # again (frames/cache.py): each change also counts (runs_changed.seq) and leaves, in the
-        # changed run's entry, its number and its random token. One entry per run (deleted
-        # ones too, so that readers learn of the deletion): bounded, and an upsert per change.
-        # The token, not the number alone, is what a reader checks: a store restored from an
-        # older copy counts the same numbers again, with other tokens.
-        "ALTER TABLE runs_changed ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",
-        # How many runs are stored as running, counted by the same triggers: change_token() read
-        # it by a scan of every run (45 ms at 100,000 runs), twice per load().
-        "ALTER TABLE runs_changed ADD COLUMN running INTEGER NOT NULL DEFAULT 0",
-        "UPDATE runs_changed SET running = (SELECT count(*) FROM runs WHERE status = 'running')",
-        "CREATE TABLE IF NOT EXISTS run_changes (run_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, token BLOB NOT NULL) WITHOUT ROWID",
+        # Every change to a run, in order: readers that keep a frame of the runs (frames/cache.py)
+        # read those since the one they saw and patch it rather than build it again. A log
+        # rather than a number per run: appending is the cheapest write (one row at the end
+        # of the table, a few microseconds a change), and a change once logged keeps its
+        # number and random token (pruned only when far behind), which is how a reader tells
+        # its store's past from another's: a copy restored from before counts the same numbers
+        # again, with other tokens. Each row also counts the runs stored as running after it
+        # (change_token() scanned every run for that: 45 ms at 100,000 runs).
+        "CREATE TABLE IF NOT EXISTS change_log (seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, "
+        "token INTEGER NOT NULL, running INTEGER NOT NULL)",
+        # Its first row: the runs stored as running now (readers patch nothing kept before it).
+        "INSERT INTO change_log (run_id, token, running) SELECT '', random(), count(*) FROM runs WHERE status = 'running'",
         *(f"DROP TRIGGER IF EXISTS runs_changed_{event}" for event in ("insert", "update", "delete")),
+        "DROP TABLE IF EXISTS runs_changed",  # the log's last row is the token now
         *(
-            f"CREATE TRIGGER runs_changed_{event.split()[0].lower()} AFTER {event} ON runs BEGIN "
-            f"UPDATE runs_changed SET token = randomblob(16), seq = seq + 1, running = running{counted}; "
-            f"{logged}END"
-            for event, counted, logged in (
-                ("INSERT", " + (NEW.status = 'running')", _LOG_CHANGE.format(row="NEW", also="")),
+            f"CREATE TRIGGER runs_changed_{event.split()[0].lower()} AFTER {event} ON runs BEGIN {logged}END"
+            for event, logged in (
+                ("INSERT", _LOG_CHANGE.format(row="NEW", counted=" + (NEW.status = 'running')", also="")),
                 (
                     # Every column but seq: the stamp runs_sequence puts on a new row is part of its insert.
                     f"UPDATE OF {', '.join(RUN_COLUMNS_BUT_SEQ)}",
-                    " + (NEW.status = 'running') - (OLD.status = 'running')",
-                    _LOG_CHANGE.format(row="NEW", also="")
-                    + _LOG_CHANGE.format(row="OLD", also=" AND OLD.run_id IS NOT NEW.run_id"),
+                    _LOG_CHANGE.format(
+                        row="NEW", counted=" + (NEW.status = 'running') - (OLD.status = 'running')", also=""
+                    )
+                    + _LOG_CHANGE.format(row="OLD", counted="", also=" WHERE OLD.run_id IS NOT NEW.run_id"),
                 ),
-                ("DELETE", " - (OLD.status = 'running')", _LOG_CHANGE.format(row="OLD", also="")),
+                ("DELETE", _LOG_CHANGE.format(row="OLD", counted=" - (OLD.status = 'running')", also="")),
             )
         ),
     ),
@@ -584,6 +587,10 @@ class SQLiteStore(Store):
             for statement in _MIGRATIONS[target]:
                 self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version={target}")
+        if SCHEMA_VERSION >= 7:  # the log's oldest changes, far behind (the last one stays: it holds the count)
+            self._db.execute(
+                "DELETE FROM change_log WHERE seq <= (SELECT max(seq) FROM change_log) - ?", (CHANGES_KEPT,)
+            )
         return SCHEMA_VERSION
 
     def _read_version(self) -> int:
@@ -1002,11 +1009,9 @@ class SQLiteStore(Store):
     def change_token(self) -> str | None:
         if self._version < 6:  # a reader never migrates: an older store has no token
             return None
-        if self._version >= 7:  # the triggers count the runs stored as running
-            token, running = self._read(
-                lambda connection: connection.execute("SELECT hex(token), running FROM runs_changed").fetchone()
-            )
-            return None if token is None or running else f"sqlite {self._version} {token} {self.root}"
+        if self._version >= 7:  # the log's last change, which counts the runs stored as running
+            last = self._read(lambda connection: connection.execute(_LAST_CHANGE).fetchone())
+            return None if last is None or last[2] else f"sqlite {self._version} {last[0]}:{last[1]} {self.root}"
         # One statement, so one snapshot of the token and of the runs stored as running.
         token, running = self._read(
             lambda connection: connection.execute(
@@ -1032,38 +1037,41 @@ class SQLiteStore(Store):
         self, db: sqlite3.Connection, since: int | None, history: bool, marks: Sequence[int]
     ) -> RunChanges | None:
         """:meth:`run_changes`, inside its read transaction on ``db``."""
-        seq, token, running = db.execute("SELECT seq, hex(token), running FROM runs_changed").fetchone()
-        if running:  # as change_token(): live statuses change without the store
+        last = db.execute(_LAST_CHANGE).fetchone()
+        if last is None or last[2]:  # as change_token(): live statuses change without the store
             return None
+        seq, mark = int(last[0]), str(last[1])
         listed = f"{_columns(self._version, False)}, r.rowid, r.param_hash"
         removed: list[str] = []
-        found: dict[int, str] = {}
         if since is None:
             rows = db.execute(self._run_columns_sql(listed, "", history)).fetchall()
         else:
-            # One scan of the small run_changes table (no index on seq: it would cost every
-            # change a write); the changed runs are then found by their key.
-            wanted = [since, *marks]
-            entries = db.execute(
-                "SELECT run_id, seq, hex(token) FROM run_changes "
-                f"WHERE seq > ? OR seq IN ({', '.join('?' * len(marks)) or 'NULL'})",
-                wanted,
-            ).fetchall()
-            found = {seq: mark for _, seq, mark in entries if seq in marks}
-            changed = [run_id for run_id, seq, _ in entries if seq > since]
+            # The log's rows after ``since`` (by its key: as many as there were changes), then
+            # the runs they name by theirs.
+            changed = [
+                run_id for (run_id,) in db.execute("SELECT DISTINCT run_id FROM change_log WHERE seq > ?", (since,))
+            ]
             rows = db.execute(
                 f"SELECT {listed} FROM runs r WHERE r.run_id IN (SELECT value FROM json_each(?)) ORDER BY r.rowid",
                 (json.dumps(changed),),
             ).fetchall()
             existing = {row[0] for row in rows}
-            removed = [run_id for run_id in changed if run_id not in existing]
+            removed = [run_id for run_id in changed if run_id not in existing and run_id]
+        found = {
+            int(number): str(token)
+            for number, token in db.execute(
+                "SELECT seq, token FROM change_log WHERE seq IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(marks)),),
+            )
+        }
         runs, extra = columns.run_columns_with(
             rows, root=self.root, liveness=self._liveness, latest=since is None and not history
         )
         rowid, param_hash = extra or ([], [])
         return RunChanges(
-            since=since, seq=int(seq), token=f"sqlite {self._version} {token} {self.root}", mark=token,
-            columns=runs, rowid=rowid, param_hash=param_hash, removed=removed, marks=found,
+            since=since, seq=seq, mark=mark, token=f"sqlite {self._version} {seq}:{mark} {self.root}",
+            place=f"sqlite {self._version} {self.root}", columns=runs, rowid=rowid, param_hash=param_hash,
+            removed=removed, marks=found,
         )  # fmt: skip
 
     @property
