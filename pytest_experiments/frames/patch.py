@@ -62,39 +62,52 @@ def described(
     values its inferred columns were built from."""
     originals: dict[str, list[Any]] = {}
     frame = columns_frame(runs, originals=originals)
-    return frame, notes_of(runs, originals, rowid, param_hash, history), originals
+    return frame, notes_of(runs, originals, rowid, param_hash, history, frame), originals
 
 
 def notes_of(
-    runs: RunColumns, originals: dict[str, list[Any]], rowid: list[int], param_hash: list[str], history: bool
+    runs: RunColumns,
+    originals: dict[str, list[Any]],
+    rowid: list[int],
+    param_hash: list[str],
+    history: bool,
+    frame: pd.DataFrame | None = None,
 ) -> Notes:
     """The notes of ``runs``, whose inferred columns were built from ``originals`` (without grid
     points for a ``history`` frame, which keeps every run whatever its grid point)."""
     grid = [] if history else [f"{module}\0{experiment}\0{hash_}" for module, experiment, hash_ in zip(runs.module, runs.experiment, param_hash, strict=True)]  # fmt: skip
     signatures, names = {}, {}
-    keys = {
+    keys: dict[str, list[tuple[tuple[str, ...], ...]]] = {
         # A parameter's column comes from the declared names, then the logged ones (param_lists).
-        "params": zip(map(tuple, runs.params), map(tuple, runs.logged_params), strict=True),
-        "metrics": zip(map(tuple, runs.metrics)),
-        "tags": zip(map(tuple, runs.tags)),
+        "params": list(zip(map(tuple, runs.params), map(tuple, runs.logged_params), strict=True)),
+        "metrics": list(zip(map(tuple, runs.metrics))),
+        "tags": list(zip(map(tuple, runs.tags))),
     }
     for section, rows in keys.items():
-        table: dict[tuple[tuple[str, ...], ...], int] = {}
-        ids = [table.setdefault(key, len(table)) for key in rows]
-        signatures[section] = np.array(ids, dtype=np.int32)
+        table: dict[tuple[tuple[str, ...], ...], int] = dict.fromkeys(rows, 0)  # distinct ones, in order
+        for index, key in enumerate(table):
+            table[key] = index
+        signatures[section] = np.fromiter(map(table.__getitem__, rows), dtype=np.int32, count=len(rows))
         names[section] = [list(chain.from_iterable(key)) for key in table]
     return Notes(
         rowid=np.array(rowid, dtype=np.int64),
         started=np.array(runs.started_at, dtype=np.float64),
         grid=grid,
-        codes={name: codes_of(values) for name, values in originals.items()},
+        codes={
+            name: codes_of(values, frame[name] if frame is not None else None) for name, values in originals.items()
+        },
         signatures=signatures,
         names=names,
     )
 
 
-def codes_of(values: list[Any]) -> np.ndarray:
-    """The type code of each of ``values``; NaN has its own (pandas tells it from None)."""
+def codes_of(values: list[Any], column: pd.Series | None = None) -> np.ndarray:
+    """The type code of each of ``values``; NaN has its own (pandas tells it from None).
+    ``column``, built from them, may tell them at once (integers beside None, booleans)."""
+    if column is not None and isinstance(column.dtype, pd.Int64Dtype):
+        return np.where(column.isna().to_numpy(), NONE, INT).astype(np.int8)
+    if column is not None and column.dtype == np.bool_:
+        return np.full(len(values), BOOL, dtype=np.int8)
     codes = np.fromiter(map(_CODES.get, map(type, values), repeat(OTHER)), dtype=np.int8, count=len(values))
     floats = np.flatnonzero(codes == FLOAT)
     if len(floats):
