@@ -183,7 +183,7 @@ def test_a_reader_that_cannot_keep_the_frame_loads_as_before(root: Path) -> None
 
 def test_an_older_store_read_without_migrating_keeps_nothing(root: Path) -> None:
     with contextlib.closing(sqlite3.connect(root / DB_NAME)) as db, db:
-        for event in ("insert", "update", "delete"):
+        for event in ("insert", "update", "renamed", "delete"):
             db.execute(f"DROP TRIGGER runs_changed_{event}")
         db.execute("DROP TABLE change_log")
         db.execute("PRAGMA user_version=5")  # the schema before side files

@@ -140,6 +140,11 @@ def test_a_hand_edit_is_patched_in(root: Path, patched: list[bool]) -> None:
     check(root)
     assert patched == [True, True]
     assert 9.5 in load(root, history=True)["metrics.loss"].tolist()
+    with contextlib.closing(sqlite3.connect(root / DB_NAME)) as db, db:
+        db.execute("UPDATE runs SET run_id = 'renamed' WHERE run_id = 'aa-second'")  # the old id is gone
+    check(root)
+    assert patched == [True] * 4
+    assert "renamed" in load(root)["run_id"].tolist()
 
 
 @pytest.mark.parametrize(

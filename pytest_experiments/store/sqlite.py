@@ -129,8 +129,8 @@ RUN_COLUMNS_BUT_SEQ = (
 # one, holding the count of runs stored as running after it. Plain INSERT: in a trigger, the
 # conflict policy of the statement that fired it wins, and a new row meets no conflict.
 _LOG_CHANGE = (
-    "INSERT INTO change_log (run_id, token, running) SELECT {row}.run_id, random(), running{counted} "
-    "FROM change_log{also} ORDER BY seq DESC LIMIT 1; "
+    "INSERT INTO change_log (run_id, token, running) "
+    "VALUES ({row}.run_id, random(), (SELECT running FROM change_log ORDER BY seq DESC LIMIT 1){counted}); "
 )
 _LAST_CHANGE = "SELECT seq, token, running FROM change_log ORDER BY seq DESC LIMIT 1"
 #: How many changes change_log keeps (a writer opening the store drops older ones): a frame
@@ -219,21 +219,28 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "token INTEGER NOT NULL, running INTEGER NOT NULL)",
         # Its first row: the runs stored as running now (readers patch nothing kept before it).
         "INSERT INTO change_log (run_id, token, running) SELECT '', random(), count(*) FROM runs WHERE status = 'running'",
-        *(f"DROP TRIGGER IF EXISTS runs_changed_{event}" for event in ("insert", "update", "delete")),
+        *(f"DROP TRIGGER IF EXISTS runs_changed_{event}" for event in ("insert", "update", "renamed", "delete")),
         "DROP TABLE IF EXISTS runs_changed",  # the log's last row is the token now
         *(
-            f"CREATE TRIGGER runs_changed_{event.split()[0].lower()} AFTER {event} ON runs BEGIN {logged}END"
-            for event, logged in (
-                ("INSERT", _LOG_CHANGE.format(row="NEW", counted=" + (NEW.status = 'running')", also="")),
+            f"CREATE TRIGGER runs_changed_{name} AFTER {event} ON runs {when}BEGIN {logged}END"
+            for name, event, when, logged in (
+                ("insert", "INSERT", "", _LOG_CHANGE.format(row="NEW", counted=" + (NEW.status = 'running')")),
                 (
                     # Every column but seq: the stamp runs_sequence puts on a new row is part of its insert.
+                    "update",
                     f"UPDATE OF {', '.join(RUN_COLUMNS_BUT_SEQ)}",
-                    _LOG_CHANGE.format(
-                        row="NEW", counted=" + (NEW.status = 'running') - (OLD.status = 'running')", also=""
-                    )
-                    + _LOG_CHANGE.format(row="OLD", counted="", also=" WHERE OLD.run_id IS NOT NEW.run_id"),
+                    "",
+                    _LOG_CHANGE.format(row="NEW", counted=" + (NEW.status = 'running') - (OLD.status = 'running')"),
                 ),
-                ("DELETE", _LOG_CHANGE.format(row="OLD", counted=" - (OLD.status = 'running')", also="")),
+                # The run id itself changed (no writer does; by hand): the old one is gone. A trigger
+                # of its own, which other updates do not fire.
+                (
+                    "renamed",
+                    "UPDATE OF run_id",
+                    "WHEN OLD.run_id IS NOT NEW.run_id ",
+                    _LOG_CHANGE.format(row="OLD", counted=""),
+                ),
+                ("delete", "DELETE", "", _LOG_CHANGE.format(row="OLD", counted=" - (OLD.status = 'running')")),
             )
         ),
     ),
