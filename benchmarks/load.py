@@ -9,7 +9,12 @@ sets, at most 3 times its time, and under 1 s, at 100,000 runs (``--runs``). Eac
 timed twice: "built", the first call after the runs changed (the frame built from the store, then
 kept beside it: its side files are removed before, untimed), and "kept", the next call (the frame
 read back from the side file); beside them ``load(path, status=<every status>)``, the same rows
-through a selection, which is never kept: the cost before side files, timed alongside. pandas and
+through a selection, which is never kept: the cost before side files, timed alongside. Then
+"patched": the first ``load()`` and ``load(history=True)`` after a session appended 200 runs (150
+re-runs of grid points the store has, 50 new ones) and tagged 5 older runs, to a store whose
+frames were kept (all of that untimed): the kept frame patched with the runs changed since
+(``frames/patch.py``). The store grows by 200 runs each repeat; the first one migrates a store of
+an older schema (``--reuse`` of one built before). pandas and
 ``pytest_experiments.frames`` are imported before timing; each call is repeated (``--repeats``)
 and the medians of wall and CPU time are printed with their ratios to ``read_csv``, and the
 load average of the machine.
