@@ -12,6 +12,7 @@ the plugin (pytester sessions); ``patched`` watches which loads were patches wit
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import random
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from frames_reference import reference_runs_frame
@@ -37,6 +39,7 @@ from pytest_experiments.store.journal import JournalWriter
 from pytest_experiments.store.liveness import Process, pid_namespace, process_start
 from pytest_experiments.store.merge import merge
 from pytest_experiments.store.sqlite import DB_NAME, RUN_COLUMNS_BUT_SEQ
+from pytest_experiments.store.sqlite_files import SIDE_DIR
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="liveness reads /proc")
 
@@ -337,6 +340,26 @@ def test_journal_records_are_patched_in_once_folded(root: Path, patched: list[bo
         assert writer.change_token() is not None
     check(root)
     assert patched == [True, True]
+
+
+@pytest.mark.parametrize("damage", ["signatures", "codes", "names"])
+def test_notes_that_do_not_fit_their_frame_are_never_used(root: Path, patched: list[bool], damage: str) -> None:
+    check(root)
+    path = root / SIDE_DIR / "load-history.npz"
+    arrays = dict(np.load(path, allow_pickle=False))
+    meta = json.loads(arrays["meta"].tobytes())
+    if damage == "signatures":
+        arrays["n.sig.params"] = arrays["n.sig.params"] + 1000
+    elif damage == "codes":
+        arrays["n.code0"] = arrays["n.code0"][:-1]
+    else:
+        meta["notes"]["names"]["params"] = []
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+    with session(root, "after") as (store, started):
+        record(store, started, "after", metrics={"loss": 1.0})
+    check(root)
+    assert patched.count(True) == 1  # the latest frame; the history one built
 
 
 def test_many_changes_are_built_not_patched(root: Path, patched: list[bool]) -> None:

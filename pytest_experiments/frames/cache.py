@@ -97,7 +97,10 @@ def _patched(store: Store, history: bool, path: Path, meta: dict[str, Any]) -> p
     kept = _read(path, meta, notes=True)
     if kept is None or kept[1] is None:
         return None
-    result = patch.patch(kept[0], kept[1], changes, history)
+    try:
+        result = patch.patch(kept[0], kept[1], changes, history)
+    except _UNREADABLE:  # notes that read back whole but do not fit their frame: built instead
+        return None
     if result is None:
         return None
     frame, notes = result
