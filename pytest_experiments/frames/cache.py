@@ -1,21 +1,27 @@
 """``load()``'s frames kept beside the store, so that loading runs that have not changed reads
-typed columns rather than every run's row and JSON again.
+typed columns rather than every run's row and JSON again, and loading them after a few changed
+patches the kept frame with those runs (:mod:`.patch`) rather than building it again.
 
 A frame of 100,000 runs costs about 2 s of CPU to build from the store (a Python object per
 value: SQLite's rows, decoded JSON, then pandas' columns); the same frame read back from its
-columns costs a few hundredths of that. Only the frames of ``load()`` and
-``load(history=True)`` are kept (no selection, no metadata): one file each, in the store's
-:attr:`~pytest_experiments.store.Store.side_folder`.
+columns costs a few hundredths of that, and patched with a session's runs about a tenth. Only
+the frames of ``load()`` and ``load(history=True)`` are kept (no selection, no metadata): one
+file each, in the store's :attr:`~pytest_experiments.store.Store.side_folder`.
 
-Never stale: a file holds the store's :meth:`~pytest_experiments.store.Store.change_token`,
-read before the frame was built and again after it (the same token, so the same runs
-throughout), and is read only while the store gives that token; a store that cannot give one
-(a server store, runs stored as ``running``, journals not folded yet, an older schema) or has
-no side folder for this reader (who is not the store's owner) keeps nothing. Never
-half-read: written under a temporary name then renamed, and a file that does not read back
-whole, with the dtypes it names, is ignored and replaced. Never executed: ``numpy.load`` with
-``allow_pickle=False`` and JSON for the column names and kinds. A reader that cannot write
-(a read-only folder) builds the frame each time, as before.
+Never stale: a file holds the store's :meth:`~pytest_experiments.store.Store.change_token` of
+the runs it was made of, and is read as it is only while the store gives that token. A store
+that logs its changes (:meth:`~pytest_experiments.store.Store.run_changes`: SQLite, schema 7)
+gives the runs and the token in one snapshot, and the file also holds the number and random
+mark of the last change it saw: a later call reads the runs changed since and patches the
+frame, once the store shows that it still holds that very change (a copy restored from before
+it counts the same numbers with other marks); a store that gives no changes (an older schema)
+keeps the frame with the token read before and after it was built. A store that cannot give a
+token (a server store, runs stored as ``running``, journals not folded yet) or has no side
+folder for this reader (who is not the store's owner) keeps nothing. Never half-read: written
+under a temporary name then renamed, and a file that does not read back whole, with the
+dtypes it names and notes that fit it, is ignored and replaced. Never executed: ``numpy.load``
+with ``allow_pickle=False`` and JSON for the column names, kinds and notes. A reader that
+cannot write (a read-only folder) builds the frame each time, as before.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from pytest_experiments.model import RunChanges
 from pytest_experiments.store import Store
 
 #: Part of every file's key: raise it whenever ``load()``'s frames change (a column, a dtype,
-#: an order), so that files written before are never read.
+#: an order) or what a file holds beside them, so that files written before are never read.
 FORMAT = 2
 
 _FILE_NAMES = {False: "load-latest.npz", True: "load-history.npz"}
