@@ -228,6 +228,18 @@ def test_patches_upon_patches_keep_each_run_s_grid_point(root: Path, patched: li
     assert patched == [True] * 4
 
 
+def test_runs_deleted_through_the_command_line(root: Path, patched: list[bool]) -> None:
+    check(root)
+    with session(root, "again") as (store, started):
+        record(store, started, 0, metrics={"loss": 0.05})  # test_x point 0 has three runs now
+    check(root)
+    assert main(["--store", str(root), "gc", "--keep", "1"]) == 0  # the older runs go, the latest stay
+    check(root)
+    assert main(["--store", str(root), "delete", "--status", "failed"]) == 0  # latest ones among them
+    check(root)
+    assert patched == [True, True, True, True, False, True]
+
+
 def test_a_rerun_that_started_earlier_than_the_newest_does_not_replace_it(root: Path, patched: list[bool]) -> None:
     check(root)
     with session(root, "late") as (store, started):
