@@ -9,7 +9,12 @@ sets, at most 3 times its time, and under 1 s, at 100,000 runs (``--runs``). Eac
 timed twice: "built", the first call after the runs changed (the frame built from the store, then
 kept beside it: its side files are removed before, untimed), and "kept", the next call (the frame
 read back from the side file); beside them ``load(path, status=<every status>)``, the same rows
-through a selection, which is never kept: the cost before side files, timed alongside. pandas and
+through a selection, which is never kept: the cost before side files, timed alongside. Then
+"patched": the first ``load()`` and ``load(history=True)`` after a session appended 200 runs (150
+re-runs of grid points the store has, 50 new ones) and tagged 5 older runs, to a store whose
+frames were kept (all of that untimed): the kept frame patched with the runs changed since
+(``frames/patch.py``). The store grows by 200 runs each repeat; the first one migrates a store of
+an older schema (``--reuse`` of one built before). pandas and
 ``pytest_experiments.frames`` are imported before timing; each call is repeated (``--repeats``)
 and the medians of wall and CPU time are printed with their ratios to ``read_csv``, and the
 load average of the machine.
@@ -181,6 +186,46 @@ def run_end(rng: random.Random, run_id: str, experiment: str, started: float) ->
     )
 
 
+#: Runs a session appends before the "patched" calls (re-runs of existing grid points and new
+#: ones), and runs of the store it tags (updates).
+APPENDED_RUNS = 200
+TAGGED_RUNS = 5
+
+
+def _session_appender(location: Path | str) -> Callable[[], None]:
+    """What records, untimed, a session of :data:`APPENDED_RUNS` runs into ``location`` after
+    making sure both kept frames hold its runs as they are: three quarters re-run grid points
+    the store has (so the latest frame loses rows too), a quarter new ones; and tags
+    :data:`TAGGED_RUNS` of its older runs."""
+    import pytest_experiments
+
+    rng = random.Random(1)
+    calls = itertools.count()
+
+    def append() -> None:
+        pytest_experiments.load(location)
+        pytest_experiments.load(location, history=True)
+        index = next(calls)
+        with Store.open(location, create=True) as store:  # the plugin's writer: migrates an older store
+            older = store.run_columns(history=True).run_id[:1000]
+            session = SessionStart(new_id(), time.time(), socket.gethostname(), os.getpid(), {"command": "pytest"})
+            store.record_session(session)
+            existing = list(itertools.islice(grid_points(), APPENDED_RUNS * 3 // 4))
+            first = 200_000 + index * APPENDED_RUNS  # past the grid points of a store of 100,000 runs
+            fresh = list(itertools.islice(grid_points(), first, first + APPENDED_RUNS))
+            for module, experiment, params in existing + fresh[: APPENDED_RUNS - len(existing)]:
+                record_run(
+                    store, rng, session.session_id, module, experiment, params, socket.gethostname(), os.getpid()
+                )
+            store.finish_session(session.session_id, time.time(), 0)
+            # Other runs each time (a kept frame is patched only while the run of the last change
+            # it saw has not changed again: see frames/cache.py).
+            for run_id in random.Random().sample(older, TAGGED_RUNS):
+                store.set_tags(run_id, {"checked": f"round {index}"})
+
+    return append
+
+
 def timed(repeats: int, call: Callable[[], Any]) -> tuple[list[float], Any]:
     seconds: list[float] = []
     result = None
@@ -266,6 +311,18 @@ def compare(location: Path | str, csv: Path, repeats: int, pandas: Any) -> str:
         "load(path, history=True) kept": lambda: pytest_experiments.load(location, history=True),
         "load_series(path, history=True)": lambda: pytest_experiments.load_series(location, history=True),
     }
+    # "patched": the first load() after a session appended runs to a store whose frames were
+    # kept (both loaded, untimed, then the session recorded, untimed): the kept frame patched
+    # with the runs changed since. The history one follows the latest one: its file still
+    # holds the runs before that session.
+    appended = _session_appender(location)
+    calls[f"load(path) patched after +{APPENDED_RUNS} runs"] = lambda: pytest_experiments.load(location)
+    calls[f"load(path, history=True) patched after +{APPENDED_RUNS} runs"] = lambda: pytest_experiments.load(
+        location, history=True
+    )
+    prepare: dict[str, Callable[[], Any]] = {
+        f"load(path) patched after +{APPENDED_RUNS} runs": appended,
+    }
     walls: dict[str, list[float]] = {label: [] for label in calls}
     cpus: dict[str, list[float]] = {label: [] for label in calls}
     shapes: dict[str, tuple[int, int]] = {}
@@ -274,6 +331,8 @@ def compare(location: Path | str, csv: Path, repeats: int, pandas: Any) -> str:
         for label, call in calls.items():
             if label.endswith(" built"):
                 shutil.rmtree(side, ignore_errors=True)  # as after a change of the runs: nothing kept
+            if label in prepare:
+                prepare[label]()
             cpu = time.process_time()
             [elapsed], frame = timed(1, call)
             cpus[label].append(time.process_time() - cpu)

@@ -402,3 +402,32 @@ class GridSnapshot(NamedTuple):
     #: The store's position at that moment: every run started later is "after" it for
     #: :meth:`Store.claim_run`. Assigned by the store itself, never a clock.
     mark: int
+
+
+@dataclass
+class RunChanges:
+    """What a store gives a reader that keeps a frame of its runs and patches it later
+    (``load()``'s kept frames): the runs changed since a point of the store's change sequence,
+    or every run, read in one snapshot with that snapshot's place in the sequence.
+
+    ``columns`` holds the runs (changed since ``since``, or all of them), ordered as
+    :meth:`Store.run_columns` orders them, with each one's ``rowid`` (the store's order of
+    writing, which breaks ties of start time) and ``param_hash`` (its grid point with the module
+    and the experiment). ``removed`` is every run id changed since ``since`` that no longer
+    exists. ``seq`` and ``token`` place the snapshot: ``token`` is :meth:`Store.change_token`'s
+    text, and ``mark`` the random mark of change ``seq``, which a later reader finds again in
+    :attr:`marks` when, and only when, its store still holds that very change.
+    """
+
+    since: int | None
+    seq: int
+    token: str
+    mark: str
+    #: The store as :attr:`token` names it, without its state: what a kept frame must be of.
+    place: str
+    columns: RunColumns
+    rowid: list[int]
+    param_hash: list[str]
+    removed: list[str] = field(default_factory=list)
+    #: The marks the store holds for the sequence numbers the caller asked about.
+    marks: dict[int, str] = field(default_factory=dict)

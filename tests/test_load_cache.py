@@ -57,7 +57,14 @@ def kept(root: Path, history: bool) -> pd.DataFrame | None:
         token = store.change_token()
     if token is None:
         return None
-    return cache._read(root / SIDE_DIR / FILES[history], cache._key(token, history))
+    return read_kept(root / SIDE_DIR / FILES[history], cache._key(token, history))
+
+
+def read_kept(path: Path, key: str) -> pd.DataFrame | None:
+    """The frame the side file ``path`` holds under ``key``, or None."""
+    meta = cache._read_meta(path)
+    found = None if meta is None or meta.get("key") != key else cache._read(path, meta)
+    return None if found is None else found[0]
 
 
 @pytest.fixture
@@ -160,7 +167,7 @@ def test_a_torn_foreign_or_pickled_file_is_never_read_and_is_replaced(root: Path
         arrays = dict(np.load(path, allow_pickle=False))
         arrays["meta"] = np.frombuffer(cache.json.dumps(stored).encode(), dtype=np.uint8)
         np.savez(path, **arrays)
-    assert cache._read(path, key) is None
+    assert read_kept(path, key) is None
     pd.testing.assert_frame_equal(load(root, history=True), reference, check_exact=True)
     assert kept(root, True) is not None  # replaced by a whole one
 
@@ -176,9 +183,9 @@ def test_a_reader_that_cannot_keep_the_frame_loads_as_before(root: Path) -> None
 
 def test_an_older_store_read_without_migrating_keeps_nothing(root: Path) -> None:
     with contextlib.closing(sqlite3.connect(root / DB_NAME)) as db, db:
-        for event in ("insert", "update", "delete"):
+        for event in ("insert", "update", "renamed", "delete"):
             db.execute(f"DROP TRIGGER runs_changed_{event}")
-        db.execute("DROP TABLE runs_changed")
+        db.execute("DROP TABLE change_log")
         db.execute("PRAGMA user_version=5")  # the schema before side files
     with Store.open(root, readonly=True) as store:
         assert store.change_token() is None

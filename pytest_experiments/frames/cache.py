@@ -1,21 +1,27 @@
 """``load()``'s frames kept beside the store, so that loading runs that have not changed reads
-typed columns rather than every run's row and JSON again.
+typed columns rather than every run's row and JSON again, and loading them after a few changed
+patches the kept frame with those runs (:mod:`.patch`) rather than building it again.
 
 A frame of 100,000 runs costs about 2 s of CPU to build from the store (a Python object per
 value: SQLite's rows, decoded JSON, then pandas' columns); the same frame read back from its
-columns costs a few hundredths of that. Only the frames of ``load()`` and
-``load(history=True)`` are kept (no selection, no metadata): one file each, in the store's
-:attr:`~pytest_experiments.store.Store.side_folder`.
+columns costs a few hundredths of that, and patched with a session's runs about a tenth. Only
+the frames of ``load()`` and ``load(history=True)`` are kept (no selection, no metadata): one
+file each, in the store's :attr:`~pytest_experiments.store.Store.side_folder`.
 
-Never stale: a file holds the store's :meth:`~pytest_experiments.store.Store.change_token`,
-read before the frame was built and again after it (the same token, so the same runs
-throughout), and is read only while the store gives that token; a store that cannot give one
-(a server store, runs stored as ``running``, journals not folded yet, an older schema) or has
-no side folder for this reader (who is not the store's owner) keeps nothing. Never
-half-read: written under a temporary name then renamed, and a file that does not read back
-whole, with the dtypes it names, is ignored and replaced. Never executed: ``numpy.load`` with
-``allow_pickle=False`` and JSON for the column names and kinds. A reader that cannot write
-(a read-only folder) builds the frame each time, as before.
+Never stale: a file holds the store's :meth:`~pytest_experiments.store.Store.change_token` of
+the runs it was made of, and is read as it is only while the store gives that token. A store
+that logs its changes (:meth:`~pytest_experiments.store.Store.run_changes`: SQLite, schema 7)
+gives the runs and the token in one snapshot, and the file also holds the number and random
+mark of the last change it saw: a later call reads the runs changed since and patches the
+frame, once the store shows that it still holds that very change (a copy restored from before
+it counts the same numbers with other marks); a store that gives no changes (an older schema)
+keeps the frame with the token read before and after it was built. A store that cannot give a
+token (a server store, runs stored as ``running``, journals not folded yet) or has no side
+folder for this reader (who is not the store's owner) keeps nothing. Never half-read: written
+under a temporary name then renamed, and a file that does not read back whole, with the
+dtypes it names and notes that fit it, is ignored and replaced. Never executed: ``numpy.load``
+with ``allow_pickle=False`` and JSON for the column names, kinds and notes. A reader that
+cannot write (a read-only folder) builds the frame each time, as before.
 """
 
 from __future__ import annotations
@@ -33,13 +39,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pytest_experiments.frames import patch
+from pytest_experiments.model import RunChanges
 from pytest_experiments.store import Store
 
 #: Part of every file's key: raise it whenever ``load()``'s frames change (a column, a dtype,
-#: an order), so that files written before are never read.
-FORMAT = 1
+#: an order) or what a file holds beside them, so that files written before are never read.
+FORMAT = 2
 
 _FILE_NAMES = {False: "load-latest.npz", True: "load-history.npz"}
+#: Patched when at most this many runs changed, or this share of the kept rows: past that,
+#: building the frame afresh costs about as much.
+_FEW_CHANGES = 64
+_MOST_CHANGED = 0.25
 #: The types of decoded JSON: what an ``object`` column of a frame holds (nested ones too).
 _JSON_TYPES = frozenset({str, int, float, bool, type(None), list, dict})
 # What a file that is not one of ours, or not whole, raises on reading (numpy, zipfile, JSON).
@@ -49,20 +61,72 @@ _UNREADABLE = (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, I
 def cached(store: Store, history: bool, build: Callable[[], pd.DataFrame]) -> pd.DataFrame:
     """The frame ``build()`` makes of ``store``'s runs (``history``: every run, else the latest
     of each grid point), read from the store's side file when it holds that frame of the same
-    runs, else built and, where the store allows, kept for the next call."""
+    runs, patched from it when the store tells what changed since (:mod:`.patch`), else built
+    and, where the store allows, kept for the next call."""
     folder = store.side_folder
     token = None if folder is None else store.change_token()
     if folder is None or token is None:
         return build()
-    key = _key(token, history)
     path = folder / _FILE_NAMES[history]
-    frame = _read(path, key)
-    if frame is not None:
+    meta = _read_meta(path)
+    if meta is not None and meta.get("key") == _key(token, history):
+        found = _read(path, meta)
+        if found is not None:
+            return found[0]
+    if meta is not None and isinstance(meta.get("seq"), int):
+        patched = _patched(store, history, path, meta)
+        if patched is not None:
+            return patched
+    changes = store.run_changes(history=history)
+    if changes is None:  # a store that counts no changes: the frame alone is kept
+        frame = build()
+        if store.change_token() == token:  # no change while it was built: the frame is of these runs
+            _write(path, {"key": _key(token, history)}, frame)
         return frame
-    frame = build()
-    if store.change_token() == token:  # no change while it was built: the frame is of these runs
-        _write(path, key, frame)
+    frame, notes, _ = patch.described(changes.columns, changes.rowid, changes.param_hash, history)
+    _write(path, _meta(changes, history), frame, notes)
     return frame
+
+
+def _patched(store: Store, history: bool, path: Path, meta: dict[str, Any]) -> pd.DataFrame | None:
+    """The frame kept in ``path`` (``meta`` read of it) patched with the runs changed since,
+    and kept in its place; None when the store cannot say what changed since, or the file
+    was not of this store's past, or too much changed to be worth it, or the patch gave up."""
+    seq = meta["seq"]
+    changes = store.run_changes(seq, history=history, marks=[seq])
+    # The mark of the file's last change, found again: the store has lived through that very
+    # change (a copy restored from before it counts the same numbers with other marks).
+    if changes is None or meta.get("base") != _base(changes, history) or changes.marks.get(seq) != meta.get("mark"):
+        return None
+    if len(changes.columns) + len(changes.removed) > max(_FEW_CHANGES, meta.get("rows", 0) * _MOST_CHANGED):
+        return None  # building it afresh costs less
+    kept = _read(path, meta, notes=True)
+    if kept is None or kept[1] is None:
+        return None
+    try:
+        result = patch.patch(kept[0], kept[1], changes, history)
+    except _UNREADABLE:  # notes that read back whole but do not fit their frame: built instead
+        return None
+    if result is None:
+        return None
+    frame, notes = result
+    _write(path, _meta(changes, history), frame, notes)
+    return frame
+
+
+def _meta(changes: RunChanges, history: bool) -> dict[str, Any]:
+    """What a file written from ``changes`` is read under, and patched from."""
+    return {
+        "key": _key(changes.token, history),
+        "base": _base(changes, history),
+        "seq": changes.seq,
+        "mark": changes.mark,
+    }
+
+
+def _base(changes: RunChanges, history: bool) -> str:
+    """The key without the store's state: what a file must hold to be patched."""
+    return _key(changes.place, history)
 
 
 def _key(token: str, history: bool) -> str:
@@ -87,9 +151,9 @@ def _key(token: str, history: bool) -> str:
 # -- writing ----------------------------------------------------------------------------
 
 
-def _write(path: Path, key: str, frame: pd.DataFrame) -> None:
-    """Keep ``frame`` in ``path`` (whole or not at all); nothing when a column has no encoding
-    here or the folder cannot be written."""
+def _write(path: Path, meta: dict[str, Any], frame: pd.DataFrame, notes: patch.Notes | None = None) -> None:
+    """Keep ``frame`` (and its ``notes``) in ``path`` under ``meta`` (whole or not at all);
+    nothing when a column has no encoding here or the folder cannot be written."""
     if frame.empty:
         return
     arrays: dict[str, np.ndarray] = {}
@@ -103,7 +167,9 @@ def _write(path: Path, key: str, frame: pd.DataFrame) -> None:
         arrays.update({f"c{position}.{part}": values for part, values in parts.items()})
     if any(values.dtype.hasobject for values in arrays.values()):
         return  # numpy would pickle it: never written, since it would never be read
-    meta = {"key": key, "rows": len(frame), "columns": kinds}
+    meta = {**meta, "rows": len(frame), "columns": kinds}
+    if notes is not None:
+        meta["notes"] = _noted(notes, arrays)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     # A name of its own (threads of one process too), in the same folder so that the rename is atomic.
     partial = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
@@ -192,22 +258,47 @@ def _arrow_text(column: pd.Series) -> dict[str, np.ndarray]:
     return {"data": data[offsets[0] : offsets[-1]], "offsets": offsets - offsets[0]}
 
 
+def _noted(notes: patch.Notes, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """``notes`` as arrays (added to ``arrays``) and what the file's meta says of them."""
+    arrays["n.rowid"] = notes.rowid.astype(np.int64, copy=False)
+    arrays["n.started"] = notes.started.astype(np.float64, copy=False)
+    arrays["n.grid"] = np.frombuffer(json.dumps(notes.grid).encode(), dtype=np.uint8)
+    for position, codes in enumerate(notes.codes.values()):
+        arrays[f"n.code{position}"] = codes.astype(np.int8, copy=False)
+    for section, signatures in notes.signatures.items():
+        arrays[f"n.sig.{section}"] = signatures.astype(np.int32, copy=False)
+    return {"codes": list(notes.codes), "names": notes.names}
+
+
 # -- reading ----------------------------------------------------------------------------
 
 
-def _read(path: Path, key: str) -> pd.DataFrame | None:
-    """The frame kept in ``path`` under ``key``; None when there is none, or not whole."""
+def _read_meta(path: Path) -> dict[str, Any] | None:
+    """What the file in ``path`` says of itself; None when there is none, or not whole."""
+    try:
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
+            meta = json.loads(archive["meta"].tobytes())
+    except FileNotFoundError:
+        return None
+    except _UNREADABLE:
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _read(path: Path, meta: dict[str, Any], notes: bool = False) -> tuple[pd.DataFrame, patch.Notes | None] | None:
+    """The frame kept in ``path`` when the file still says ``meta`` of itself (and its notes,
+    with ``notes``); None when there is none, or not whole."""
     try:
         # Opened here: numpy leaves a file it opened itself open when it is not a whole archive.
         with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
-            meta = json.loads(archive["meta"].tobytes())
-            if meta["key"] != key:
-                return None
+            if json.loads(archive["meta"].tobytes()) != meta:
+                return None  # replaced since its meta was read
             rows = int(meta["rows"])
             columns = {
                 name: _decoded(kind, dtype, rows, archive, f"c{position}")
                 for position, (name, kind, dtype) in enumerate(meta["columns"])
             }
+            noted = _notes(meta, rows, archive) if notes and "notes" in meta else None
     except FileNotFoundError:
         return None
     except _UNREADABLE:
@@ -215,7 +306,33 @@ def _read(path: Path, key: str) -> pd.DataFrame | None:
     frame: pd.DataFrame = pd.DataFrame(columns)
     if [str(dtype) for dtype in frame.dtypes] != [dtype for _, _, dtype in meta["columns"]]:
         return None
-    return frame
+    return frame, noted
+
+
+def _notes(meta: dict[str, Any], rows: int, archive: Any) -> patch.Notes:
+    """The notes kept beside a frame of ``rows`` rows, as :func:`_noted` wrote them."""
+    said = meta["notes"]
+    grid = json.loads(archive["n.grid"].tobytes())
+    if not isinstance(grid, list) or len(grid) not in (0, rows):
+        raise ValueError("a grid of another length")
+    names = {section: [list(map(str, row)) for row in said["names"][section]] for section in patch.SECTIONS}
+    signatures = {section: _sized(archive[f"n.sig.{section}"], rows, np.int32) for section in patch.SECTIONS}
+    for section, ids in signatures.items():
+        if rows and (ids.min() < 0 or ids.max() >= len(names[section])):
+            raise ValueError("a signature out of its table")
+    codes = {}
+    for position, name in enumerate(said["codes"]):
+        codes[str(name)] = _sized(archive[f"n.code{position}"], rows, np.int8)
+        if rows and (codes[str(name)].min() < 0 or codes[str(name)].max() > patch.NAN):
+            raise ValueError("an unknown type code")
+    return patch.Notes(
+        rowid=_sized(archive["n.rowid"], rows, np.int64),
+        started=_sized(archive["n.started"], rows, np.float64),
+        grid=[str(value) for value in grid],
+        codes=codes,
+        signatures=signatures,
+        names=names,
+    )
 
 
 def _decoded(kind: str, dtype: str, rows: int, archive: Any, prefix: str) -> pd.Series:

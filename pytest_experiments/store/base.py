@@ -22,6 +22,7 @@ from pytest_experiments.model import (
     GridSnapshot,
     GridState,
     Note,
+    RunChanges,
     RunColumns,
     RunEnd,
     RunRecord,
@@ -259,6 +260,21 @@ class Store(abc.ABC):
         What a reader checks a file derived from the runs against (``load()``'s side files): the
         same token, read before and after the file was made, means the same runs. None while any
         run is stored as ``running`` (its live status changes without the store).
+        """
+        return None
+
+    def run_changes(
+        self, since: int | None = None, *, history: bool = False, marks: Sequence[int] = ()
+    ) -> RunChanges | None:
+        """The runs changed since change number ``since`` of the store's change sequence (every
+        run when None: each grid point's newest, or with ``history`` all of them), in one
+        snapshot with its place in the sequence; or None when the store counts no changes (a
+        server store, an older schema) or cannot tell now (runs stored as ``running``, as
+        :meth:`change_token`).
+
+        What lets a reader patch a frame it kept (``load()``) instead of building it again:
+        ``marks`` are change numbers whose random marks the reader noted; the answer holds
+        those the store still has, so the reader can tell its own store's past from a copy's.
         """
         return None
 

@@ -87,11 +87,23 @@ def run_columns(
     else in the order of ``rows``. Sorted here rather than by the database, whose sort of
     whole rows cost more than the rest of reading them.
     """
+    columns, _ = run_columns_with(rows, root=root, liveness=liveness, latest=latest, metadata=metadata)
+    if status is None:
+        return columns
+    kept = [value in status for value in columns.status]
+    return columns if all(kept) else columns.take(list(compress(range(len(kept)), kept)))
+
+
+def run_columns_with(
+    rows: Sequence[Sequence[Any]], *, root: Path, liveness: Liveness, latest: bool, metadata: bool = False
+) -> tuple[RunColumns, list[list[Any]]]:
+    """:func:`run_columns` of ``rows`` whose fields go on past :data:`LISTED`, and those further
+    fields as columns in the same order (the row id and grid point a kept frame is patched by)."""
     if not rows:
-        return RunColumns.of([], metadata=metadata)
+        return RunColumns.of([], metadata=metadata), []
     rows = _sorted(rows, latest)
     (run_id, session_id, node_id, module, experiment, stored, started_at, finished_at, duration, worker,
-     folder, error_type, error_message, values) = (list(column) for column in zip(*rows, strict=True))  # fmt: skip
+     folder, error_type, error_message, values, *extra) = (list(column) for column in zip(*rows, strict=True))  # fmt: skip
     decoded = list(zip(*_decoded_values(values, 6 if metadata else 5), strict=True))
     statuses = _live_statuses(stored, decoded[4], liveness)
     columns = RunColumns(
@@ -114,10 +126,7 @@ def run_columns(
         tags=list(decoded[3]),
         metadata=list(decoded[5]) if metadata else None,
     )
-    if status is None:
-        return columns
-    kept = [value in status for value in statuses]
-    return columns if all(kept) else columns.take(list(compress(range(len(kept)), kept)))
+    return columns, extra
 
 
 def _decoded_values(texts: list[str], width: int) -> list[Any]:

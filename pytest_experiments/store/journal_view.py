@@ -25,6 +25,7 @@ from pytest_experiments.model import (
     GridKey,
     GridSnapshot,
     Note,
+    RunChanges,
     RunColumns,
     RunEnd,
     RunRecord,
@@ -286,6 +287,12 @@ class JournalView(Store):
     def change_token(self) -> str | None:
         # Records not folded yet are runs the store's token does not cover.
         return None if self._tail() else self.inner.change_token()
+
+    def run_changes(
+        self, since: int | None = None, *, history: bool = False, marks: Sequence[int] = ()
+    ) -> RunChanges | None:
+        # As change_token(): records not folded yet are changes the store has not counted.
+        return None if self._tail() else self.inner.run_changes(since, history=history, marks=marks)
 
     @property
     def side_folder(self) -> Path | None:
