@@ -223,21 +223,25 @@ _PLAIN_SCALARS = frozenset({str, float, bool, type(None)})
 # One encoder for every hash: json.dumps with options builds a new encoder per call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-# _COMPACT's C encoder, made once: ``encode`` makes one per call, a third of its cost for the small
-# values a run writes several of. No circularity check (markers None): ``dumps`` takes JSON-typed
-# values, which ``to_json_value`` made without cycles (deep nesting still raises RecursionError).
 _c_make_encoder: Callable[..., Callable[[Any, int], list[str]]] | None = getattr(json.encoder, "c_make_encoder", None)
-_compact_chunks: Callable[[Any, int], list[str]] = (
-    _c_make_encoder(None, _COMPACT.default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
-    if _c_make_encoder is not None
-    else lambda value, _level: [_COMPACT.encode(value)]
-)
-# The same for _CANONICAL (sorted keys), for the identity hash every run computes.
-_canonical_chunks: Callable[[Any, int], list[str]] = (
-    _c_make_encoder(None, _CANONICAL.default, json.encoder.encode_basestring, None, ":", ",", True, False, True)
-    if _c_make_encoder is not None
-    else lambda value, _level: [_CANONICAL.encode(value)]
-)
+
+
+def _prebuilt(encoder: json.JSONEncoder) -> Callable[[Any, int], list[str]]:
+    """``encoder``'s C encoder, made once: ``encode`` makes one per call, a third of its cost for
+    the small values a run writes several of. No circularity check (markers None): it takes
+    JSON-typed values, which ``to_json_value`` made without cycles (deep nesting still raises
+    RecursionError). Non-ASCII text stays as it is (``ensure_ascii=False`` encoders only)."""
+    if _c_make_encoder is None:
+        return lambda value, _level: [encoder.encode(value)]
+    return _c_make_encoder(
+        None, encoder.default, json.encoder.encode_basestring, None, encoder.key_separator,
+        encoder.item_separator, encoder.sort_keys, encoder.skipkeys, encoder.allow_nan,
+    )  # fmt: skip
+
+
+_compact_chunks = _prebuilt(_COMPACT)
+# The identity hash every run computes.
+_canonical_chunks = _prebuilt(_CANONICAL)
 # Escapes every non-ASCII character, lone surrogates included.
 _ASCII = json.JSONEncoder(separators=(",", ":"))
 

@@ -142,9 +142,8 @@ class StoreHandle:
         #: The journal's size when it was last folded (by either thread).
         self._folded_size = 0
         self._fold_lock = threading.Lock()
-        #: When the journal was last folded (or opened), and when the test thread folds it next.
-        self._folded_at = time.monotonic()
-        self._next_fold = self._folded_at + FOLD_EVERY_S
+        #: When the journal was last folded, by either thread (or opened: set then).
+        self._folded_at = 0.0
         #: Whether this process started a run (and so created or used the store).
         self.recorded = False
         #: Why the heartbeat could not be written last time it tried (None: it was written).
@@ -211,7 +210,6 @@ class StoreHandle:
             writer = Process(socket.gethostname(), pid, pid_namespace(), process_start(pid))
             self._journal = JournalWriter(self._store.root, writer, self.session.session_id)
             self._folded_at = time.monotonic()  # nothing to fold before the journal exists
-            self._next_fold = self._folded_at + FOLD_EVERY_S
             self.recorded = True
             self._heartbeat = Heartbeat(self)
             self._heartbeat.start()
@@ -279,10 +277,8 @@ class StoreHandle:
         :data:`FOLD_EVERY_S` old. A store that cannot take it stops the session's writing, as
         when the heartbeat thread's fold fails: the run just ended is kept (in the journal), and
         the next experiment stops the session, saying why."""
-        now = time.monotonic()
-        if now < self._next_fold or self._store is None or self._failure is not None:
+        if time.monotonic() - self._folded_at < FOLD_EVERY_S or self._store is None or self._failure is not None:
             return
-        self._next_fold = now + FOLD_EVERY_S
         try:
             self.fold(self._store)
         except Exception as exc:
