@@ -305,6 +305,7 @@ import pytest_experiments.plugin.store_access as access
 
 access.FOLD_EVERY_S = 0.0  # due after every run
 access.FIRST_FOLD_AFTER_S = access.THREAD_FOLDS_AFTER_S = 3600.0  # the heartbeat thread never folds
+access.FOLDER_AFTER_S = 3600.0  # nor does a folding process
 
 previous = []
 
@@ -330,3 +331,93 @@ def test_the_test_thread_folds_its_journal_between_runs(pytester: pytest.Pyteste
 
     result.assert_outcomes(passed=6)
     assert _raw(store, "SELECT count(*) FROM runs WHERE status = 'passed'") == [(6,)]
+
+
+# A session recording for a while hands its folds to a folding process (store/folder.py). Here at
+# once (FOLDER_AFTER_S = 0), as the first run ends (FOLD_EVERY_S = 0: a fold is due after every
+# run; the process folds every 10 ms, its shortest period), the heartbeat thread's folds pushed
+# past the session. Once the folding process runs, the test thread folds nothing: each run waits until the
+# run before it is in the store's own table, which only that process can have put there, and
+# checks that the process is a child of its own (under xdist, each worker has its own, and each
+# run checks the worker's run before it). With KILL_AT set, that run kills the folding
+# process (SIGKILL): the runs after it are then folded by the test thread again.
+FOLDING_PROCESS = """
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+import pytest_experiments.plugin.store_access as access
+
+access.FOLD_EVERY_S = 0.0
+access.FOLDER_AFTER_S = 0.0
+access.FIRST_FOLD_AFTER_S = access.THREAD_FOLDS_AFTER_S = 3600.0
+
+KILL_AT = {kill_at}
+previous = []
+
+
+def folders():
+    \"\"\"The pids of this process's folding processes (children running store/folder.py).\"\"\"
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            status = Path(f"/proc/{{pid}}/status").read_text()
+            command = Path(f"/proc/{{pid}}/cmdline").read_bytes().split(b"\\0")
+        except OSError:
+            continue
+        if f"\\nPPid:\\t{{os.getpid()}}\\n" in status and b"pytest_experiments.store.folder" in command:
+            if "\\nState:\\tZ" not in status:
+                found.append(int(pid))
+    return found
+
+
+def stored(database, run_id):
+    with sqlite3.connect(database) as db:
+        row = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    return row is not None and row[0] == "passed"
+
+
+@pytest.mark.experiment
+@pytest.mark.parametrize("i", range(8))
+def test_run(xp, i):
+    database = xp.dir.parent.parent.parent / "experiments.sqlite"
+    if previous:  # the folding process started as this process's first run ended
+        if i <= KILL_AT:
+            assert len(folders()) == 1
+        deadline = time.monotonic() + 60
+        while not stored(database, previous[-1]):
+            assert time.monotonic() < deadline, f"run {{i - 1}} never folded"
+            time.sleep(0.005)
+    if i == KILL_AT:
+        (pid,) = folders()
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while folders():
+            assert time.monotonic() < deadline, "the folding process outlived SIGKILL"
+            time.sleep(0.005)
+    previous.append(xp.run_id)
+    return {{"i": i}}
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+@pytest.mark.parametrize(
+    ("args", "kill_at"),
+    [((), 99), (("-n", "2"), 99), ((), 4)],
+    ids=["no-xdist", "xdist", "folding-process-killed"],
+)
+def test_a_folding_process_folds_the_journal_beside_the_tests(
+    pytester: pytest.Pytester, args: tuple[str, ...], kill_at: int
+) -> None:
+    pytester.makepyfile(test_folding=FOLDING_PROCESS.format(kill_at=kill_at))
+    store = pytester.path / "store"
+
+    result = pytester.runpytest_subprocess(f"--xp-store={store}", "-p", "no:randomly", *args)
+
+    result.assert_outcomes(passed=8)
+    assert _raw(store, "SELECT count(*) FROM runs WHERE status = 'passed'") == [(8,)]
+    assert journal_files(store) == []  # folded to its end as the session closed, and removed

@@ -311,6 +311,15 @@ MARKS = Path(os.environ["XP_TEST_MARKS"])
 DATABASE = Path(os.environ["XP_TEST_STORE"]) / "experiments.sqlite"
 DAMAGE = {damage!r}
 
+import pytest_experiments.plugin.store_access as access
+
+# No fold by the heartbeat thread (its first comes 50 ms after the first run started, as that run
+# damages the store: a commit of it between the damage's checkpoint and its writing would leave
+# a WAL, which the last connection's checkpoint later writes over the damage).
+access.FIRST_FOLD_AFTER_S = access.THREAD_FOLDS_AFTER_S = 3600.0
+if os.environ.get("XP_TEST_FOLDER"):  # a folding process folds from the first run's end, and only it
+    access.FOLD_EVERY_S = access.FOLDER_AFTER_S = 0.0
+
 
 def wait_for(marker):
     deadline = time.monotonic() + 30
@@ -347,15 +356,20 @@ def _still_damaged(database: Path) -> bool:
         return True
 
 
-@pytest.mark.parametrize("xdist", [(), ("-n", "2")], ids=["no-xdist", "xdist"])
+@pytest.mark.parametrize(
+    ("xdist", "folder"),
+    [((), False), (("-n", "2"), False), ((), True)],
+    ids=["no-xdist", "xdist", "found-by-the-folding-process"],
+)
 def test_damage_found_mid_session_stops_it_and_nothing_more_is_written(
-    pytester: pytest.Pytester, procs: Processes, xdist: tuple[str, ...]
+    pytester: pytest.Pytester, procs: Processes, xdist: tuple[str, ...], folder: bool
 ) -> None:
     store = pytester.path / "store"
     pytester.makepyfile(test_grid=DAMAGING_GRID.format(damage=DAMAGE))
     tmp = private_tmp(pytester)
     env = {"XP_TEST_MARKS": str(pytester.path), "XP_TEST_STORE": str(store), "XP_TEST_PARTNER": "1" if xdist else ""}
     env["TMPDIR"] = str(tmp)
+    env["XP_TEST_FOLDER"] = "1" if folder else ""
 
     code, output = procs.run(f"--xp-store={store}", *xdist, **env)
 

@@ -2,10 +2,12 @@
 and closed to writing for good once writing it failed.
 
 Runs are recorded through the process's journal (``store/journal.py``): a run's start, its
-points and its end are each one write to a file, which the thread running the tests folds into
-the store between two runs, once a second at most (:meth:`StoreHandle.fold_if_due`), the
-heartbeat thread during a long run, and :meth:`StoreHandle.close` at the end. Claims (resume, retry)
-go to the store itself: they must be decided there, before the run's body starts.
+points and its end are each one write to a file, which is folded into the store once a second at
+most: between two runs by the thread running the tests (:meth:`StoreHandle.fold_if_due`) until
+the process has recorded for :data:`FOLDER_AFTER_S`, then by a folding process of its own
+(``store/folder.py``), beside the tests; by the heartbeat thread during a long run; and by
+:meth:`StoreHandle.close` at the end. Claims (resume, retry) go to the store itself: they must be
+decided there, before the run's body starts.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TypeVar
 
 from pytest_experiments.model import RunEnd, RunStart, SessionStart
 from pytest_experiments.store import Store, StoreError, describe_failure, store_exists
+from pytest_experiments.store.folder import FoldingProcess, describe_writing, raise_stop_flag
 from pytest_experiments.store.journal import JournalWriter
 from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Process, pid_namespace, process_start
 from pytest_experiments.store.location import shown
@@ -39,12 +42,14 @@ FOLD_EVERY_S = 1.0
 THREAD_FOLDS_AFTER_S = 5.0
 #: Seconds after the first run started that the heartbeat thread opens the store and folds.
 FIRST_FOLD_AFTER_S = 0.05
+#: A process still recording this many seconds after its first run hands its folds to a
+#: folding process (``store/folder.py``): a fold costs the thread running the tests about a
+#: third of what it spends recording a trivial run. A shorter session folds in that thread,
+#: and does not pay for starting a process.
+FOLDER_AFTER_S = 2.0
 
-
-def describe(error: Exception, path: Path | str) -> str:
-    """One line for ``error``, met while writing the store at ``path`` (a folder or a URL)."""
-    message = describe_failure(error, path)
-    return f"cannot write the store {shown(path)} ({type(error).__name__}: {error})" if message is None else message
+#: One line for an error met while writing the store at a path (a folder or a URL).
+describe = describe_writing
 
 
 class Heartbeat(threading.Thread):
@@ -144,6 +149,13 @@ class StoreHandle:
         self._fold_lock = threading.Lock()
         #: When the journal was last folded, by either thread (or opened: set then).
         self._folded_at = 0.0
+        #: When the journal was opened (the first run started).
+        self._opened_at = 0.0
+        #: The process folding the journal once this one recorded for FOLDER_AFTER_S (None: none).
+        self._folder: FoldingProcess | None = None
+        #: Whether one was started: a folding process that died is not started again (this
+        #: process folds its journal itself again).
+        self._folder_started = False
         #: Whether this process started a run (and so created or used the store).
         self.recorded = False
         #: Why the heartbeat could not be written last time it tried (None: it was written).
@@ -171,16 +183,7 @@ class StoreHandle:
         if self._failure is not None:
             return
         self._failure = message
-        try:  # best effort: without the flag, the other processes stop at their own failure
-            descriptor = os.open(self._stop_flag, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError:
-            return
-        try:
-            os.write(descriptor, message.encode())
-        except OSError:
-            pass  # an empty flag still stops the others
-        finally:
-            os.close(descriptor)
+        raise_stop_flag(self._stop_flag, message)
 
     def use(self, action: Callable[[Store], T], *, create: bool = True) -> T:
         """``action(store)`` on this process's store, opened on first use (and created, with ``create``).
@@ -209,7 +212,7 @@ class StoreHandle:
             pid = os.getpid()
             writer = Process(socket.gethostname(), pid, pid_namespace(), process_start(pid))
             self._journal = JournalWriter(self._store.root, writer, self.session.session_id)
-            self._folded_at = time.monotonic()  # nothing to fold before the journal exists
+            self._folded_at = self._opened_at = time.monotonic()  # nothing to fold before the journal exists
             self.recorded = True
             self._heartbeat = Heartbeat(self)
             self._heartbeat.start()
@@ -269,20 +272,51 @@ class StoreHandle:
             self._folded_at = time.monotonic()
 
     def fold_is_stale(self) -> bool:
-        """Whether the test thread has not folded the journal for a while (it runs a long test)."""
-        return time.monotonic() - self._folded_at >= THREAD_FOLDS_AFTER_S
+        """Whether the journal has gone unfolded for a while: the test thread runs a long test,
+        and no folding process folds it (see :meth:`_folder_alive`)."""
+        return time.monotonic() - self._folded_at >= THREAD_FOLDS_AFTER_S and not self._folder_alive()
 
     def fold_if_due(self) -> None:
         """Between two runs, in the thread that runs them: fold the journal if its last fold is
-        :data:`FOLD_EVERY_S` old. A store that cannot take it stops the session's writing, as
-        when the heartbeat thread's fold fails: the run just ended is kept (in the journal), and
-        the next experiment stops the session, saying why."""
-        if time.monotonic() - self._folded_at < FOLD_EVERY_S or self._store is None or self._failure is not None:
+        :data:`FOLD_EVERY_S` old, or, once this process recorded for :data:`FOLDER_AFTER_S`,
+        start the folding process that folds it from then on. A store that cannot take it stops
+        the session's writing, as when the heartbeat thread's fold fails: the run just ended is
+        kept (in the journal), and the next experiment stops the session, saying why."""
+        now = time.monotonic()
+        # The session's flag too: a folding process that failed raised it, and said why there.
+        if now - self._folded_at < FOLD_EVERY_S or self._store is None or self.failure is not None:
+            return
+        if self._folder is None and now - self._opened_at >= FOLDER_AFTER_S:
+            self._start_folder()
+        if self._folder_alive():  # it folds; looked at once per FOLD_EVERY_S
+            self._folded_at = now
             return
         try:
             self.fold(self._store)
         except Exception as exc:
             self.fail(describe(exc, self.path))
+
+    def _start_folder(self) -> None:
+        """Start the folding process, once (one that cannot start leaves the folds to this process)."""
+        if self._folder_started or self._journal is None:
+            return
+        self._folder_started = True
+        with contextlib.suppress(OSError):
+            self._folder = FoldingProcess.start(
+                self.path, self.artifacts, self.lease, self._journal.path, self._stop_flag, FOLD_EVERY_S
+            )
+
+    def _folder_alive(self) -> bool:
+        """Whether a folding process folds the journal. One that died (killed, or failed: then
+        it raised the session's stop flag) is forgotten, and this process folds the journal
+        itself again."""
+        folder = self._folder
+        if folder is None:
+            return False
+        if folder.alive():
+            return True
+        self._folder = None
+        return False
 
     def touch_journal(self) -> None:
         """Renew the journal's age, which is its writer's heartbeat for readers on other hosts."""
@@ -322,10 +356,14 @@ class StoreHandle:
         )
 
     def close(self) -> None:
-        """Stop the heartbeat, fold the journal one last time and close the connection."""
+        """Stop the heartbeat and the folding process, fold the journal one last time and close
+        the connection."""
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
+        if self._folder is not None:
+            folder, self._folder = self._folder, None
+            folder.finish()  # its last fold: what is left for this process's own is short
         if self._journal is not None:
             self._retire_journal()
         if self._store is not None:
