@@ -230,11 +230,12 @@ def _prebuilt(encoder: json.JSONEncoder) -> Callable[[Any, int], list[str]]:
     """``encoder``'s C encoder, made once: ``encode`` makes one per call, a third of its cost for
     the small values a run writes several of. No circularity check (markers None): it takes
     JSON-typed values, which ``to_json_value`` made without cycles (deep nesting still raises
-    RecursionError). Non-ASCII text stays as it is (``ensure_ascii=False`` encoders only)."""
+    RecursionError)."""
     if _c_make_encoder is None:
         return lambda value, _level: [encoder.encode(value)]
+    strings = json.encoder.encode_basestring_ascii if encoder.ensure_ascii else json.encoder.encode_basestring
     return _c_make_encoder(
-        None, encoder.default, json.encoder.encode_basestring, None, encoder.key_separator,
+        None, encoder.default, strings, None, encoder.key_separator,
         encoder.item_separator, encoder.sort_keys, encoder.skipkeys, encoder.allow_nan,
     )  # fmt: skip
 
@@ -244,6 +245,13 @@ _compact_chunks = _prebuilt(_COMPACT)
 _canonical_chunks = _prebuilt(_CANONICAL)
 # Escapes every non-ASCII character, lone surrogates included.
 _ASCII = json.JSONEncoder(separators=(",", ":"))
+_ascii_chunks = _prebuilt(_ASCII)
+
+
+def ascii_dumps(value: Any) -> str:
+    """Serialise JSON-typed ``value`` compactly in ASCII (every other character escaped; NaN and
+    infinities allowed): a journal's lines."""
+    return "".join(_ascii_chunks(value, 0))
 
 
 def is_plain(params: Mapping[str, Any]) -> bool:

@@ -6,6 +6,7 @@ following ``--xp-resume`` session runs.
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 
@@ -14,7 +15,7 @@ import pytest
 from processes import Processes, history, store_of
 
 from pytest_experiments import RunRecord, Store
-from pytest_experiments.values import identity_values, param_hash
+from pytest_experiments.values import _canonical_chunks, ascii_dumps, dumps, identity_values, param_hash
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -559,3 +560,25 @@ def test_run_ids_stay_unique_across_a_fork() -> None:
     in_parent = [new_id() for _ in range(3)]
     assert len({*in_child, *in_parent}) == 6
     assert len({new_id() for _ in range(3000)}) == 3000  # across refills of the pool
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"loss": 0.1, "name": "réseau ✓", "nested": {"a": [1, 2.5, None, True, False]}, "empty": {}},
+        ["tab\there", 'quote"back\\slash', "\x00nul", "\u2028line", "\U0001f600"],
+        {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "-0": -0.0, "big": 10**40},
+        "a lone surrogate \udcff",
+        ("a", "tuple", 1),
+        12345678901234567890,
+        None,
+    ],
+    ids=["dict", "strings", "floats", "surrogate", "tuple", "int", "none"],
+)
+def test_the_prebuilt_encoders_write_what_json_writes(value: object) -> None:
+    assert ascii_dumps(value) == json.dumps(value, separators=(",", ":"))
+    canonical = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    assert "".join(_canonical_chunks(value, 0)) == canonical
+    # dumps: as compact, non-ASCII kept, unless UTF-8 cannot hold it (a lone surrogate)
+    compact = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    assert dumps(value) == (compact if "\udcff" not in compact else json.dumps(value, separators=(",", ":")))

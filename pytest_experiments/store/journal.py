@@ -38,7 +38,7 @@ from typing import Any
 
 from pytest_experiments.model import Artifact, RunEnd, RunStart
 from pytest_experiments.store.liveness import Liveness, Process
-from pytest_experiments.values import RawJSON, dumps
+from pytest_experiments.values import RawJSON, ascii_dumps, dumps
 
 #: The folder of journals, in a store's root.
 JOURNALS_DIR = "journals"
@@ -50,7 +50,7 @@ FOLD_CHUNK = 1 << 19
 _loads = json.JSONDecoder().decode
 _POINT = re.compile(r"^P\t([^\t\n]*)\t(\d+)\t(-?\d*)\t([^\t\n]*)\t([^\n]*)$", re.MULTILINE)
 _OTHER = re.compile(r"^[^P\n].*$", re.MULTILINE)
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_dumps = ascii_dumps
 # Positions in the records (written positionally: a tenth shorter, and faster both ways).
 _PARAMS = RunStart._fields.index("params")
 _CODE = RunEnd._fields.index("code_sha256")
