@@ -5,8 +5,8 @@ journal with one unbuffered ``os.write`` on an ``O_APPEND`` descriptor: once the
 the bytes are in the page cache, which survives a SIGKILL of the process (not a power loss:
 the guarantee of SQLite's ``synchronous=NORMAL``). The store catches up in batches
 (:meth:`Store.fold_journals`): the writer folds its own journal between runs (once a second at
-most) and at its end, and a crashed writer's journal is folded by the next process that
-writes the store. A fold reads the journal from the offset stored with it, applies what it finds and moves the
+most), or hands that to a folding process of its own (``store/folder.py``), and folds it at its
+end; a crashed writer's journal is folded by the next process that writes the store. A fold reads the journal from the offset stored with it, applies what it finds and moves the
 offset on in one store transaction, so that two processes folding the same journal at once
 fold it exactly once. Readers that do not write read the part not folded yet
 (:mod:`pytest_experiments.store.journal_view`).
