@@ -369,22 +369,34 @@ def folders():
             command = Path(f"/proc/{{pid}}/cmdline").read_bytes().split(b"\\0")
         except OSError:
             continue
-        if f"\\nPPid:\\t{{os.getpid()}}\\n" in status and b"pytest_experiments.store.folder" in command:
+        folding = any(b"pytest_experiments.store.folder" in part for part in command)
+        if f"\\nPPid:\\t{{os.getpid()}}\\n" in status and folding:
             if "\\nState:\\tZ" not in status:
                 found.append(int(pid))
     return found
 
 
 def stored(database, run_id):
-    with sqlite3.connect(database) as db:
-        row = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    \"\"\"Whether the store's own table holds the run as passed (SQLite, or PostgreSQL's schema).\"\"\"
+    if os.environ.get("XP_TEST_SCHEMA"):
+        import psycopg
+        from psycopg import sql
+
+        query = sql.SQL("SELECT status FROM {{}}.runs WHERE run_id = %s").format(
+            sql.Identifier(os.environ["XP_TEST_SCHEMA"])
+        )
+        with psycopg.connect(os.environ["XP_TEST_DATABASE"]) as db:
+            row = db.execute(query, (run_id,)).fetchone()
+    else:
+        with sqlite3.connect(database) as db:
+            row = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     return row is not None and row[0] == "passed"
 
 
 @pytest.mark.experiment
 @pytest.mark.parametrize("i", range(8))
 def test_run(xp, i):
-    database = xp.dir.parent.parent.parent / "experiments.sqlite"
+    database = xp.dir.parent.parent.parent / "experiments.sqlite"  # an SQLite store's
     if previous:  # the folding process started as this process's first run ended
         if i <= KILL_AT:
             assert len(folders()) == 1
@@ -421,3 +433,23 @@ def test_a_folding_process_folds_the_journal_beside_the_tests(
     result.assert_outcomes(passed=8)
     assert _raw(store, "SELECT count(*) FROM runs WHERE status = 'passed'") == [(8,)]
     assert journal_files(store) == []  # folded to its end as the session closed, and removed
+
+
+def test_a_folding_process_folds_into_a_postgresql_store(pytester: pytest.Pytester, postgres_database: str) -> None:
+    from backends import make_backend
+
+    pg = make_backend("postgresql", pytester.path, postgres_database)
+    pytester.makepyfile(test_folding=FOLDING_PROCESS.format(kill_at=4))
+    env = {"XP_TEST_DATABASE": pg.database_url, "XP_TEST_SCHEMA": pg.schema}
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        result = pytester.runpytest_subprocess(
+            f"--xp-store={pg.location}", f"--xp-artifacts={pg.artifacts}", "-p", "no:randomly"
+        )
+
+    result.assert_outcomes(passed=8)
+    with pg.open(readonly=True) as reader:
+        assert [run.status for run in reader.runs()] == ["passed"] * 8
+    assert journal_files(pg.artifacts) == []

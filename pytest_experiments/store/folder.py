@@ -3,7 +3,7 @@
 A fold (reading the journal, building rows, SQLite's or the server's work) costs a recording
 process about a third of what recording a trivial run costs. A session that records for more
 than a moment hands its folds to a process of its own (``python -m
-pytest_experiments.store.folder``), which runs beside the tests, on another core when there is
+pytest_experiments.store.folder``, in effect), which runs beside the tests, on another core when there is
 one, and folds the journal as often as its writer would (once a second) until the writer closes the pipe it reads
 (or dies: the pipe closes then too), then folds it once more and exits.
 
@@ -30,6 +30,11 @@ from pytest_experiments.store.location import describe_failure, shown
 
 #: The shortest period between two folds (a test's setting of 0 must not spin).
 MIN_PERIOD_S = 0.01
+#: What the folding process runs: ``main`` of this module, the package found as described in
+#: :meth:`FoldingProcess.start` (its first argument).
+_CHILD = (
+    "import sys; sys.path.append(sys.argv.pop(1)); from pytest_experiments.store.folder import main; sys.exit(main())"
+)
 #: How long a closing writer waits for its folding process's last fold before folding itself.
 EXIT_WAIT_S = 60.0
 
@@ -75,17 +80,16 @@ class FoldingProcess:
     ) -> FoldingProcess:
         """Start folding ``journal`` into the store at ``location`` every ``every`` seconds;
         raises ``OSError`` if it cannot start."""
-        args = [sys.executable, "-m", __name__, str(location), str(journal), stop_flag]
+        if not sys.executable:
+            raise OSError("no Python interpreter to start")
+        # This package is looked for where the interpreter looks first, then where this module
+        # is (whatever put it on this process's path): appended, never ahead of the standard library.
+        package_root = str(Path(__file__).resolve().parents[2])
+        args = [sys.executable, "-c", _CHILD, package_root, str(location), str(journal), stop_flag]
         args += ["--lease", repr(lease), "--every", repr(every)]
         if artifacts is not None:
             args += ["--artifacts", str(artifacts)]
-        # This package, importable from the child whatever put it on this process's path.
-        package_root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-        process = subprocess.Popen(
-            args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
-        )
+        process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return cls(process)
 
     def alive(self) -> bool:
