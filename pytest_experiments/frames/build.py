@@ -7,8 +7,10 @@ from __future__ import annotations
 from itertools import chain
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from pytest_experiments.frames.spread import INT, NAN, NONE, Section, spread
 from pytest_experiments.model import RunColumns
 
 #: The columns every frame has, in order; ``params.<name>`` and ``metrics.<name>`` follow,
@@ -21,15 +23,22 @@ BASE_COLUMNS = (
 #: The columns whose dtype pandas infers from their values (the others have one dtype each):
 #: by these prefixes, and ``error``.
 INFERRED = ("params.", "tags.", "error")
+# The types a metric's value has (None: none), which numpy turns into floats as pandas does.
+_NUMBERS = frozenset({float, int, bool, type(None)})
 
 
 def columns_frame(
-    runs: RunColumns, *, metadata: bool = False, originals: dict[str, list[Any]] | None = None
+    runs: RunColumns,
+    *,
+    metadata: bool = False,
+    originals: dict[str, list[Any]] | None = None,
+    sections: dict[str, Section] | None = None,
 ) -> pd.DataFrame:
     """Build the frame of :func:`load` from runs read as columns.
 
     ``originals``, when given, receives the values each column whose dtype pandas infers
-    (parameters, tags, ``error``) was built from: what a kept frame notes of them.
+    (parameters, tags, ``error``) was built from, and ``sections`` the parameters, metrics and
+    tags spread (:func:`.spread.spread`, with type codes): what a kept frame notes of them.
 
     (Whatever changes these frames raises :data:`pytest_experiments.frames.cache.FORMAT`.)
     A column per parameter, metric, tag (and metadata key) in the order the names first appear
@@ -49,12 +58,19 @@ def columns_frame(
         "worker": runs.worker,
         "dir": runs.dir,
     }
-    params = {f"params.{name}": values for name, values in param_lists(runs).items()}
-    data.update((name, param_column(values)) for name, values in params.items())
-    for name, values in _spread(runs.metrics).items():
-        data[f"metrics.{name}"] = pd.Series(values, dtype="float64")  # None: NaN
-    for name, values in _spread(runs.tags).items():
-        data[f"tags.{name}"] = values
+    noting = originals is not None or sections is not None
+    spread_ = {
+        "params": spread((runs.params, runs.logged_params), codes=True),
+        "metrics": spread((runs.metrics,)),
+        "tags": spread((runs.tags,), codes=noting),
+    }
+    params = {f"params.{name}": values for name, values in spread_["params"].values.items()}
+    codes = spread_["params"].codes
+    data.update((name, _param_column(values, codes[name[7:]])) for name, values in params.items())
+    for name, floats in spread_["metrics"].values.items():
+        data[f"metrics.{name}"] = _float_column(floats)  # None: NaN
+    for name, tags in spread_["tags"].lists().items():
+        data[f"tags.{name}"] = tags
     if metadata and runs.metadata is not None:
         for name, values in _spread([_flattened(values) for values in runs.metadata]).items():
             data[f"metadata.{name}"] = param_column(values)
@@ -64,9 +80,35 @@ def columns_frame(
     ]
     if originals is not None:
         originals.update((name, values) for name, values in data.items() if name.startswith(INFERRED))
-        originals.update(params)
+        originals.update((name, values.tolist()) for name, values in params.items())
+    if sections is not None:
+        sections.update(spread_)
     frame: pd.DataFrame = pd.DataFrame(data)
     return frame
+
+
+def _param_column(values: np.ndarray, codes: np.ndarray) -> Any:
+    """:func:`param_column` of ``values``, whose type codes are ``codes``."""
+    present = np.bincount(codes, minlength=NAN + 1) > 0
+    if present[INT] and present.sum() == 1 + present[NONE]:  # integers, None among them or not
+        missing = codes == NONE
+        filled = values.copy()
+        filled[missing] = 0
+        try:
+            return pd.arrays.IntegerArray(filled.astype(np.int64), missing)
+        except OverflowError:  # one beyond 64 bits: as pandas takes (and refuses) it
+            return param_column(values.tolist())
+    return values.tolist()
+
+
+def _float_column(values: np.ndarray) -> pd.Series:
+    """A metric's column of ``values``: floats, NaN for None."""
+    column: pd.Series
+    if set(map(type, values)) <= _NUMBERS:  # numpy converts these as pandas would
+        column = pd.Series(values.astype(np.float64), copy=False)
+    else:
+        column = pd.Series(values.tolist(), dtype="float64")
+    return column
 
 
 def _flattened(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from pytest_experiments.frames import patch
+from pytest_experiments.frames.spread import NAN
 from pytest_experiments.model import RunChanges
 from pytest_experiments.store import Store
 
@@ -323,7 +324,7 @@ def _notes(meta: dict[str, Any], rows: int, archive: Any) -> patch.Notes:
     codes = {}
     for position, name in enumerate(said["codes"]):
         codes[str(name)] = _sized(archive[f"n.code{position}"], rows, np.int8)
-        if rows and (codes[str(name)].min() < 0 or codes[str(name)].max() > patch.NAN):
+        if rows and (codes[str(name)].min() < 0 or codes[str(name)].max() > NAN):
             raise ValueError("an unknown type code")
     return patch.Notes(
         rowid=_sized(archive["n.rowid"], rows, np.int64),
