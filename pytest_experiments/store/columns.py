@@ -137,7 +137,10 @@ def _decoded_values(texts: list[str], width: int) -> list[Any]:
     except ValueError as exc:
         raise StoreError(f"the store holds a run whose JSON fields cannot be read ({exc}); delete that run") from None
     # Text joined into one array could spill into its neighbours: each row must be one array.
-    if len(decoded) != len(texts) or any(not isinstance(row, list) or len(row) != width for row in decoded):
+    # Checked a set at a time, not a row at a time (an ``isinstance`` per row cost 0.05 s at 100,000).
+    if len(decoded) != len(texts) or (
+        decoded and (set(map(type, decoded)) != {list} or set(map(len, decoded)) != {width})
+    ):
         raise StoreError("the store holds a run whose parameters, metrics, tags or metadata are not JSON objects")
     return decoded
 
