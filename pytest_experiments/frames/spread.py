@@ -20,6 +20,8 @@ import numpy as np
 #: The type of a value an inferred column is built from (missing or None: NONE).
 NONE, INT, FLOAT, BOOL, STR, OTHER, NAN = range(7)
 _CODES = {type(None): NONE, int: INT, float: FLOAT, bool: BOOL, str: STR}
+# The types of a metric's values (None: none) that numpy turns into floats as pandas does.
+_NUMBERS = frozenset({float, int, bool, type(None)})
 
 #: A run's names in one section: a tuple of names per part (parameters: declared, then logged).
 Key = tuple[tuple[str, ...], ...]
@@ -43,19 +45,36 @@ class Section:
         return {name: values.tolist() for name, values in self.values.items()}
 
 
-def spread(parts: Sequence[Sequence[dict[str, Any]]], *, codes: bool = False) -> Section:
+def spread(parts: Sequence[Sequence[dict[str, Any]]], *, codes: bool = False, floats: bool = False) -> Section:
     """The mappings of ``parts`` (each a mapping per run; where two parts of a run hold the same
     name, the later one's value wins) spread into one array per name; with ``codes``, the type
-    code of every value too."""
+    code of every value too. With ``floats`` (metrics), the arrays are of floats (NaN for None
+    and where a run has none) when every value is a number, None or a boolean."""
+    if floats:
+        try:
+            return _spread(parts, codes, floats=True)
+        except _NotNumbers:
+            pass  # given as they are, for pandas to convert (or refuse) as it does
+    return _spread(parts, codes, floats=False)
+
+
+class _NotNumbers(Exception):
+    """A value that numpy would convert otherwise than pandas does (text: ``"1.5"``)."""
+
+
+def _spread(parts: Sequence[Sequence[dict[str, Any]]], codes: bool, floats: bool) -> Section:
     rows = len(parts[0])
-    row_keys: list[Key] = list(zip(*(map(tuple, part) for part in parts), strict=True))
-    table: dict[Key, int] = dict.fromkeys(row_keys, 0)  # distinct ones, in order
+    # Each run's names, one tuple per part (without the tuple around a single part: a tuple less a run).
+    row_keys: list[Any] = (
+        list(map(tuple, parts[0])) if len(parts) == 1 else list(zip(*(map(tuple, part) for part in parts), strict=True))
+    )
+    table: dict[Any, int] = dict.fromkeys(row_keys, 0)  # distinct ones, in order
     for index, key in enumerate(table):
         table[key] = index
     ids = np.fromiter(map(table.__getitem__, row_keys), dtype=np.int32, count=rows)
-    keys = list(table)
+    keys: list[Key] = [(key,) for key in table] if len(parts) == 1 else list(table)
     names = dict.fromkeys(chain.from_iterable(chain.from_iterable(keys)))
-    section = Section(keys, ids, {name: np.full(rows, None, dtype=object) for name in names}, {})
+    section = Section(keys, ids, {name: _empty(rows, floats) for name in names}, {})
     if codes:
         section.codes = {name: np.zeros(rows, dtype=np.int8) for name in names}
     if not names:
@@ -67,15 +86,27 @@ def spread(parts: Sequence[Sequence[dict[str, Any]]], *, codes: bool = False) ->
         positions = members.tolist()
         for part, part_names in zip(parts, key, strict=True):
             if part_names:
-                _place(section, part_names, [part[row] for row in positions], members)
+                _place(section, part_names, [part[row] for row in positions], members, floats)
     return section
 
 
-def _place(section: Section, names: tuple[str, ...], mappings: list[dict[str, Any]], rows: np.ndarray) -> None:
+def _empty(rows: int, floats: bool) -> np.ndarray:
+    """A column of ``rows`` runs without a value: NaN, or None."""
+    return np.full(rows, np.nan) if floats else np.full(rows, None, dtype=object)
+
+
+def _place(
+    section: Section, names: tuple[str, ...], mappings: list[dict[str, Any]], rows: np.ndarray, floats: bool
+) -> None:
     """The values of ``mappings`` (each holding ``names``, in that order) in the rows ``rows``."""
     # One tuple of values per name: the mappings' values transposed in C.
     for name, values in zip(names, zip(*map(dict.values, mappings), strict=True), strict=True):
-        section.values[name][rows] = objects(values)
+        if not floats:
+            section.values[name][rows] = objects(values)
+        elif set(map(type, values)) <= _NUMBERS:
+            section.values[name][rows] = np.array(values, dtype=np.float64)  # None: NaN
+        else:
+            raise _NotNumbers
         if section.codes:
             section.codes[name][rows] = codes_of(values)
 
