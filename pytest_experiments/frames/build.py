@@ -107,7 +107,13 @@ def _param_column(values: np.ndarray, listed: list[Any], codes: np.ndarray, text
 def _text_dtype() -> pd.StringDtype | None:
     """The dtype pandas gives a column of text (its options may change it), when Arrow holds it."""
     dtype = pd.Series(["x"]).dtype
-    return dtype if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow" else None
+    if not isinstance(dtype, pd.StringDtype) or dtype.storage != "pyarrow":
+        return None
+    try:
+        import pyarrow  # noqa: F401  # pandas imported it already, unless it is hidden since
+    except ImportError:
+        return None
+    return dtype
 
 
 def _text(values: list[Any], text: pd.StringDtype | None) -> Any:

@@ -249,7 +249,9 @@ def _arrow_text(column: pd.Series) -> dict[str, np.ndarray]:
     """The UTF-8 bytes and offsets of a column pandas keeps in Arrow: Arrow's own buffers."""
     import pyarrow as pa
 
-    array = pa.array(column)  # pandas hands its Arrow data over as it is
+    # pandas hands its Arrow data over as it is (through the array's own protocol, which does
+    # not depend on pyarrow having found pandas: a session that hid pyarrow once loses that).
+    array = pa.array(column.array)
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     array = array.cast(pa.large_string())  # 64-bit offsets, as the reader takes them
