@@ -124,3 +124,20 @@ def test_load_equals_the_frame_built_from_records(tmp_path: Path, history: bool,
     pd.testing.assert_frame_equal(patched, after, check_exact=True)
     assert built["params.none"].dtype == object
     assert built["params.mix"].dtype == object
+
+
+def test_rows_come_in_start_order_ties_by_run_id_for_the_latest() -> None:
+    from pytest_experiments.store.columns import _sorted
+
+    def rows(*runs: tuple[str, float]) -> list[tuple[Any, ...]]:
+        return [(run_id, "s", "n", "m", "e", "passed", started) for run_id, started in runs]
+
+    in_order = rows(("b", 1.0), ("a", 2.0), ("c", 3.0))
+    assert _sorted(in_order, True) is in_order
+    assert _sorted(in_order, False) is in_order
+    tied = rows(("b", 1.0), ("a", 1.0), ("c", 3.0))
+    assert [row[0] for row in _sorted(tied, True)] == ["a", "b", "c"]  # the latest: by run id
+    assert _sorted(tied, False) is tied  # every run: as written
+    late = rows(("b", 2.0), ("a", 1.0), ("c", 1.0), ("d", 0.5))
+    assert [row[0] for row in _sorted(late, False)] == ["d", "a", "c", "b"]
+    assert [row[0] for row in _sorted(late, True)] == ["d", "a", "c", "b"]
