@@ -2,8 +2,8 @@
 typed columns rather than every run's row and JSON again, and loading them after a few changed
 patches the kept frame with those runs (:mod:`.patch`) rather than building it again.
 
-A frame of 100,000 runs costs about 2 s of CPU to build from the store (a Python object per
-value: SQLite's rows, decoded JSON, then pandas' columns); the same frame read back from its
+A frame of 100,000 runs costs 1-2 s of CPU to build from the store (a Python object per
+value: SQLite's rows and decoded JSON, then pandas' columns); the same frame read back from its
 columns costs a few hundredths of that, and patched with a session's runs about a tenth. Only
 the frames of ``load()`` and ``load(history=True)`` are kept (no selection, no metadata): one
 file each, in the store's :attr:`~pytest_experiments.store.Store.side_folder`.
