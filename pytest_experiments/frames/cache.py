@@ -2,8 +2,8 @@
 typed columns rather than every run's row and JSON again, and loading them after a few changed
 patches the kept frame with those runs (:mod:`.patch`) rather than building it again.
 
-A frame of 100,000 runs costs about 2 s of CPU to build from the store (a Python object per
-value: SQLite's rows, decoded JSON, then pandas' columns); the same frame read back from its
+A frame of 100,000 runs costs 1-2 s of CPU to build from the store (a Python object per
+value: SQLite's rows and decoded JSON, then pandas' columns); the same frame read back from its
 columns costs a few hundredths of that, and patched with a session's runs about a tenth. Only
 the frames of ``load()`` and ``load(history=True)`` are kept (no selection, no metadata): one
 file each, in the store's :attr:`~pytest_experiments.store.Store.side_folder`.
@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from pytest_experiments.frames import patch
+from pytest_experiments.frames.spread import NAN
 from pytest_experiments.model import RunChanges
 from pytest_experiments.store import Store
 
@@ -248,7 +249,9 @@ def _arrow_text(column: pd.Series) -> dict[str, np.ndarray]:
     """The UTF-8 bytes and offsets of a column pandas keeps in Arrow: Arrow's own buffers."""
     import pyarrow as pa
 
-    array = pa.array(column)  # pandas hands its Arrow data over as it is
+    # pandas hands its Arrow data over as it is (through the array's own protocol, which does
+    # not depend on pyarrow having found pandas: a session that hid pyarrow once loses that).
+    array = pa.array(column.array)
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     array = array.cast(pa.large_string())  # 64-bit offsets, as the reader takes them
@@ -323,7 +326,7 @@ def _notes(meta: dict[str, Any], rows: int, archive: Any) -> patch.Notes:
     codes = {}
     for position, name in enumerate(said["codes"]):
         codes[str(name)] = _sized(archive[f"n.code{position}"], rows, np.int8)
-        if rows and (codes[str(name)].min() < 0 or codes[str(name)].max() > patch.NAN):
+        if rows and (codes[str(name)].min() < 0 or codes[str(name)].max() > NAN):
             raise ValueError("an unknown type code")
     return patch.Notes(
         rowid=_sized(archive["n.rowid"], rows, np.int64),

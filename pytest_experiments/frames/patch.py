@@ -18,7 +18,7 @@ bits held as a float) gives up.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -26,11 +26,9 @@ import numpy as np
 import pandas as pd
 
 from pytest_experiments.frames.build import BASE_COLUMNS, INFERRED, columns_frame, param_column
+from pytest_experiments.frames.spread import INT, NAN, NONE, STR, Section, codes_of
 from pytest_experiments.model import RunChanges, RunColumns
 
-#: The type of a value an inferred column is built from (missing or None: NONE).
-NONE, INT, FLOAT, BOOL, STR, OTHER, NAN = range(7)
-_CODES = {type(None): NONE, int: INT, float: FLOAT, bool: BOOL, str: STR}
 #: The sections whose names become columns, each under its prefix.
 SECTIONS = {"params": "params.", "metrics": "metrics.", "tags": "tags."}
 # Floats hold integers exactly up to here: a larger one read back from a float column may differ.
@@ -61,59 +59,38 @@ def described(
     """The frame of ``runs`` (as :func:`.build.columns_frame` builds it), its notes, and the
     values its inferred columns were built from."""
     originals: dict[str, list[Any]] = {}
-    frame = columns_frame(runs, originals=originals)
-    return frame, notes_of(runs, originals, rowid, param_hash, history, frame), originals
+    sections: dict[str, Section] = {}
+    frame = columns_frame(runs, originals=originals, sections=sections)
+    return frame, notes_of(runs, originals, sections, rowid, param_hash, history), originals
 
 
 def notes_of(
     runs: RunColumns,
     originals: dict[str, list[Any]],
+    sections: dict[str, Section],
     rowid: list[int],
     param_hash: list[str],
     history: bool,
-    frame: pd.DataFrame | None = None,
 ) -> Notes:
-    """The notes of ``runs``, whose inferred columns were built from ``originals`` (without grid
-    points for a ``history`` frame, which keeps every run whatever its grid point)."""
+    """The notes of ``runs``, whose inferred columns were built from ``originals`` and whose
+    sections were spread as ``sections`` (without grid points for a ``history`` frame, which
+    keeps every run whatever its grid point)."""
     grid = [] if history else [f"{module}\0{experiment}\0{hash_}" for module, experiment, hash_ in zip(runs.module, runs.experiment, param_hash, strict=True)]  # fmt: skip
-    signatures, names = {}, {}
-    keys: dict[str, list[tuple[tuple[str, ...], ...]]] = {
-        # A parameter's column comes from the declared names, then the logged ones (param_lists).
-        "params": list(zip(map(tuple, runs.params), map(tuple, runs.logged_params), strict=True)),
-        "metrics": list(zip(map(tuple, runs.metrics))),
-        "tags": list(zip(map(tuple, runs.tags))),
-    }
-    for section, rows in keys.items():
-        table: dict[tuple[tuple[str, ...], ...], int] = dict.fromkeys(rows, 0)  # distinct ones, in order
-        for index, key in enumerate(table):
-            table[key] = index
-        signatures[section] = np.fromiter(map(table.__getitem__, rows), dtype=np.int32, count=len(rows))
-        names[section] = [list(chain.from_iterable(key)) for key in table]
+    codes = {}
+    for name in originals:
+        section, _, key = name.partition(".")
+        spread = sections.get(section)
+        # A parameter's or tag's types, found as it was spread; ``error``'s here.
+        codes[name] = spread.codes[key] if spread is not None and key in spread.codes else codes_of(originals[name])
     return Notes(
         rowid=np.array(rowid, dtype=np.int64),
         started=np.array(runs.started_at, dtype=np.float64),
         grid=grid,
-        codes={
-            name: codes_of(values, frame[name] if frame is not None else None) for name, values in originals.items()
-        },
-        signatures=signatures,
-        names=names,
+        codes=codes,
+        signatures={section: sections[section].ids for section in SECTIONS},
+        # A parameter's column comes from the declared names, then the logged ones (param_lists).
+        names={section: [list(chain.from_iterable(key)) for key in sections[section].keys] for section in SECTIONS},
     )
-
-
-def codes_of(values: list[Any], column: pd.Series | None = None) -> np.ndarray:
-    """The type code of each of ``values``; NaN has its own (pandas tells it from None).
-    ``column``, built from them, may tell them at once (integers beside None, booleans)."""
-    if column is not None and isinstance(column.dtype, pd.Int64Dtype):
-        return np.where(column.isna().to_numpy(), NONE, INT).astype(np.int8)
-    if column is not None and column.dtype == np.bool_:
-        return np.full(len(values), BOOL, dtype=np.int8)
-    codes = np.fromiter(map(_CODES.get, map(type, values), repeat(OTHER)), dtype=np.int8, count=len(values))
-    floats = np.flatnonzero(codes == FLOAT)
-    if len(floats):
-        numbers = np.array(itemgetter(*floats.tolist())(values) if len(floats) > 1 else [values[floats[0]]])
-        codes[floats[np.isnan(numbers.astype(np.float64))]] = NAN
-    return codes
 
 
 # -- the rows ---------------------------------------------------------------------------

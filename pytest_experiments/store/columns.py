@@ -137,7 +137,10 @@ def _decoded_values(texts: list[str], width: int) -> list[Any]:
     except ValueError as exc:
         raise StoreError(f"the store holds a run whose JSON fields cannot be read ({exc}); delete that run") from None
     # Text joined into one array could spill into its neighbours: each row must be one array.
-    if len(decoded) != len(texts) or any(not isinstance(row, list) or len(row) != width for row in decoded):
+    # Checked a set at a time, not a row at a time (an ``isinstance`` per row cost 0.05 s at 100,000).
+    if len(decoded) != len(texts) or (
+        decoded and (set(map(type, decoded)) != {list} or set(map(len, decoded)) != {width})
+    ):
         raise StoreError("the store holds a run whose parameters, metrics, tags or metadata are not JSON objects")
     return decoded
 
@@ -145,12 +148,16 @@ def _decoded_values(texts: list[str], width: int) -> list[Any]:
 def _sorted(rows: Sequence[Sequence[Any]], by_run_id: bool) -> Sequence[Sequence[Any]]:
     """``rows`` by start time, then by run id (``by_run_id``) or else as they came (a stable sort)."""
     started = [row[6] for row in rows]
+    # Most often runs are written in the order they start: told by sorting the times alone (a
+    # pass over sorted data) rather than sorting positions by a key (40 ms at 100,000 runs).
+    if started == sorted(started) and (not by_run_id or len(set(started)) == len(started)):
+        return rows
     order = sorted(range(len(rows)), key=started.__getitem__)
     if by_run_id and any(started[first] == started[second] for first, second in pairwise(order)):
         keys = [(row[6], row[0]) for row in rows]
         order = sorted(range(len(rows)), key=keys.__getitem__)
     if all(position == row for position, row in enumerate(order)):
-        return rows  # most often: runs are written in the order they start
+        return rows
     return [rows[row] for row in order]
 
 

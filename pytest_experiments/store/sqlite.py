@@ -15,7 +15,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from itertools import chain, repeat
+from itertools import accumulate, chain, repeat
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -322,6 +322,42 @@ def _snapshot(connection: sqlite3.Connection, body: Callable[[], T]) -> T:
         raise
     connection.execute("COMMIT")  # ends the read; nothing was written
     return result
+
+
+def _one_read(connection: sqlite3.Connection, body: Callable[[], T]) -> T:
+    """``body()`` in one read transaction of ``connection`` (:func:`_snapshot`), or in the one it is in."""
+    return body() if connection.in_transaction else _snapshot(connection, body)
+
+
+def _listed_rows(db: sqlite3.Connection, listed: str, condition: str, args: Sequence[Any], history: bool) -> list[Any]:
+    """``listed`` of the runs meeting ``condition`` (with ``args``): every one, or (not
+    ``history``) each grid point's newest; inside one read of ``db``."""
+    # In the table's own order (rowid, no sort): columns.run_columns orders them.
+    if history:
+        return db.execute(f"SELECT {listed} FROM runs r {condition} ORDER BY r.rowid", args).fetchall()
+    newest = json.dumps(_newest_rowids(db, condition, args))
+    return db.execute(
+        f"SELECT {listed} FROM runs r WHERE r.rowid IN (SELECT value FROM json_each(?)) ORDER BY r.rowid", (newest,)
+    ).fetchall()
+
+
+def _newest_rowids(db: sqlite3.Connection, condition: str, args: Sequence[Any]) -> list[int]:
+    """The row id of the newest run (by start time, then row id) of each grid point of the runs
+    meeting ``condition``: the last of its grid point in the grid point index.
+
+    The index scanned twice, in its order (no sort): every run's row id, then the number of
+    runs of each grid point, which cuts the first into grid points: less than half the CPU time
+    of a window function over the index (``LEAD(rowid) OVER (PARTITION BY ...)``) at 100,000 runs.
+    """
+    point = "module, experiment, param_hash"
+    rowids = [
+        rowid
+        for (rowid,) in db.execute(f"SELECT rowid FROM runs {condition} ORDER BY {point}, started_at, rowid", args)
+    ]
+    sizes = [
+        size for (size,) in db.execute(f"SELECT count(*) FROM runs {condition} GROUP BY {point} ORDER BY {point}", args)
+    ]
+    return [rowids[end - 1] for end in accumulate(sizes)]
 
 
 _INSERT_RUN = (
@@ -993,28 +1029,17 @@ class SQLiteStore(Store):
             names = [experiment] if isinstance(experiment, str) else list(experiment)
             condition = f"WHERE experiment IN ({', '.join('?' * len(names))})"  # placeholders only
             args.extend(names)
-        sql = self._run_columns_sql(_columns(self._version, metadata), condition, history)
+        listed = _columns(self._version, metadata)
         wanted = None if status is None else {status} if isinstance(status, str) else set(status)
         with columns.gc_paused():
-            rows = self._read(lambda connection: connection.execute(sql, args).fetchall())
+            rows = self._read(
+                lambda connection: _one_read(
+                    connection, lambda: _listed_rows(connection, listed, condition, args, history)
+                )
+            )
             return columns.run_columns(
                 rows, root=self.root, liveness=self._liveness, latest=not history, status=wanted, metadata=metadata
             )
-
-    @staticmethod
-    def _run_columns_sql(listed: str, condition: str, history: bool) -> str:
-        """The query of :meth:`run_columns`: ``listed`` of every run, or of each grid point's newest."""
-        # In the table's own order (rowid, no sort): columns.run_columns orders them.
-        sql = f"SELECT {listed} FROM runs r "
-        if history:
-            return sql + f"{condition} ORDER BY r.rowid"
-        # The newest run of each grid point is the one no run of it follows, in the order of
-        # the grid point index: one scan of that index, no sort (as runs() chooses it).
-        return sql + (
-            "WHERE r.rowid IN (SELECT rowid FROM (SELECT rowid, LEAD(rowid) OVER (PARTITION BY module, "
-            f"experiment, param_hash ORDER BY started_at, rowid) AS newer FROM runs {condition}) "
-            "WHERE newer IS NULL) ORDER BY r.rowid"
-        )
 
     def change_token(self) -> str | None:
         if self._version < 6:  # a reader never migrates: an older store has no token
@@ -1051,10 +1076,12 @@ class SQLiteStore(Store):
         if last is None or last[2]:  # as change_token(): live statuses change without the store
             return None
         seq, mark = int(last[0]), str(last[1])
-        listed = f"{_columns(self._version, False)}, r.rowid, r.param_hash"
+        # Grid points are noted only for the latest runs (history keeps every run whatever its point).
+        hashes = "''" if history else "r.param_hash"
+        listed = f"{_columns(self._version, False)}, r.rowid, {hashes}"
         removed: list[str] = []
         if since is None:
-            rows = db.execute(self._run_columns_sql(listed, "", history)).fetchall()
+            rows = _listed_rows(db, listed, "", [], history)
         else:
             # The log's rows after ``since`` (by its key: as many as there were changes), then
             # the runs they name by theirs.

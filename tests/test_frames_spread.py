@@ -1,0 +1,143 @@
+"""The runs' mappings spread into columns by groups of runs with the same names
+(``frames/spread.py``), and the frames built from them: each column as a lookup per run and name
+would give it, and ``load()`` (built, kept, patched) equal to the frame built row by row from the
+records, whichever way pandas keeps text."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from frames_reference import reference_runs_frame
+from test_store_contract import run_end, run_start, session_start
+
+from pytest_experiments import Store, load
+from pytest_experiments.frames.spread import BOOL, FLOAT, INT, NAN, NONE, OTHER, STR, spread
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="liveness reads /proc")
+
+
+def looked_up(parts: list[list[dict[str, Any]]]) -> dict[str, list[Any]]:
+    """What a lookup per run and name gives: names in order of first appearance, a later part winning."""
+    merged = [{k: v for part in row for k, v in part.items()} for row in zip(*parts, strict=True)]
+    names = dict.fromkeys(name for row in zip(*parts, strict=True) for part in row for name in part)
+    return {name: [row.get(name) for row in merged] for name in names}
+
+
+def test_columns_are_what_a_lookup_per_run_gives() -> None:
+    declared = [{"b": 1, "a": "x"}, {"a": None}, {}, {"b": 2, "a": "y"}, {"c": [1, 2]}, {"a": "z", "b": 3}]
+    logged = [{}, {"b": 5.5}, {"d": {"k": [3]}}, {"a": "w"}, {}, {}]
+    section = spread((declared, logged), codes=True)
+    expected = looked_up([declared, logged])
+    assert list(section.values) == list(expected) == ["b", "a", "d", "c"]
+    assert section.lists() == expected
+    # A list or a mapping is one value, never spread by numpy into an array of its own.
+    assert section.values["c"][4] == [1, 2]
+    assert section.values["d"][2] == {"k": [3]}
+    # The runs' keys: one per distinct sequence of names (order counts), in order of first appearance.
+    assert section.keys == [(("b", "a"), ()), (("a",), ("b",)), ((), ("d",)), (("b", "a"), ("a",)), (("c",), ()), (("a", "b"), ())]  # fmt: skip
+    assert section.ids.tolist() == [0, 1, 2, 3, 4, 5]
+    assert section.codes["b"].tolist() == [INT, FLOAT, NONE, INT, NONE, INT]
+    assert section.codes["a"].tolist() == [STR, NONE, NONE, STR, NONE, STR]
+    assert section.codes["d"].tolist() == [NONE, NONE, OTHER, NONE, NONE, NONE]
+
+
+def test_runs_with_the_same_names_share_a_key_and_their_types_are_found_per_value() -> None:
+    rows = [{"x": 1.5}, {"x": math.nan}, {"x": True}, {"x": 2}, {"x": "s"}, {"x": None}, {"y": 1}]
+    section = spread((rows,), codes=True)
+    assert section.keys == [(("x",),), (("y",),)]
+    assert section.ids.tolist() == [0, 0, 0, 0, 0, 0, 1]
+    assert section.codes["x"].tolist() == [FLOAT, NAN, BOOL, INT, STR, NONE, NONE]
+    values = section.lists()["x"]
+    assert values[2] is True
+    assert type(values[3]) is int
+    assert values[5] is None
+
+
+def test_metrics_are_floats_unless_one_is_not_a_number() -> None:
+    rows: list[dict[str, Any]] = [{"loss": 0.5, "acc": 1}, {"loss": None}, {"acc": True, "loss": -math.inf}, {}]
+    floats = spread((rows,), floats=True)
+    assert floats.values["loss"].dtype == np.float64
+    np.testing.assert_array_equal(floats.values["loss"], [0.5, np.nan, -np.inf, np.nan])
+    np.testing.assert_array_equal(floats.values["acc"], [1.0, np.nan, 1.0, np.nan])
+    # Text would be parsed by numpy ("1.5" -> 1.5): such a section is given as objects instead.
+    objects = spread(([*rows, {"loss": "1.5"}],), floats=True)
+    assert objects.values["loss"].dtype == object
+    assert objects.lists()["loss"] == [0.5, None, -math.inf, None, "1.5"]
+
+
+def test_no_runs_and_no_names() -> None:
+    assert spread(([],), codes=True).values == {}
+    empty = spread(([{}, {}], [{}, {}]), codes=True)
+    assert empty.values == {}
+    assert empty.keys == [((), ())]
+    assert empty.ids.tolist() == [0, 0]
+
+
+def record(store: Store, session: Any, point: object, at: float, **fields: Any) -> None:
+    options = {key: fields.pop(key) for key in ("experiment", "params") if key in fields}
+    start = run_start(session, point, started_at=at, run_id=f"run-{at}", **options)
+    store.start_run(start)
+    store.finish_run(run_end(start.run_id, "passed", **fields))
+
+
+def fill_mixed(store: Store) -> None:
+    """Runs whose names come in different orders and whose text columns take each way: text with
+    None (Arrow's), text beside a number (pandas'), None alone (an object column)."""
+    session = session_start("mixed")
+    store.record_session(session)
+    base = time.time() - 100
+    record(store, session, 0, base, params={"b": "t", "a": 1, "none": None}, metrics={"m": 1.0}, tags={"k": "v"})
+    record(store, session, 1, base + 1, params={"a": 2, "b": None, "none": None}, metrics={"n": 2, "m": True})
+    record(store, session, 2, base + 2, params={"b": "u\x00é", "mix": "x"}, logged_params={"a": 3.5})
+    record(store, session, 3, base + 3, experiment="test_other", params={"mix": 4, "text": "only"})
+    record(store, session, 0, base + 4, params={"b": "t", "a": 1, "none": None}, metrics={"m": 0.25})
+
+
+@pytest.mark.parametrize("storage", ["pyarrow", "python"])
+@pytest.mark.parametrize("history", [False, True], ids=["latest", "history"])
+def test_load_equals_the_frame_built_from_records(tmp_path: Path, history: bool, storage: str) -> None:
+    if storage == "pyarrow":
+        pytest.importorskip("pyarrow")
+    location = tmp_path / "store"
+    with Store.open(location, create=True) as store:
+        fill_mixed(store)
+    with pd.option_context("mode.string_storage", storage):
+        built = load(location, history=history)
+        again = load(location, history=history)  # read back from the kept frame
+        with Store.open(location) as store:
+            reference = reference_runs_frame(store.runs(history=history))
+            session = session_start("more")
+            store.record_session(session)
+            record(store, session, 5, time.time(), params={"b": None, "a": 7}, tags={"k": "w"})
+        patched = load(location, history=history)
+        with Store.open(location) as store:
+            after = reference_runs_frame(store.runs(history=history))
+    for frame in (built, again):
+        pd.testing.assert_frame_equal(frame, reference, check_exact=True)
+    pd.testing.assert_frame_equal(patched, after, check_exact=True)
+    assert built["params.none"].dtype == object
+    assert built["params.mix"].dtype == object
+
+
+def test_rows_come_in_start_order_ties_by_run_id_for_the_latest() -> None:
+    from pytest_experiments.store.columns import _sorted
+
+    def rows(*runs: tuple[str, float]) -> list[tuple[Any, ...]]:
+        return [(run_id, "s", "n", "m", "e", "passed", started) for run_id, started in runs]
+
+    in_order = rows(("b", 1.0), ("a", 2.0), ("c", 3.0))
+    assert _sorted(in_order, True) is in_order
+    assert _sorted(in_order, False) is in_order
+    tied = rows(("b", 1.0), ("a", 1.0), ("c", 3.0))
+    assert [row[0] for row in _sorted(tied, True)] == ["a", "b", "c"]  # the latest: by run id
+    assert _sorted(tied, False) is tied  # every run: as written
+    late = rows(("b", 2.0), ("a", 1.0), ("c", 1.0), ("d", 0.5))
+    assert [row[0] for row in _sorted(late, False)] == ["d", "a", "c", "b"]
+    assert [row[0] for row in _sorted(late, True)] == ["d", "a", "c", "b"]
