@@ -2,10 +2,10 @@
 
 A fold (reading the journal, building rows, SQLite's or the server's work) costs a recording
 process about a third of what recording a trivial run costs. A session that records for more
-than a moment hands its folds to a process of its own (``python -m
-pytest_experiments.store.folder``, in effect), which runs beside the tests, on another core when there is
-one, and folds the journal as often as its writer would (once a second) until the writer closes the pipe it reads
-(or dies: the pipe closes then too), then folds it once more and exits.
+than a moment hands its folds to a process of its own (in effect ``python -m
+pytest_experiments.store.folder``), which runs beside the tests, on another core when there is
+one, and folds the journal as often as its writer would (once a second) until the writer
+closes the pipe it reads (or dies: the pipe closes then too), then folds it once more and exits.
 
 Nothing here decides what a fold does: :meth:`Store.fold_journals` folds exactly once whoever
 folds, so the writer's own last fold, a reader's, and this process's may meet. A store that

@@ -6,9 +6,10 @@ the bytes are in the page cache, which survives a SIGKILL of the process (not a 
 the guarantee of SQLite's ``synchronous=NORMAL``). The store catches up in batches
 (:meth:`Store.fold_journals`): the writer folds its own journal between runs (once a second at
 most), or hands that to a folding process of its own (``store/folder.py``), and folds it at its
-end; a crashed writer's journal is folded by the next process that writes the store. A fold reads the journal from the offset stored with it, applies what it finds and moves the
-offset on in one store transaction, so that two processes folding the same journal at once
-fold it exactly once. Readers that do not write read the part not folded yet
+end; a crashed writer's journal is folded by the next process that writes the store. A fold
+reads the journal from the offset stored with it, applies what it finds and moves the offset
+on in one store transaction, so that two processes folding the same journal at once fold it
+exactly once. Readers that do not write read the part not folded yet
 (:mod:`pytest_experiments.store.journal_view`).
 
 The file, one record a line, ASCII (JSON escapes everything else)::
