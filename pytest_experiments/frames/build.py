@@ -4,7 +4,6 @@ what this gives)."""
 
 from __future__ import annotations
 
-from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -73,7 +72,7 @@ def columns_frame(
         inferred[f"tags.{name}"] = tags
         data[f"tags.{name}"] = _text(tags, text)
     if metadata and runs.metadata is not None:
-        for name, found in _spread([_flattened(values) for values in runs.metadata]).items():
+        for name, found in spread(([_flattened(values) for values in runs.metadata],)).lists().items():
             data[f"metadata.{name}"] = param_column(found)
     inferred["error"] = [
         None if kind is None else f"{kind}: {message}" if message else kind
@@ -154,30 +153,10 @@ def _flattened(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _spread(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """One list per name found in ``rows`` (in order of first appearance), None where a row lacks it."""
-    names = dict.fromkeys(chain.from_iterable(rows))
-    return {name: [row.get(name) for row in rows] for name in names}
-
-
 def param_lists(runs: RunColumns) -> dict[str, list[Any]]:
     """The parameters of ``runs`` (a logged one over a declared one of the same name), one list
     per name in order of first appearance, None where a run lacks it."""
-    if not any(runs.logged_params):
-        return _spread(runs.params)
-    pairs = list(zip(runs.params, runs.logged_params, strict=True))
-    names = dict.fromkeys(chain.from_iterable(chain.from_iterable(pairs)))
-    declared = dict.fromkeys(chain.from_iterable(runs.params))
-    logged = dict.fromkeys(chain.from_iterable(runs.logged_params))
-    lists: dict[str, list[Any]] = {}
-    for name in names:
-        if name not in logged:
-            lists[name] = [values.get(name) for values in runs.params]
-        elif name not in declared:
-            lists[name] = [values.get(name) for values in runs.logged_params]
-        else:  # both: the logged value wins where there is one
-            lists[name] = [own[name] if name in own else values.get(name) for values, own in pairs]
-    return lists
+    return spread((runs.params, runs.logged_params)).lists()
 
 
 def param_column(values: list[Any]) -> Any:
