@@ -414,13 +414,14 @@ class RunChanges:
     :meth:`Store.run_columns` orders them, with each one's ``rowid`` (the store's order of
     writing, which breaks ties of start time) and ``param_hash`` (its grid point with the module
     and the experiment). ``removed`` is every run id changed since ``since`` that no longer
-    exists. ``seq`` and ``token`` place the snapshot: ``token`` is :meth:`Store.change_token`'s
-    text, and ``mark`` the random mark of change ``seq``, which a later reader finds again in
+    exists. ``seq`` and ``token`` place the snapshot: ``seq`` is what a later reader asks for
+    the changes since, ``token`` :meth:`Store.change_token`'s text, and ``mark`` the random mark
+    of change number ``marked`` (SQLite: ``seq`` itself), which a later reader finds again in
     :attr:`marks` when, and only when, its store still holds that very change.
     """
 
-    since: int | None
-    seq: int
+    since: int | str | None
+    seq: int | str
     token: str
     mark: str
     #: The store as :attr:`token` names it, without its state: what a kept frame must be of.
@@ -429,5 +430,7 @@ class RunChanges:
     rowid: list[int]
     param_hash: list[str]
     removed: list[str] = field(default_factory=list)
+    #: The change whose mark :attr:`mark` is; None: change :attr:`seq`.
+    marked: int | None = None
     #: The marks the store holds for the sequence numbers the caller asked about.
     marks: dict[int, str] = field(default_factory=dict)

@@ -2,7 +2,7 @@
 side file equals, column for column, dtype for dtype and value for value, the frame built row
 by row from the records; a side file is never read once the runs changed, nor when it is torn,
 foreign or pickled; a store that cannot keep one (running runs, journals not folded, an older
-schema read without migrating, a folder that cannot be written, a server store) loads as before.
+schema read without migrating, a folder that cannot be written) loads as before.
 """
 
 from __future__ import annotations
@@ -222,17 +222,17 @@ def test_unfolded_journal_records_keep_nothing(tmp_path: Path) -> None:
     assert kept(location, False) is not None
 
 
-def test_a_server_store_keeps_nothing(backend: Backend, dead_pid: tuple[int, str]) -> None:
+def test_both_backends_keep_frames(backend: Backend, dead_pid: tuple[int, str]) -> None:
+    """SQLite beside its database; a server store in its artefacts root, with no change token
+    (it tells what changed since instead: tests/test_postgres_load_cache.py)."""
     with backend.open(create=True, lease=10) as store:
         finished_fill(store, dead_pid)
-        if backend.kind == "sqlite":
-            assert store.side_folder is not None
-            assert store.change_token() is not None
-            return
-        assert store.side_folder is None
-        assert store.change_token() is None
+        folder = store.side_folder
+        assert folder is not None
+        assert (store.change_token() is not None) == (backend.kind == "sqlite")
         for history in (False, True):
             pd.testing.assert_frame_equal(load(store, history=history), expected(store, history), check_exact=True)
+        assert sorted(path.name for path in folder.iterdir()) == sorted(FILES.values())
 
 
 def test_nan_and_none_stay_apart_in_kept_object_columns(tmp_path: Path) -> None:

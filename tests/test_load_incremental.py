@@ -50,6 +50,11 @@ NAN = math.nan
 def patched(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """One entry per patch tried since the test began: True when it gave the frame, False when it
     gave up (and the frame was built)."""
+    return watch_patches(monkeypatch)
+
+
+def watch_patches(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The list of :func:`patched`, filled from now on."""
     tried: list[bool] = []
     original = patch.patch
 
@@ -77,14 +82,19 @@ def check(root: Path) -> None:
         frame = load(root, history=history)
         with Store.open(root, readonly=True) as store:
             reference = reference_runs_frame(store.runs(history=history), metadata=False)
-        pd.testing.assert_frame_equal(frame, reference, check_exact=True)
-        assert list(frame.columns) == list(reference.columns)
-        # Values that compare equal but are not the same (None beside NaN, 1 beside 1.0).
-        for name in frame.columns:
-            if frame[name].dtype == object:
-                assert [_kind(value) for value in frame[name]] == [_kind(value) for value in reference[name]], name
+        check_frame(frame, reference)
     for history in (False, True):
         assert load(root, history=history) is not None
+
+
+def check_frame(frame: pd.DataFrame, reference: pd.DataFrame) -> None:
+    """``frame`` is ``reference``: columns, dtypes and values, None apart from NaN and 1 from 1.0."""
+    pd.testing.assert_frame_equal(frame, reference, check_exact=True)
+    assert list(frame.columns) == list(reference.columns)
+    # Values that compare equal but are not the same (None beside NaN, 1 beside 1.0).
+    for name in frame.columns:
+        if frame[name].dtype == object:
+            assert [_kind(value) for value in frame[name]] == [_kind(value) for value in reference[name]], name
 
 
 def _kind(value: Any) -> str:

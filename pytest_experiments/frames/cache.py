@@ -46,7 +46,7 @@ from pytest_experiments.store import Store
 
 #: Part of every file's key: raise it whenever ``load()``'s frames change (a column, a dtype,
 #: an order) or what a file holds beside them, so that files written before are never read.
-FORMAT = 2
+FORMAT = 3
 
 _FILE_NAMES = {False: "load-latest.npz", True: "load-history.npz"}
 #: Patched when at most this many runs changed, or this share of the kept rows: past that,
@@ -65,23 +65,25 @@ def cached(store: Store, history: bool, build: Callable[[], pd.DataFrame]) -> pd
     runs, patched from it when the store tells what changed since (:mod:`.patch`), else built
     and, where the store allows, kept for the next call."""
     folder = store.side_folder
-    token = None if folder is None else store.change_token()
-    if folder is None or token is None:
+    if folder is None:
         return build()
+    # A token, where the store gives one, tells a kept frame still whole in one cheap read; a
+    # server store gives none and tells what changed since instead (maybe nothing).
+    token = store.change_token()
     path = folder / _FILE_NAMES[history]
     meta = _read_meta(path)
-    if meta is not None and meta.get("key") == _key(token, history):
+    if token is not None and meta is not None and meta.get("key") == _key(token, history):
         found = _read(path, meta)
         if found is not None:
             return found[0]
-    if meta is not None and isinstance(meta.get("seq"), int):
-        patched = _patched(store, history, path, meta)
+    if meta is not None and isinstance(meta.get("seq"), int | str) and isinstance(meta.get("marked"), int):
+        patched = _patched(store, history, path, meta, keyed=token is not None)
         if patched is not None:
             return patched
     changes = store.run_changes(history=history)
-    if changes is None:  # a store that counts no changes: the frame alone is kept
+    if changes is None:  # a store that counts no changes (or not now): the frame alone is kept
         frame = build()
-        if store.change_token() == token:  # no change while it was built: the frame is of these runs
+        if token is not None and store.change_token() == token:  # no change while it was built
             _write(path, {"key": _key(token, history)}, frame)
         return frame
     frame, notes, _ = patch.described(changes.columns, changes.rowid, changes.param_hash, history)
@@ -89,21 +91,26 @@ def cached(store: Store, history: bool, build: Callable[[], pd.DataFrame]) -> pd
     return frame
 
 
-def _patched(store: Store, history: bool, path: Path, meta: dict[str, Any]) -> pd.DataFrame | None:
+def _patched(store: Store, history: bool, path: Path, meta: dict[str, Any], keyed: bool) -> pd.DataFrame | None:
     """The frame kept in ``path`` (``meta`` read of it) patched with the runs changed since,
     and kept in its place; None when the store cannot say what changed since, or the file
-    was not of this store's past, or too much changed to be worth it, or the patch gave up."""
-    seq = meta["seq"]
-    changes = store.run_changes(seq, history=history, marks=[seq])
+    was not of this store's past, or too much changed to be worth it, or the patch gave up.
+    ``keyed``: the store gives a change token, which the file kept in its place is read by."""
+    marked = meta["marked"]
+    changes = store.run_changes(meta["seq"], history=history, marks=[marked])
     # The mark of the file's last change, found again: the store has lived through that very
     # change (a copy restored from before it counts the same numbers with other marks).
-    if changes is None or meta.get("base") != _base(changes, history) or changes.marks.get(seq) != meta.get("mark"):
+    if changes is None or meta.get("base") != _base(changes, history) or changes.marks.get(marked) != meta.get("mark"):
         return None
     if len(changes.columns) + len(changes.removed) > max(_FEW_CHANGES, meta.get("rows", 0) * _MOST_CHANGED):
         return None  # building it afresh costs less
     kept = _read(path, meta, notes=True)
     if kept is None or kept[1] is None:
         return None
+    if not changes.columns and not changes.removed and not keyed:
+        # Nothing changed, in a store read without a token: the frame as kept, and its file as
+        # it is (the changes since its own place are still those a later call must read).
+        return kept[0]
     try:
         result = patch.patch(kept[0], kept[1], changes, history)
     except _UNREADABLE:  # notes that read back whole but do not fit their frame: built instead
@@ -122,6 +129,7 @@ def _meta(changes: RunChanges, history: bool) -> dict[str, Any]:
         "base": _base(changes, history),
         "seq": changes.seq,
         "mark": changes.mark,
+        "marked": changes.seq if changes.marked is None else changes.marked,
     }
 
 
@@ -175,7 +183,7 @@ def _write(path: Path, meta: dict[str, Any], frame: pd.DataFrame, notes: patch.N
     # A name of its own (threads of one process too), in the same folder so that the rename is atomic.
     partial = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
-        path.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)  # the side folder's parent is the store's own
         with open(partial, "xb") as file:
             np.savez(file, **arrays)  # type: ignore[arg-type]  # numpy's stubs want positional arrays too
         os.replace(partial, path)  # readers see the old file or the new one, never a part

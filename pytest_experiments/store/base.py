@@ -264,10 +264,11 @@ class Store(abc.ABC):
         return None
 
     def run_changes(
-        self, since: int | None = None, *, history: bool = False, marks: Sequence[int] = ()
+        self, since: int | str | None = None, *, history: bool = False, marks: Sequence[int] = ()
     ) -> RunChanges | None:
-        """The runs changed since change number ``since`` of the store's change sequence (every
-        run when None: each grid point's newest, or with ``history`` all of them), in one
+        """The runs changed since place ``since`` in the store's change sequence (a change
+        number for SQLite, a snapshot for a server store: what a :class:`RunChanges` gave as
+        its ``seq``; every run when None: each grid point's newest, or with ``history`` all of them), in one
         snapshot with its place in the sequence; or None when the store counts no changes (a
         server store, an older schema) or cannot tell now (runs stored as ``running``, as
         :meth:`change_token`).

@@ -289,7 +289,7 @@ class JournalView(Store):
         return None if self._tail() else self.inner.change_token()
 
     def run_changes(
-        self, since: int | None = None, *, history: bool = False, marks: Sequence[int] = ()
+        self, since: int | str | None = None, *, history: bool = False, marks: Sequence[int] = ()
     ) -> RunChanges | None:
         # As change_token(): records not folded yet are changes the store has not counted.
         return None if self._tail() else self.inner.run_changes(since, history=history, marks=marks)

@@ -44,6 +44,7 @@ from pytest_experiments.model import (
     GridSnapshot,
     GridState,
     Note,
+    RunChanges,
     RunColumns,
     RunEnd,
     RunRecord,
@@ -58,7 +59,7 @@ from pytest_experiments.store.base import Store, StoreError, attempt_reason, che
 from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, session_row
 from pytest_experiments.store.journal import Batch, read_batch
 from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Liveness, Process
-from pytest_experiments.store.rundirs import create_root, remove_run_folder
+from pytest_experiments.store.rundirs import SIDE_DIR, create_root, remove_run_folder
 from pytest_experiments.store.runfiles import list_artifacts
 from pytest_experiments.store.server_url import BadURL, masked, secrets_in, split_store
 from pytest_experiments.values import dumps, storable_text
@@ -237,6 +238,7 @@ class PostgresStore(Store):
             for statement in q.MIGRATIONS[target]:
                 self._db.execute(self._compose(statement))
             self._db.execute(self._compose("UPDATE {s}.store_version SET version = %s"), (target,))
+        self._db.execute(self._compose(q.STATEMENTS["prune_changes"]), (q.CHANGES_KEPT,))
 
     def _create_artifacts(self) -> None:
         try:
@@ -651,6 +653,77 @@ class PostgresStore(Store):
                 rows, root=self.root, liveness=self._liveness, latest=not history, status=wanted, metadata=metadata
             )
 
+    # -- load()'s kept frames (schema 5 on) ---------------------------------------------
+    def run_changes(
+        self, since: int | str | None = None, *, history: bool = False, marks: Sequence[int] = ()
+    ) -> RunChanges | None:
+        """See :meth:`Store.run_changes`. ``since`` and the answer's ``seq`` are not change
+        numbers here but snapshots (``pg_current_snapshot()``'s text): the runs changed since are
+        those of the changes that snapshot did not see (see ``MIGRATIONS[5]``)."""
+        seen = None if since is None else _snapshot_parts(since)
+        if self._version < 5 or (since is not None and seen is None):  # an older store logs no changes
+            return None
+        with columns.gc_paused(), self._errors(writing=False), self._db.transaction():
+            # One snapshot for every read below.
+            self._db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            state = self._db.execute(self._sql["change_state"]).fetchone()
+            assert state is not None  # the log always holds its first row at least
+            snapshot, pruned, running, marked, mark = (
+                str(state[0]),
+                int(state[1]),
+                bool(state[2]),
+                int(state[3]),
+                str(state[4]),
+            )
+            now = _snapshot_parts(snapshot)
+            assert now is not None
+            # Live statuses change without the store. A log pruned of a change that the caller's
+            # snapshot may not have seen, or a transaction counter gone back (another server),
+            # cannot tell what changed since.
+            if running or (seen is not None and (pruned >= seen[0] or now[0] < seen[0])):
+                return None
+            removed: list[str] = []
+            with self._db.cursor(binary=True) as cursor:
+                if seen is None:
+                    rows = cursor.execute(self._sql["changes_history" if history else "changes_latest"]).fetchall()
+                else:
+                    _, xmax, running_then = seen
+                    changed = [row[0] for row in self._db.execute(self._sql["changed_since"], (xmax, running_then))]
+                    rows = cursor.execute(self._sql["changes_changed"], (changed,)).fetchall()
+                    existing = {row[0] for row in rows}
+                    removed = [run_id for run_id in changed if run_id not in existing and run_id]
+            found = {
+                int(number): str(value) for number, value in self._db.execute(self._sql["change_marks"], (list(marks),))
+            }
+            runs, extra = columns.run_columns_with(
+                rows, root=self.root, liveness=self._liveness, latest=since is None and not history
+            )
+        seq_of, param_hash = extra or ([], [])
+        place = self._place()
+        return RunChanges(
+            since=since, seq=snapshot, mark=mark, marked=marked, token=f"{place} {snapshot} {marked}:{mark}",
+            place=place, columns=runs, rowid=seq_of, param_hash=param_hash, removed=removed, marks=found,
+        )  # fmt: skip
+
+    def _place(self) -> str:
+        """The store as a kept frame is of it: the database, the schema and the artefacts root
+        (the frames hold each run folder's absolute path)."""
+        return f"postgresql {self._version} {self._location} {self.name} {self.root}"
+
+    @property
+    def side_folder(self) -> Path | None:
+        # In the artefacts root, one folder per store (several may share a root), and only
+        # when it is there already and this reader owns it: a reader creates no root.
+        if self._version < 5:
+            return None
+        geteuid = getattr(os, "geteuid", None)  # not on Windows: no other owner to tell apart
+        try:
+            owned = geteuid is None or self.root.stat().st_uid == geteuid()
+        except OSError:
+            owned = False
+        digest = hashlib.sha256(self._place().encode()).hexdigest()[:16]
+        return self.root / SIDE_DIR / f"postgresql-{digest}" if owned else None
+
     def grid_snapshot(self) -> GridSnapshot:
         with self._errors(writing=False), self._db.transaction():
             # One snapshot of the database for both reads: the runs it shows are exactly
@@ -800,6 +873,19 @@ class PostgresStore(Store):
     def close(self) -> None:
         with contextlib.suppress(psycopg.Error):
             self._db.close()
+
+
+def _snapshot_parts(snapshot: object) -> tuple[int, int, list[int]] | None:
+    """A snapshot's text (``xmin:xmax:xip,...``) as its xmin, xmax and the transactions running
+    then; None for anything else (a kept frame's file is read, not trusted)."""
+    if not isinstance(snapshot, str):
+        return None
+    xmin, _, rest = snapshot.partition(":")
+    xmax, _, running = rest.partition(":")
+    try:
+        return int(xmin), int(xmax), [int(xid) for xid in running.split(",") if xid]
+    except ValueError:
+        return None
 
 
 def _start_args(start: RunStart) -> tuple[Any, ...]:

@@ -8,7 +8,7 @@ is imported here.
 from __future__ import annotations
 
 #: The version of the schema this code writes; a store of a newer one is refused.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Written in the store's version table (a schema without it is not a store), and the
 #: connections' ``application_name``.
 APPLICATION = "pytest-experiments"
@@ -112,7 +112,53 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # How far each journal (store/journal.py) is folded: moved in the fold's transaction.
         'CREATE TABLE IF NOT EXISTS {s}.journals (name text COLLATE "C" PRIMARY KEY, folded bigint NOT NULL)',
     ),
+    5: (
+        # (Each statement may meet its object made already, by a store taken back to an older
+        # version by hand: as 4, it is made again or kept.)
+        # Every change to a run, logged by the triggers below: a reader that keeps a frame of the
+        # runs (frames/cache.py) reads the runs changed since and patches the frame. Unlike
+        # SQLite's one writer, transactions here commit in another order than they draw numbers,
+        # so a reader does not ask for the changes after the last number it saw, but for those of
+        # every transaction its snapshot did not see: those running then (the snapshot's xip
+        # list) and those that started after it (ids from its xmax on). Each row holds its
+        # transaction's id for that, and a random mark by which a reader tells this store's
+        # past from another's (a store dropped and made again under the same name).
+        "CREATE TABLE IF NOT EXISTS {s}.change_log (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+        'run_id text COLLATE "C" NOT NULL, txid bigint NOT NULL DEFAULT (pg_current_xact_id()::text::bigint), '
+        "mark bigint NOT NULL DEFAULT (floor((random() - 0.5) * 9.2e18)::bigint))",
+        "CREATE INDEX IF NOT EXISTS change_log_by_transaction ON {s}.change_log (txid)",
+        # Its first row: a reader always finds a last change to note.
+        "INSERT INTO {s}.change_log (run_id) VALUES ('')",
+        # The newest transaction whose changes were pruned from the log (writers keep the last
+        # CHANGES_KEPT): a frame kept from a snapshot that did not see it is built again.
+        "CREATE TABLE IF NOT EXISTS {s}.change_log_pruned (id integer PRIMARY KEY CHECK (id = 1), txid bigint NOT NULL)",
+        "INSERT INTO {s}.change_log_pruned (id, txid) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+        # Whether any run is stored as running (then nothing is kept: live statuses change
+        # without the store) without a scan of every run.
+        "CREATE INDEX IF NOT EXISTS runs_running ON {s}.runs (session_id) WHERE status = 'running'",
+        # One statement-level trigger per event (a transition table takes one event): a fold's
+        # batch logs its runs in one insert, not one per row.
+        "CREATE OR REPLACE FUNCTION {s}.log_inserted_runs() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN INSERT INTO {s}.change_log (run_id) SELECT run_id FROM new_runs; RETURN NULL; END$$",
+        # An update logs the old run id too: a run renamed by hand is gone under it.
+        "CREATE OR REPLACE FUNCTION {s}.log_updated_runs() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN INSERT INTO {s}.change_log (run_id) SELECT run_id FROM new_runs UNION "
+        "SELECT run_id FROM old_runs; RETURN NULL; END$$",
+        "CREATE OR REPLACE FUNCTION {s}.log_deleted_runs() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN INSERT INTO {s}.change_log (run_id) SELECT run_id FROM old_runs; RETURN NULL; END$$",
+        *(f"DROP TRIGGER IF EXISTS runs_{event} ON {{s}}.runs" for event in ("inserted", "updated", "deleted")),
+        "CREATE TRIGGER runs_inserted AFTER INSERT ON {s}.runs REFERENCING NEW TABLE AS new_runs "
+        "FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_inserted_runs()",
+        "CREATE TRIGGER runs_updated AFTER UPDATE ON {s}.runs REFERENCING OLD TABLE AS old_runs "
+        "NEW TABLE AS new_runs FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_updated_runs()",
+        "CREATE TRIGGER runs_deleted AFTER DELETE ON {s}.runs REFERENCING OLD TABLE AS old_runs "
+        "FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_deleted_runs()",
+    ),
 }
+
+#: How many changes the change log keeps (a writer opening the store prunes older ones): a
+#: frame kept before them is built again.
+CHANGES_KEPT = 250_000
 
 # What listings read of a run (the bulky result and traceback only by run()), and what
 # liveness needs of its session, by position.
@@ -291,6 +337,20 @@ STATEMENTS = {
     "delete_points": "DELETE FROM {s}.metric_points WHERE run_id = ANY(%s::text[])",
     "delete_runs": "DELETE FROM {s}.runs WHERE run_id = ANY(%s::text[])",
     "version": "SELECT application, version FROM {s}.store_version",
+    # load()'s kept frames (schema 5): in one snapshot, where it stands in the change log (see
+    # MIGRATIONS[5]): the snapshot itself, the newest pruned transaction, whether any run is
+    # stored as running, and the last change it sees with its mark.
+    "change_state": "SELECT pg_current_snapshot()::text, "
+    "(SELECT txid FROM {s}.change_log_pruned), EXISTS (SELECT FROM {s}.runs WHERE status = 'running'), "
+    "l.seq, l.mark FROM (SELECT seq, mark FROM {s}.change_log ORDER BY seq DESC LIMIT 1) l",
+    # The changes a snapshot did not see: of transactions running then (its xip list) or later
+    # (from its xmax on). Not pg_visible_in_snapshot(), which the index on txid cannot serve.
+    "changed_since": "SELECT DISTINCT run_id FROM {s}.change_log WHERE txid >= %s OR txid = ANY(%s::bigint[])",
+    "change_marks": "SELECT seq, mark FROM {s}.change_log WHERE seq = ANY(%s::bigint[])",
+    # The oldest changes, far behind (the last one stays), and the newest transaction pruned.
+    "prune_changes": "WITH gone AS (DELETE FROM {s}.change_log WHERE seq <= (SELECT max(seq) FROM {s}.change_log) "
+    "- %s RETURNING txid) UPDATE {s}.change_log_pruned SET txid = greatest(txid, (SELECT max(txid) FROM gone)) "
+    "WHERE EXISTS (SELECT FROM gone)",
     # merge (issue 10): copies from another store; what is here already stays as it is.
     "add_session_copy": "INSERT INTO {s}.sessions (session_id, started_at, finished_at, heartbeat_at, host, pid, "
     "exitstatus, metadata) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (session_id) DO NOTHING",
@@ -306,9 +366,9 @@ STATEMENTS = {
 }
 
 
-def _run_columns(history: bool, version: int, metadata: bool) -> str:
-    """What ``run_columns`` reads (``columns.LISTED``): the latest runs or all, the runs stored as
-    running with who runs them (for liveness), and with each run's metadata or not."""
+def _listed(version: int, metadata: bool) -> str:
+    """A run's fields as ``columns.LISTED`` lays them out, with who runs it when it is stored as
+    running (for liveness), and with its metadata or not."""
     tags = "r.tags" if version >= 2 else "'{{}}'"
     process = (
         "CASE WHEN r.status = 'running' THEN json_build_array(r.host, r.pid, r.pid_namespace, r.pid_started, "
@@ -316,10 +376,15 @@ def _run_columns(history: bool, version: int, metadata: bool) -> str:
     )
     extra = " || ',' || r.metadata" if metadata else ""
     values = f"'[' || r.params || ',' || r.logged_params || ',' || r.metrics || ',' || {tags} || ',' || {process}{extra} || ']'"
-    listed = (
+    return (
         "r.run_id, r.session_id, r.node_id, r.module, r.experiment, r.status, r.started_at, r.finished_at, "
         f"r.duration, r.worker, r.dir, r.error_type, r.error_message, {values}"
     )
+
+
+def _run_columns(history: bool, version: int, metadata: bool) -> str:
+    """What ``run_columns`` reads (``columns.LISTED``): the latest runs or all."""
+    listed = _listed(version, metadata)
     if history:
         return (
             f"SELECT {listed} FROM {{s}}.runs r {_WITH_SESSION} WHERE (%s::text[] IS NULL OR r.experiment = ANY(%s::text[])) "
@@ -342,6 +407,20 @@ COLUMN_READS = {
     for version in (1, 2)
     for metadata in (False, True)
 }
+
+#: What ``run_changes`` reads (schema 5 on): each run as ``run_columns`` lists it, then its number
+#: in the store's order (``seq``, which breaks ties of start time) and its parameters' hash. Keys:
+#: every run, each grid point's newest, or the runs of a list of ids.
+_CHANGED = f"{_listed(2, False)}, r.seq, r.param_hash"
+CHANGE_READS = {
+    "changes_history": f"SELECT {_CHANGED} FROM {{s}}.runs r {_WITH_SESSION} ORDER BY r.started_at, r.seq",
+    "changes_latest": f"SELECT {_CHANGED} FROM (SELECT DISTINCT ON (module, experiment, param_hash) run_id FROM {{s}}.runs "
+    "ORDER BY module, experiment, param_hash, started_at DESC, seq DESC) latest JOIN {s}.runs r USING (run_id) "
+    f"{_WITH_SESSION}",
+    "changes_changed": f"SELECT {_CHANGED} FROM {{s}}.runs r {_WITH_SESSION} WHERE r.run_id = ANY(%s::text[]) "
+    "ORDER BY r.started_at, r.seq",
+}
+STATEMENTS.update(CHANGE_READS)
 
 #: The listing statements for a version-1 store, which has no tags or notes columns.
 STATEMENTS_V1 = {

@@ -15,6 +15,10 @@ import shutil
 from pathlib import Path
 
 RUNS_DIR = "runs"
+#: Files readers derive from the store (``load()``'s frames), each checked against the store's
+#: state before it is read: deleting the folder loses nothing. In a store folder (SQLite) or
+#: an artefacts root (a server store: one folder in it per store).
+SIDE_DIR = "derived"
 GITIGNORE = ".gitignore"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")

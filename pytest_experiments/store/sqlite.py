@@ -42,7 +42,7 @@ from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, sessi
 from pytest_experiments.store.journal import Batch, read_batch
 from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Liveness, Process
 from pytest_experiments.store.mounts import network_store_problem
-from pytest_experiments.store.rundirs import create_root, remove_run_folder
+from pytest_experiments.store.rundirs import SIDE_DIR, create_root, remove_run_folder
 from pytest_experiments.store.runfiles import list_artifacts
 from pytest_experiments.store.sqlite_files import (
     Reader,
@@ -1059,9 +1059,9 @@ class SQLiteStore(Store):
         return f"sqlite {self._version} {token} {self.root}"
 
     def run_changes(
-        self, since: int | None = None, *, history: bool = False, marks: Sequence[int] = ()
+        self, since: int | str | None = None, *, history: bool = False, marks: Sequence[int] = ()
     ) -> RunChanges | None:
-        if self._version < 7:  # a reader never migrates: an older store counts no changes
+        if self._version < 7 or isinstance(since, str):  # an older store counts no changes
             return None
         with columns.gc_paused():
             return self._read(
@@ -1120,7 +1120,7 @@ class SQLiteStore(Store):
             owned = geteuid is None or self.database.stat().st_uid == geteuid()
         except OSError:
             owned = False
-        return self.root / sqlite_files.SIDE_DIR if owned else None
+        return self.root / SIDE_DIR if owned else None
 
     def grid_snapshot(self) -> GridSnapshot:
         # Every query in one read transaction: a WAL reader sees one state of the database

@@ -20,12 +20,9 @@ from typing import TypeVar
 
 from pytest_experiments.store.base import StoreError
 from pytest_experiments.store.journal import JOURNALS_DIR
-from pytest_experiments.store.rundirs import GITIGNORE, RUNS_DIR
+from pytest_experiments.store.rundirs import GITIGNORE, RUNS_DIR, SIDE_DIR
 
 DB_NAME = "experiments.sqlite"
-#: Files readers derive from the database (``load()``'s frames), each checked against the
-#: store's change token before it is read: deleting the folder loses nothing.
-SIDE_DIR = "derived"
 
 #: What a store folder may hold before its database exists: another process may be creating
 #: it right now (the ``.gitignore`` is written under a temporary name, then renamed).
