@@ -26,22 +26,30 @@ sessions (each session re-runs the same grid points, so ``load()`` returns runs 
 ``history=True`` all of them), with 3-5 metrics per run, some with a short series (10 steps), a
 little metadata, and a few failed runs with a traceback.
 
+``--postgres URL`` (a server, a user who may create databases) times the same on a PostgreSQL
+store: a fresh database ``xp_bench_<random>`` is created there, holds the store, and is dropped
+at the end; the run folders' root is a temporary folder (``PYTEST_XP_ARTIFACTS``, which ``load()``
+reads as the plugin does), where the kept frames go.
+
 Run it from the repository root::
 
     .venv/bin/python benchmarks/load.py
     .venv/bin/python benchmarks/load.py --runs 10000 --repeats 3
     .venv/bin/python benchmarks/load.py --store /tmp/xp-100k   # build once and keep it
     .venv/bin/python benchmarks/load.py --reuse /tmp/xp-100k   # time an existing store
+    .venv/bin/python benchmarks/load.py --postgres postgresql://postgres@127.0.0.1:5432/postgres
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import itertools
 import math
 import os
 import random
+import secrets
 import shutil
 import socket
 import statistics
@@ -55,8 +63,7 @@ from typing import Any
 from pytest_experiments.model import STATUSES, MetricPoint, RunEnd, RunStart, SessionStart
 from pytest_experiments.run import new_id
 from pytest_experiments.store import Store
-from pytest_experiments.store.rundirs import relative_run_dir
-from pytest_experiments.store.sqlite_files import SIDE_DIR
+from pytest_experiments.store.rundirs import SIDE_DIR, relative_run_dir
 from pytest_experiments.values import param_hash
 
 TARGET_SECONDS = 1.0
@@ -192,7 +199,7 @@ APPENDED_RUNS = 200
 TAGGED_RUNS = 5
 
 
-def _session_appender(location: Path | str) -> Callable[[], None]:
+def _session_appender(location: Path | str, **options: Any) -> Callable[[], None]:
     """What records, untimed, a session of :data:`APPENDED_RUNS` runs into ``location`` after
     making sure both kept frames hold its runs as they are: three quarters re-run grid points
     the store has (so the latest frame loses rows too), a quarter new ones; and tags
@@ -206,7 +213,7 @@ def _session_appender(location: Path | str) -> Callable[[], None]:
         pytest_experiments.load(location)
         pytest_experiments.load(location, history=True)
         index = next(calls)
-        with Store.open(location, create=True) as store:  # the plugin's writer: migrates an older store
+        with Store.open(location, create=True, **options) as store:  # the plugin's writer: migrates an older store
             older = store.run_columns(history=True).run_id[:1000]
             session = SessionStart(new_id(), time.time(), socket.gethostname(), os.getpid(), {"command": "pytest"})
             store.record_session(session)
@@ -224,6 +231,24 @@ def _session_appender(location: Path | str) -> Callable[[], None]:
                 store.set_tags(run_id, {"checked": f"round {index}"})
 
     return append
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new database on the server of ``server_url``, dropped afterwards; yields its URL."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"xp_bench_{secrets.token_hex(6)}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base, _, query = server_url.partition("?")
+    prefix, _, _ = base.rpartition("/")
+    try:
+        yield f"{prefix}/{name}" + (f"?{query}" if query else "")
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def timed(repeats: int, call: Callable[[], Any]) -> tuple[list[float], Any]:
@@ -246,7 +271,10 @@ def main() -> None:
     parser.add_argument("--store", type=Path, help="build the store here (must not exist) and keep it")
     parser.add_argument("--reuse", type=Path, help="time this existing store instead of building one")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the generated values")
+    parser.add_argument("--postgres", metavar="URL", help="time a PostgreSQL store in a fresh database of this server")
     options = parser.parse_args()
+    if options.postgres and (options.store or options.reuse):
+        parser.error("--postgres builds its store in a fresh database: --store and --reuse are SQLite's")
     if options.runs < 1 or options.sessions < 1 or options.repeats < 1:
         parser.error("--runs, --sessions and --repeats must be at least 1")
     if options.store is not None and options.store.exists():
@@ -263,30 +291,47 @@ def main() -> None:
     temporary = Path(tempfile.mkdtemp(prefix="xp-load-"))
     path = options.reuse or options.store or temporary / "store"
     try:
-        if options.reuse is None:
-            start = time.perf_counter()
-            build_store(path, options.runs, options.sessions, options.seed)
-            built = f"built a store of {options.runs} runs in {options.sessions} sessions in {time.perf_counter() - start:.1f} s"
-        else:
-            built = f"reusing the store {path}"
-        database = path / "experiments.sqlite"
-        size_mb = sum(p.stat().st_size for p in path.iterdir() if p.name.startswith(database.name)) / 2**20
-        csv = temporary / "runs.csv"
-        pytest_experiments.load(path, history=True).to_csv(csv, index=False)
-        print(
-            f"python {sys.version.split()[0]}, pandas {pandas.__version__}: {built} ({size_mb:.1f} MiB); "
-            f"its history exported to CSV ({csv.stat().st_size / 2**20:.1f} MiB); nothing of that timed"
-        )
-        print(f"{options.repeats} timed calls each, alternating, pandas already imported\n")
-        print(compare(path, csv, options.repeats, pandas))
+        with contextlib.ExitStack() as stack:
+            location: Path | str = path
+            side, open_options, where = path / SIDE_DIR, {}, "SQLite"
+            if options.postgres:
+                database = stack.enter_context(fresh_database(options.postgres))
+                location = f"{database}{'&' if '?' in database else '?'}store=bench"
+                artifacts = temporary / "artifacts"
+                os.environ["PYTEST_XP_ARTIFACTS"] = str(artifacts)  # where load(URL) finds the run folders
+                side, open_options, where = artifacts / SIDE_DIR, {"artifacts": artifacts}, "PostgreSQL"
+            if options.reuse is None:
+                start = time.perf_counter()
+                build_store(location, options.runs, options.sessions, options.seed, **open_options)
+                built = (
+                    f"built a {where} store of {options.runs} runs in {options.sessions} sessions "
+                    f"in {time.perf_counter() - start:.1f} s"
+                )
+            else:
+                built = f"reusing the store {path}"
+            if not options.postgres:
+                database_file = path / "experiments.sqlite"
+                size_mb = sum(p.stat().st_size for p in path.iterdir() if p.name.startswith(database_file.name))
+                built += f" ({size_mb / 2**20:.1f} MiB)"
+            csv = temporary / "runs.csv"
+            pytest_experiments.load(location, history=True).to_csv(csv, index=False)
+            print(
+                f"python {sys.version.split()[0]}, pandas {pandas.__version__}: {built}; "
+                f"its history exported to CSV ({csv.stat().st_size / 2**20:.1f} MiB); nothing of that timed"
+            )
+            print(f"{options.repeats} timed calls each, alternating, pandas already imported\n")
+            print(compare(location, csv, options.repeats, pandas, side, open_options))
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
         if options.store is not None:
             print(f"store kept in {path}")
 
 
-def compare(location: Path | str, csv: Path, repeats: int, pandas: Any) -> str:
-    """The side-by-side table: each read of ``location``'s runs against ``read_csv`` of ``csv``.
+def compare(
+    location: Path | str, csv: Path, repeats: int, pandas: Any, side: Path, open_options: dict[str, Any]
+) -> str:
+    """The side-by-side table: each read of ``location``'s runs against ``read_csv`` of ``csv``
+    (``side``: where its frames are kept; ``open_options``: what its writers open it with).
 
     Wall time and CPU time of this process (``time.process_time``) per call: on a machine
     others load, the CPU time is the steadier figure (wall time adds the time the process
@@ -296,7 +341,6 @@ def compare(location: Path | str, csv: Path, repeats: int, pandas: Any) -> str:
 
     # "built": the first load() after the runs changed (the kept frames are removed before it,
     # untimed), which builds the frame from the store and keeps it; "kept": the next one.
-    side = Path(location) / SIDE_DIR
 
     calls: dict[str, Callable[[], Any]] = {
         "pandas.read_csv(export)": lambda: pandas.read_csv(csv),
@@ -315,7 +359,7 @@ def compare(location: Path | str, csv: Path, repeats: int, pandas: Any) -> str:
     # kept (both loaded, untimed, then the session recorded, untimed): the kept frame patched
     # with the runs changed since. The history one follows the latest one: its file still
     # holds the runs before that session.
-    appended = _session_appender(location)
+    appended = _session_appender(location, **open_options)
     calls[f"load(path) patched after +{APPENDED_RUNS} runs"] = lambda: pytest_experiments.load(location)
     calls[f"load(path, history=True) patched after +{APPENDED_RUNS} runs"] = lambda: pytest_experiments.load(
         location, history=True

@@ -34,11 +34,9 @@ Run it from the repository root::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import random
 import resource
-import secrets
 import shutil
 import socket
 import statistics
@@ -46,13 +44,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/load.py builds the stores
 
-from load import build_store, grid_points, run_end, timed
+from load import build_store, fresh_database, grid_points, run_end, timed
 
 from pytest_experiments.model import RunStart, SessionStart
 from pytest_experiments.run import new_id
@@ -70,24 +67,6 @@ def test_point(i):
     {body}
 """
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@contextlib.contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    """A new database on the server of ``server_url``, dropped afterwards; yields its URL."""
-    import psycopg
-    from psycopg import sql
-
-    name = f"xp_bench_{secrets.token_hex(6)}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base, _, query = server_url.partition("?")
-    prefix, _, _ = base.rpartition("/")
-    try:
-        yield f"{prefix}/{name}" + (f"?{query}" if query else "")
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 class Locations:

@@ -102,6 +102,27 @@ def test_frames_are_kept_in_the_artifacts_root_then_patched(pg: Backend, patched
     assert patched == [True, True, False, True]
 
 
+def test_hand_edits_are_patched_in(pg: Backend, patched: list[bool]) -> None:
+    """Changes made by hand in SQL, not through the store: logged by the triggers all the same
+    (a run renamed is gone under its old id)."""
+    check(pg)
+    with pg.open(readonly=True) as store:
+        renamed, edited, deleted = (record.run_id for record in store.runs(history=True)[:3])
+    runs = runs_table(pg)
+    with connect(pg) as editor:
+        editor.execute(sql.SQL("UPDATE {} SET run_id = 'renamed-by-hand' WHERE run_id = %s").format(runs), (renamed,))
+        editor.execute(sql.SQL("UPDATE {} SET status = 'failed' WHERE run_id = %s").format(runs), (edited,))
+        editor.execute(sql.SQL("DELETE FROM {} WHERE run_id = %s").format(runs), (deleted,))
+    check(pg)
+    with pg.open(readonly=True) as store:
+        frame = load(store, history=True).set_index("run_id")
+    assert renamed not in frame.index
+    assert deleted not in frame.index
+    assert "renamed-by-hand" in frame.index
+    assert frame.loc[edited, "status"] == "failed"
+    assert True in patched
+
+
 def test_a_transaction_that_commits_after_a_load_is_patched_in(pg: Backend, patched: list[bool]) -> None:
     """The first transaction changes a run (and draws the first number in the change log), a
     second one changes another and commits; a load then sees the second only. Once the first
@@ -243,6 +264,38 @@ def test_stores_sharing_an_artifacts_root_keep_their_own_frames(
         assert first.side_folder != second.side_folder
         assert len(load(second)) == 1
         assert len(load(first)) > 1
+
+
+GRID = """
+    import pytest
+
+    @pytest.mark.experiment
+    @pytest.mark.parametrize("i", range({points}))
+    def test_point(i, xp):
+        xp.log_metric("loss", 1.0 / (i + 1), step=0)
+        xp.tags["kind"] = "odd" if i % 2 else "even"
+        return {{"square": i * i}}
+"""
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_plugin_sessions_under_xdist_are_patched_in(
+    pytester: pytest.Pytester, pg: Backend, patched: list[bool]
+) -> None:
+    """Sessions of the plugin with ``-n 2`` recording into the store (their journals folded by
+    each worker): each one's runs are patched into the kept frames."""
+    check(pg)
+    options = [f"--xp-store={pg.location}", f"--xp-artifacts={pg.artifacts}", "-n", "2", "-p", "no:randomly"]
+    pytester.makepyfile(test_grid=GRID.format(points=6))
+    pytester.runpytest_subprocess(*options).assert_outcomes(passed=6)
+    check(pg)
+    pytester.makepyfile(test_grid=GRID.format(points=9))
+    pytester.runpytest_subprocess(*options, "--xp-resume").assert_outcomes(passed=3)
+    check(pg)
+    with pg.open(readonly=True) as store:
+        frame = load(store)
+    assert sorted(frame.loc[frame["experiment"] == "test_point", "metrics.square"]) == [i * i for i in range(9)]
+    assert patched == [True] * 4
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -10,14 +10,16 @@ file each, in the store's :attr:`~pytest_experiments.store.Store.side_folder`.
 
 Never stale: a file holds the store's :meth:`~pytest_experiments.store.Store.change_token` of
 the runs it was made of, and is read as it is only while the store gives that token. A store
-that logs its changes (:meth:`~pytest_experiments.store.Store.run_changes`: SQLite, schema 7)
-gives the runs and the token in one snapshot, and the file also holds the number and random
-mark of the last change it saw: a later call reads the runs changed since and patches the
-frame, once the store shows that it still holds that very change (a copy restored from before
-it counts the same numbers with other marks); a store that gives no changes (an older schema)
-keeps the frame with the token read before and after it was built. A store that cannot give a
-token (a server store, runs stored as ``running``, journals not folded yet) or has no side
-folder for this reader (who is not the store's owner) keeps nothing. Never half-read: written
+that logs its changes (:meth:`~pytest_experiments.store.Store.run_changes`: SQLite, schema 7;
+PostgreSQL, schema 5) gives the runs and its place in its change sequence in one snapshot, and
+the file also holds that place and the number and random mark of the last change it saw: a
+later call reads the runs changed since and patches the frame, once the store shows that it
+still holds that very change (a copy restored from before it counts the same numbers with
+other marks). A PostgreSQL store gives no token, only the changes since (maybe none: then the
+kept frame is read as it is). A store that gives no changes (an older SQLite schema) keeps the
+frame with the token read before and after it was built. A store that can give neither now
+(runs stored as ``running``, journals not folded yet) or has no side folder for this reader
+(who does not own the store folder or artefacts root) keeps nothing. Never half-read: written
 under a temporary name then renamed, and a file that does not read back whole, with the
 dtypes it names and notes that fit it, is ignored and replaced. Never executed: ``numpy.load``
 with ``allow_pickle=False`` and JSON for the column names, kinds and notes. A reader that

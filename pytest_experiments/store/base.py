@@ -266,12 +266,12 @@ class Store(abc.ABC):
     def run_changes(
         self, since: int | str | None = None, *, history: bool = False, marks: Sequence[int] = ()
     ) -> RunChanges | None:
-        """The runs changed since place ``since`` in the store's change sequence (a change
-        number for SQLite, a snapshot for a server store: what a :class:`RunChanges` gave as
-        its ``seq``; every run when None: each grid point's newest, or with ``history`` all of them), in one
-        snapshot with its place in the sequence; or None when the store counts no changes (a
-        server store, an older schema) or cannot tell now (runs stored as ``running``, as
-        :meth:`change_token`).
+        """The runs changed since place ``since`` in the store's change sequence (every run when
+        None: each grid point's newest, or with ``history`` all of them), in one snapshot with
+        its place in the sequence; or None when the store counts no changes (an older schema)
+        or cannot tell now (runs stored as ``running``, as :meth:`change_token`, or changes
+        dropped that the caller may not have seen). A place is what a :class:`RunChanges` gave
+        as its ``seq``: a change number for SQLite, a snapshot for a server store.
 
         What lets a reader patch a frame it kept (``load()``) instead of building it again:
         ``marks`` are change numbers whose random marks the reader noted; the answer holds
@@ -282,7 +282,7 @@ class Store(abc.ABC):
     @property
     def side_folder(self) -> Path | None:
         """Where readers may keep files derived from the store (checked against
-        :meth:`change_token`), or None when the store has no such place."""
+        :meth:`change_token` or :meth:`run_changes`), or None when the store has no such place."""
         return None
 
     @abc.abstractmethod

@@ -136,23 +136,16 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # Whether any run is stored as running (then nothing is kept: live statuses change
         # without the store) without a scan of every run.
         "CREATE INDEX IF NOT EXISTS runs_running ON {s}.runs (session_id) WHERE status = 'running'",
-        # One statement-level trigger per event (a transition table takes one event): a fold's
-        # batch logs its runs in one insert, not one per row.
-        "CREATE OR REPLACE FUNCTION {s}.log_inserted_runs() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$BEGIN INSERT INTO {s}.change_log (run_id) SELECT run_id FROM new_runs; RETURN NULL; END$$",
-        # An update logs the old run id too: a run renamed by hand is gone under it.
-        "CREATE OR REPLACE FUNCTION {s}.log_updated_runs() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$BEGIN INSERT INTO {s}.change_log (run_id) SELECT run_id FROM new_runs UNION "
-        "SELECT run_id FROM old_runs; RETURN NULL; END$$",
-        "CREATE OR REPLACE FUNCTION {s}.log_deleted_runs() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$BEGIN INSERT INTO {s}.change_log (run_id) SELECT run_id FROM old_runs; RETURN NULL; END$$",
-        *(f"DROP TRIGGER IF EXISTS runs_{event} ON {{s}}.runs" for event in ("inserted", "updated", "deleted")),
-        "CREATE TRIGGER runs_inserted AFTER INSERT ON {s}.runs REFERENCING NEW TABLE AS new_runs "
-        "FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_inserted_runs()",
-        "CREATE TRIGGER runs_updated AFTER UPDATE ON {s}.runs REFERENCING OLD TABLE AS old_runs "
-        "NEW TABLE AS new_runs FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_updated_runs()",
-        "CREATE TRIGGER runs_deleted AFTER DELETE ON {s}.runs REFERENCING OLD TABLE AS old_runs "
-        "FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_deleted_runs()",
+        # A row-level trigger: most statements change one run (a batch is a pipeline of them),
+        # and a statement-level one's transition tables cost more than the row's insert.
+        # An update logs the old run id too when it changed: a run renamed by hand is gone under it.
+        "CREATE OR REPLACE FUNCTION {s}.log_run_change() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN "
+        "IF TG_OP <> 'DELETE' THEN INSERT INTO {s}.change_log (run_id) VALUES (NEW.run_id); END IF; "
+        "IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.run_id <> NEW.run_id) THEN "
+        "INSERT INTO {s}.change_log (run_id) VALUES (OLD.run_id); END IF; RETURN NULL; END$$",
+        "DROP TRIGGER IF EXISTS runs_changed ON {s}.runs",
+        "CREATE TRIGGER runs_changed AFTER INSERT OR UPDATE OR DELETE ON {s}.runs "
+        "FOR EACH ROW EXECUTE FUNCTION {s}.log_run_change()",
     ),
 }
 
