@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -238,6 +239,34 @@ def test_an_older_store_read_without_migrating_keeps_nothing(pg: Backend) -> Non
             check_frame(load(store, history=history), expected(store, history))
     assert pg.artifacts is not None
     assert not (pg.artifacts / SIDE_DIR).exists()
+
+
+def test_a_role_that_may_not_read_the_change_log_loads_as_before(pg: Backend) -> None:
+    """A reader's role granted the store's tables before schema 5 added the change log: its
+    ``load()`` builds the frames each time, and keeps none."""
+    role = f"xp_reader_{secrets.token_hex(4)}"
+    tables = ("store_version", "sessions", "code", "runs", "metric_points", "artifacts", "run_attempts", "journals")
+    with connect(pg) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(pg.schema), sql.Identifier(role)))
+        for table in tables:
+            admin.execute(
+                sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(pg.schema, table), sql.Identifier(role))
+            )
+    try:
+        # The test server trusts every connection: the role's name in the URL is enough.
+        as_role = pg.location.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
+        assert as_role != pg.location
+        with Store.open(as_role, readonly=True, artifacts=pg.artifacts) as store:
+            assert store.run_changes() is None
+            for history in (False, True):
+                check_frame(load(store, history=history), expected(store, history))
+        assert pg.artifacts is not None
+        assert not (pg.artifacts / SIDE_DIR).exists()
+    finally:
+        with connect(pg) as admin:
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_a_reader_without_the_artifacts_root_creates_none(pg: Backend, tmp_path: Path) -> None:

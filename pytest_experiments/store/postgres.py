@@ -663,45 +663,50 @@ class PostgresStore(Store):
         seen = None if since is None else _snapshot_parts(since)
         if self._version < 5 or (since is not None and seen is None):  # an older store logs no changes
             return None
-        with columns.gc_paused(), self._errors(writing=False), self._db.transaction():
-            # One snapshot for every read below.
-            self._db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            state = self._db.execute(self._sql["change_state"]).fetchone()
-            assert state is not None  # the log always holds its first row at least
-            snapshot, pruned, running, marked, mark = (
-                str(state[0]),
-                int(state[1]),
-                bool(state[2]),
-                int(state[3]),
-                str(state[4]),
-            )
-            now = _snapshot_parts(snapshot)
-            assert now is not None
-            # Live statuses change without the store. A log pruned of a change that the caller's
-            # snapshot may not have seen, or a transaction counter gone back (another server),
-            # cannot tell what changed since.
-            if running or (seen is not None and (pruned >= seen[0] or now[0] < seen[0])):
+        with columns.gc_paused(), self._errors(writing=False):
+            try:
+                with self._db.transaction():
+                    return self._changes(since, seen, history, marks)
+            except psycopg.errors.InsufficientPrivilege:
+                # A role that may read the runs but not the change log (its grants made before
+                # schema 5 added it): its frames are built each time, as before.
                 return None
-            removed: list[str] = []
-            with self._db.cursor(binary=True) as cursor:
-                if seen is None:
-                    rows = cursor.execute(self._sql["changes_history" if history else "changes_latest"]).fetchall()
-                else:
-                    _, xmax, running_then = seen
-                    changed = [row[0] for row in self._db.execute(self._sql["changed_since"], (xmax, running_then))]
-                    rows = cursor.execute(self._sql["changes_changed"], (changed,)).fetchall()
-                    existing = {row[0] for row in rows}
-                    removed = [run_id for run_id in changed if run_id not in existing and run_id]
-            found = {
-                int(number): str(value) for number, value in self._db.execute(self._sql["change_marks"], (list(marks),))
-            }
-            runs, extra = columns.run_columns_with(
-                rows, root=self.root, liveness=self._liveness, latest=since is None and not history
-            )
+
+    def _changes(
+        self, since: int | str | None, seen: tuple[int, int, list[int]] | None, history: bool, marks: Sequence[int]
+    ) -> RunChanges | None:
+        """:meth:`run_changes` in its transaction (``seen``: ``since``'s parts)."""
+        # One snapshot for every read below.
+        self._db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        state = self._db.execute(self._sql["change_state"]).fetchone()
+        assert state is not None  # the log always holds its first row at least
+        snapshot, pruned, running, marked, mark = str(state[0]), int(state[1]), bool(state[2]), int(state[3]), state[4]
+        now = _snapshot_parts(snapshot)
+        assert now is not None
+        # Live statuses change without the store. A log pruned of a change that the caller's
+        # snapshot may not have seen, or a transaction counter gone back (another server),
+        # cannot tell what changed since.
+        if running or (seen is not None and (pruned >= seen[0] or now[0] < seen[0])):
+            return None
+        removed: list[str] = []
+        with self._db.cursor(binary=True) as cursor:
+            if seen is None:
+                rows = cursor.execute(self._sql["changes_history" if history else "changes_latest"]).fetchall()
+            else:
+                _, xmax, running_then = seen
+                changed = [row[0] for row in self._db.execute(self._sql["changed_since"], (xmax, running_then))]
+                rows = cursor.execute(self._sql["changes_changed"], (changed,)).fetchall()
+                existing = {row[0] for row in rows}
+                removed = [run_id for run_id in changed if run_id not in existing and run_id]
+        marked_rows = self._db.execute(self._sql["change_marks"], (list(marks),))
+        found = {int(number): str(value) for number, value in marked_rows}
+        runs, extra = columns.run_columns_with(
+            rows, root=self.root, liveness=self._liveness, latest=since is None and not history
+        )
         seq_of, param_hash = extra or ([], [])
         place = self._place()
         return RunChanges(
-            since=since, seq=snapshot, mark=mark, marked=marked, token=f"{place} {snapshot} {marked}:{mark}",
+            since=since, seq=snapshot, mark=str(mark), marked=marked, token=f"{place} {snapshot} {marked}:{mark}",
             place=place, columns=runs, rowid=seq_of, param_hash=param_hash, removed=removed, marks=found,
         )  # fmt: skip
 
