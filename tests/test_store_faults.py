@@ -225,6 +225,7 @@ def test_full_disk_stops_the_session_with_one_line(
 
 
 HEARTBEAT_GRID = """
+import sqlite3
 import time
 
 import pytest
@@ -233,9 +234,21 @@ from conftest import fill, DISK
 from pytest_experiments.plugin import HANDLE_KEY
 
 
+def empty_wal(database):
+    \"\"\"Everything into the database file, and a WAL of no size: the next write must grow it
+    (a WAL checkpointed earlier is written over from its start, and needs no more space).\"\"\"
+    connection = sqlite3.connect(database, timeout=30, isolation_level=None)
+    deadline = time.monotonic() + 30
+    while connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+        assert time.monotonic() < deadline, "readers kept the checkpoint from finishing"
+        time.sleep(0.01)
+    connection.close()
+
+
 @pytest.mark.experiment
 def test_long_run(request):
     handle = request.config.stash[HANDLE_KEY]
+    empty_wal(handle.path / "experiments.sqlite")
     fill()
     deadline = time.monotonic() + 30
     while handle.heartbeat_trouble is None:  # the heartbeat thread has tried, and failed
