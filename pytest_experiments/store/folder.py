@@ -9,11 +9,11 @@ closes the pipe it reads (or dies: the pipe closes then too), then folds it once
 
 Nothing here decides what a fold does: :meth:`Store.fold_journals` folds exactly once whoever
 folds, so the writer's own last fold, a reader's, and this process's may meet. A store that
-cannot take the journal stops the session as a failed write does (a full disk is tried again
-at the next fold: it may be freed, and the writer meets it itself if it lasts): this process raises the
+cannot take the journal stops the session as a failed write does: this process raises the
 session's stop flag (:func:`raise_stop_flag`), which every process of the session looks at
-before each experiment, and exits. Once its writer is closing, it raises no flag: the writer's
-own last fold meets the failure and says so. No pytest.
+before each experiment, and exits; a full disk is only tried again at the next fold (space may
+be freed, and the writer meets the full disk itself if it lasts). Once its writer is closing,
+it raises no flag: the writer's own last fold meets the failure and says so. No pytest.
 """
 
 from __future__ import annotations

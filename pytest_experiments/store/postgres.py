@@ -680,7 +680,8 @@ class PostgresStore(Store):
         # One snapshot for every read below.
         self._db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         state = self._db.execute(self._sql["change_state"]).fetchone()
-        assert state is not None  # the log always holds its first row at least
+        if state is None:  # the log emptied by hand (writers keep its last row): no place to note
+            return None
         snapshot, pruned, running, marked, mark = str(state[0]), int(state[1]), bool(state[2]), int(state[3]), state[4]
         now = _snapshot_parts(snapshot)
         assert now is not None
