@@ -414,20 +414,27 @@ def test_random_changes_give_the_built_frames(root: Path, seed: int, patched: li
     check(root)
     for round_ in range(12):
         with session(root, f"r{round_}") as (store, started):
-            for index in range(rng.randint(1, 4)):
-                kind = rng.choice(POOL[:6]) if rng.random() < 0.8 else rng.choice(POOL)
-                params = {rng.choice("pqr"): kind(rng) for _ in range(rng.randint(0, 2))}
-                metrics = {rng.choice(["loss", "acc", "m"]): rng.random() for _ in range(rng.randint(0, 2))}
-                tags = {rng.choice(["t1", "t2"]): rng.choice(["x", "y"])} if rng.random() < 0.3 else {}
-                record(
-                    store, started, rng.randint(0, 6), experiment=rng.choice(["test_a", "test_b"]), run_id=f"r{round_}-{index}",
-                    params=params, metrics=metrics, tags=tags, started_at=time.time() - rng.choice([0, 0, 5000]),
-                    status=rng.choice(["passed", "passed", "failed"]),
-                )  # fmt: skip
-            runs = store.runs(history=True)
-            if rng.random() < 0.4:
-                store.set_tags(rng.choice(runs).run_id, {rng.choice(["t1", "t3"]): rng.choice(["z", None])})
-            if rng.random() < 0.2:
-                store.delete_runs([rng.choice(runs).run_id])
+            random_changes(store, started, rng, f"r{round_}")
         check(root)
     assert patched.count(True) >= len(patched) // 2  # most were patches
+
+
+def random_changes(store: Store, started: Any, rng: random.Random, prefix: str) -> None:
+    """A few random changes in ``store`` (its session ``started``): 1-4 runs re-run or new (run
+    ids ``prefix-N``), with parameters, metrics and tags of random names and types; maybe a
+    run's tags changed, maybe a run deleted."""
+    for index in range(rng.randint(1, 4)):
+        kind = rng.choice(POOL[:6]) if rng.random() < 0.8 else rng.choice(POOL)
+        params = {rng.choice("pqr"): kind(rng) for _ in range(rng.randint(0, 2))}
+        metrics = {rng.choice(["loss", "acc", "m"]): rng.random() for _ in range(rng.randint(0, 2))}
+        tags = {rng.choice(["t1", "t2"]): rng.choice(["x", "y"])} if rng.random() < 0.3 else {}
+        record(
+            store, started, rng.randint(0, 6), experiment=rng.choice(["test_a", "test_b"]), run_id=f"{prefix}-{index}",
+            params=params, metrics=metrics, tags=tags, started_at=time.time() - rng.choice([0, 0, 5000]),
+            status=rng.choice(["passed", "passed", "failed"]),
+        )  # fmt: skip
+    runs = store.runs(history=True)
+    if rng.random() < 0.4:
+        store.set_tags(rng.choice(runs).run_id, {rng.choice(["t1", "t3"]): rng.choice(["z", None])})
+    if rng.random() < 0.2:
+        store.delete_runs([rng.choice(runs).run_id])

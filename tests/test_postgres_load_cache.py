@@ -26,7 +26,7 @@ import pytest
 from backends import Backend, make_backend
 from psycopg import sql
 from test_load_cache import expected, finished_fill
-from test_load_incremental import POOL, check_frame, record, watch_patches
+from test_load_incremental import check_frame, random_changes, record, watch_patches
 from test_store_contract import run_start, session_start
 
 from pytest_experiments import Store, load
@@ -71,6 +71,21 @@ def session(pg: Backend, name: str) -> Iterator[tuple[Store, Any]]:
         store.record_session(started)
         yield store, started
         store.finish_session(started.session_id, time.time(), 0)
+
+
+@contextlib.contextmanager
+def out_of_order(pg: Backend) -> Iterator[tuple[str, str]]:
+    """Two runs of ``pg`` tagged by two transactions: the first run's first, then the second's,
+    which commits at once; the first commits as the block ends."""
+    with pg.open(readonly=True) as store:
+        first, second = (record.run_id for record in store.runs(history=True)[:2])
+    set_tags = sql.SQL("UPDATE {} SET tags = %s WHERE run_id = %s").format(runs_table(pg))
+    with connect(pg) as late, connect(pg) as early:
+        late.execute(set_tags, ('{"order": "committed last"}', first))
+        early.execute(set_tags, ('{"order": "committed first"}', second))
+        early.commit()
+        yield first, second
+        late.commit()
 
 
 def connect(pg: Backend) -> psycopg.Connection[Any]:
@@ -129,18 +144,11 @@ def test_a_transaction_that_commits_after_a_load_is_patched_in(pg: Backend, patc
     second one changes another and commits; a load then sees the second only. Once the first
     commits, the next load holds its change too: its number was lower than one the frame had seen."""
     check(pg)
-    with pg.open(readonly=True) as store:
-        first, second = (record.run_id for record in store.runs(history=True)[:2])
-    set_tags = sql.SQL("UPDATE {} SET tags = %s WHERE run_id = %s").format(runs_table(pg))
-    with connect(pg) as late, connect(pg) as early:
-        late.execute(set_tags, ('{"order": "committed last"}', first))
-        early.execute(set_tags, ('{"order": "committed first"}', second))
-        early.commit()
+    with out_of_order(pg) as (first, second):
         check(pg)
         with pg.open(readonly=True) as store:
             assert load(store).set_index("run_id").loc[second, "tags.order"] == "committed first"
             assert "committed last" not in load(store, history=True)["tags.order"].tolist()
-        late.commit()
     check(pg)
     with pg.open(readonly=True) as store:
         assert load(store, history=True).set_index("run_id").loc[first, "tags.order"] == "committed last"
@@ -174,15 +182,8 @@ def test_a_change_pruned_before_a_reader_saw_it_builds_the_frame_again(
     """A transaction changes a run, another commits after it, a load sees the second only;
     the first commits, and the log is pruned up to the first's change but not the second's,
     which the kept frame noted as its last: that frame cannot be patched, and is built."""
-    with pg.open(readonly=True) as store:
-        first, second = (record.run_id for record in store.runs(history=True)[:2])
-    set_tags = sql.SQL("UPDATE {} SET tags = %s WHERE run_id = %s").format(runs_table(pg))
-    with connect(pg) as late, connect(pg) as early:
-        late.execute(set_tags, ('{"order": "committed last"}', first))
-        early.execute(set_tags, ('{"order": "committed first"}', second))
-        early.commit()
+    with out_of_order(pg) as (first, _):
         check(pg)
-        late.commit()
     log = sql.SQL("{}").format(sql.Identifier(pg.schema, "change_log"))
     with connect(pg) as reader:
         newest, late_change = reader.execute(
@@ -335,19 +336,6 @@ def test_random_changes_give_the_built_frames(pg: Backend, seed: int, patched: l
     check(pg)
     for round_ in range(6):
         with session(pg, f"r{round_}") as (store, started):
-            for index in range(rng.randint(1, 4)):
-                kind = rng.choice(POOL[:6]) if rng.random() < 0.8 else rng.choice(POOL)
-                params = {rng.choice("pqr"): kind(rng) for _ in range(rng.randint(0, 2))}
-                metrics = {rng.choice(["loss", "acc", "m"]): rng.random() for _ in range(rng.randint(0, 2))}
-                record(
-                    store, started, rng.randint(0, 6), experiment=rng.choice(["test_a", "test_b"]), run_id=f"r{round_}-{index}",
-                    params=params, metrics=metrics, started_at=time.time() - rng.choice([0, 0, 5000]),
-                    status=rng.choice(["passed", "passed", "failed"]),
-                )  # fmt: skip
-            runs = store.runs(history=True)
-            if rng.random() < 0.4:
-                store.set_tags(rng.choice(runs).run_id, {rng.choice(["t1", "t3"]): rng.choice(["z", None])})
-            if rng.random() < 0.2:
-                store.delete_runs([rng.choice(runs).run_id])
+            random_changes(store, started, rng, f"r{round_}")
         check(pg)
     assert patched.count(True) >= len(patched) // 2  # most were patches
