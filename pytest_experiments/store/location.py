@@ -80,8 +80,9 @@ def describe_failure(error: BaseException, location: Location, *, writing: bool 
 
 
 def is_out_of_space(error: BaseException, location: Location) -> bool:
-    """Whether ``error``, met while writing the store at ``location``, says a disk is full
-    (the store's, or a server store's artefacts folder's): a state that may pass."""
+    """Whether ``error``, met while writing the store at ``location``, says the disk of the store
+    and its journals is full: a state that may pass. (Not a server's full disk: a writer's
+    journal is not on it, so nothing would stop the session in time.)"""
     import errno
 
     from pytest_experiments.store.base import StoreFull

@@ -55,7 +55,7 @@ from pytest_experiments.model import (
 )
 from pytest_experiments.store import columns
 from pytest_experiments.store import postgres_sql as q
-from pytest_experiments.store.base import Store, StoreError, StoreFull, attempt_reason, checked_tags, decode_notes
+from pytest_experiments.store.base import Store, StoreError, attempt_reason, checked_tags, decode_notes
 from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, session_row
 from pytest_experiments.store.journal import Batch, read_batch
 from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Liveness, Process
@@ -264,8 +264,7 @@ class PostgresStore(Store):
             yield
         except psycopg.Error as exc:
             verb = "write" if writing else "read"
-            # The server's disk full (SQLSTATE 53100) may pass: space may be freed.
-            raise (StoreFull if isinstance(exc, psycopg.errors.DiskFull) else StoreError)(
+            raise StoreError(
                 f"cannot {verb} the store {self._location} ({self._detail(exc)}); check it, or choose another --xp-store"
             ) from None
 
