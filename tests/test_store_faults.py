@@ -231,7 +231,23 @@ import time
 import pytest
 from conftest import fill, DISK
 
+from pytest_experiments import Store
 from pytest_experiments.plugin import HANDLE_KEY
+
+
+def written(handle):
+    \"\"\"Whether the writes made around a run's start are in the store: the session's metadata
+    (under xdist the controller adds it once a worker reports the session's first experiment)
+    and this run's row (the journal's first fold, by the heartbeat thread). A full disk would
+    stop either, and the session with it, before the heartbeat could fail.\"\"\"
+    with Store.open(handle.path, readonly=True) as store:
+        if not any(s.session_id == handle.session.session_id and s.metadata for s in store.sessions()):
+            return False
+    connection = sqlite3.connect(handle.path / "experiments.sqlite", timeout=30)
+    try:
+        return connection.execute("SELECT count(*) FROM runs").fetchone()[0] > 0
+    finally:
+        connection.close()
 
 
 def empty_wal(database):
@@ -248,9 +264,12 @@ def empty_wal(database):
 @pytest.mark.experiment
 def test_long_run(request):
     handle = request.config.stash[HANDLE_KEY]
+    deadline = time.monotonic() + 30
+    while not written(handle):
+        assert time.monotonic() < deadline, "the session's metadata or the run's start never came"
+        time.sleep(0.01)
     empty_wal(handle.path / "experiments.sqlite")
     fill()
-    deadline = time.monotonic() + 30
     while handle.heartbeat_trouble is None:  # the heartbeat thread has tried, and failed
         assert time.monotonic() < deadline, "the heartbeat never failed"
         time.sleep(0.01)

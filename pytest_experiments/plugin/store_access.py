@@ -28,7 +28,7 @@ from pytest_experiments.store import Store, StoreError, describe_failure, store_
 from pytest_experiments.store.folder import FoldingProcess, describe_writing, raise_stop_flag
 from pytest_experiments.store.journal import JournalWriter
 from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Process, pid_namespace, process_start
-from pytest_experiments.store.location import is_out_of_space, shown
+from pytest_experiments.store.location import shown
 
 T = TypeVar("T")
 
@@ -91,16 +91,13 @@ class Heartbeat(threading.Thread):
                         first = False
                         self._handle.fold(store)
                 except Exception as exc:
-                    # A full disk may be freed: the journal keeps the records meanwhile, and the
-                    # test thread meets the full disk itself if it lasts (the journal is on it).
-                    if not is_out_of_space(exc, self._handle.path):
-                        # The store cannot take the journal (damaged...): as a failed write, the
-                        # session stops, and the journal keeps what it recorded. Not once this
-                        # process is closing: its last fold says so, and a flag raised after the
-                        # controller removed the session's would outlive the session.
-                        if not self._stopped.is_set():
-                            self._handle.fail(describe(exc, self._handle.path))
-                        return
+                    # The store cannot take the journal (full, damaged...): as a failed write,
+                    # the session stops, and the journal keeps what it recorded. Not once this
+                    # process is closing: its last fold says so, and a flag raised after the
+                    # controller removed the session's would outlive the session.
+                    if not self._stopped.is_set():
+                        self._handle.fail(describe(exc, self._handle.path))
+                    return
                 try:
                     if time.monotonic() >= next_beat:
                         next_beat = time.monotonic() + self._handle.lease / 4

@@ -44,10 +44,6 @@ class StoreError(Exception):
     """A store that cannot be used; the message says what is wrong and what to do."""
 
 
-class StoreFull(StoreError):
-    """A store that cannot be written because its disk is full: a state that may pass (space freed)."""
-
-
 class Store(abc.ABC):
     """A place where experiment runs are recorded and read back.
 

@@ -11,9 +11,8 @@ Nothing here decides what a fold does: :meth:`Store.fold_journals` folds exactly
 folds, so the writer's own last fold, a reader's, and this process's may meet. A store that
 cannot take the journal stops the session as a failed write does: this process raises the
 session's stop flag (:func:`raise_stop_flag`), which every process of the session looks at
-before each experiment, and exits; a full disk is only tried again at the next fold (space may
-be freed, and the writer meets the full disk itself if it lasts). Once its writer is closing,
-it raises no flag: the writer's own last fold meets the failure and says so. No pytest.
+before each experiment, and exits. Once its writer is closing, it raises no flag: the writer's
+own last fold meets the failure and says so. No pytest.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pytest_experiments.store.location import describe_failure, is_out_of_space, shown
+from pytest_experiments.store.location import describe_failure, shown
 
 #: The shortest period between two folds (a test's setting of 0 must not spin).
 MIN_PERIOD_S = 0.01
@@ -141,13 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         with Store.open(location, lease=options.lease, artifacts=options.artifacts) as store:
             while not closing:
                 closing = _writer_closed(max(options.every, MIN_PERIOD_S))
-                try:
-                    store.fold_journals([options.journal])
-                except Exception as exc:
-                    # A full disk may be freed: the journal keeps the records meanwhile, and the
-                    # writer meets the full disk itself if it lasts (its journal is on it too).
-                    if closing or not is_out_of_space(exc, location):
-                        raise
+                store.fold_journals([options.journal])
     except Exception as exc:
         if not closing:  # a closing writer's own last fold meets the failure, and says so
             raise_stop_flag(options.stop_flag, describe_writing(exc, location))

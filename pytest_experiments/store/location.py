@@ -79,23 +79,6 @@ def describe_failure(error: BaseException, location: Location, *, writing: bool 
     return None
 
 
-def is_out_of_space(error: BaseException, location: Location) -> bool:
-    """Whether ``error``, met while writing the store at ``location``, says the disk of the store
-    and its journals is full: a state that may pass. (Not a server's full disk: a writer's
-    journal is not on it, so nothing would stop the session in time.)"""
-    import errno
-
-    from pytest_experiments.store.base import StoreFull
-
-    if isinstance(error, StoreFull) or (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)):
-        return True
-    if is_server_url(location) or not is_database_error(error):
-        return False
-    from pytest_experiments.store.sqlite_files import is_full
-
-    return is_full(error, Path(location))
-
-
 def is_database_error(error: BaseException) -> bool:
     """Whether ``error`` comes from a store's database driver (SQLite's: damaged, not a database, locked...).
 

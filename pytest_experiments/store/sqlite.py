@@ -37,7 +37,7 @@ from pytest_experiments.model import (
     SessionStart,
 )
 from pytest_experiments.store import columns, rundirs, sqlite_files
-from pytest_experiments.store.base import Store, StoreError, StoreFull, attempt_reason, checked_tags, decode_notes
+from pytest_experiments.store.base import Store, StoreError, attempt_reason, checked_tags, decode_notes
 from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, session_row
 from pytest_experiments.store.journal import Batch, read_batch
 from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Liveness, Process
@@ -51,7 +51,6 @@ from pytest_experiments.store.sqlite_files import (
     companions,
     damaged,
     explain,
-    is_full,
     nearest_existing,
     require_writable,
 )
@@ -559,9 +558,7 @@ class SQLiteStore(Store):
         try:
             return action()
         except (sqlite3.Error, OSError) as exc:
-            raise (StoreFull if is_full(exc, self.root) else StoreError)(
-                explain(exc, self.root, writing=writing)
-            ) from None
+            raise StoreError(explain(exc, self.root, writing=writing)) from None
 
     def _prepare_writer(self, create: bool) -> None:
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable against crashes, fsync only at checkpoints

@@ -230,11 +230,6 @@ def explain(error: BaseException, root: Path, *, writing: bool = True) -> str:
     return f"cannot {verb} the store {root} ({detail}); check it, or choose another --xp-store"
 
 
-def is_full(error: BaseException, root: Path) -> bool:
-    """Whether ``error``, met while writing the store at ``root``, says its disk is full."""
-    return _kind(error, root) == _SQLITE_FULL
-
-
 def _kind(error: BaseException, root: Path) -> int | None:
     """The SQLite result code that describes ``error`` best (OS errors mapped onto them)."""
     if isinstance(error, OSError):
