@@ -399,17 +399,21 @@ INLINE_SESSIONS = """
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "1"]], ids=["no-xdist", "n1"])
-def test_in_process_sessions_are_freed_when_they_end(pytester: pytest.Pytester, workers: list[str]) -> None:
+@pytest.mark.parametrize("suite", ["plain", "grid"])
+def test_in_process_sessions_are_freed_when_they_end(pytester: pytest.Pytester, suite: str, workers: list[str]) -> None:
     """A module the plugin imports inside a pytester session is imported afresh in the next one
     (pytester drops what a session imported): it must leave nothing behind that outlives it.
-    An ``os.register_at_fork`` handler did (the xdist controller imports ``ids`` to name its
-    session): it held the module's globals, whose ``__loader__`` is that session's assertion
-    rewriter, so every such session stayed alive with its config, items and plugins, and each
-    garbage collection after it was slower: pytest-xdist's own suite took 27% more CPU time.
-    (The test extra's other plugins are off in the inner sessions: some of them keep sessions
-    alive by themselves.)"""
+    Each of these kept every such session alive, with its config, items and plugins, through the
+    module's globals, whose ``__loader__`` is that session's assertion rewriter: an
+    ``os.register_at_fork`` handler (``ids``, which an xdist controller imports to name its
+    session, even without experiments; ``activation``); ``from package import module``, which
+    takes the copy an earlier session left as the package's attribute; ``StashKey[Run]``, which
+    typing caches. pytest-xdist's own suite took 27% more CPU time in garbage collection. (The
+    test extra's other plugins are off in the inner sessions: some of them keep sessions alive
+    by themselves.)"""
+    inner, passed = (PLAIN, 1) if suite == "plain" else (GRID, 3)
     pytester.makepyfile(
         test_outer=textwrap.dedent(INLINE_SESSIONS)
-        + f"\nINNER = {textwrap.dedent(PLAIN)!r}\nARGS = {[*PLUGINS_OFF.split(), *workers]!r}\nPASSED = 1\n"
+        + f"\nINNER = {textwrap.dedent(inner)!r}\nARGS = {[*PLUGINS_OFF.split(), *workers]!r}\nPASSED = {passed}\n"
     )
     pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly").assert_outcomes(passed=4)
