@@ -408,9 +408,9 @@ def test_in_process_sessions_are_freed_when_they_end(pytester: pytest.Pytester, 
     ``os.register_at_fork`` handler (``ids``, which an xdist controller imports to name its
     session, even without experiments; ``activation``); ``from package import module``, which
     takes the copy an earlier session left as the package's attribute; ``StashKey[Run]``, which
-    typing caches. pytest-xdist's own suite took 27% more CPU time in garbage collection. (The
-    test extra's other plugins are off in the inner sessions: some of them keep sessions alive
-    by themselves.)"""
+    typing caches. pytest-xdist's own suite took 27% more CPU time, spent in garbage
+    collection. (The test extra's other plugins are off in the inner sessions: some of them keep
+    sessions alive by themselves.)"""
     inner, passed = (PLAIN, 1) if suite == "plain" else (GRID, 3)
     pytester.makepyfile(
         test_outer=textwrap.dedent(INLINE_SESSIONS)
