@@ -9,6 +9,12 @@ and without it (``-p no:experiments``), in three settings.
                ``PYTHONPATH``) that has no ``__pycache__``: pytest rewrites every plugin module it
                imports, on every run (containers, read-only installs)
 ``n2``         with the cache, under ``-n 2`` (the controller and both workers import the plugin)
+``inline``     with the cache, a suite of ``--sessions`` tests (40) that each run one in-process
+               ``-n 1`` session through pytester, as pytest-xdist's own suite does: what the
+               plugin costs each such session, and whether what it imports inside one (pytester
+               drops it when the session ends) keeps that session alive: a session left alive
+               makes every garbage collection after it slower. Not in the default settings (a
+               run of this suite takes seconds): ``--settings inline``
 
 Other installed pytest plugins (``pytest11`` entry points: asyncio, hypothesis, anyio... in the
 test environment) are blocked with ``-p no:NAME`` on both sides, except xdist, which ``n2``
@@ -28,6 +34,7 @@ Run it from the repository root::
 
     .venv/bin/python benchmarks/startup.py                  # 30 repeats
     .venv/bin/python benchmarks/startup.py --repeats 60 --instructions
+    .venv/bin/python benchmarks/startup.py --settings inline --repeats 5
 """
 
 from __future__ import annotations
@@ -49,16 +56,40 @@ import pytest_experiments
 
 PACKAGE = Path(pytest_experiments.__file__).parent
 TEST = "def test_one():\n    assert 1 + 1 == 2\n"
-SETTINGS = ("cache", "no-cache", "n2")
+SETTINGS = ("cache", "no-cache", "n2", "inline")
+DEFAULT_SETTINGS = ("cache", "no-cache", "n2")
 SIDES = ("plugin", "no plugin")
+# The inline suite: each test runs one in-process session under -n 1 (pytester clears
+# PYTEST_ADDOPTS for it, so the inner command line comes through the environment).
+INLINE_TEST = """\
+import os
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.mark.parametrize("i", range(int(os.environ["XP_BENCH_SESSIONS"])))
+def test_session(pytester, i):
+    pytester.makepyfile(test_inner="def test_one():\\n    pass\\n")
+    pytester.runpytest(*os.environ["XP_BENCH_INNER"].split()).assert_outcomes(passed=1)
+"""
 
 
 def make_suite(root: Path) -> tuple[Path, Path]:
-    """The suite's folder and a folder holding a fresh copy of the package (no caches)."""
+    """The suite's folder and a folder holding a fresh copy of the package (no caches).
+
+    The inline suite is the folder ``inline`` beside the suite's (inside it, the other settings
+    would collect it).
+    """
     suite = root / "suite"
     suite.mkdir()
     (suite / "pytest.ini").write_text("[pytest]\n")
     (suite / "test_one.py").write_text(TEST)
+    inline = root / "inline"
+    inline.mkdir()
+    (inline / "pytest.ini").write_text("[pytest]\n")
+    (inline / "test_inline.py").write_text(INLINE_TEST)
     fresh = root / "fresh"
     shutil.copytree(PACKAGE, fresh / PACKAGE.name, ignore=shutil.ignore_patterns("__pycache__"))
     return suite, fresh
@@ -67,6 +98,8 @@ def make_suite(root: Path) -> tuple[Path, Path]:
 #: Plugins the benchmark keeps: the measured one, and xdist (with its looponfail part) for ``n2``.
 KEPT_PLUGINS = {"experiments", "xdist", "xdist.looponfail"}
 BLOCKED: list[str] = []
+#: Tests (one in-process session each) of the inline suite.
+SESSIONS = [40]
 
 
 def block_other_plugins() -> None:
@@ -82,11 +115,21 @@ def command(setting: str, side: str) -> list[str]:
         args += ["-p", "no:experiments"]
     if setting == "n2":
         args += ["-n", "2"]
+    if setting == "inline":
+        args.append(os.path.join(os.pardir, "inline"))  # run from the suite's folder, as every setting
     return args
 
 
-def environment(setting: str, fresh: Path) -> dict[str, str]:
+def inner_command(side: str) -> list[str]:
+    """The inline suite's in-process sessions: they do not inherit the outer command line."""
+    return ["-p", "no:cacheprovider", *BLOCKED, *(["-p", "no:experiments"] if side == "no plugin" else []), "-n", "1"]
+
+
+def environment(setting: str, fresh: Path, side: str = "plugin") -> dict[str, str]:
     env = dict(os.environ)
+    if setting == "inline":
+        env["XP_BENCH_SESSIONS"] = str(SESSIONS[0])
+        env["XP_BENCH_INNER"] = " ".join(inner_command(side))
     if setting != "no-cache":
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # the setting is "with the cache", whatever the shell says
     else:
@@ -105,10 +148,11 @@ def run_once(setting: str, side: str, suite: Path, fresh: Path) -> tuple[float, 
     cpu_before = _children_cpu()
     start = time.perf_counter()
     result = subprocess.run(
-        command(setting, side), cwd=suite, env=environment(setting, fresh), capture_output=True, text=True
+        command(setting, side), cwd=suite, env=environment(setting, fresh, side), capture_output=True, text=True
     )
     elapsed = time.perf_counter() - start
-    if result.returncode != 0 or "1 passed" not in result.stdout:
+    passed = f"{SESSIONS[0] if setting == 'inline' else 1} passed"
+    if result.returncode != 0 or passed not in result.stdout:
         raise SystemExit(f"{setting}/{side}: pytest failed\n{result.stdout}\n{result.stderr}")
     return elapsed, _children_cpu() - cpu_before
 
@@ -119,7 +163,7 @@ def instructions(setting: str, side: str, suite: Path, fresh: Path) -> int:
         result = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.out", *command(setting, side)],
             cwd=suite,
-            env=environment(setting, fresh),
+            env=environment(setting, fresh, side),
             capture_output=True,
             text=True,
         )
@@ -132,7 +176,10 @@ def instructions(setting: str, side: str, suite: Path, fresh: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30, help="runs of each (setting, side) pair (default 30)")
-    parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
+    parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(DEFAULT_SETTINGS))
+    parser.add_argument(
+        "--sessions", type=int, default=SESSIONS[0], help="in-process sessions of the inline suite (default 40)"
+    )
     parser.add_argument("--instructions", action="store_true", help="also count instructions with callgrind")
     parser.add_argument(
         "--other-plugins", choices=("block", "load"), default="block", help="block (default) or load the other plugins"
@@ -140,6 +187,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.other_plugins == "block":
         block_other_plugins()
+    SESSIONS[0] = args.sessions
 
     with tempfile.TemporaryDirectory(prefix="xp-startup-") as tmp:
         suite, fresh = make_suite(Path(tmp))
@@ -151,7 +199,11 @@ def main() -> None:
             shift = repeat % len(pairs)
             for pair in pairs[shift:] + pairs[:shift]:
                 times[pair].append(run_once(*pair, suite, fresh))
-        print(f"one-test plain suite, {args.repeats} repeats, median wall ms (load average {os.getloadavg()[0]:.1f})")
+        inline = f"; inline: {SESSIONS[0]} in-process -n 1 sessions" if "inline" in args.settings else ""
+        print(
+            f"one-test plain suite{inline}, {args.repeats} repeats, median wall ms "
+            f"(load average {os.getloadavg()[0]:.1f})"
+        )
         print(
             f"{'setting':10} {'plugin':>9} {'no plugin':>10} {'difference':>11}   {'CPU ms: plugin':>15} {'no plugin':>10} {'difference':>11}"
         )
@@ -172,7 +224,7 @@ def main() -> None:
         if args.instructions and shutil.which("valgrind"):
             print("\ninstructions of one run (main process, callgrind), millions; in ms at this machine's rate")
             print("(the no-plugin side's instructions per CPU millisecond above: a busy machine's rate is lower)")
-            for setting in (s for s in args.settings if s != "n2"):
+            for setting in (s for s in args.settings if s not in ("n2", "inline")):
                 counts = {side: instructions(setting, side, suite, fresh) / 1e6 for side in SIDES}
                 difference = counts["plugin"] - counts["no plugin"]
                 rate = counts["no plugin"] / cpu_ms[setting]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import os
-import secrets
 import time
 
 __all__ = ["new_id"]
@@ -20,29 +19,28 @@ def new_id() -> str:
     return _utc_second(int(time.time())) + "-" + _random_hex()
 
 
-#: Random bytes drawn ahead (one system call for many ids), 6 for each id.
+#: Random bytes drawn ahead (one system call for many ids), 6 for each id, and the process
+#: that drew them: a forked child draws its own (the parent's would give both the same ids).
+# The fork is told by the pid, not by an ``os.register_at_fork`` handler: a handler can never be
+# removed, and it holds this module's globals, whose ``__loader__`` is the assertion rewriter of
+# the pytest session that imported it, and through it that session's config, items and plugins.
+# pytester's in-process sessions import this module afresh each time (an xdist controller names
+# its session with it, with or without experiments): each would leave a whole session alive for
+# good, and every garbage collection after it slower (pytest-xdist's own suite: +27% CPU).
 _POOL_IDS = 512
 _pool = b""
 _taken = 0
+_pool_pid = 0
 
 
 def _random_hex() -> str:
     """12 hex digits from the operating system's random source, as ``secrets.token_hex(6)``."""
-    global _pool, _taken
-    if _taken >= len(_pool):
-        _pool, _taken = secrets.token_bytes(6 * _POOL_IDS), 0
+    global _pool, _taken, _pool_pid
+    if _taken >= len(_pool) or _pool_pid != os.getpid():
+        # os.urandom is what secrets.token_bytes calls: one module fewer to import.
+        _pool, _taken, _pool_pid = os.urandom(6 * _POOL_IDS), 0, os.getpid()
     start, _taken = _taken, _taken + 6
     return _pool[start:_taken].hex()
-
-
-def _forget_pool() -> None:
-    """A forked child draws its own bytes: the parent's would give both the same ids."""
-    global _pool, _taken
-    _pool, _taken = b"", 0
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
 
 
 @functools.lru_cache(maxsize=2)

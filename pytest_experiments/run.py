@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pytest_experiments import artifacts
+# Submodules by their full name: ``from package import module`` would take the copy a finished
+# in-process (pytester) session left as the package's attribute, and keep that session alive.
+import pytest_experiments.artifacts as artifacts
 from pytest_experiments.ids import new_id as new_id  # re-exported: where run ids come from
 from pytest_experiments.model import Artifact, Continuation, MetricPoint, RunEnd, RunStart, tag_problem
 from pytest_experiments.store.rundirs import inside

@@ -10,15 +10,22 @@ comparisons) turn it on at configuration. Until then the plugin touches nothing 
 
 from __future__ import annotations
 
+import builtins
 import os
 import signal
+import sys
 import threading
+import types
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_experiments.plugin import ACTIVE_KEY, HANDLE_KEY, add_hookspecs, xdist
+# Submodules by their full name: ``from package import module`` would take the copy a finished
+# in-process (pytester) session left as the package's attribute, and keep that session alive.
+import pytest_experiments.plugin.xdist as xdist
+from pytest_experiments.plugin import ACTIVE_KEY, HANDLE_KEY, add_hookspecs
 from pytest_experiments.plugin.collectors import BUILTIN_COLLECTORS
 from pytest_experiments.plugin.pausing import Continuing, PausedReports
 from pytest_experiments.plugin.recorder import Recorder
@@ -178,7 +185,8 @@ def _snapshot(config: pytest.Config, settings: Settings) -> Snapshot:
 # -- SIGTERM -------------------------------------------------------------------------------------
 
 # The handler this process installed and the one it replaced, while a session with experiments
-# runs here; None otherwise. Read by the fork hook, registered once per process.
+# runs here; None otherwise. Read by the fork hook, registered once by each copy of this module
+# (pytester's in-process sessions import it afresh: see :func:`_fork_hook`).
 _sigterm: tuple[Any, Any] | None = None
 _fork_hook_registered = False
 
@@ -210,7 +218,7 @@ def _stop_on_sigterm(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, interrupt)
     _sigterm = (interrupt, previous)
     if not _fork_hook_registered and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_restore_in_child)
+        os.register_at_fork(after_in_child=_fork_hook())
         _fork_hook_registered = True
     config.add_cleanup(restore)
 
@@ -228,3 +236,24 @@ def _restore_in_child() -> None:
             signal.signal(signal.SIGTERM, previous)
     except ValueError:  # forked from another thread: signal handlers belong to the main thread
         pass
+
+
+def _in_child(name: str = __name__) -> None:
+    """The fork hook's body: the copy of this module in use restores SIGTERM in the child."""
+    module = sys.modules.get(name)
+    if module is not None:
+        module._restore_in_child()
+
+
+def _fork_hook() -> Callable[[], None]:
+    """:func:`_in_child`, with globals of its own that hold nothing but ``sys``.
+
+    ``os.register_at_fork`` keeps a handler for good, and a function keeps its module's globals,
+    whose ``__loader__`` (pytest's assertion rewriter) holds the session that imported the
+    module. pytester's in-process sessions import this module afresh each time: a handler of
+    this module's would keep every such session with experiments alive, with its config, items
+    and plugins. This one keeps none, and finds the copy in use by its name when the process
+    forks (each copy registers one: the later calls find SIGTERM restored already).
+    """
+    namespace = {"__builtins__": builtins, "sys": sys}
+    return types.FunctionType(_in_child.__code__, namespace, "_in_child", _in_child.__defaults__)

@@ -21,6 +21,9 @@ from typing import Any
 
 import pytest
 
+# Submodules by their full name: ``from package import module`` would take the copy a finished
+# in-process (pytester) session left as the package's attribute, and keep that session alive.
+import pytest_experiments.plugin.xdist as xdist
 from pytest_experiments.comparison import (
     BaselineError,
     Entry,
@@ -41,7 +44,7 @@ from pytest_experiments.comparison import (
     write_text_atomically,
 )
 from pytest_experiments.model import IMPROVED, NEW, NOT_RUN, REGRESSED
-from pytest_experiments.plugin import ITEM_RUN_KEY, xdist
+from pytest_experiments.plugin import ITEM_RUN_KEY
 from pytest_experiments.plugin.identity import grid_point, is_experiment
 from pytest_experiments.plugin.settings import ComparisonOptions
 

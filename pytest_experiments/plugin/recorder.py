@@ -33,8 +33,11 @@ from typing import Any
 
 import pytest
 
+# Submodules by their full name: ``from package import module`` would take the copy a finished
+# in-process (pytester) session left as the package's attribute, and keep that session alive.
+import pytest_experiments.plugin.xdist as xdist
 from pytest_experiments.model import Continuation
-from pytest_experiments.plugin import ITEM_RUN_KEY, xdist
+from pytest_experiments.plugin import ITEM_RUN_KEY
 from pytest_experiments.plugin.identity import forget_grid_point, grid_point, is_experiment, volatile_parameters
 from pytest_experiments.plugin.pausing import Continuing, call_interrupt_hook, mark_paused, pause_skip
 from pytest_experiments.plugin.store_access import StoreHandle, describe
@@ -48,7 +51,9 @@ from pytest_experiments.values import metrics_from_result, to_json_value
 #: protocol again), and is the only thing kept of an item once its run ended.
 ATTEMPT_KEY = pytest.StashKey[int]()
 #: The run claimed for this item before its protocol started (resume / retry), until its setup.
-CLAIMED_KEY = pytest.StashKey[Run]()
+#: (Its type by name: typing keeps ``StashKey[Run]`` in a cache, and with it this copy of ``Run``,
+#: whose module an in-process session imported, and through it that session.)
+CLAIMED_KEY = pytest.StashKey["Run"]()
 #: What a claim of several points decided for an item ahead of its turn: the run claimed for it,
 #: or why another session has its grid point.
 DECIDED_KEY = pytest.StashKey["Run | str"]()

@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 
+# Submodules by their full name: ``from package import module`` would take the copy a finished
+# in-process (pytester) session left as the package's attribute, and keep that session alive.
+import pytest_experiments.store.locate as locate
 from pytest_experiments.plugin.option_values import alpha_level, lease_seconds
 from pytest_experiments.plugin.xdist import worker_threads
-from pytest_experiments.store import DEFAULT_LEASE_S, locate
+from pytest_experiments.store import DEFAULT_LEASE_S
 
 if TYPE_CHECKING:
     from pytest_experiments.comparison import Rule

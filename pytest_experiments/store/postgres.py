@@ -36,6 +36,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+# Submodules by their full name: ``from package import module`` would take the copy a finished
+# in-process (pytester) session left as the package's attribute, and keep that session alive.
+import pytest_experiments.store.columns as columns
+import pytest_experiments.store.postgres_sql as q
 from pytest_experiments.model import (
     Artifact,
     Attempt,
@@ -53,8 +57,6 @@ from pytest_experiments.model import (
     SessionRecord,
     SessionStart,
 )
-from pytest_experiments.store import columns
-from pytest_experiments.store import postgres_sql as q
 from pytest_experiments.store.base import Store, StoreError, attempt_reason, checked_tags, decode_notes
 from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, session_row
 from pytest_experiments.store.journal import Batch, read_batch

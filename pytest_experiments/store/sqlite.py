@@ -19,6 +19,11 @@ from itertools import accumulate, chain, repeat
 from pathlib import Path
 from typing import Any, TypeVar
 
+# Submodules by their full name: ``from package import module`` would take the copy a finished
+# in-process (pytester) session left as the package's attribute, and keep that session alive.
+import pytest_experiments.store.columns as columns
+import pytest_experiments.store.rundirs as rundirs
+import pytest_experiments.store.sqlite_files as sqlite_files
 from pytest_experiments.model import (
     Artifact,
     Attempt,
@@ -36,7 +41,6 @@ from pytest_experiments.model import (
     SessionRecord,
     SessionStart,
 )
-from pytest_experiments.store import columns, rundirs, sqlite_files
 from pytest_experiments.store.base import Store, StoreError, attempt_reason, checked_tags, decode_notes
 from pytest_experiments.store.copies import RunCopy, SessionCopy, run_row, session_row
 from pytest_experiments.store.journal import Batch, read_batch
