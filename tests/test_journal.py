@@ -376,6 +376,15 @@ def folders():
     return found
 
 
+def state(pid):
+    \"\"\"The state letter of process ``pid`` (R, S, Z...), or None once it is gone.\"\"\"
+    try:
+        status = Path(f"/proc/{{pid}}/status").read_text()
+    except OSError:
+        return None
+    return status.split("\\nState:\\t", 1)[1][0]
+
+
 def stored(database, run_id):
     \"\"\"Whether the store's own table holds the run as passed (SQLite, or PostgreSQL's schema).\"\"\"
     if os.environ.get("XP_TEST_SCHEMA"):
@@ -407,8 +416,10 @@ def test_run(xp, i):
     if i == KILL_AT:
         (pid,) = folders()
         os.kill(pid, signal.SIGKILL)
+        # Until it is a zombie (or reaped): an exiting process whose memory is gone already
+        # shows an empty command line, and its parent's waitpid would not find it ended yet.
         deadline = time.monotonic() + 60
-        while folders():
+        while state(pid) not in (None, "Z"):
             assert time.monotonic() < deadline, "the folding process outlived SIGKILL"
             time.sleep(0.005)
     previous.append(xp.run_id)
