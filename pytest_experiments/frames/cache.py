@@ -106,13 +106,14 @@ def _patched(store: Store, history: bool, path: Path, meta: dict[str, Any], keye
         return None
     if len(changes.columns) + len(changes.removed) > max(_FEW_CHANGES, meta.get("rows", 0) * _MOST_CHANGED):
         return None  # building it afresh costs less
+    if not changes.columns and not changes.removed and not keyed:
+        # Nothing changed, in a store read without a token: the frame as kept (its notes not
+        # read), and its file as it is (the changes since its place are those a later call reads).
+        found = _read(path, meta)
+        return None if found is None else found[0]
     kept = _read(path, meta, notes=True)
     if kept is None or kept[1] is None:
         return None
-    if not changes.columns and not changes.removed and not keyed:
-        # Nothing changed, in a store read without a token: the frame as kept, and its file as
-        # it is (the changes since its own place are still those a later call must read).
-        return kept[0]
     try:
         result = patch.patch(kept[0], kept[1], changes, history)
     except _UNREADABLE:  # notes that read back whole but do not fit their frame: built instead
