@@ -224,7 +224,26 @@ def test_full_disk_stops_the_session_with_one_line(
     assert len(latest_statuses(store)) == 5
 
 
-HEARTBEAT_GRID = """
+# Source of empty_wal(database), for the inner scripts below.
+EMPTY_WAL = """
+import sqlite3
+import time
+
+
+def empty_wal(database):
+    \"\"\"Everything into the database file, and a WAL of no size: the next write must grow it
+    (a WAL checkpointed earlier is written over from its start, and needs no more space), and
+    every later read meets what is in the file.\"\"\"
+    connection = sqlite3.connect(database, timeout=30, isolation_level=None)
+    deadline = time.monotonic() + 30
+    while connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+        assert time.monotonic() < deadline, "readers kept the checkpoint from finishing"
+        time.sleep(0.01)
+    connection.close()
+"""
+
+HEARTBEAT_GRID = (
+    """
 import sqlite3
 import time
 
@@ -249,16 +268,9 @@ def written(handle):
     finally:
         connection.close()
 
-
-def empty_wal(database):
-    \"\"\"Everything into the database file, and a WAL of no size: the next write must grow it
-    (a WAL checkpointed earlier is written over from its start, and needs no more space).\"\"\"
-    connection = sqlite3.connect(database, timeout=30, isolation_level=None)
-    deadline = time.monotonic() + 30
-    while connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
-        assert time.monotonic() < deadline, "readers kept the checkpoint from finishing"
-        time.sleep(0.01)
-    connection.close()
+"""
+    + EMPTY_WAL
+    + """
 
 
 @pytest.mark.experiment
@@ -276,6 +288,7 @@ def test_long_run(request):
     (DISK / "filler").unlink()
     return {"value": 1}
 """
+)
 
 
 @pytest.mark.parametrize(
@@ -307,24 +320,19 @@ def test_heartbeat_that_cannot_be_written_is_reported(
 
 # Run by the experiment in a process of its own: closing a descriptor of the database in the
 # process recording it would drop SQLite's locks there.
-DAMAGE = """
-import sqlite3
+DAMAGE = (
+    EMPTY_WAL
+    + """
 import sys
-import time
 
 database = sys.argv[1]
-connection = sqlite3.connect(database, timeout=30, isolation_level=None)
-deadline = time.monotonic() + 30
-# Everything into the database file, and an empty WAL: every later read meets the damage.
-while connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
-    assert time.monotonic() < deadline, "readers kept the checkpoint from finishing"
-    time.sleep(0.01)
-connection.close()
+empty_wal(database)  # every later read meets the damage
 with open(database, "r+b") as file:
     size = file.seek(0, 2)
     file.seek(4096)
     file.write(bytes((i * 131 + 7) % 251 for i in range(size - 4096)))  # page 1 (the schema) is left
 """
+)
 
 # The first body damages the store; under xdist (XP_TEST_PARTNER) it first waits until a body
 # has started on the other worker, which then waits for the damage: that run started before the

@@ -701,8 +701,10 @@ class PostgresStore(Store):
                 rows = cursor.execute(self._sql["changes_changed"], (changed,)).fetchall()
                 existing = {row[0] for row in rows}
                 removed = [run_id for run_id in changed if run_id not in existing and run_id]
-        marked_rows = self._db.execute(self._sql["change_marks"], (list(marks),))
-        found = {int(number): str(value) for number, value in marked_rows}
+        found = {}
+        if marks:  # a first read asks for none
+            marked_rows = self._db.execute(self._sql["change_marks"], (list(marks),))
+            found = {int(number): str(value) for number, value in marked_rows}
         runs, extra = columns.run_columns_with(
             rows, root=self.root, liveness=self._liveness, latest=since is None and not history
         )
