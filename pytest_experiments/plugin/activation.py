@@ -75,7 +75,12 @@ def activate(
     started = xdist.session_of(config)
     snapshot = _snapshot(config, settings) if settings.selection.active else None
     handle = StoreHandle(
-        settings.store_path, started, settings.lease, controller=not worker, artifacts=settings.artifacts_root
+        settings.store_path,
+        started,
+        settings.lease,
+        controller=not worker,
+        artifacts=settings.artifacts_root,
+        worker=settings.worker,
     )
     config.stash[HANDLE_KEY] = handle
     config.add_cleanup(handle.close)  # after every plugin's pytest_unconfigure

@@ -134,9 +134,12 @@ class StoreHandle:
         *,
         controller: bool = True,
         artifacts: Path | None = None,
+        worker: str = "main",
     ) -> None:
         #: The store: a folder, or a server store's URL.
         self.path = path
+        #: This process's xdist worker id ("main" without xdist), written once in its journal.
+        self.worker = worker
         #: A server store's folder of run folders (None: a store folder, which holds its own).
         self.artifacts = artifacts
         self.session = session
@@ -211,7 +214,7 @@ class StoreHandle:
             self._store.record_session(self.session)
             pid = os.getpid()
             writer = Process(socket.gethostname(), pid, pid_namespace(), process_start(pid))
-            self._journal = JournalWriter(self._store.root, writer, self.session.session_id)
+            self._journal = JournalWriter(self._store.root, writer, self.session.session_id, self.worker)
             self._folded_at = self._opened_at = time.monotonic()  # nothing to fold before the journal exists
             self.recorded = True
             self._heartbeat = Heartbeat(self)

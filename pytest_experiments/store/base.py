@@ -305,6 +305,10 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def code_source(self, sha256: str) -> str | None:
+        """The source of the function whose hash is ``sha256`` (None when the store has none)."""
+
+    @abc.abstractmethod
     def metric_series(self, run_id: str, name: str) -> list[tuple[int | None, float]]:
         """The ``(step, value)`` pairs logged for one metric of one run, in logging order.
 

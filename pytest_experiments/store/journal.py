@@ -12,14 +12,21 @@ on in one store transaction, so that two processes folding the same journal at o
 exactly once. Readers that do not write read the part not folded yet
 (:mod:`pytest_experiments.store.journal_view`).
 
-The file, one record a line, ASCII (JSON escapes everything else)::
+The file, one record a line, UTF-8::
 
-    H <json: who writes (session, host, pid, pid namespace, process start)>
-    S <json: a RunStart>
+    H <json: who writes (session, host, pid, pid namespace, process start, worker)>
+    S <json: run id, node id, module, experiment, param hash, started at, folder> <json: params>
     P <run id> <seq> <step or empty> <value as repr> <json: metric name>
-    E <json: a RunEnd without points>
+    E <json: run id, status, times, code, error, tags, artefacts> <json: result> <json: metrics>
+      <json: logged params> <json: metadata>
 
-fields separated by tabs. A line without its newline (a write cut short) is not a record yet.
+fields separated by tabs (compact JSON holds no tab or newline). A run's process, session and
+worker are the header's. The values are the JSON text the store keeps, written as they are: a
+JSON string holding them would escape each quote, a cost per character. A function's source is
+written with the first run of it in the journal, later runs name it by its hash (the store keeps
+code by hash, and a fold takes a journal's lines in order). The lines of older journals (``S``
+and ``E`` as one JSON list of every field, ASCII) read as before. A line without its newline (a
+write cut short) is not a record yet.
 Journals live in ``journals/`` of an SQLite store's folder, or of a server store's artefacts
 root (which every host sees). No pytest, no SQL.
 """
@@ -34,6 +41,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +62,13 @@ _OTHER = re.compile(r"^[^P\n].*$", re.MULTILINE)
 _dumps = ascii_dumps
 # Positions in the records (written positionally: a tenth shorter, and faster both ways).
 _PARAMS = RunStart._fields.index("params")
-_CODE = RunEnd._fields.index("code_sha256")
+_ERROR = RunEnd._fields.index("error_type")
+#: What the runs of one process share, written once in its journal's header, in this order.
+SHARED_FIELDS = ("session_id", "worker", "host", "pid", "pid_namespace", "pid_started")
+_shared = itemgetter(*map(RunStart._fields.index, SHARED_FIELDS))
+#: The rest of a run's start but its parameters, in the order of a start line.
+_OWN_FIELDS = ("run_id", "node_id", "module", "experiment", "param_hash", "started_at", "dir")
+_own = itemgetter(*map(RunStart._fields.index, _OWN_FIELDS))
 _ARTIFACTS = RunEnd._fields.index("artifacts")
 
 
@@ -79,7 +93,7 @@ class JournalWriter:
     microseconds; nothing is kept in memory but the encoded metric names.
     """
 
-    def __init__(self, root: Path, writer: Process, session_id: str) -> None:
+    def __init__(self, root: Path, writer: Process, session_id: str, worker: str = "main") -> None:
         folder = journals_dir(root)
         folder.mkdir(parents=True, exist_ok=True)
         # The name only has to be unique; who writes is in the header.
@@ -87,11 +101,15 @@ class JournalWriter:
         self.path = folder / name
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
         self._names: dict[str, str] = {}
-        header = {"session_id": session_id, **writer._asdict()}
+        # What every run of this process shares, as a RunStart holds it: left out of its line.
+        self._shared = (session_id, worker, writer.host, writer.pid, writer.pid_namespace, writer.started)
+        #: The functions whose source a line of this journal holds already.
+        self._sources: set[str] = set()
+        header = {"session_id": session_id, **writer._asdict(), "worker": worker}
         self._write(f"H\t{_dumps(header)}\n")
 
     def _write(self, line: str) -> None:
-        data = line.encode("ascii")
+        data = line.encode()
         try:
             written = os.write(self._fd, data)
             while written < len(data):  # a short write (a signal, a nearly full disk): the rest, in order
@@ -102,7 +120,11 @@ class JournalWriter:
     def start(self, start: RunStart) -> None:
         """A run starts (``running``)."""
         # Positional, its parameters as the store keeps them: a fold passes that text on as it is.
-        self._write(f"S\t{_dumps((*start[:_PARAMS], dumps(start.params), *start[_PARAMS + 1 :]))}\n")
+        if _shared(start) != self._shared:
+            # Another process's run (never the plugin's): every field, as older journals hold them.
+            self._write(f"S\t{_dumps((*start[:_PARAMS], dumps(start.params), *start[_PARAMS + 1 :]))}\n")
+            return
+        self._write(f"S\t{_dumps(_own(start))}\t{dumps(start.params)}\n")
 
     def point(self, run_id: str, name: str, seq: int, step: int | None, value: float) -> None:
         """One logged point of metric ``name``."""
@@ -122,12 +144,18 @@ class JournalWriter:
     def end(self, end: RunEnd) -> None:
         """A run ends; its points were written as they were logged."""
         # Positional, without points (P records), its JSON values as the store keeps them.
-        record = [
-            end.run_id, end.status, end.finished_at, end.duration, dumps(end.result), dumps(end.metrics),
-            dumps(end.logged_params), dumps(end.metadata), *end[_CODE:_ARTIFACTS],
-            [list(artifact) for artifact in end.artifacts],
-        ]  # fmt: skip
-        self._write(f"E\t{_dumps(record)}\n")
+        source = end.code_source
+        if source is not None and end.code_sha256 is not None:
+            if end.code_sha256 in self._sources:
+                source = None  # an earlier line of this journal holds it
+            else:
+                self._sources.add(end.code_sha256)
+        record = (
+            end.run_id, end.status, end.finished_at, end.duration, end.code_sha256, source, *end[_ERROR:_ARTIFACTS],
+            [list(artifact) for artifact in end.artifacts] if end.artifacts else (),
+        )  # fmt: skip
+        values = f"{dumps(end.result)}\t{dumps(end.metrics)}\t{dumps(end.logged_params)}\t{dumps(end.metadata)}"
+        self._write(f"E\t{_dumps(record)}\t{values}\n")
 
     def size(self) -> int:
         """How many bytes were written so far."""
@@ -180,17 +208,20 @@ def read_batch(path: Path, offset: int, limit: int | None = FOLD_CHUNK) -> Batch
     batch = Batch(end=offset)
     try:
         with open(path, "rb") as file:
-            batch.writer = _header(file.readline())  # who writes, whatever the offset
+            header = _header(file.readline())  # who writes, whatever the offset
             file.seek(offset)
             data = file.read() if limit is None else file.read(limit)
     except OSError:
         return batch
+    shared = None
+    if header is not None:
+        batch.writer, shared = header
     batch.more = limit is not None and len(data) >= limit
     last = data.rfind(b"\n")
     if last < 0:
         return batch
     batch.end = offset + last + 1
-    text = data[: last + 1].decode("ascii", "replace")
+    text = data[: last + 1].decode("utf-8", "replace")
     # Points are most of a journal: found by one regular expression over the whole chunk and
     # converted in one comprehension (a third of the time of a loop over lines); the few other
     # records line by line. Their relative order does not matter to a fold: a run's start comes
@@ -210,41 +241,74 @@ def read_batch(path: Path, offset: int, limit: int | None = FOLD_CHUNK) -> Batch
             batch.points = []
             for line in text.splitlines():
                 if line.startswith("P"):
-                    _parse(line, batch)
+                    _parse(line, batch, shared)
         others = _OTHER.findall(text)
     for line in others:
-        _parse(line, batch)
+        _parse(line, batch, shared)
     return batch
 
 
-def _header(line: bytes) -> Process | None:
+#: What a run's start leaves to its journal's header: session, worker, host, pid, pid namespace, process start.
+Shared = tuple[str, str, str, int, str, str]
+
+
+def _header(line: bytes) -> tuple[Process, Shared] | None:
+    """Who writes the journal, and what its runs' starts share, from its first line."""
     if not line.startswith(b"H\t") or not line.endswith(b"\n"):
         return None
     try:
-        fields = _loads(line[2:].decode("ascii"))
-        return Process(str(fields["host"]), int(fields["pid"]), str(fields["pid_namespace"]), str(fields["started"]))
+        fields = _loads(line[2:].decode("utf-8"))
+        writer = Process(str(fields["host"]), int(fields["pid"]), str(fields["pid_namespace"]), str(fields["started"]))
+        worker = str(fields.get("worker", "main"))  # older journals wrote it with every run
+        return writer, (str(fields["session_id"]), worker, *writer)
     except (ValueError, KeyError, TypeError):
         return None
 
 
-def _parse(line: str, batch: Batch) -> None:
+def _parse(line: str, batch: Batch, shared: Shared | None) -> None:
     kind, _, rest = line.partition("\t")
     try:
         if kind == "P":
             run_id, seq, step, value, name = rest.split("\t", 4)
             batch.points.append((run_id, _loads(name), int(seq), int(step) if step else None, float(value)))
         elif kind == "S":
-            fields = _loads(rest)
-            fields[_PARAMS] = RawJSON(fields[_PARAMS])
-            batch.starts.append(RunStart(*fields))
+            batch.starts.append(_start(rest, shared))
         elif kind == "E":
-            # result, metrics, logged params and metadata stay JSON text (RawJSON) for the store.
-            read: list[Any] = _loads(rest)
-            fields = [*read[:4], RawJSON(read[4]), RawJSON(read[5]), [], *map(RawJSON, read[6:8]), *read[8:-1]]
-            fields.append(tuple(Artifact(*artifact) for artifact in read[-1]) if read[-1] else ())
-            batch.ends.append(RunEnd(*fields))
+            batch.ends.append(_end(rest))
     except (ValueError, TypeError):
         pass  # a damaged line (never written by this module): the rest of the journal still counts
+
+
+def _start(rest: str, shared: Shared | None) -> RunStart:
+    """A start line's run (its parameters stay JSON text, a :class:`RawJSON`, for the store)."""
+    own, tab, params = rest.partition("\t")
+    if not tab:  # every field in one list, as older journals and other processes' runs write it
+        fields = _loads(rest)
+        fields[_PARAMS] = RawJSON(fields[_PARAMS])
+        return RunStart(*fields)
+    if shared is None:
+        raise ValueError("a start line without its journal's header")
+    values: dict[str, Any] = dict(zip(_OWN_FIELDS, _loads(own), strict=True))
+    values.update(zip(SHARED_FIELDS, shared, strict=True))
+    values["params"] = RawJSON(params)  # the store's text, passed on as it is
+    return RunStart(**values)
+
+
+def _end(rest: str) -> RunEnd:
+    """An end line's run: result, metrics, logged params and metadata stay JSON text (RawJSON) for the store."""
+    parts = rest.split("\t")
+    if len(parts) == 1:  # older journals: every field in one list, the values as JSON strings
+        read: list[Any] = _loads(rest)
+        fields = [*read[:4], RawJSON(read[4]), RawJSON(read[5]), [], *map(RawJSON, read[6:8]), *read[8:-1]]
+        fields.append(tuple(Artifact(*artifact) for artifact in read[-1]) if read[-1] else ())
+        return RunEnd(*fields)
+    own, result, metrics, logged_params, metadata = parts
+    run_id, status, finished_at, duration, *code_to_tags, artifacts = _loads(own)
+    fields = [
+        run_id, status, finished_at, duration, RawJSON(result), RawJSON(metrics), [], RawJSON(logged_params),
+        RawJSON(metadata), *code_to_tags, tuple(Artifact(*artifact) for artifact in artifacts),
+    ]  # fmt: skip
+    return RunEnd(*fields)
 
 
 def writer_is_live(writer: Process | None, path: Path, liveness: Liveness) -> bool:
@@ -264,7 +328,7 @@ def writer_is_live(writer: Process | None, path: Path, liveness: Liveness) -> bo
 
 def records(path: Path) -> Iterator[str]:
     """Every whole line of a journal (for tests and debugging)."""
-    with open(path, encoding="ascii") as file:
+    with open(path, encoding="utf-8") as file:
         for line in file:
             if line.endswith("\n"):
                 yield line.rstrip("\n")

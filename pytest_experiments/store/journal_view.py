@@ -51,6 +51,8 @@ class Tail:
     #: Points by run: (metric, seq, step, value), in logging order.
     points: dict[str, list[tuple[str, int, int | None, float]]] = dataclasses.field(default_factory=dict)
     latest: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    #: Function sources by hash: a journal writes one with the first run of it only.
+    sources: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.starts or self.ends or self.points)
@@ -81,6 +83,8 @@ def read_tail(store: Store) -> Tail:
             tail.starts[start.run_id] = (start, live)
         for end in batch.ends:
             tail.ends[end.run_id] = end
+            if end.code_sha256 is not None and end.code_source is not None:
+                tail.sources[end.code_sha256] = end.code_source
         for run_id, name, seq, step, value in batch.points:
             tail.points.setdefault(run_id, []).append((name, seq, step, value))
             tail.latest.setdefault(run_id, {})[name] = value
@@ -307,7 +311,14 @@ class JournalView(Store):
                 raise
             start, live = tail.starts[run_id]
             record = _started(self, start, live)
-        return _overlaid(record, tail, True)
+        record = _overlaid(record, tail, True)
+        sha = record.code_sha256
+        if record.code_source is None and sha is not None:  # its journal wrote it with an earlier run
+            record.code_source = tail.sources.get(sha) or self.inner.code_source(sha)
+        return record
+
+    def code_source(self, sha256: str) -> str | None:
+        return self._tail().sources.get(sha256) or self.inner.code_source(sha256)
 
     def grid_snapshot(self) -> GridSnapshot:
         tail = self._tail()

@@ -762,6 +762,10 @@ class PostgresStore(Store):
         record.artifacts = list_artifacts(record.dir, registered)
         return record
 
+    def code_source(self, sha256: str) -> str | None:
+        rows = self._query("code_source", (sha256,))
+        return str(rows[0][0]) if rows else None
+
     def points(self, run_ids: Sequence[str] | None = None, metrics: Sequence[str] | None = None) -> SeriesPoints:
         ids = None if run_ids is None else list(run_ids)
         names = None if metrics is None else [storable_text(name) for name in metrics]

@@ -283,6 +283,7 @@ STATEMENTS = {
     "folders": "SELECT dir FROM {s}.runs WHERE run_id = ANY(%s::text[])",
     "delete_artifacts": "DELETE FROM {s}.artifacts WHERE run_id = ANY(%s::text[])",
     "artifacts": "SELECT name, size, media_type, kind FROM {s}.artifacts WHERE run_id = %s",
+    "code_source": "SELECT source FROM {s}.code WHERE sha256 = %s",
     "add_artifacts": "INSERT INTO {s}.artifacts (run_id, name, size, media_type, kind) "
     "SELECT %s::text, * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[]) "
     "ON CONFLICT (run_id, name) DO UPDATE SET size = EXCLUDED.size, media_type = EXCLUDED.media_type, "

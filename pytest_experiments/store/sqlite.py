@@ -918,7 +918,8 @@ class SQLiteStore(Store):
                 self._db.execute("UPDATE runs SET metrics = ? WHERE run_id = ?", (dumps(merged), run_id))
         known = set(self._code_written)  # a retried transaction must write its code again
         for end in [*ended.values(), *(end for _, end in whole)]:
-            if end.run_id not in ended and not end.tags and not end.artifacts and end.code_sha256 in known:
+            no_new_code = end.code_source is None or end.code_sha256 in known
+            if end.run_id not in ended and not end.tags and not end.artifacts and no_new_code:
                 continue  # the usual run: its row is whole, its code written already, no tags nor files
             statements, many, new_code = self._end_statements(end, known, whole=end.run_id not in ended)
             for sql, args in statements:
@@ -1188,12 +1189,15 @@ class SQLiteStore(Store):
             raise KeyError(run_id)
         record = self._record(rows[0])
         if record.code_sha256:
-            code = self._query("SELECT source FROM code WHERE sha256 = ?", (record.code_sha256,))
-            record.code_source = code[0]["source"] if code else None
+            record.code_source = self.code_source(record.code_sha256)
         session = self._query("SELECT metadata FROM sessions WHERE session_id = ?", (record.session_id,))
         record.session = json.loads(session[0]["metadata"]) if session else {}
         record.artifacts = list_artifacts(record.dir, self._registered(run_id))
         return record
+
+    def code_source(self, sha256: str) -> str | None:
+        rows = self._query("SELECT source FROM code WHERE sha256 = ?", (sha256,))
+        return str(rows[0]["source"]) if rows else None
 
     def _registered(self, run_id: str) -> list[Artifact]:
         if self._version < 3:
