@@ -80,6 +80,53 @@ def test_no_runs_and_no_names() -> None:
     assert empty.ids.tolist() == [0, 0]
 
 
+def test_keys_of_several_parts_come_in_order_of_first_appearance() -> None:
+    # Each part's names numbered by first appearance would order the combinations (A, Y), (A, X),
+    # (B, X); the runs show them (A, Y), (B, X), (A, X).
+    declared = [{"a": 1}, {"b": 2}, {"a": 3}, {"b": 4}]
+    logged = [{"y": 1}, {"x": 2}, {"x": 3}, {"x": 4}]
+    section = spread((declared, logged), codes=True)
+    assert section.keys == [(("a",), ("y",)), (("b",), ("x",)), (("a",), ("x",))]
+    assert section.ids.tolist() == [0, 1, 2, 1]
+    assert section.lists() == looked_up([declared, logged])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_spread_equals_a_lookup_for_runs_of_many_shapes(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    names = ["a", "b", "c", "d"]
+    values: list[Any] = [0, 1.5, None, "t", True, [1], {"k": 2}, math.nan, -3]
+
+    def mapping() -> dict[str, Any]:
+        chosen = rng.permutation(names)[: rng.integers(0, 4)].tolist()
+        return {name: values[rng.integers(0, len(values))] for name in chosen}
+
+    parts = [[mapping() for _ in range(200)] for _ in range(2)]
+    section = spread(parts, codes=True)
+    expected = looked_up(parts)
+    assert list(section.values) == list(expected)
+    for name, column in section.lists().items():  # NaN != NaN: compared by identity first
+        assert all(got is want or got == want for got, want in zip(column, expected[name], strict=True))
+    # Each run's key is its names; the keys are distinct, in order of first appearance.
+    ids = section.ids.tolist()
+    assert [section.keys[ids[row]] for row in range(200)] == [(tuple(a), tuple(b)) for a, b in zip(*parts, strict=True)]
+    assert len(set(section.keys)) == len(section.keys)
+    assert [ids.index(key) for key in range(len(section.keys))] == sorted(ids.index(key) for key in set(ids))
+
+
+def test_text_columns_made_by_arrow_equal_those_arrow_makes_of_the_values() -> None:
+    from pytest_experiments.frames.build import _text, _text_dtype
+
+    text = _text_dtype()
+    if text is None:
+        pytest.skip("pandas keeps text in Python objects here")
+    # ASCII text (made from one joined text), text beyond ASCII, text with None.
+    for values in (["ab", "", "c" * 70, "x"], ["é", "ab", "\x00"], ["ab", None, "c"]):
+        pd.testing.assert_extension_array_equal(_text(values, text), pd.array(values, dtype=text))
+    for values in (["ab", 1], [None, None]):  # not all text, or None alone: the list, for pandas
+        assert _text(values, text) is values
+
+
 def record(store: Store, session: Any, point: object, at: float, **fields: Any) -> None:
     options = {key: fields.pop(key) for key in ("experiment", "params") if key in fields}
     start = run_start(session, point, started_at=at, run_id=f"run-{at}", **options)
