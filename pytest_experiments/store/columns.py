@@ -22,13 +22,16 @@ from pytest_experiments.model import RunColumns
 from pytest_experiments.store.base import StoreError
 from pytest_experiments.store.liveness import Liveness, Process
 
-#: The fields of a row as the backends read them for :func:`run_columns`, in order. ``values``
-#: is one JSON array per run: ``[params, logged_params, metrics, tags, process, metadata?]``,
-#: ``process`` being null, or for a run stored as ``running`` ``[host, pid, pid namespace,
-#: pid start, session heartbeat, session finished]`` (what liveness judges it from).
+#: The fields of a row as the backends read them for :func:`run_columns`, in order. ``params``,
+#: ``logged_params``, ``metrics`` and ``tags`` are the stored JSON objects as text; ``process``
+#: is NULL, or for a run stored as ``running`` a JSON array ``[host, pid, pid namespace, pid
+#: start, session heartbeat, session finished]`` (what liveness judges it from); ``metadata``
+#: the stored JSON, or NULL when it is not asked for. Each field its own: the database does not
+#: join them into one text per run, which Python would then make a list of and transpose.
 LISTED = (
     "run_id", "session_id", "node_id", "module", "experiment", "status", "started_at", "finished_at",
-    "duration", "worker", "dir", "error_type", "error_message", "values",
+    "duration", "worker", "dir", "error_type", "error_message", "params", "logged_params", "metrics",
+    "tags", "process", "metadata",
 )  # fmt: skip
 
 # What makes pathlib normalise a relative folder (with "\x00" around each): an empty one, an
@@ -103,9 +106,9 @@ def run_columns_with(
         return RunColumns.of([], metadata=metadata), []
     rows = _sorted(rows, latest)
     (run_id, session_id, node_id, module, experiment, stored, started_at, finished_at, duration, worker,
-     folder, error_type, error_message, values, *extra) = (list(column) for column in zip(*rows, strict=True))  # fmt: skip
-    decoded = list(zip(*_decoded_values(values, 6 if metadata else 5), strict=True))
-    statuses = _live_statuses(stored, decoded[4], liveness)
+     folder, error_type, error_message, params, logged_params, metrics, tags, process, metadata_texts,
+     *extra) = (list(column) for column in zip(*rows, strict=True))  # fmt: skip
+    statuses = _live_statuses(stored, process, liveness)
     columns = RunColumns(
         run_id=run_id,
         session_id=session_id,
@@ -120,27 +123,25 @@ def run_columns_with(
         dir=absolute_dirs(root, folder),
         error_type=error_type,
         error_message=error_message,
-        params=list(decoded[0]),
-        logged_params=list(decoded[1]),
-        metrics=list(decoded[2]),
-        tags=list(decoded[3]),
-        metadata=list(decoded[5]) if metadata else None,
+        params=_decoded(params, dict),
+        logged_params=_decoded(logged_params, dict),
+        metrics=_decoded(metrics, dict),
+        tags=_decoded(tags, dict),
+        metadata=_decoded(metadata_texts, None) if metadata else None,
     )
     return columns, extra
 
 
-def _decoded_values(texts: list[str], width: int) -> list[Any]:
-    """The ``values`` arrays of the rows, each of ``width`` items, or the :class:`StoreError` of a
-    store holding text that is not such an array (written by hand, or damaged)."""
+def _decoded(texts: list[str], kind: type | None) -> list[Any]:
+    """The JSON ``texts`` of one field of the rows decoded (each a ``kind``, when given), or the
+    :class:`StoreError` of a store holding other text (written by hand, or damaged)."""
     try:
         decoded = decode_all(texts)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # TypeError: NULL, where the schema allows none
         raise StoreError(f"the store holds a run whose JSON fields cannot be read ({exc}); delete that run") from None
-    # Text joined into one array could spill into its neighbours: each row must be one array.
+    # Text joined into one array could spill into its neighbours: one value per row, of the kind.
     # Checked a set at a time, not a row at a time (an ``isinstance`` per row cost 0.05 s at 100,000).
-    if len(decoded) != len(texts) or (
-        decoded and (set(map(type, decoded)) != {list} or set(map(len, decoded)) != {width})
-    ):
+    if len(decoded) != len(texts) or (kind is not None and decoded and set(map(type, decoded)) != {kind}):
         raise StoreError("the store holds a run whose parameters, metrics, tags or metadata are not JSON objects")
     return decoded
 
@@ -161,13 +162,18 @@ def _sorted(rows: Sequence[Sequence[Any]], by_run_id: bool) -> Sequence[Sequence
     return [rows[row] for row in order]
 
 
-def _live_statuses(stored: list[str], processes: Sequence[Any], liveness: Liveness) -> list[str]:
-    """``stored`` with ``running`` read as ``interrupted`` where the run's process is gone."""
+def _live_statuses(stored: list[str], processes: list[str | None], liveness: Liveness) -> list[str]:
+    """``stored`` with ``running`` read as ``interrupted`` where the run's process (JSON) is gone."""
+    if processes.count(None) == len(processes):  # most often: no run stored as running
+        return stored
     now = time.time()
     statuses = stored
-    for row, process in enumerate(processes):
-        if process is None:  # only runs stored as running carry one
+    for row, text in enumerate(processes):
+        if text is None:  # only runs stored as running carry one
             continue
+        process = _decoded([text], list)[0]
+        if len(process) != 6:
+            raise StoreError("the store holds a running run whose process cannot be read")
         host, pid, namespace, started, heartbeat, finished = process
         if not liveness.is_live(Process(host, pid, namespace, started), heartbeat, finished, now):
             if statuses is stored:

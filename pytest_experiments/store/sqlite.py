@@ -305,11 +305,10 @@ def _columns(version: int, metadata: bool) -> str:
     process = (
         "CASE WHEN r.status = 'running' THEN json_array(r.host, r.pid, r.pid_namespace, "
         f"{started}, (SELECT heartbeat_at FROM sessions s WHERE s.session_id = r.session_id), "
-        "(SELECT finished_at FROM sessions s WHERE s.session_id = r.session_id)) ELSE 'null' END"
+        "(SELECT finished_at FROM sessions s WHERE s.session_id = r.session_id)) END"
     )
-    extra = " || ',' || r.metadata" if metadata else ""
-    values = f"'[' || r.params || ',' || r.logged_params || ',' || r.metrics || ',' || {tags} || ',' || {process}{extra} || ']'"
-    return ", ".join(f"r.{name}" for name in columns.LISTED[:-1]) + f", {values}"
+    stored = ", ".join(f"r.{name}" for name in columns.LISTED[: columns.LISTED.index("tags")])
+    return f"{stored}, {tags}, {process}, {'r.metadata' if metadata else 'NULL'}"
 
 
 T = TypeVar("T")
