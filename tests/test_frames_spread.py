@@ -173,18 +173,46 @@ def test_load_equals_the_frame_built_from_records(tmp_path: Path, history: bool,
     assert built["params.mix"].dtype == object
 
 
+@pytest.mark.parametrize("history", [False, True], ids=["latest", "history"])
+@pytest.mark.parametrize("case", ["separator", "started-before"])
+def test_load_of_runs_the_database_joins_equals_the_frame_built_from_records(
+    tmp_path: Path, history: bool, case: str
+) -> None:
+    # SQLite joins each text field of all runs with the unit separator: a value holding it is read
+    # as rows instead. A run written after others but started before them is moved to its place.
+    location = tmp_path / "store"
+    with Store.open(location, create=True) as store:
+        fill_mixed(store)
+        session = session_start("late")
+        store.record_session(session)
+        if case == "separator":
+            record(store, session, "a\x1fb", time.time() - 50, metrics={"m": 2.0}, tags={"k": "v\x1f"})
+        else:
+            record(store, session, 9, time.time() - 500, metrics={"m": 3.0})
+    built = load(location, history=history)
+    with Store.open(location) as store:
+        reference = reference_runs_frame(store.runs(history=history))
+    pd.testing.assert_frame_equal(built, reference, check_exact=True)
+    if case == "separator":
+        assert "test_mod.py::test_x[a\x1fb]" in set(built["node_id"])
+    else:
+        assert built["run_id"].iloc[0] == reference["run_id"].iloc[0]
+        assert built["started_at"].is_monotonic_increasing
+
+
 def test_rows_come_in_start_order_ties_by_run_id_for_the_latest() -> None:
-    from pytest_experiments.store.columns import _sorted
+    from pytest_experiments.store.columns import _order
 
-    def rows(*runs: tuple[str, float]) -> list[tuple[Any, ...]]:
-        return [(run_id, "s", "n", "m", "e", "passed", started) for run_id, started in runs]
+    def ordered(runs: list[tuple[str, float]], by_run_id: bool) -> list[str] | None:
+        order = _order([started for _, started in runs], [run_id for run_id, _ in runs], by_run_id)
+        return None if order is None else [runs[row][0] for row in order]
 
-    in_order = rows(("b", 1.0), ("a", 2.0), ("c", 3.0))
-    assert _sorted(in_order, True) is in_order
-    assert _sorted(in_order, False) is in_order
-    tied = rows(("b", 1.0), ("a", 1.0), ("c", 3.0))
-    assert [row[0] for row in _sorted(tied, True)] == ["a", "b", "c"]  # the latest: by run id
-    assert _sorted(tied, False) is tied  # every run: as written
-    late = rows(("b", 2.0), ("a", 1.0), ("c", 1.0), ("d", 0.5))
-    assert [row[0] for row in _sorted(late, False)] == ["d", "a", "c", "b"]
-    assert [row[0] for row in _sorted(late, True)] == ["d", "a", "c", "b"]
+    in_order = [("b", 1.0), ("a", 2.0), ("c", 3.0)]
+    assert ordered(in_order, True) is None  # as they came
+    assert ordered(in_order, False) is None
+    tied = [("b", 1.0), ("a", 1.0), ("c", 3.0)]
+    assert ordered(tied, True) == ["a", "b", "c"]  # the latest: by run id
+    assert ordered(tied, False) is None  # every run: as written
+    late = [("b", 2.0), ("a", 1.0), ("c", 1.0), ("d", 0.5)]
+    assert ordered(late, False) == ["d", "a", "c", "b"]
+    assert ordered(late, True) == ["d", "a", "c", "b"]
