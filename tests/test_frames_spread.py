@@ -200,6 +200,36 @@ def test_load_of_runs_the_database_joins_equals_the_frame_built_from_records(
         assert built["started_at"].is_monotonic_increasing
 
 
+def test_runs_whose_joined_text_is_too_long_for_sqlite_are_read_as_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    import pytest_experiments.store.sqlite as backend
+
+    location = tmp_path / "store"
+    with Store.open(location, create=True) as store:
+        fill_mixed(store)
+        session = session_start("long")
+        store.record_session(session)
+        for point in range(30):
+            record(store, session, point, time.time() - 40 + point, params={"long": "y" * 100})
+    with Store.open(location) as store:
+        reference = reference_runs_frame(store.runs(history=True))
+    connect, read_as_rows = sqlite3.connect, []
+
+    def short_texts(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        connection = connect(*args, **kwargs)
+        connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1500)  # the parameters joined are longer
+        return connection
+
+    listed_rows = backend._listed_rows
+    monkeypatch.setattr(sqlite3, "connect", short_texts)
+    monkeypatch.setattr(backend, "_listed_rows", lambda *args: read_as_rows.append(1) or listed_rows(*args))
+    pd.testing.assert_frame_equal(load(location, history=True), reference, check_exact=True)
+    assert read_as_rows
+
+
 def test_rows_come_in_start_order_ties_by_run_id_for_the_latest() -> None:
     from pytest_experiments.store.columns import _order
 

@@ -365,12 +365,13 @@ def _listed_fields(
     ).fetchall()
     if not numbers:
         return None
-    joined = db.execute(
-        f"SELECT {_joined_columns(version, metadata, extra and not history)} FROM runs r {where}", where_args
-    ).fetchone()
-    rowid, started, finished, duration, process = (list(column) for column in zip(*numbers, strict=True))
-    count, rowids, *texts = joined
     hashed = extra and not history
+    try:
+        joined = db.execute(f"SELECT {_joined_columns(version, metadata, hashed)} FROM runs r {where}", where_args)
+        count, rowids, *texts = joined.fetchone()
+    except sqlite3.DataError:  # a text past SQLite's longest (a billion bytes by default): read as rows
+        count, rowids, texts = -1, "", []
+    rowid, started, finished, duration, process = (list(column) for column in zip(*numbers, strict=True))
     joined_texts = texts[: len(_JOINED_TEXT)] + ([texts[-1]] if hashed else [])
     split = [text.split(_SEPARATOR) if isinstance(text, str) else [] for text in joined_texts]
     # The same runs in the same order (an aggregate takes the rows in its scan's order: the
