@@ -4,7 +4,8 @@ A listing of 100,000 runs spent most of its time per row: a record object, four
 ``json.loads`` calls and a pathlib join each. Here each column is one list, the JSON of all
 rows is decoded in one call, run folders are joined to the root as text, and liveness is
 judged only for the runs stored as ``running``. No SQL and no driver: the backends read the
-rows (:data:`LISTED` says their layout) and hand them over.
+rows (:data:`LISTED` says their layout) and hand them over, or their fields already as lists
+(SQLite joins each text field of all runs into one text: :func:`run_columns_of`).
 """
 
 from __future__ import annotations
