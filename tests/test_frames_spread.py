@@ -80,6 +80,53 @@ def test_no_runs_and_no_names() -> None:
     assert empty.ids.tolist() == [0, 0]
 
 
+def test_keys_of_several_parts_come_in_order_of_first_appearance() -> None:
+    # Each part's names numbered by first appearance would order the combinations (A, Y), (A, X),
+    # (B, X); the runs show them (A, Y), (B, X), (A, X).
+    declared = [{"a": 1}, {"b": 2}, {"a": 3}, {"b": 4}]
+    logged = [{"y": 1}, {"x": 2}, {"x": 3}, {"x": 4}]
+    section = spread((declared, logged), codes=True)
+    assert section.keys == [(("a",), ("y",)), (("b",), ("x",)), (("a",), ("x",))]
+    assert section.ids.tolist() == [0, 1, 2, 1]
+    assert section.lists() == looked_up([declared, logged])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_spread_equals_a_lookup_for_runs_of_many_shapes(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    names = ["a", "b", "c", "d"]
+    values: list[Any] = [0, 1.5, None, "t", True, [1], {"k": 2}, math.nan, -3]
+
+    def mapping() -> dict[str, Any]:
+        chosen = rng.permutation(names)[: rng.integers(0, 4)].tolist()
+        return {name: values[rng.integers(0, len(values))] for name in chosen}
+
+    parts = [[mapping() for _ in range(200)] for _ in range(2)]
+    section = spread(parts, codes=True)
+    expected = looked_up(parts)
+    assert list(section.values) == list(expected)
+    for name, column in section.lists().items():  # NaN != NaN: compared by identity first
+        assert all(got is want or got == want for got, want in zip(column, expected[name], strict=True))
+    # Each run's key is its names; the keys are distinct, in order of first appearance.
+    ids = section.ids.tolist()
+    assert [section.keys[ids[row]] for row in range(200)] == [(tuple(a), tuple(b)) for a, b in zip(*parts, strict=True)]
+    assert len(set(section.keys)) == len(section.keys)
+    assert [ids.index(key) for key in range(len(section.keys))] == sorted(ids.index(key) for key in set(ids))
+
+
+def test_text_columns_made_by_arrow_equal_those_arrow_makes_of_the_values() -> None:
+    from pytest_experiments.frames.build import _text, _text_dtype
+
+    text = _text_dtype()
+    if text is None:
+        pytest.skip("pandas keeps text in Python objects here")
+    # ASCII text (made from one joined text), text beyond ASCII, text with None.
+    for values in (["ab", "", "c" * 70, "x"], ["é", "ab", "\x00"], ["ab", None, "c"]):
+        pd.testing.assert_extension_array_equal(_text(values, text), pd.array(values, dtype=text))
+    for values in (["ab", 1], [None, None]):  # not all text, or None alone: the list, for pandas
+        assert _text(values, text) is values
+
+
 def record(store: Store, session: Any, point: object, at: float, **fields: Any) -> None:
     options = {key: fields.pop(key) for key in ("experiment", "params") if key in fields}
     start = run_start(session, point, started_at=at, run_id=f"run-{at}", **options)
@@ -126,18 +173,76 @@ def test_load_equals_the_frame_built_from_records(tmp_path: Path, history: bool,
     assert built["params.mix"].dtype == object
 
 
+@pytest.mark.parametrize("history", [False, True], ids=["latest", "history"])
+@pytest.mark.parametrize("case", ["separator", "started-before"])
+def test_load_of_runs_the_database_joins_equals_the_frame_built_from_records(
+    tmp_path: Path, history: bool, case: str
+) -> None:
+    # SQLite joins each text field of all runs with the unit separator: a value holding it is read
+    # as rows instead. A run written after others but started before them is moved to its place.
+    location = tmp_path / "store"
+    with Store.open(location, create=True) as store:
+        fill_mixed(store)
+        session = session_start("late")
+        store.record_session(session)
+        if case == "separator":
+            record(store, session, "a\x1fb", time.time() - 50, metrics={"m": 2.0}, tags={"k": "v\x1f"})
+        else:
+            record(store, session, 9, time.time() - 500, metrics={"m": 3.0})
+    built = load(location, history=history)
+    with Store.open(location) as store:
+        reference = reference_runs_frame(store.runs(history=history))
+    pd.testing.assert_frame_equal(built, reference, check_exact=True)
+    if case == "separator":
+        assert "test_mod.py::test_x[a\x1fb]" in set(built["node_id"])
+    else:
+        assert built["run_id"].iloc[0] == reference["run_id"].iloc[0]
+        assert built["started_at"].is_monotonic_increasing
+
+
+def test_runs_whose_joined_text_is_too_long_for_sqlite_are_read_as_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    import pytest_experiments.store.sqlite as backend
+
+    location = tmp_path / "store"
+    with Store.open(location, create=True) as store:
+        fill_mixed(store)
+        session = session_start("long")
+        store.record_session(session)
+        for point in range(30):
+            record(store, session, point, time.time() - 40 + point, params={"long": "y" * 100})
+    with Store.open(location) as store:
+        reference = reference_runs_frame(store.runs(history=True))
+    connect, read_as_rows = sqlite3.connect, []
+
+    def short_texts(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        connection = connect(*args, **kwargs)
+        connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1500)  # the parameters joined are longer
+        return connection
+
+    listed_rows = backend._listed_rows
+    monkeypatch.setattr(sqlite3, "connect", short_texts)
+    monkeypatch.setattr(backend, "_listed_rows", lambda *args: read_as_rows.append(1) or listed_rows(*args))
+    pd.testing.assert_frame_equal(load(location, history=True), reference, check_exact=True)
+    assert read_as_rows
+
+
 def test_rows_come_in_start_order_ties_by_run_id_for_the_latest() -> None:
-    from pytest_experiments.store.columns import _sorted
+    from pytest_experiments.store.columns import _order
 
-    def rows(*runs: tuple[str, float]) -> list[tuple[Any, ...]]:
-        return [(run_id, "s", "n", "m", "e", "passed", started) for run_id, started in runs]
+    def ordered(runs: list[tuple[str, float]], by_run_id: bool) -> list[str] | None:
+        order = _order([started for _, started in runs], [run_id for run_id, _ in runs], by_run_id)
+        return None if order is None else [runs[row][0] for row in order]
 
-    in_order = rows(("b", 1.0), ("a", 2.0), ("c", 3.0))
-    assert _sorted(in_order, True) is in_order
-    assert _sorted(in_order, False) is in_order
-    tied = rows(("b", 1.0), ("a", 1.0), ("c", 3.0))
-    assert [row[0] for row in _sorted(tied, True)] == ["a", "b", "c"]  # the latest: by run id
-    assert _sorted(tied, False) is tied  # every run: as written
-    late = rows(("b", 2.0), ("a", 1.0), ("c", 1.0), ("d", 0.5))
-    assert [row[0] for row in _sorted(late, False)] == ["d", "a", "c", "b"]
-    assert [row[0] for row in _sorted(late, True)] == ["d", "a", "c", "b"]
+    in_order = [("b", 1.0), ("a", 2.0), ("c", 3.0)]
+    assert ordered(in_order, True) is None  # as they came
+    assert ordered(in_order, False) is None
+    tied = [("b", 1.0), ("a", 1.0), ("c", 3.0)]
+    assert ordered(tied, True) == ["a", "b", "c"]  # the latest: by run id
+    assert ordered(tied, False) is None  # every run: as written
+    late = [("b", 2.0), ("a", 1.0), ("c", 1.0), ("d", 0.5)]
+    assert ordered(late, False) == ["d", "a", "c", "b"]
+    assert ordered(late, True) == ["d", "a", "c", "b"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import chain, count, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -64,15 +64,7 @@ class _NotNumbers(Exception):
 
 def _spread(parts: Sequence[Sequence[dict[str, Any]]], codes: bool, floats: bool) -> Section:
     rows = len(parts[0])
-    # Each run's names, one tuple per part (without the tuple around a single part: a tuple less a run).
-    row_keys: list[Any] = (
-        list(map(tuple, parts[0])) if len(parts) == 1 else list(zip(*(map(tuple, part) for part in parts), strict=True))
-    )
-    table: dict[Any, int] = dict.fromkeys(row_keys, 0)  # distinct ones, in order
-    for index, key in enumerate(table):
-        table[key] = index
-    ids = np.fromiter(map(table.__getitem__, row_keys), dtype=np.int32, count=rows)
-    keys: list[Key] = [(key,) for key in table] if len(parts) == 1 else list(table)
+    keys, ids = _keys(parts)
     names = dict.fromkeys(chain.from_iterable(chain.from_iterable(keys)))
     section = Section(keys, ids, {name: _empty(rows, floats) for name in names}, {})
     if codes:
@@ -86,8 +78,48 @@ def _spread(parts: Sequence[Sequence[dict[str, Any]]], codes: bool, floats: bool
         positions = members.tolist()
         for part, part_names in zip(parts, key, strict=True):
             if part_names:
-                _place(section, part_names, [part[row] for row in positions], members, floats)
+                _place(section, part_names, _gathered(part, positions), members, floats)
     return section
+
+
+def _keys(parts: Sequence[Sequence[dict[str, Any]]]) -> tuple[list[Key], np.ndarray]:
+    """The distinct keys of the runs (a tuple of names per part), in order of first appearance,
+    and each run's key as its position among them.
+
+    Found per part as the first run with the same names (one hash of a tuple per run and part,
+    where a tuple of those tuples per run was hashed twice), the parts then combined as numbers."""
+    rows = len(parts[0])
+    combined: np.ndarray | None = None
+    for part in parts:
+        table: dict[tuple[str, ...], int] = {}
+        # Each run's first run with its names: setdefault keeps the first row number it was given.
+        first = np.fromiter(map(table.setdefault, map(tuple, part), count()), dtype=np.int64, count=rows)
+        # The parts so far, renumbered from 0 (so that the next combination stays below rows squared).
+        combined = first if combined is None else _first_seen(combined * rows + first)
+    assert combined is not None  # one part at least
+    if len(parts) == 1:
+        # First rows ascending are the keys in order of first appearance: their rank is the id.
+        firsts, ids = np.unique(combined, return_inverse=True)
+        return [(tuple(parts[0][row]),) for row in firsts.tolist()], ids.reshape(-1).astype(np.int32)
+    firsts = np.unique(combined, return_index=True)[1] if rows else np.zeros(0, dtype=np.int64)
+    keys: list[Key] = [tuple(tuple(part[row]) for part in parts) for row in firsts.tolist()]
+    return keys, combined.astype(np.int32)
+
+
+def _first_seen(numbers: np.ndarray) -> np.ndarray:
+    """``numbers`` renumbered 0, 1, 2... in order of first appearance."""
+    distinct, first, inverse = np.unique(numbers, return_index=True, return_inverse=True)
+    rank = np.empty(len(distinct), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(distinct))
+    renumbered: np.ndarray = rank[inverse.reshape(-1)]
+    return renumbered
+
+
+def _gathered(part: Sequence[dict[str, Any]], positions: list[int]) -> Sequence[dict[str, Any]]:
+    """The mappings of ``part`` at ``positions`` (ascending): all of it as it is when they are all."""
+    if len(positions) == len(part):
+        return part
+    return itemgetter(*positions)(part) if len(positions) > 1 else [part[positions[0]]]
 
 
 def _empty(rows: int, floats: bool) -> np.ndarray:
@@ -96,17 +128,25 @@ def _empty(rows: int, floats: bool) -> np.ndarray:
 
 
 def _place(
-    section: Section, names: tuple[str, ...], mappings: list[dict[str, Any]], rows: np.ndarray, floats: bool
+    section: Section, names: tuple[str, ...], mappings: Sequence[dict[str, Any]], rows: np.ndarray, floats: bool
 ) -> None:
     """The values of ``mappings`` (each holding ``names``, in that order) in the rows ``rows``."""
-    # One tuple of values per name: the mappings' values transposed in C.
-    for name, values in zip(names, zip(*map(dict.values, mappings), strict=True), strict=True):
-        if not floats:
-            section.values[name][rows] = objects(values)
-        elif set(map(type, values)) <= _NUMBERS:
-            section.values[name][rows] = np.array(values, dtype=np.float64)  # None: NaN
-        else:
+    # Every value of every mapping in one list (run by run), each name's then a slice with a
+    # step: no tuple per run, nor an iterator per run and name as a transposition makes.
+    width = len(names)
+    flat = list(chain.from_iterable(map(dict.values, mappings)))
+    if len(flat) != width * len(mappings):
+        raise ValueError("mappings of other names than their key's")
+    if floats:
+        if not set(map(type, flat)) <= _NUMBERS:
             raise _NotNumbers
+        table = np.array(flat, dtype=np.float64).reshape(len(mappings), width)  # None: NaN
+        for column, name in enumerate(names):
+            section.values[name][rows] = table[:, column]
+        return
+    for column, name in enumerate(names):
+        values = flat[column::width]
+        section.values[name][rows] = objects(values)
         if section.codes:
             section.codes[name][rows] = codes_of(values)
 

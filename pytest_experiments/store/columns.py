@@ -4,7 +4,8 @@ A listing of 100,000 runs spent most of its time per row: a record object, four
 ``json.loads`` calls and a pathlib join each. Here each column is one list, the JSON of all
 rows is decoded in one call, run folders are joined to the root as text, and liveness is
 judged only for the runs stored as ``running``. No SQL and no driver: the backends read the
-rows (:data:`LISTED` says their layout) and hand them over.
+rows (:data:`LISTED` says their layout) and hand them over, or their fields already as lists
+(SQLite joins each text field of all runs into one text: :func:`run_columns_of`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import gc
 import json
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from itertools import compress, pairwise
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +25,16 @@ from pytest_experiments.model import RunColumns
 from pytest_experiments.store.base import StoreError
 from pytest_experiments.store.liveness import Liveness, Process
 
-#: The fields of a row as the backends read them for :func:`run_columns`, in order. ``values``
-#: is one JSON array per run: ``[params, logged_params, metrics, tags, process, metadata?]``,
-#: ``process`` being null, or for a run stored as ``running`` ``[host, pid, pid namespace,
-#: pid start, session heartbeat, session finished]`` (what liveness judges it from).
+#: The fields of a row as the backends read them for :func:`run_columns`, in order. ``params``,
+#: ``logged_params``, ``metrics`` and ``tags`` are the stored JSON objects as text; ``process``
+#: is NULL, or for a run stored as ``running`` a JSON array ``[host, pid, pid namespace, pid
+#: start, session heartbeat, session finished]`` (what liveness judges it from); ``metadata``
+#: the stored JSON, or NULL when it is not asked for. Each field its own: the database does not
+#: join them into one text per run, which Python would then make a list of and transpose.
 LISTED = (
     "run_id", "session_id", "node_id", "module", "experiment", "status", "started_at", "finished_at",
-    "duration", "worker", "dir", "error_type", "error_message", "values",
+    "duration", "worker", "dir", "error_type", "error_message", "params", "logged_params", "metrics",
+    "tags", "process", "metadata",
 )  # fmt: skip
 
 # What makes pathlib normalise a relative folder (with "\x00" around each): an empty one, an
@@ -79,15 +85,18 @@ def run_columns(
     latest: bool,
     status: set[str] | None = None,
     metadata: bool = False,
+    fields: Sequence[Any] | None = None,
 ) -> RunColumns:
     """The runs of ``rows`` (laid out as :data:`LISTED`, in the store's order of writing them)
-    as columns, kept where their live status is in ``status`` (all when None).
+    as columns, kept where their live status is in ``status`` (all when None); or given as their
+    ``fields`` instead (:func:`run_columns_of`).
 
     Ordered as :meth:`Store.runs` orders them: by start time, then (``latest``) by run id or
     else in the order of ``rows``. Sorted here rather than by the database, whose sort of
     whole rows cost more than the rest of reading them.
     """
-    columns, _ = run_columns_with(rows, root=root, liveness=liveness, latest=latest, metadata=metadata)
+    options: dict[str, Any] = {"root": root, "liveness": liveness, "latest": latest, "metadata": metadata}
+    columns, _ = run_columns_with(rows, **options) if fields is None else run_columns_of(fields, **options)
     if status is None:
         return columns
     kept = [value in status for value in columns.status]
@@ -101,11 +110,42 @@ def run_columns_with(
     fields as columns in the same order (the row id and grid point a kept frame is patched by)."""
     if not rows:
         return RunColumns.of([], metadata=metadata), []
-    rows = _sorted(rows, latest)
+    fields = [list(column) for column in zip(*rows, strict=True)]
+    return run_columns_of(fields, root=root, liveness=liveness, latest=latest, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class JsonArray:
+    """One JSON field of every row as a single JSON array (the database joined them): decoded
+    as it is, without a text per row to join first."""
+
+    text: str
+    rows: int
+
+
+def run_columns_of(
+    fields: Sequence[Any], *, root: Path, liveness: Liveness, latest: bool, metadata: bool = False
+) -> tuple[RunColumns, list[list[Any]]]:
+    """:func:`run_columns_with` of rows given as their fields, a list of values each (laid out as
+    :data:`LISTED`, then the further fields), in the store's order of writing them; a JSON field
+    may be a :class:`JsonArray` instead."""
     (run_id, session_id, node_id, module, experiment, stored, started_at, finished_at, duration, worker,
-     folder, error_type, error_message, values, *extra) = (list(column) for column in zip(*rows, strict=True))  # fmt: skip
-    decoded = list(zip(*_decoded_values(values, 6 if metadata else 5), strict=True))
-    statuses = _live_statuses(stored, decoded[4], liveness)
+     folder, error_type, error_message, params, logged_params, metrics, tags, process, metadata_texts,
+     *extra) = fields  # fmt: skip
+    decoded = [_decoded(texts, dict) for texts in (params, logged_params, metrics, tags)]
+    found = _decoded(metadata_texts, None) if metadata else None
+    order = _order(started_at, run_id, latest)
+    if order is not None:  # every field in the order of the runs (two runs at least: else no order)
+        pick = itemgetter(*order)
+        (run_id, session_id, node_id, module, experiment, stored, started_at, finished_at, duration, worker,
+         folder, error_type, error_message, process, *extra) = (
+            list(pick(values)) for values in (run_id, session_id, node_id, module, experiment, stored, started_at,
+                                              finished_at, duration, worker, folder, error_type, error_message,
+                                              process, *extra)
+        )  # fmt: skip
+        decoded = [list(pick(values)) for values in decoded]
+        found = None if found is None else list(pick(found))
+    statuses = _live_statuses(stored, process, liveness)
     columns = RunColumns(
         run_id=run_id,
         session_id=session_id,
@@ -120,54 +160,62 @@ def run_columns_with(
         dir=absolute_dirs(root, folder),
         error_type=error_type,
         error_message=error_message,
-        params=list(decoded[0]),
-        logged_params=list(decoded[1]),
-        metrics=list(decoded[2]),
-        tags=list(decoded[3]),
-        metadata=list(decoded[5]) if metadata else None,
+        params=decoded[0],
+        logged_params=decoded[1],
+        metrics=decoded[2],
+        tags=decoded[3],
+        metadata=found,
     )
     return columns, extra
 
 
-def _decoded_values(texts: list[str], width: int) -> list[Any]:
-    """The ``values`` arrays of the rows, each of ``width`` items, or the :class:`StoreError` of a
-    store holding text that is not such an array (written by hand, or damaged)."""
+def _decoded(texts: list[str] | JsonArray, kind: type | None) -> list[Any]:
+    """The JSON ``texts`` of one field of the rows decoded (each a ``kind``, when given), or the
+    :class:`StoreError` of a store holding other text (written by hand, or damaged)."""
     try:
-        decoded = decode_all(texts)
-    except ValueError as exc:
+        decoded = json.loads(texts.text) if isinstance(texts, JsonArray) else decode_all(texts)
+    except (ValueError, TypeError) as exc:  # TypeError: NULL, where the schema allows none
         raise StoreError(f"the store holds a run whose JSON fields cannot be read ({exc}); delete that run") from None
-    # Text joined into one array could spill into its neighbours: each row must be one array.
+    rows = texts.rows if isinstance(texts, JsonArray) else len(texts)
+    # Text joined into one array could spill into its neighbours: one value per row, of the kind.
     # Checked a set at a time, not a row at a time (an ``isinstance`` per row cost 0.05 s at 100,000).
-    if len(decoded) != len(texts) or (
-        decoded and (set(map(type, decoded)) != {list} or set(map(len, decoded)) != {width})
+    if (
+        not isinstance(decoded, list)
+        or len(decoded) != rows
+        or (kind is not None and decoded and set(map(type, decoded)) != {kind})
     ):
         raise StoreError("the store holds a run whose parameters, metrics, tags or metadata are not JSON objects")
     return decoded
 
 
-def _sorted(rows: Sequence[Sequence[Any]], by_run_id: bool) -> Sequence[Sequence[Any]]:
-    """``rows`` by start time, then by run id (``by_run_id``) or else as they came (a stable sort)."""
-    started = [row[6] for row in rows]
+def _order(started: list[float], run_ids: list[str], by_run_id: bool) -> list[int] | None:
+    """The positions of the runs by start time, then by run id (``by_run_id``) or else as they
+    came (a stable sort); None when they came in that order."""
     # Most often runs are written in the order they start: told by sorting the times alone (a
     # pass over sorted data) rather than sorting positions by a key (40 ms at 100,000 runs).
     if started == sorted(started) and (not by_run_id or len(set(started)) == len(started)):
-        return rows
-    order = sorted(range(len(rows)), key=started.__getitem__)
+        return None
+    order = sorted(range(len(started)), key=started.__getitem__)
     if by_run_id and any(started[first] == started[second] for first, second in pairwise(order)):
-        keys = [(row[6], row[0]) for row in rows]
-        order = sorted(range(len(rows)), key=keys.__getitem__)
+        keys = list(zip(started, run_ids, strict=True))
+        order = sorted(range(len(started)), key=keys.__getitem__)
     if all(position == row for position, row in enumerate(order)):
-        return rows
-    return [rows[row] for row in order]
+        return None
+    return order
 
 
-def _live_statuses(stored: list[str], processes: Sequence[Any], liveness: Liveness) -> list[str]:
-    """``stored`` with ``running`` read as ``interrupted`` where the run's process is gone."""
+def _live_statuses(stored: list[str], processes: list[str | None], liveness: Liveness) -> list[str]:
+    """``stored`` with ``running`` read as ``interrupted`` where the run's process (JSON) is gone."""
+    if processes.count(None) == len(processes):  # most often: no run stored as running
+        return stored
     now = time.time()
     statuses = stored
-    for row, process in enumerate(processes):
-        if process is None:  # only runs stored as running carry one
+    for row, text in enumerate(processes):
+        if text is None:  # only runs stored as running carry one
             continue
+        process = _decoded([text], list)[0]
+        if len(process) != 6:
+            raise StoreError("the store holds a running run whose process cannot be read")
         host, pid, namespace, started, heartbeat, finished = process
         if not liveness.is_live(Process(host, pid, namespace, started), heartbeat, finished, now):
             if statuses is stored:

@@ -366,13 +366,12 @@ def _listed(version: int, metadata: bool) -> str:
     tags = "r.tags" if version >= 2 else "'{{}}'"
     process = (
         "CASE WHEN r.status = 'running' THEN json_build_array(r.host, r.pid, r.pid_namespace, r.pid_started, "
-        "s.heartbeat_at, s.finished_at)::text ELSE 'null' END"
+        "s.heartbeat_at, s.finished_at)::text END"
     )
-    extra = " || ',' || r.metadata" if metadata else ""
-    values = f"'[' || r.params || ',' || r.logged_params || ',' || r.metrics || ',' || {tags} || ',' || {process}{extra} || ']'"
     return (
         "r.run_id, r.session_id, r.node_id, r.module, r.experiment, r.status, r.started_at, r.finished_at, "
-        f"r.duration, r.worker, r.dir, r.error_type, r.error_message, {values}"
+        f"r.duration, r.worker, r.dir, r.error_type, r.error_message, r.params, r.logged_params, r.metrics, "
+        f"{tags}, {process}, {'r.metadata' if metadata else 'NULL::text'}"
     )
 
 
