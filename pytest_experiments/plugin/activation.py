@@ -208,8 +208,10 @@ def _stop_on_sigterm(config: pytest.Config) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     previous = signal.getsignal(signal.SIGTERM)
-    if previous not in (signal.SIG_DFL, None):
-        return  # somebody else handles SIGTERM already
+    if previous is not signal.SIG_DFL:
+        # Somebody else handles SIGTERM already: Python, or (None) C code embedding it, whose
+        # handler could not be put back (``signal.signal`` takes no None).
+        return
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt("SIGTERM")
