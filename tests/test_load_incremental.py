@@ -132,6 +132,30 @@ def test_new_runs_are_patched_in(root: Path, patched: list[bool]) -> None:
     assert patched == [True, True]
 
 
+def test_a_big_kept_frame_is_written_back_once_enough_changed(
+    root: Path, patched: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big frame's file is patched as it is by each call with every run changed since it was
+    written, and written back once those are a share of its rows (here: 3 runs; the store is
+    small, so the size from which this holds is lowered)."""
+    path = root / SIDE_DIR / "load-history.npz"
+    check(root)
+    rows = len(load(root, history=True))
+    monkeypatch.setattr(cache, "_REWRITTEN_FROM", 1)
+    monkeypatch.setattr(cache, "_REWRITE_SHARE", 2.5 / rows)
+    written = path.stat().st_ino
+    for point in range(3):
+        with session(root, f"later-{point}") as (store, started):
+            record(store, started, f"new-{point}", params={"lr": 0.1 * point}, metrics={"loss": point})
+        frame = load(root, history=True)
+        with Store.open(root, readonly=True) as store:
+            check_frame(frame, reference_runs_frame(store.runs(history=True), metadata=False))
+        assert (path.stat().st_ino == written) == (point < 2), point  # written back at the third run
+    assert patched == [True, True, True]
+    load(root, history=True)  # read as written back: no patch
+    assert patched == [True, True, True]
+
+
 def test_updated_runs_tags_and_notes_through_the_command_line(root: Path, patched: list[bool]) -> None:
     check(root)
     with Store.open(root, readonly=True) as store:

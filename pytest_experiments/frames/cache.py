@@ -55,6 +55,12 @@ _FILE_NAMES = {False: "load-latest.npz", True: "load-history.npz"}
 #: building the frame afresh costs about as much.
 _FEW_CHANGES = 64
 _MOST_CHANGED = 0.25
+#: A patched frame of this many rows or more is written back only once the runs changed since
+#: its file was written reach this share of them: until then each call patches the file as it
+#: is with all of them, which costs less than writing the whole frame again each time (about
+#: 0.06 s of 0.1 at 100,000 runs, most of a patched call).
+_REWRITTEN_FROM = 10_000
+_REWRITE_SHARE = 0.01
 #: The types of decoded JSON: what an ``object`` column of a frame holds (nested ones too).
 _JSON_TYPES = frozenset({str, int, float, bool, type(None), list, dict})
 # What a file that is not one of ours, or not whole, raises on reading (numpy, zipfile, JSON).
@@ -104,7 +110,8 @@ def _patched(store: Store, history: bool, path: Path, meta: dict[str, Any], keye
     # change (a copy restored from before it counts the same numbers with other marks).
     if changes is None or meta.get("base") != _base(changes, history) or changes.marks.get(marked) != meta.get("mark"):
         return None
-    if len(changes.columns) + len(changes.removed) > max(_FEW_CHANGES, meta.get("rows", 0) * _MOST_CHANGED):
+    changed = len(changes.columns) + len(changes.removed)
+    if changed > max(_FEW_CHANGES, meta.get("rows", 0) * _MOST_CHANGED):
         return None  # building it afresh costs less
     if not changes.columns and not changes.removed and not keyed:
         # Nothing changed, in a store read without a token: the frame as kept (its notes not
@@ -121,7 +128,8 @@ def _patched(store: Store, history: bool, path: Path, meta: dict[str, Any], keye
     if result is None:
         return None
     frame, notes = result
-    _write(path, _meta(changes, history), frame, notes)
+    if len(kept[0]) < _REWRITTEN_FROM or changed >= len(kept[0]) * _REWRITE_SHARE:
+        _write(path, _meta(changes, history), frame, notes)
     return frame
 
 
