@@ -5,9 +5,11 @@ records, whichever way pandas keeps text."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +175,16 @@ def test_load_equals_the_frame_built_from_records(tmp_path: Path, history: bool,
     assert built["params.mix"].dtype == object
 
 
+@contextlib.contextmanager
+def mixed_store(location: Path, name: str) -> Iterator[tuple[Store, Any]]:
+    """A new store at ``location`` holding :func:`fill_mixed`'s runs, and a session ``name`` recorded in it."""
+    with Store.open(location, create=True) as store:
+        fill_mixed(store)
+        session = session_start(name)
+        store.record_session(session)
+        yield store, session
+
+
 @pytest.mark.parametrize("history", [False, True], ids=["latest", "history"])
 @pytest.mark.parametrize("case", ["separator", "started-before"])
 def test_load_of_runs_the_database_joins_equals_the_frame_built_from_records(
@@ -181,10 +193,7 @@ def test_load_of_runs_the_database_joins_equals_the_frame_built_from_records(
     # SQLite joins each text field of all runs with the unit separator: a value holding it is read
     # as rows instead. A run written after others but started before them is moved to its place.
     location = tmp_path / "store"
-    with Store.open(location, create=True) as store:
-        fill_mixed(store)
-        session = session_start("late")
-        store.record_session(session)
+    with mixed_store(location, "late") as (store, session):
         if case == "separator":
             record(store, session, "a\x1fb", time.time() - 50, metrics={"m": 2.0}, tags={"k": "v\x1f"})
         else:
@@ -208,10 +217,7 @@ def test_runs_whose_joined_text_is_too_long_for_sqlite_are_read_as_rows(
     import pytest_experiments.store.sqlite as backend
 
     location = tmp_path / "store"
-    with Store.open(location, create=True) as store:
-        fill_mixed(store)
-        session = session_start("long")
-        store.record_session(session)
+    with mixed_store(location, "long") as (store, session):
         for point in range(30):
             record(store, session, point, time.time() - 40 + point, params={"long": "y" * 100})
     with Store.open(location) as store:
