@@ -434,13 +434,25 @@ POOL: list[Callable[[random.Random], Any]] = [
 def test_random_changes_give_the_built_frames(root: Path, seed: int, patched: list[bool]) -> None:
     """Sessions of a few random changes each: runs re-run or new, with parameters, metrics and
     tags of random names and types; tags changed; runs deleted."""
-    rng = random.Random(seed)
-    check(root)
-    for round_ in range(12):
-        with session(root, f"r{round_}") as (store, started):
-            random_changes(store, started, rng, f"r{round_}")
-        check(root)
+    random_rounds(root, seed, 12, check, session)
     assert patched.count(True) >= len(patched) // 2  # most were patches
+
+
+def random_rounds(
+    target: Any,
+    seed: int,
+    rounds: int,
+    check: Callable[[Any], None],
+    session: Callable[[Any, str], contextlib.AbstractContextManager[tuple[Store, Any]]],
+) -> None:
+    """``rounds`` sessions of :func:`random_changes` (from ``seed``) in the store at ``target``,
+    each opened by ``session``, its frames checked by ``check`` before and after each."""
+    rng = random.Random(seed)
+    check(target)
+    for round_ in range(rounds):
+        with session(target, f"r{round_}") as (store, started):
+            random_changes(store, started, rng, f"r{round_}")
+        check(target)
 
 
 def random_changes(store: Store, started: Any, rng: random.Random, prefix: str) -> None:

@@ -13,7 +13,6 @@ reader without an artefacts root (which creates none).
 from __future__ import annotations
 
 import contextlib
-import random
 import secrets
 import sys
 import time
@@ -26,7 +25,7 @@ import pytest
 from backends import Backend, make_backend
 from psycopg import sql
 from test_load_cache import expected, finished_fill
-from test_load_incremental import check_frame, random_changes, record, watch_patches
+from test_load_incremental import check_frame, random_rounds, record, watch_patches
 from test_store_contract import run_start, session_start
 
 from pytest_experiments import Store, load
@@ -332,10 +331,5 @@ def test_plugin_sessions_under_xdist_are_patched_in(
 def test_random_changes_give_the_built_frames(pg: Backend, seed: int, patched: list[bool]) -> None:
     """Sessions of a few random changes each: runs re-run or new, with parameters, metrics and
     tags of random names and types; tags changed; runs deleted."""
-    rng = random.Random(seed)
-    check(pg)
-    for round_ in range(6):
-        with session(pg, f"r{round_}") as (store, started):
-            random_changes(store, started, rng, f"r{round_}")
-        check(pg)
+    random_rounds(pg, seed, 6, check, session)
     assert patched.count(True) >= len(patched) // 2  # most were patches
