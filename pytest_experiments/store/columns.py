@@ -37,6 +37,11 @@ LISTED = (
     "tags", "process", "metadata",
 )  # fmt: skip
 
+# Where run_columns_of finds the JSON objects of a run (decoded first), its metadata and its start.
+_JSON_OBJECTS_AT = tuple(map(LISTED.index, ("params", "logged_params", "metrics", "tags")))
+_METADATA_AT = LISTED.index("metadata")
+_STARTED_AT = LISTED.index("started_at")
+
 # What makes pathlib normalise a relative folder (with "\x00" around each): an empty one, an
 # absolute one, "." parts, doubled or trailing "/". Without any, ``root / dir`` is plain text.
 _NOT_PLAIN = ("\x00\x00", "\x00/", "\x00./", "\x00.\x00", "//", "/./", "/.\x00", "/\x00")
@@ -129,22 +134,17 @@ def run_columns_of(
     """:func:`run_columns_with` of rows given as their fields, a list of values each (laid out as
     :data:`LISTED`, then the further fields), in the store's order of writing them; a JSON field
     may be a :class:`JsonArray` instead."""
-    (run_id, session_id, node_id, module, experiment, stored, started_at, finished_at, duration, worker,
-     folder, error_type, error_message, params, logged_params, metrics, tags, process, metadata_texts,
-     *extra) = fields  # fmt: skip
-    decoded = [_decoded(texts, dict) for texts in (params, logged_params, metrics, tags)]
-    found = _decoded(metadata_texts, None) if metadata else None
-    order = _order(started_at, run_id, latest)
+    values = list(fields)
+    for at in _JSON_OBJECTS_AT:
+        values[at] = _decoded(values[at], dict)
+    values[_METADATA_AT] = _decoded(values[_METADATA_AT], None) if metadata else None
+    order = _order(values[_STARTED_AT], values[0], latest)
     if order is not None:  # every field in the order of the runs (two runs at least: else no order)
         pick = itemgetter(*order)
-        (run_id, session_id, node_id, module, experiment, stored, started_at, finished_at, duration, worker,
-         folder, error_type, error_message, process, *extra) = (
-            list(pick(values)) for values in (run_id, session_id, node_id, module, experiment, stored, started_at,
-                                              finished_at, duration, worker, folder, error_type, error_message,
-                                              process, *extra)
-        )  # fmt: skip
-        decoded = [list(pick(values)) for values in decoded]
-        found = None if found is None else list(pick(found))
+        values = [None if column is None else list(pick(column)) for column in values]
+    (run_id, session_id, node_id, module, experiment, stored, started_at, finished_at, duration, worker,
+     folder, error_type, error_message, params, logged_params, metrics, tags, process, found,
+     *extra) = values  # fmt: skip
     statuses = _live_statuses(stored, process, liveness)
     columns = RunColumns(
         run_id=run_id,
@@ -160,10 +160,10 @@ def run_columns_of(
         dir=absolute_dirs(root, folder),
         error_type=error_type,
         error_message=error_message,
-        params=decoded[0],
-        logged_params=decoded[1],
-        metrics=decoded[2],
-        tags=decoded[3],
+        params=params,
+        logged_params=logged_params,
+        metrics=metrics,
+        tags=tags,
         metadata=found,
     )
     return columns, extra
