@@ -149,10 +149,17 @@ def _plain_dict(value: dict[Any, Any], nesting: int) -> dict[str, Any] | None:
     """A copy of ``value`` when it is JSON already (str keys; str, float, bool, None and ints that
     print as values, or such dicts ``nesting`` levels down), else None: what :class:`Conversion`
     would make of it, at a fraction of its cost."""
+    # The types first, gathered in C: a flat dict of plain values (the usual result) is copied
+    # without a Python step per entry.
+    if not _STR_ONLY.issuperset(map(type, value)):
+        return None
+    kinds = set(map(type, value.values()))
+    if kinds <= _PLAIN_SCALARS:
+        return value.copy()
+    if not kinds <= _PLAIN_OR_DICT:
+        return None
     copy: dict[str, Any] = {}
     for key, item in value.items():
-        if type(key) is not str:
-            return None
         kind = type(item)
         if kind is dict and nesting > 0:
             item = _plain_dict(item, nesting - 1)
@@ -220,6 +227,9 @@ def _utf8(text: str) -> bool:
 
 _PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
 _PLAIN_SCALARS = frozenset({str, float, bool, type(None)})
+_PLAIN_OR_DICT = _PLAIN_SCALARS | {int, dict}
+_STR_ONLY = frozenset({str})
+_FLOAT_ONLY = frozenset({float})
 # One encoder for every hash: json.dumps with options builds a new encoder per call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -352,6 +362,12 @@ def metrics_from_result(result: Any, skipped: list[str] | None = None) -> dict[s
     nested keys joined with ``.``. Anything else carries no metric. The names of ints too
     large for a float are appended to ``skipped`` when given: they are no metrics.
     """
+    if (
+        type(result) is dict
+        and _FLOAT_ONLY.issuperset(map(type, result.values()))
+        and _STR_ONLY.issuperset(map(type, result))
+    ):
+        return result.copy()  # the usual result, floats by name: its own metrics
     skipped = [] if skipped is None else skipped
     if type(result) is not dict:  # a dict is no number: the usual result goes straight on
         number = as_number(result)
