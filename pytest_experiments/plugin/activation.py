@@ -27,7 +27,7 @@ import pytest
 import pytest_experiments.plugin.xdist as xdist
 from pytest_experiments.plugin import ACTIVE_KEY, HANDLE_KEY, add_hookspecs
 from pytest_experiments.plugin.collectors import BUILTIN_COLLECTORS
-from pytest_experiments.plugin.pausing import Continuing, PausedReports
+from pytest_experiments.plugin.pausing import Continuing, show_paused
 from pytest_experiments.plugin.recorder import Recorder
 from pytest_experiments.plugin.session import SessionLifecycle
 from pytest_experiments.plugin.settings import Settings, settings_of
@@ -91,7 +91,8 @@ def activate(
     if snapshot is not None and claim_after is not None and Continuing.needed(snapshot.states):
         continuing = Continuing(snapshot.states)
     config.pluginmanager.register(Recorder(handle, settings.worker, claim_after, continuing), "xp-recorder")
-    config.pluginmanager.register(PausedReports(), "xp-paused-reports")
+    if distributes:  # the controller shows its workers' paused runs (the others, their own: show_paused)
+        show_paused(config)
     if snapshot is not None:
         _register_selection(config, settings, snapshot, controller=not worker)
         if settings.selection.claims and not config.pluginmanager.is_blocked("xp-spread"):

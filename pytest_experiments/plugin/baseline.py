@@ -45,7 +45,7 @@ from pytest_experiments.comparison import (
 )
 from pytest_experiments.model import IMPROVED, NEW, NOT_RUN, REGRESSED
 from pytest_experiments.plugin import ITEM_RUN_KEY
-from pytest_experiments.plugin.identity import grid_point, is_experiment
+from pytest_experiments.plugin.identity import is_experiment
 from pytest_experiments.plugin.settings import ComparisonOptions
 
 _PROPERTY = "xp_compare"
@@ -124,9 +124,8 @@ class RunComparison:
         if current is None:
             return outcome
         run = current.run
-        point = grid_point(pyfuncitem)
         entry = Entry(
-            pyfuncitem.nodeid, point.module, point.experiment, point.param_hash, point.stored_params, dict(run.metrics)
+            pyfuncitem.nodeid, run.module, run.experiment, run.param_hash, run.stored_params, dict(run.metrics)
         )
         rules = self._rules(pyfuncitem)
         verdicts = [] if self._baseline is None else compare_run(entry, self._baseline.get(entry.node_id), rules)

@@ -39,7 +39,6 @@ REPEAT = "repeat"
 _MARKED_KEY = pytest.StashKey[bool]()
 # Per collector node: {function name: (module, experiment)}.
 _NAMES_KEY = pytest.StashKey[dict[str, tuple[str, str]]]()
-_GRID_POINT_KEY = pytest.StashKey["GridPoint"]()
 _IDENTITY_KEY = pytest.StashKey["Identity"]()
 _PARAMETER_SET = type(pytest.param())
 _ID_TYPES = (str, int, float, bool)
@@ -300,21 +299,11 @@ class GridPoint:
 
 
 def grid_point(item: pytest.Function) -> GridPoint:
-    """The grid point of ``item``, computed once per item."""
-    found = item.stash.get(_GRID_POINT_KEY, None)
-    if found is None:
-        params, stored = _params(item)
-        module, experiment = _names(item)
-        digest = identity_hash(params) if stored is params else identity(item).hash
-        found = item.stash[_GRID_POINT_KEY] = GridPoint(module, experiment, params, stored, digest)
-    return found
-
-
-def forget_grid_point(item: pytest.Item) -> None:
-    """Drop the grid point :func:`grid_point` keeps on ``item`` (once its run ended: a session of
-    100,000 runs does not keep one object per run for the garbage collector to go through)."""
-    if _GRID_POINT_KEY in item.stash:
-        del item.stash[_GRID_POINT_KEY]
+    """The grid point of ``item`` (computed once per run: a run keeps what it needs of it)."""
+    params, stored = _params(item)
+    module, experiment = _names(item)
+    digest = identity_hash(params) if stored is params else identity(item).hash
+    return GridPoint(module, experiment, params, stored, digest)
 
 
 def check_distinct(items: list[pytest.Function]) -> None:

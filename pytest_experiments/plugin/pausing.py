@@ -6,7 +6,9 @@ reported, and the interrupt hook.
   stopped on purpose: exit status 0), marks the report (:func:`mark_paused`, in
   ``user_properties``, which crosses xdist's channel), and the run is stored ``paused``.
   :class:`PausedReports` shows such a report as ``paused`` (``P``) in the progress and the
-  final line, in whichever process reports it.
+  final line, in whichever process reports it: an xdist controller has it from the start, any
+  other process from its first paused run (:func:`show_paused`), so that a session that pauses
+  nothing pays no hook call for it in each phase of each test.
 - With ``--xp-resume`` (and ``--xp-retry-failed``), :class:`Continuing` says which grid points'
   latest runs are continued rather than run anew: a ``paused`` one, and an ``interrupted`` one
   when its experiment opts in (``@pytest.mark.experiment(continue_runs=True)``). The claim
@@ -67,9 +69,17 @@ def pause_skip(reason: str) -> BaseException:
     return pytest.skip.Exception(f"xp: paused: {reason}" if reason else "xp: paused")
 
 
-def mark_paused(report: pytest.TestReport, reason: str) -> None:
-    """Mark a call report as a paused run's (builtin types: it crosses xdist's channel)."""
+def mark_paused(report: pytest.TestReport, reason: str, config: pytest.Config) -> None:
+    """Mark a call report as a paused run's (builtin types: it crosses xdist's channel), and show
+    it so in this process (the report's hooks come after this)."""
     report.user_properties.append((PAUSED_PROPERTY, reason))
+    show_paused(config)
+
+
+def show_paused(config: pytest.Config) -> None:
+    """Register :class:`PausedReports` in this process, once (and never when it is blocked with ``-p no:``)."""
+    if not config.pluginmanager.has_plugin(PAUSED_REPORTS) and not config.pluginmanager.is_blocked(PAUSED_REPORTS):
+        config.pluginmanager.register(PausedReports(), PAUSED_REPORTS)
 
 
 def paused_reason(report: pytest.TestReport) -> str | None:
@@ -78,6 +88,10 @@ def paused_reason(report: pytest.TestReport) -> str | None:
         if len(entry) == 2 and entry[0] == PAUSED_PROPERTY:
             return str(entry[1])
     return None
+
+
+#: The name :class:`PausedReports` is registered under.
+PAUSED_REPORTS = "xp-paused-reports"
 
 
 class PausedReports:

@@ -38,7 +38,7 @@ import pytest
 import pytest_experiments.plugin.xdist as xdist
 from pytest_experiments.model import Continuation
 from pytest_experiments.plugin import ITEM_RUN_KEY
-from pytest_experiments.plugin.identity import forget_grid_point, grid_point, is_experiment, volatile_parameters
+from pytest_experiments.plugin.identity import grid_point, is_experiment, volatile_parameters
 from pytest_experiments.plugin.pausing import Continuing, call_interrupt_hook, mark_paused, pause_skip
 from pytest_experiments.plugin.store_access import StoreHandle, describe
 from pytest_experiments.run import Run, RunPaused, new_id
@@ -47,9 +47,6 @@ from pytest_experiments.store.liveness import pid_namespace, process_start
 from pytest_experiments.store.rundirs import relative_run_dir, within
 from pytest_experiments.values import metrics_from_result, to_json_value
 
-#: How many times an item's protocol started a run: it outlives each run (a rerun plugin runs the
-#: protocol again), and is the only thing kept of an item once its run ended.
-ATTEMPT_KEY = pytest.StashKey[int]()
 #: The run claimed for this item before its protocol started (resume / retry), until its setup.
 #: (Its type by name: typing keeps ``StashKey[Run]`` in a cache, and with it this copy of ``Run``,
 #: whose module an in-process session imported, and through it that session.)
@@ -57,8 +54,6 @@ CLAIMED_KEY = pytest.StashKey["Run"]()
 #: What a claim of several points decided for an item ahead of its turn: the run claimed for it,
 #: or why another session has its grid point.
 DECIDED_KEY = pytest.StashKey["Run | str"]()
-#: Whether the item is an experiment, decided as its protocol starts (see ``pytest_xp_before_protocol``).
-EXPERIMENT_KEY = pytest.StashKey[bool]()
 #: The most grid points asked for in one claim (see :meth:`Recorder._decide`).
 MAX_CLAIM_WINDOW = 64
 
@@ -82,17 +77,20 @@ class PytestExperimentsWarning(pytest.PytestWarning):
 
 def derive_status(reports: dict[str, pytest.TestReport]) -> tuple[str, pytest.TestReport | None]:
     """The run's status from its phase reports, and the report holding its error if any."""
+    # Outcomes compared, not the reports' properties: this runs for every run.
     setup, call, teardown = reports.get("setup"), reports.get("call"), reports.get("teardown")
-    if setup is not None and setup.failed:
-        return "error", setup
-    for report in (setup, call):
-        if report is not None and report.skipped:
-            return ("xfailed" if hasattr(report, "wasxfail") else "skipped"), None
+    if setup is not None:
+        if setup.outcome == "failed":
+            return "error", setup
+        if setup.outcome == "skipped":
+            return ("xfailed" if hasattr(setup, "wasxfail") else "skipped"), None
     if call is None:
         return "interrupted", None
-    if call.failed:
+    if call.outcome == "skipped":
+        return ("xfailed" if hasattr(call, "wasxfail") else "skipped"), None
+    if call.outcome == "failed":
         return "failed", call
-    if teardown is not None and teardown.failed:
+    if teardown is not None and teardown.outcome == "failed":
         return "error", teardown
     return ("xpassed" if hasattr(call, "wasxfail") else "passed"), None
 
@@ -124,6 +122,23 @@ class Recorder:
         self._places: dict[int, int] | None = None
         #: ``item.ihook`` by the item's path (see :meth:`_hooks`).
         self._hook_callers: dict[Path, Any] = {}
+        # The recorder's own view of the item in flight, in attributes: an item's stash is a few
+        # Python calls a lookup, and the phases of every run look it up a dozen times. The stash
+        # still holds the item's run (ITEM_RUN_KEY) for the fixtures and the other plugins.
+        #: The item whose protocol started last, and whether it is an experiment.
+        self._protocol_item: pytest.Item | None = None
+        self._protocol_experiment = False
+        #: The item whose run is in flight (from its setup until the run is stored), and that run.
+        self._running_item: pytest.Item | None = None
+        self._running: ItemRun | None = None
+        #: How many times an item's protocol started a run, by ``id(item)`` (the session keeps its
+        #: items): a rerun plugin runs the protocol again, and each attempt is a run, numbered.
+        self._attempts: dict[int, int] = {}
+        #: The test function's stand-in that keeps its return value, by function and parent
+        #: (None: the function hands its caller nothing to keep), made once (see :meth:`_keeper`).
+        self._keepers: dict[tuple[Any, Any], Callable[..., Any] | None] = {}
+        #: The run in flight and its item while its test function is called (for its stand-in).
+        self._calling: tuple[ItemRun, pytest.Function] | None = None
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -155,7 +170,7 @@ class Recorder:
         experiment = is_experiment(item)
         # Decided once per protocol, for the hooks that follow (a marker added after collection,
         # by a collection hook of the suite's, is seen: this is after collection).
-        item.stash[EXPERIMENT_KEY] = experiment
+        self._protocol_item, self._protocol_experiment = item, experiment
         if not experiment:
             return None
         failure = self._store.failure
@@ -235,17 +250,18 @@ class Recorder:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        experiment = item.stash.get(EXPERIMENT_KEY, None)
-        if not (is_experiment(item) if experiment is None else experiment):
+        if not (self._protocol_experiment if item is self._protocol_item else is_experiment(item)):
             return
         assert isinstance(item, pytest.Function)
-        claimed = item.stash.get(CLAIMED_KEY, None)
-        if claimed is not None:
-            del item.stash[CLAIMED_KEY]
+        claimed = None
+        if self._claim_after is not None:
+            claimed = item.stash.get(CLAIMED_KEY, None)
+            if claimed is not None:
+                del item.stash[CLAIMED_KEY]
         run = claimed or self._new_run(item)
         # A rerun plugin (pytest-rerunfailures) runs the whole protocol again: each attempt
         # is a run of its own, numbered, and keeps nothing of the attempt before.
-        attempt = item.stash[ATTEMPT_KEY] = item.stash.get(ATTEMPT_KEY, 0) + 1
+        attempt = self._attempts[id(item)] = self._attempts.get(id(item), 0) + 1
         run.metadata["attempt"] = attempt
         taken_by = None if claimed is not None else self._start(item, run)
         if taken_by is not None:
@@ -253,8 +269,15 @@ class Recorder:
             # hook, not a wrapper: a skip raised from a setup wrapper breaks the logging plugin's teardown.
             pytest.skip(taken_by)
         run.stream_points(self._store.point_writer())  # each point durable as it is logged
-        item.stash[ITEM_RUN_KEY] = ItemRun(run)
+        current = item.stash[ITEM_RUN_KEY] = ItemRun(run)
+        self._running_item, self._running = item, current
         self._hooks(item).pytest_experiments_run_start(run=run)
+
+    def _item_run(self, item: pytest.Item) -> ItemRun | None:
+        """The run ``item`` is running (None: none, or it was stored already)."""
+        if item is self._running_item:
+            return self._running
+        return item.stash.get(ITEM_RUN_KEY, None)
 
     def _hooks(self, item: pytest.Item) -> Any:
         """``item.ihook``, once per file: pytest works it out on every access (the conftest
@@ -310,20 +333,46 @@ class Recorder:
         # The test function is swapped for one that keeps its return value and returns None,
         # for the call only: whoever calls it (pytest, pytest-asyncio's runner, anyio's) calls
         # ours, and pytest has no non-None return to warn about.
-        current = item.stash.get(ITEM_RUN_KEY, None)
-        if current is None or not isinstance(item, pytest.Function) or not _returns_to_caller(item):
+        current = self._item_run(item)
+        function = item.obj if current is not None and isinstance(item, pytest.Function) else None
+        keeper = None if function is None else self._keeper(item, function)  # type: ignore[arg-type]
+        if keeper is None:
             try:
                 return (yield)
             except RunPaused as paused:
                 raise pause_skip(paused.reason) from None
-        function = item.obj
-        item.obj = _keeping_result(function, lambda result: self._keep_result(current, item, result))
+        assert current is not None and isinstance(item, pytest.Function)
+        item.obj = keeper
+        self._calling = (current, item)
         try:
             return (yield)
         except RunPaused as paused:  # xp.pause(): the body stopped on purpose
             raise pause_skip(paused.reason) from None
         finally:
             item.obj = function
+            self._calling = None
+
+    def _keeper(self, item: pytest.Function, function: Callable[..., Any]) -> Callable[..., Any] | None:
+        """``function``'s stand-in for the call, which keeps what it returns for the run in flight
+        (:attr:`_calling`); None when whoever calls it keeps nothing to give (see :func:`_returns_to_caller`).
+
+        Made once per function and parent, not per run: wrapping copies the function's attributes.
+        """
+        key = (function, item.parent)
+        try:
+            return self._keepers[key]
+        except KeyError:
+            pass
+        keeper = None
+        if _returns_to_caller(item):
+            keeper = _keeping_result(function, self._keep_calling_result)
+        self._keepers[key] = keeper
+        return keeper
+
+    def _keep_calling_result(self, result: Any) -> None:
+        calling = self._calling
+        if calling is not None:  # None: the stand-in was called outside a call phase of ours
+            self._keep_result(calling[0], calling[1], result)
 
     def _keep_result(self, current: ItemRun, item: pytest.Function, result: Any) -> None:
         """Store the return value as best it can; warnings are issued here, inside the test's own call.
@@ -356,13 +405,13 @@ class Recorder:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         report = yield
-        current = item.stash.get(ITEM_RUN_KEY, None)
+        current = self._item_run(item)
         if current is not None:
             current.reports[report.when] = report
             if self._worker != "main":  # under xdist the controller learns of experiments from their reports
                 xdist.tag_experiment_report(report)
             if report.when == "call" and report.skipped and current.run.pause_reason is not None:
-                mark_paused(report, current.run.pause_reason)
+                mark_paused(report, current.run.pause_reason, item.config)
             elif call.excinfo is not None and isinstance(call.excinfo.value, RunPaused):
                 report.longrepr = "xp: xp.pause() ends the test's body: call it there, not in a fixture or hook"
             if report.failed and call.excinfo is not None:
@@ -397,7 +446,7 @@ class Recorder:
             outcome = yield
         except BaseException as exc:
             # KeyboardInterrupt, pytest.exit, a fatal error: the run never finished.
-            current = item.stash.get(ITEM_RUN_KEY, None)
+            current = self._item_run(item)
             if current is not None:
                 run = current.run
                 run.error_type = run.error_type or type(exc).__name__
@@ -406,7 +455,7 @@ class Recorder:
                 with contextlib.suppress(StoreError):  # the interrupt goes on; the handle keeps the failure
                     self._finish(item, "interrupted")
             raise
-        if ITEM_RUN_KEY in item.stash:  # another plugin ran the protocol without a teardown report
+        if self._item_run(item) is not None:  # another plugin ran the protocol without a teardown report
             try:
                 self._finish(item, None)
             except StoreError as exc:
@@ -414,7 +463,8 @@ class Recorder:
         return outcome
 
     def _finish(self, item: pytest.Item, forced_status: str | None) -> None:
-        current = item.stash[ITEM_RUN_KEY]
+        current = self._item_run(item)
+        assert current is not None
         run, reports = current.run, current.reports
         status, failing = derive_status(reports)
         if status == "skipped" and run.pause_reason is not None:
@@ -440,7 +490,8 @@ class Recorder:
             # Stored even when a run_end hook raised: the run's results are never lost.
             end = run.end_record(current.result)
             del item.stash[ITEM_RUN_KEY]  # the run ended: nothing of it stays on the item
-            forget_grid_point(item)
+            if item is self._running_item:
+                self._running_item = self._running = None
             self._store.record_end(end)
 
     def _run_end_hooks(self, item: pytest.Item, run: Run) -> None:
@@ -526,6 +577,6 @@ def _skip_reason(reports: dict[str, pytest.TestReport]) -> str | None:
         wasxfail = getattr(report, "wasxfail", None)
         if wasxfail:
             return str(wasxfail)
-        if report.skipped and isinstance(report.longrepr, tuple):
+        if report.outcome == "skipped" and isinstance(report.longrepr, tuple):
             return str(report.longrepr[2])
     return None
