@@ -81,7 +81,8 @@ class Tags(MutableMapping[str, str]):
 
     def __init__(self, initial: Mapping[str, str] | None = None) -> None:
         self._tags: dict[str, str] = {}
-        self.update(initial or {})
+        if initial:  # every run makes one, empty
+            self.update(initial)
 
     def __setitem__(self, key: str, value: str) -> None:
         __tracebackhide__ = True
@@ -114,6 +115,29 @@ class Run:
     ``pytest_experiments_run_end`` hooks receive it. ``metadata`` is saved with the run,
     so hooks and tests may add JSON-friendly values to it.
     """
+
+    # What every run starts with, unchanged by most: class attributes until a run sets its own
+    # (immutable values only), so that each new run does not assign them one by one.
+    finished_at: float | None = None
+    #: Set once the outcome is known: one of the statuses in ``records.STATUSES``.
+    status: str | None = None
+    #: The test function's return value (None until it returned).
+    result: Any = None
+    stdout = ""
+    stderr = ""
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    code_source: str | None = None
+    code_sha256: str | None = None
+    _dir: Path | None = None
+    #: The sequence number of the next metric point (a continued run's series goes on).
+    _seq = 0
+    _stream: Callable[[str, str, int, int | None, float], None] | None = None
+    #: How many times this run was continued before this attempt: 0 the first time.
+    continued = 0
+    #: Set by :meth:`pause`: the run ends ``paused``, with this reason.
+    pause_reason: str | None = None
 
     def __init__(
         self,
@@ -153,35 +177,15 @@ class Run:
         #: The experiment function (for hooks that inspect the code).
         self.function = function
         self.started_at = time.time()
-        self.finished_at: float | None = None
         self.metadata: dict[str, Any] = {}
-        #: Set once the outcome is known: one of the statuses in ``records.STATUSES``.
-        self.status: str | None = None
-        #: The test function's return value (None until it returned).
-        self.result: Any = None
         #: Each metric's latest value.
         self.metrics: dict[str, float] = {}
         self.logged_params: dict[str, Any] = {}
-        self.stdout = ""
-        self.stderr = ""
-        self.error_type: str | None = None
-        self.error_message: str | None = None
-        self.traceback: str | None = None
-        self.code_source: str | None = None
-        self.code_sha256: str | None = None
         self._store_root = store_root
         self._relative_dir = relative_dir
-        self._dir: Path | None = None
         #: Points logged without a journal (a Run made outside a session); the recorder streams
         #: them to its journal instead, so a run of a million points keeps none in memory.
         self._points: list[MetricPoint] = []
-        #: The sequence number of the next metric point (a continued run's series goes on).
-        self._seq = 0
-        self._stream: Callable[[str, str, int, int | None, float], None] | None = None
-        #: How many times this run was continued before this attempt: 0 the first time.
-        self.continued = 0
-        #: Set by :meth:`pause`: the run ends ``paused``, with this reason.
-        self.pause_reason: str | None = None
         self._tags = Tags()
         self._artifacts: dict[str, Artifact] = {}
 

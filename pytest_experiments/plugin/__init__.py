@@ -35,8 +35,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable, Iterator
     from pathlib import Path
+
+    from _pytest.nodes import Node
 
     from pytest_experiments.plugin.recorder import ItemRun
     from pytest_experiments.plugin.store_access import StoreHandle
@@ -303,14 +305,30 @@ _RUN_FIXTURES = ("xp", "xp_run", "xp_dir")
 _MARKS = ("experiment", "grid")
 
 
-def might_be_experiment(item: pytest.Item) -> bool:
-    """A cheap necessary condition for :func:`identity.is_experiment`: one of its fixtures or marks."""
-    if not isinstance(item, pytest.Function):
-        return False
-    names = item.fixturenames
-    if any(name in names for name in _RUN_FIXTURES):
-        return True
-    return any(item.get_closest_marker(mark) is not None for mark in _MARKS)
+def experiment_candidates(items: Iterable[pytest.Item]) -> Iterator[pytest.Function]:
+    """The items that may be experiments, lazily: a cheap necessary condition for
+    :func:`identity.is_experiment` (one of its fixtures, or one of its marks on the item or a node
+    above it). Each node above the items is looked at once, not once per item (as
+    ``get_closest_marker`` would, for each mark): this runs for every collected test."""
+    marked: dict[int, bool] = {}  # by id(node): the nodes outlive this generator
+
+    def parent_marked(node: Node | None) -> bool:
+        if node is None:
+            return False
+        found = marked.get(id(node))
+        if found is None:
+            found = marked[id(node)] = _has_mark(node) or parent_marked(node.parent)
+        return found
+
+    for item in items:
+        if isinstance(item, pytest.Function):
+            names = item.fixturenames
+            if any(name in names for name in _RUN_FIXTURES) or _has_mark(item) or parent_marked(item.parent):
+                yield item
+
+
+def _has_mark(node: Node) -> bool:
+    return any(mark.name in _MARKS for mark in node.own_markers)
 
 
 @pytest.hookimpl
@@ -328,7 +346,7 @@ def pytest_pycollect_makeitem(collector: pytest.Module | pytest.Class, name: str
     result = yield
     if isinstance(result, list) and len(result) > 1:
         functions = [item for item in result if isinstance(item, pytest.Function)]
-        if any(might_be_experiment(item) for item in functions):
+        if next(experiment_candidates(functions), None) is not None:
             from pytest_experiments.plugin.identity import check_distinct
 
             check_distinct(functions)
@@ -340,12 +358,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
     if ACTIVE_KEY in config.stash or STARTED_KEY not in config.stash:
         return  # on already, or configured for --help / --version
-    candidates = [item for item in session.items if might_be_experiment(item)]
-    if not candidates:
+    candidates = experiment_candidates(session.items)
+    first = next(candidates, None)
+    if first is None:
         return
     from pytest_experiments.plugin.identity import is_experiment
 
-    if any(is_experiment(item) for item in candidates):
+    if is_experiment(first) or any(is_experiment(item) for item in candidates):
         from pytest_experiments.plugin.activation import activate
 
         activate(config, collected=True, session=session)

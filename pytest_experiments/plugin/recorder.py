@@ -341,7 +341,8 @@ class Recorder:
                 return (yield)
             except RunPaused as paused:
                 raise pause_skip(paused.reason) from None
-        assert current is not None and isinstance(item, pytest.Function)
+        assert current is not None
+        assert isinstance(item, pytest.Function)
         item.obj = keeper
         self._calling = (current, item)
         try:
@@ -405,7 +406,8 @@ class Recorder:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         report = yield
-        current = self._item_run(item)
+        # _item_run inlined: this runs for each phase of every test.
+        current = self._running if item is self._running_item else item.stash.get(ITEM_RUN_KEY, None)
         if current is not None:
             current.reports[report.when] = report
             if self._worker != "main":  # under xdist the controller learns of experiments from their reports
@@ -474,7 +476,13 @@ class Recorder:
             run.traceback = failing.longreprtext
         elif run.status not in ("failed", "error", "interrupted"):
             run.error_type = run.error_message = None
-            reason = run.pause_reason if run.status == "paused" else _skip_reason(reports)
+            if run.status == "paused":
+                reason = run.pause_reason
+            elif run.status == "passed":  # only a teardown can have skipped (or else the run did)
+                teardown = reports.get("teardown")
+                reason = _skip_reason(reports) if teardown is not None and teardown.outcome == "skipped" else None
+            else:
+                reason = _skip_reason(reports)
             if reason:
                 run.metadata["reason"] = reason
         last = reports.get("teardown") or reports.get("call") or reports.get("setup")
