@@ -107,6 +107,10 @@ class Tags(MutableMapping[str, str]):
     def __repr__(self) -> str:
         return f"Tags({self._tags!r})"
 
+    def copy(self) -> dict[str, str]:
+        """The tags as a plain dict (``dict(tags)`` goes through the mapping's methods, one by one)."""
+        return self._tags.copy()
+
 
 class Run:
     """One run of an experiment: its identity, parameters, and what it records.
@@ -393,7 +397,7 @@ class Run:
             error_type=self.error_type,
             error_message=self.error_message,
             traceback=self.traceback,
-            tags=dict(self._tags) or None,
+            tags=self._tags.copy() or None,
             artifacts=tuple(self._artifacts.values()),
         )
 

@@ -31,6 +31,7 @@ from pytest_experiments.values import (
 
 # The fixtures that make a test an experiment, when the test receives ours (defined in ``plugin/__init__.py``).
 _RUN_FIXTURES = ("xp", "xp_run", "xp_dir")
+_RUN_FIXTURE_NAMES = frozenset(_RUN_FIXTURES)
 _FIXTURES_MODULE = "pytest_experiments.plugin"
 # pytest-repeat's parameter (``--count``), and the name it is stored under.
 _REPEAT_STEP = "__pytest_repeat_step_number"
@@ -70,7 +71,10 @@ def is_experiment(item: pytest.Item) -> bool:
     if not isinstance(item, pytest.Function):
         return False
     names = item.fixturenames
-    if any(name in names and _receives_ours(item, name) for name in _RUN_FIXTURES):
+    # The set test first, in C: most experiments take none of these fixtures.
+    if not _RUN_FIXTURE_NAMES.isdisjoint(names) and any(
+        name in names and _receives_ours(item, name) for name in _RUN_FIXTURES
+    ):
         return True
     # A grid mark means nothing without this plugin: a grid is always an experiment.
     return any(is_experiment_mark(mark) for mark in item.own_markers) or _marked(item.parent)

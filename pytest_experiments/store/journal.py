@@ -154,7 +154,8 @@ class JournalWriter:
             end.run_id, end.status, end.finished_at, end.duration, end.code_sha256, source, *end[_ERROR:_ARTIFACTS],
             [list(artifact) for artifact in end.artifacts] if end.artifacts else (),
         )  # fmt: skip
-        values = f"{dumps(end.result)}\t{dumps(end.metrics)}\t{dumps(end.logged_params)}\t{dumps(end.metadata)}"
+        logged = dumps(end.logged_params) if end.logged_params else "{}"  # most runs log no parameter
+        values = f"{dumps(end.result)}\t{dumps(end.metrics)}\t{logged}\t{dumps(end.metadata)}"
         self._write(f"E\t{_dumps(record)}\t{values}\n")
 
     def size(self) -> int:
