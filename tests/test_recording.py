@@ -107,6 +107,71 @@ def test_return_values_become_metrics_and_json_result(pytester: pytest.Pytester,
     assert frame.loc[0, "metrics.loss.deep.x"] == 3.0
 
 
+def test_one_function_in_several_classes_keeps_each_runs_own_result(pytester: pytest.Pytester) -> None:
+    # A module function's stand-in that keeps its return value is made once; a method's, for each
+    # run (each item has its own instance): one function inherited by two classes, one shared by a
+    # TestCase (whose runner drops what a method returns: nothing to keep) and, after it, a plain
+    # class, and a module function whose runs each keep their own result.
+    pytester.makepyfile(
+        """
+        import unittest
+
+        import pytest
+
+
+        class Shared:
+            scale = 0.0
+
+            @pytest.mark.experiment
+            @pytest.mark.parametrize("i", [1, 2])
+            def test_point(self, i):
+                return {"value": self.scale * i}
+
+
+        class TestSmall(Shared):
+            scale = 1.0
+
+
+        class TestLarge(Shared):
+            scale = 10.0
+
+
+        @pytest.mark.experiment
+        def shared(self):
+            return {"value": 5.0}
+
+
+        class TestCaseFirst(unittest.TestCase):
+            test_shared = shared
+
+
+        class TestPlainSecond:
+            test_shared = shared
+
+
+        @pytest.mark.experiment
+        @pytest.mark.parametrize("i", [3, 4])
+        def test_module_function(i):
+            return {"value": float(i)}
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly", "-W", "ignore::DeprecationWarning")
+    result.assert_outcomes(passed=8)
+    with open_store(store_path(pytester)) as store:
+        runs = {run.node_id.split("::", 1)[1]: store.run(run.run_id) for run in store.runs(history=True)}
+    assert {name: run.result for name, run in runs.items()} == {
+        "TestSmall::test_point[1]": {"value": 1.0},
+        "TestSmall::test_point[2]": {"value": 2.0},
+        "TestLarge::test_point[1]": {"value": 10.0},
+        "TestLarge::test_point[2]": {"value": 20.0},
+        "TestCaseFirst::test_shared": None,
+        "TestPlainSecond::test_shared": {"value": 5.0},
+        "test_module_function[3]": {"value": 3.0},
+        "test_module_function[4]": {"value": 4.0},
+    }
+    assert runs["TestLarge::test_point[2]"].metrics == {"value": 20.0}
+
+
 def test_non_json_return_leaves_are_stored_as_repr_with_one_warning(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """

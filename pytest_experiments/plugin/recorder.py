@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MethodType
 from typing import Any
 
 import pytest
@@ -134,9 +135,9 @@ class Recorder:
         #: How many times an item's protocol started a run, by ``id(item)`` (the session keeps its
         #: items): a rerun plugin runs the protocol again, and each attempt is a run, numbered.
         self._attempts: dict[int, int] = {}
-        #: The test function's stand-in that keeps its return value, by function and parent
-        #: (None: the function hands its caller nothing to keep), made once (see :meth:`_keeper`).
-        self._keepers: dict[tuple[Any, Any], Callable[..., Any] | None] = {}
+        #: A module test function's stand-in that keeps its return value (None: the function hands
+        #: its caller nothing to keep), made once (see :meth:`_keeper`).
+        self._keepers: dict[Callable[..., Any], Callable[..., Any] | None] = {}
         #: The run in flight and its item while its test function is called (for its stand-in).
         self._calling: tuple[ItemRun, pytest.Function] | None = None
 
@@ -357,17 +358,19 @@ class Recorder:
         """``function``'s stand-in for the call, which keeps what it returns for the run in flight
         (:attr:`_calling`); None when whoever calls it keeps nothing to give (see :func:`_returns_to_caller`).
 
-        Made once per function and parent, not per run: wrapping copies the function's attributes.
+        A module's test function is wrapped once, not once per run (wrapping copies the function's
+        attributes). A test method is a bound method of its item's own instance: wrapped per run,
+        and never kept (it would keep the instance alive).
         """
-        key = (function, item.parent)
+        if isinstance(function, MethodType):
+            return _keeping_result(function, self._keep_calling_result) if _returns_to_caller(item) else None
         try:
-            return self._keepers[key]
+            return self._keepers[function]
         except KeyError:
             pass
-        keeper = None
-        if _returns_to_caller(item):
-            keeper = _keeping_result(function, self._keep_calling_result)
-        self._keepers[key] = keeper
+        # A module function has one parent kind: whether it returns to its caller is its own.
+        keeper = _keeping_result(function, self._keep_calling_result) if _returns_to_caller(item) else None
+        self._keepers[function] = keeper
         return keeper
 
     def _keep_calling_result(self, result: Any) -> None:
