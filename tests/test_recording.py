@@ -111,7 +111,8 @@ def test_one_function_in_several_classes_keeps_each_runs_own_result(pytester: py
     # A module function's stand-in that keeps its return value is made once; a method's, for each
     # run (each item has its own instance): one function inherited by two classes, one shared by a
     # TestCase (whose runner drops what a method returns: nothing to keep) and, after it, a plain
-    # class, and a module function whose runs each keep their own result.
+    # class, a module function whose runs each keep their own result, and one function that is
+    # first a TestCase's static method, then a module's test.
     pytester.makepyfile(
         """
         import unittest
@@ -153,10 +154,22 @@ def test_one_function_in_several_classes_keeps_each_runs_own_result(pytester: py
         @pytest.mark.parametrize("i", [3, 4])
         def test_module_function(i):
             return {"value": float(i)}
+
+
+        @pytest.mark.experiment
+        def static():
+            return {"value": 7.0}
+
+
+        class TestCaseStatic(unittest.TestCase):
+            test_static = staticmethod(static)
+
+
+        test_module_alias = static
         """
     )
     result = pytester.runpytest("-p", "no:randomly", "-W", "ignore::DeprecationWarning")
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=10)
     with open_store(store_path(pytester)) as store:
         runs = {run.node_id.split("::", 1)[1]: store.run(run.run_id) for run in store.runs(history=True)}
     assert {name: run.result for name, run in runs.items()} == {
@@ -168,6 +181,8 @@ def test_one_function_in_several_classes_keeps_each_runs_own_result(pytester: py
         "TestPlainSecond::test_shared": {"value": 5.0},
         "test_module_function[3]": {"value": 3.0},
         "test_module_function[4]": {"value": 4.0},
+        "TestCaseStatic::test_static": None,
+        "test_module_alias": {"value": 7.0},
     }
     assert runs["TestLarge::test_point[2]"].metrics == {"value": 20.0}
 

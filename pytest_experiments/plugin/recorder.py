@@ -135,9 +135,9 @@ class Recorder:
         #: How many times an item's protocol started a run, by ``id(item)`` (the session keeps its
         #: items): a rerun plugin runs the protocol again, and each attempt is a run, numbered.
         self._attempts: dict[int, int] = {}
-        #: A module test function's stand-in that keeps its return value (None: the function hands
-        #: its caller nothing to keep), made once (see :meth:`_keeper`).
-        self._keepers: dict[Callable[..., Any], Callable[..., Any] | None] = {}
+        #: A test function's stand-in that keeps its return value (None: the function hands its
+        #: caller nothing to keep), made once per function and parent (see :meth:`_keeper`).
+        self._keepers: dict[tuple[Callable[..., Any], int], Callable[..., Any] | None] = {}
         #: The run in flight and its item while its test function is called (for its stand-in).
         self._calling: tuple[ItemRun, pytest.Function] | None = None
 
@@ -364,13 +364,15 @@ class Recorder:
         """
         if isinstance(function, MethodType):
             return _keeping_result(function, self._keep_calling_result) if _returns_to_caller(item) else None
+        # By parent too: a static method of a TestCase returns to nobody, the same function in a
+        # module to pytest. (The session keeps its collectors: their ids stay theirs.)
+        key = (function, id(item.parent))
         try:
-            return self._keepers[function]
+            return self._keepers[key]
         except KeyError:
             pass
-        # A module function has one parent kind: whether it returns to its caller is its own.
         keeper = _keeping_result(function, self._keep_calling_result) if _returns_to_caller(item) else None
-        self._keepers[function] = keeper
+        self._keepers[key] = keeper
         return keeper
 
     def _keep_calling_result(self, result: Any) -> None:
