@@ -335,8 +335,10 @@ class Recorder:
         # for the call only: whoever calls it (pytest, pytest-asyncio's runner, anyio's) calls
         # ours, and pytest has no non-None return to warn about.
         current = self._item_run(item)
-        function = item.obj if current is not None and isinstance(item, pytest.Function) else None
-        keeper = None if function is None else self._keeper(item, function)  # type: ignore[arg-type]
+        keeper = None
+        if current is not None and isinstance(item, pytest.Function):
+            function = item.obj
+            keeper = self._keeper(item, function)
         if keeper is None:
             try:
                 return (yield)
