@@ -751,6 +751,43 @@ def test_builtin_collectors_can_be_switched_off(pytester: pytest.Pytester) -> No
     assert off.status == "passed"
 
 
+def test_built_in_run_collectors_run_alone_and_beside_a_conftest_hook(pytester: pytest.Pytester) -> None:
+    # Alone, the run hooks' built-in collectors are called without pluggy's dispatch; beside
+    # another implementation, through pluggy: the run records the same either way, and pluggy's
+    # order holds (the collectors, registered after conftests, run before a conftest's hook).
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.experiment
+        @pytest.mark.parametrize("x", [1])
+        def test_exp(x):
+            print("out")
+            return x
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    pytester.makeconftest(
+        """
+        def pytest_experiments_run_start(run):
+            run.metadata["code_seen_at_start"] = run.code_sha256
+
+        def pytest_experiments_run_end(run):
+            run.metadata["stdout_file_at_end"] = (run.dir / "stdout.txt").exists()
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    with open_store(store_path(pytester)) as store:
+        alone, beside = (store.run(run.run_id) for run in store.runs(history=True))
+    for run in (alone, beside):
+        assert run.code_sha256 == hashlib.sha256(run.code_source.encode()).hexdigest()
+        assert (run.dir / "stdout.txt").read_text() == "out\n"
+    assert alone.code_sha256 == beside.code_sha256
+    assert "code_seen_at_start" not in alone.metadata
+    assert beside.metadata["code_seen_at_start"] == beside.code_sha256
+    assert beside.metadata["stdout_file_at_end"] is True
+
+
 def test_switching_off_one_collector_keeps_the_others(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """

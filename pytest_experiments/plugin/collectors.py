@@ -195,3 +195,5 @@ BUILTIN_COLLECTORS: dict[str, type] = {
     "xp-command": CommandCollector,
     "xp-capture": CaptureCollector,
 }
+#: The collectors' classes: a hook implemented by these alone is called without pluggy's dispatch.
+BUILTIN_TYPES = frozenset(BUILTIN_COLLECTORS.values())
