@@ -173,7 +173,8 @@ class StoreHandle:
     @property
     def failure(self) -> str | None:
         """Why the session writes nothing more to the store (a failure in any of its processes), or None."""
-        if self._failure is None and os.path.exists(self._stop_flag):  # a few times a run: one stat
+        # Once a run: os.access answers without raising (os.path.exists makes an OSError to say no).
+        if self._failure is None and os.access(self._stop_flag, os.F_OK):
             try:
                 text = Path(self._stop_flag).read_text(encoding="utf-8", errors="replace").strip()
             except OSError:
