@@ -65,6 +65,32 @@ def test_what_the_runs_of_a_process_share_is_written_once(tmp_path: Path) -> Non
     assert second == ends[1]._replace(code_source=None)  # named by its hash
 
 
+def test_metrics_that_are_the_result_are_written_once(tmp_path: Path) -> None:
+    # (result, metrics, whether the metrics field is "="): only the very same text is left out.
+    cases = [
+        ({"loss": 0.5, "acc": 0.25}, {"loss": 0.5, "acc": 0.25}, True),
+        ({}, {}, True),
+        ({"steps": 3, "loss": 0.5}, {"steps": 3.0, "loss": 0.5}, False),  # an int prints as 3, a metric as 3.0
+        ({"loss": 0.5, "acc": 0.25}, {"acc": 0.25, "loss": 0.5}, False),  # another order
+        ({"loss": -0.0}, {"loss": 0.0}, False),  # equal, printed apart
+        ({"loss": 0.5}, {"loss": 0.5, "logged": 1.5}, False),
+        ({"n": float("nan")}, {"n": float("nan")}, False),
+        (0.5, {"result": 0.5}, False),
+    ]
+    session = session_start("same")
+    writer = JournalWriter(tmp_path, this_process(), session.session_id)
+    starts = [run_start(session, index) for index in range(len(cases))]
+    for start, (result, metrics, _) in zip(starts, cases, strict=True):
+        writer.start(start)
+        writer.end(run_end(start.run_id, result=result, metrics=metrics))
+    writer.close()
+    fields = [line.split("\t") for line in writer.path.read_text().splitlines() if line.startswith("E\t")]
+    assert [fields_of_line[3] == "=" for fields_of_line in fields] == [left_out for *_, left_out in cases]
+    for end, (result, metrics, _) in zip(read_batch(writer.path, 0).ends, cases, strict=True):
+        assert json.dumps(json.loads(end.metrics)) == json.dumps(metrics)
+        assert json.dumps(json.loads(end.result)) == json.dumps(result)
+
+
 def test_a_run_of_another_process_is_written_whole(tmp_path: Path) -> None:
     session = session_start("other")
     writer = JournalWriter(tmp_path, this_process(), session.session_id)

@@ -17,8 +17,8 @@ The file, one record a line, UTF-8::
     H <json: who writes (session, host, pid, pid namespace, process start, worker)>
     S <json: run id, node id, module, experiment, param hash, started at, folder> <json: params>
     P <run id> <seq> <step or empty> <value as repr> <json: metric name>
-    E <json: run id, status, times, code, error, tags, artefacts> <json: result> <json: metrics>
-      <json: logged params> <json: metadata>
+    E <json: run id, status, times, code, error, tags, artefacts> <json: result> <json: metrics,
+      or = when they are the result's very text> <json: logged params> <json: metadata>
 
 fields separated by tabs (compact JSON holds no tab or newline). A run's process, session and
 worker are the header's. The values are the JSON text the store keeps, written as they are: a
@@ -70,6 +70,23 @@ _shared = itemgetter(*map(RunStart._fields.index, SHARED_FIELDS))
 _OWN_FIELDS = ("run_id", "node_id", "module", "experiment", "param_hash", "started_at", "dir")
 _own = itemgetter(*map(RunStart._fields.index, _OWN_FIELDS))
 _ARTIFACTS = RunEnd._fields.index("artifacts")
+#: An end line's metrics when they are its result, as text: the usual trivial run returns a dict
+#: of floats, which are its metrics (printing a float is most of what writing one costs).
+SAME_AS_RESULT = "="
+_FLOAT_ONLY = frozenset({float})
+
+
+def _same_text(metrics: dict[str, float], result: Any) -> bool:
+    """Whether ``metrics`` are written as the very text of ``result``: the same floats by the same
+    names in the same order. A zero is left out: 0.0 == -0.0, and their texts differ."""
+    return (
+        type(result) is dict
+        and metrics == result
+        and list(metrics) == list(result)
+        and _FLOAT_ONLY.issuperset(map(type, metrics.values()))
+        and _FLOAT_ONLY.issuperset(map(type, result.values()))  # an int 3 equals 3.0, and prints as 3
+        and 0.0 not in metrics.values()
+    )
 
 
 def journals_dir(root: Path) -> Path:
@@ -155,7 +172,8 @@ class JournalWriter:
             [list(artifact) for artifact in end.artifacts] if end.artifacts else (),
         )  # fmt: skip
         logged = dumps(end.logged_params) if end.logged_params else "{}"  # most runs log no parameter
-        values = f"{dumps(end.result)}\t{dumps(end.metrics)}\t{logged}\t{dumps(end.metadata)}"
+        metrics = SAME_AS_RESULT if _same_text(end.metrics, end.result) else dumps(end.metrics)
+        values = f"{dumps(end.result)}\t{metrics}\t{logged}\t{dumps(end.metadata)}"
         self._write(f"E\t{_dumps(record)}\t{values}\n")
 
     def size(self) -> int:
@@ -304,6 +322,8 @@ def _end(rest: str) -> RunEnd:
         fields.append(tuple(Artifact(*artifact) for artifact in read[-1]) if read[-1] else ())
         return RunEnd(*fields)
     own, result, metrics, logged_params, metadata = parts
+    if metrics == SAME_AS_RESULT:
+        metrics = result
     run_id, status, finished_at, duration, *code_to_tags, artifacts = _loads(own)
     fields = [
         run_id, status, finished_at, duration, RawJSON(result), RawJSON(metrics), [], RawJSON(logged_params),
