@@ -207,6 +207,12 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("xp_rerun_changed", "with resume, rerun done runs of changed code", type="bool", default=False)
     parser.addini("xp_lease", "seconds without heartbeat after which a session is dead", default="")
     parser.addini("xp_worker_threads", "threads per xdist worker: N or auto (as --xp-worker-threads)", default="")
+    parser.addini(
+        "xp_gc_freeze",
+        "keep what collection built out of the garbage collector's full passes while experiments run",
+        type="bool",
+        default=True,
+    )
 
 
 #: Every option's ``dest`` and every ini key (tests/test_unused.py keeps them in step with
@@ -238,7 +244,10 @@ INI_KEYS = (
     "xp_rerun_changed",
     "xp_lease",
     "xp_worker_threads",
+    "xp_gc_freeze",
 )
+#: Ini keys that tune how experiments run, on by default: setting them asks for no store.
+_TUNING_KEYS = frozenset({"xp_gc_freeze"})
 
 
 def given(config: pytest.Config) -> bool:
@@ -249,7 +258,7 @@ def given(config: pytest.Config) -> bool:
     collected (a plain session never resolves them).
     """
     return any(getattr(config.option, dest, None) not in (None, False, []) for dest in OPTION_DESTS) or any(
-        config.getini(key) for key in INI_KEYS
+        config.getini(key) for key in INI_KEYS if key not in _TUNING_KEYS
     )
 
 

@@ -27,6 +27,7 @@ import pytest
 import pytest_experiments.plugin.xdist as xdist
 from pytest_experiments.plugin import ACTIVE_KEY, HANDLE_KEY, add_hookspecs
 from pytest_experiments.plugin.collectors import BUILTIN_COLLECTORS
+from pytest_experiments.plugin.gc_freeze import freeze_collected
 from pytest_experiments.plugin.pausing import Continuing, show_paused
 from pytest_experiments.plugin.recorder import Recorder
 from pytest_experiments.plugin.session import SessionLifecycle
@@ -125,6 +126,8 @@ def activate(
     for name, collector in BUILTIN_COLLECTORS.items():
         if not config.pluginmanager.is_blocked(name):
             config.pluginmanager.register(collector(), name)
+    if collected:  # its own collection_finish is not called any more (see Recorder's)
+        freeze_collected(config)
     if not worker:
         # Registered after the collectors, so that the session hooks see them.
         if collected and runs_tests:

@@ -40,6 +40,7 @@ import pytest_experiments.plugin.xdist as xdist
 from pytest_experiments.model import Continuation
 from pytest_experiments.plugin import ITEM_RUN_KEY
 from pytest_experiments.plugin.collectors import BUILTIN_TYPES
+from pytest_experiments.plugin.gc_freeze import freeze_collected
 from pytest_experiments.plugin.identity import grid_point, is_experiment, volatile_parameters
 from pytest_experiments.plugin.pausing import Continuing, call_interrupt_hook, mark_paused, pause_skip
 from pytest_experiments.plugin.store_access import StoreHandle, describe
@@ -152,6 +153,8 @@ class Recorder:
         if not any(is_experiment(item) for item in session.items):
             session.config.pluginmanager.unregister(self)
             self._report_to_controller(session)
+        else:
+            freeze_collected(session.config)
 
     @pytest.hookimpl
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
