@@ -1,6 +1,6 @@
-"""While experiments run, what collection built is frozen out of the garbage collector's full
-passes (``xp_gc_freeze``), and unfrozen as the session ends; a freeze made by someone else is
-theirs, and a session without experiments is left alone."""
+"""With ``xp_gc_freeze = true``, while experiments run, what collection built is frozen out of the
+garbage collector's full passes, and unfrozen as the session ends; off by default; a freeze made
+by someone else is theirs, and a session without experiments is left alone."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def test_exp(point):
     print("frozen:", gc.get_freeze_count())
     return {"frozen": gc.get_freeze_count()}
 """
+FREEZE_INI = "[pytest]\nxp_gc_freeze = true\n"
 PLAIN = """
 import gc
 
@@ -41,6 +42,7 @@ def _nothing_frozen_around() -> object:
 
 @pytest.mark.parametrize("store_given", [False, True], ids=["activated-by-collection", "store-option"])
 def test_experiments_run_frozen_and_the_session_unfreezes(pytester: pytest.Pytester, store_given: bool) -> None:
+    pytester.makeini(FREEZE_INI)
     pytester.makepyfile(EXPERIMENT)
     args = ["-s", f"--xp-store={pytester.path / 'store'}"] if store_given else ["-s"]
     result = pytester.runpytest(*args)  # in this process: the freeze is this process's
@@ -53,7 +55,7 @@ def test_experiments_run_frozen_and_the_session_unfreezes(pytester: pytest.Pytes
 
 def test_xdist_workers_run_frozen(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(EXPERIMENT)
-    result = pytester.runpytest_subprocess("-n", "2", "-s", "-p", "no:randomly")
+    result = pytester.runpytest_subprocess("-n", "2", "-s", "-p", "no:randomly", "-o", "xp_gc_freeze=true")
     result.assert_outcomes(passed=2)
     from pytest_experiments import load
 
@@ -62,17 +64,16 @@ def test_xdist_workers_run_frozen(pytester: pytest.Pytester) -> None:
     assert (frame["metrics.frozen"] > 100).all()
 
 
-def test_the_ini_key_turns_it_off(pytester: pytest.Pytester) -> None:
-    pytester.makeini("[pytest]\nxp_gc_freeze = false\n")
+def test_off_by_default(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(EXPERIMENT)
     result = pytester.runpytest("-s")
     result.assert_outcomes(passed=2)
     assert frozen_counts(result) == [0, 0]
-    result.stdout.fnmatch_lines(["xp: 2 runs recorded*"])  # the runs themselves as ever
+    result.stdout.fnmatch_lines(["xp: 2 runs recorded*"])
 
 
 def test_a_session_without_experiments_is_left_alone(pytester: pytest.Pytester) -> None:
-    pytester.makeini("[pytest]\nxp_gc_freeze = true\n")  # set, it asks for no store
+    pytester.makeini(FREEZE_INI)  # set, it asks for no store
     pytester.makepyfile(PLAIN)
     result = pytester.runpytest("-s")
     result.assert_outcomes(passed=1)
@@ -81,6 +82,7 @@ def test_a_session_without_experiments_is_left_alone(pytester: pytest.Pytester) 
 
 
 def test_a_freeze_made_first_is_left_to_whoever_made_it(pytester: pytest.Pytester) -> None:
+    pytester.makeini(FREEZE_INI)
     pytester.makeconftest(
         """
         import gc

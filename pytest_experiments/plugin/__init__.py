@@ -209,9 +209,9 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("xp_worker_threads", "threads per xdist worker: N or auto (as --xp-worker-threads)", default="")
     parser.addini(
         "xp_gc_freeze",
-        "keep what collection built out of the garbage collector's full passes while experiments run",
+        "keep what collection built out of the garbage collector's full passes while experiments run (big grids)",
         type="bool",
-        default=True,
+        default=False,
     )
 
 
@@ -246,7 +246,7 @@ INI_KEYS = (
     "xp_worker_threads",
     "xp_gc_freeze",
 )
-#: Ini keys that tune how experiments run, on by default: setting them asks for no store.
+#: Ini keys that tune how experiments run: setting them asks for no store.
 _TUNING_KEYS = frozenset({"xp_gc_freeze"})
 
 

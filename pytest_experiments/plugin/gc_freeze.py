@@ -1,5 +1,5 @@
-"""While this process runs experiments, what its collection built stays out of the garbage
-collector's full passes (``xp_gc_freeze``, on by default).
+"""With ``xp_gc_freeze = true``, while this process runs experiments, what its collection built
+stays out of the garbage collector's full passes.
 
 A session of a big grid holds its collected tree (modules, items, their marks, parameters and
 fixture definitions: about 18 objects a test) until it ends. Every full pass of Python's cycle
@@ -7,9 +7,12 @@ collector walks all of it and finds nothing to free, and the passes come more of
 run adds its reports: at 10,000 trivial runs, three or four passes cost 0.4-0.6 s, as much as
 the recording itself. ``gc.freeze()`` once collection is over moves what exists then to the
 collector's permanent generation, which its passes skip; what the tests allocate is collected
-as before. The collected tree is released with the session anyway: the only difference a suite
-can see is that a cycle of objects made during collection and dropped during the tests stays in
-memory until the session ends.
+as before.
+
+Off by default, because a suite can tell: while frozen, those objects are not in
+``gc.get_objects()`` nor in ``gc.get_referrers()`` (Hypothesis's ``register_random``, imported
+by trio during a test, then warns that its generator is referred to by nothing), and a cycle of
+them dropped during the tests stays in memory until the session ends.
 
 The objects are unfrozen as the session is cleaned up (before pytest's last collection, which
 looks for unraisable exceptions): the interpreter's own last passes at exit skip frozen objects,
