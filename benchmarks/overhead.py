@@ -260,9 +260,11 @@ def main() -> None:
     loads = [os.getloadavg()[0]]
     try:
         write_project(root, options.n, git=not options.no_git)
-        # Warm-up, not timed: byte-compiles the test modules, fills the OS caches.
+        # Warm-up, not timed: byte-compiles the test modules and every module a run imports (one
+        # test run, not only collected: the recorder's modules are imported by a run), fills the OS caches.
         for variant in variants:
-            args = command(variant, root, root / "store-warmup", ("--collect-only",))
+            args = command(variant, root, root / f"store-warmup-{variant.name}")
+            args[-1] += "::test_point[0]"
             subprocess.run(args, cwd=root / variant.folder, env=env, capture_output=True, check=True)
         print(
             f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, N={options.n} tests, {options.repeats} repeats"

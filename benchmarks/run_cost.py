@@ -14,9 +14,14 @@ changes to the plugin (a day when bare pytest ran at three times its usual time 
     session pays once. Prints bytecodes a run for each variant, the ratios to ``bare``, and the
     functions that add the most (``--top``).
 ``--measure instructions``
-    the machine instructions of the thread that runs the tests, from valgrind's callgrind (the
-    same slope; ``PYTHONHASHSEED=0``). Closer to time, C work included (JSON, hashing), and
-    about 50 times slower to take; needs ``valgrind`` on the PATH.
+    the machine instructions of the thread that runs the tests, from valgrind's callgrind, over
+    the same span (collection stops at ``pytest_sessionfinish``, through a client request from a
+    small C helper built on the spot) and the same slope; ``PYTHONHASHSEED=0``, and the garbage
+    collector off unless ``--gc`` (a full pass is a discrete event that falls in one session and
+    not the other: see ``benchmarks/gc_freeze.py`` for its share). Closer to time,
+    C work included (JSON, hashing), and about 50 times slower to take; needs ``valgrind`` on
+    the PATH, its headers and a C compiler. (Counted to the process's end instead, a session
+    folds its whole journal as it closes, or not, by the clock: the slope then drifts by half.)
 
 Run it from the repository root::
 
@@ -44,12 +49,18 @@ VARIANTS = (
     Variant("no-experiment", 0, "bare", plugin=True),
 )
 
-# Runs in the measured process: pytest.main under an opcode tracer, the counts by function to a file.
-_TRACED = r"""
-import collections, json, sys
+# Runs in the measured process: pytest.main, counting until pytest_sessionfinish, with the store's
+# folds held back until then (they depend on the clock otherwise, and a long session hands them to
+# a folding process). Then either an opcode tracer's counts by function go to a file, or
+# callgrind stops collecting (through a client request, from a helper compiled by ``_helper``).
+_COUNTED = r"""
+import collections, ctypes, json, sys
 import pytest
 
-out, args = sys.argv[1], sys.argv[2:]
+mode, collect_garbage, out, args = sys.argv[1], sys.argv[2] == "gc", sys.argv[3], sys.argv[4:]
+if not collect_garbage:
+    import gc
+    gc.disable()
 counts = collections.Counter()
 
 def tracer(frame, event, arg):
@@ -64,21 +75,43 @@ def tracer(frame, event, arg):
 
     return local
 
+stop_collecting = ctypes.CDLL(out).xp_stop_collecting if mode == "instructions" else None
+
 class StopCounting:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self):
         sys.settrace(None)
+        if stop_collecting is not None:
+            stop_collecting()
 
 if "no:experiments" not in args:
-    # Folds wait for the end of the session (they depend on the clock otherwise).
     import pytest_experiments.plugin.store_access as access
     access.FOLD_EVERY_S = access.FOLDER_AFTER_S = 1e9
-sys.settrace(tracer)
+if mode == "bytecodes":
+    sys.settrace(tracer)
 pytest.main(args, plugins=[StopCounting()])
 sys.settrace(None)
-with open(out, "w") as file:
-    json.dump(counts, file)
+if mode == "bytecodes":
+    with open(out, "w") as file:
+        json.dump(counts, file)
 """
+# Callgrind's client request, which only C can make: collection stops when the session finishes.
+_HELPER_C = "#include <valgrind/callgrind.h>\nvoid xp_stop_collecting(void) { CALLGRIND_TOGGLE_COLLECT; }\n"
+
+
+def _helper(scratch: Path) -> Path:
+    """The shared library that tells callgrind to stop collecting (needs a C compiler and valgrind's headers)."""
+    source, library = scratch / "stop_collecting.c", scratch / "stop_collecting.so"
+    source.write_text(_HELPER_C)
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        sys.exit("--measure instructions needs a C compiler (cc) to make callgrind stop at the session's end")
+    built = subprocess.run(
+        [compiler, "-shared", "-fPIC", "-o", str(library), str(source)], capture_output=True, text=True
+    )
+    if built.returncode != 0:
+        sys.exit(f"cannot build the callgrind helper (valgrind's headers, Debian: valgrind): {built.stderr.strip()}")
+    return library
 
 
 def _project(root: Path, n: int) -> Path:
@@ -93,20 +126,32 @@ def count_bytecodes(variant: Variant, project: Path, scratch: Path, env: dict[st
     out = scratch / f"{variant.name}-{project.name}.json"
     store = scratch / f"store-{variant.name}-{project.name}"
     pytest_args = command(variant, project, store if variant.plugin else None)[3:]  # after "python -m pytest"
-    script = [sys.executable, "-c", _TRACED, str(out), *pytest_args]
+    script = [sys.executable, "-c", _COUNTED, "bytecodes", "gc", str(out), *pytest_args]
     completed = subprocess.run(script, cwd=project / variant.folder, env=env, capture_output=True, text=True)
     if completed.returncode != 0:
         sys.exit(f"{variant.name} failed ({completed.returncode}):\n{completed.stdout[-2000:]}\n{completed.stderr}")
     return Counter(json.loads(out.read_text()))
 
 
-def count_instructions(variant: Variant, project: Path, scratch: Path, env: dict[str, str]) -> int:
+def count_instructions(
+    variant: Variant, project: Path, scratch: Path, env: dict[str, str], collect_garbage: bool = False
+) -> int:
     """Instructions of the main thread of one session of ``variant`` under callgrind."""
     out = scratch / f"cg-{variant.name}-{project.name}.out"
     store = scratch / f"store-{variant.name}-{project.name}"
-    args = command(variant, project, store if variant.plugin else None)
+    pytest_args = command(variant, project, store if variant.plugin else None)[3:]  # after "python -m pytest"
+    collect = "gc" if collect_garbage else "no-gc"
+    script = [
+        sys.executable,
+        "-c",
+        _COUNTED,
+        "instructions",
+        collect,
+        str(scratch / "stop_collecting.so"),
+        *pytest_args,
+    ]
     callgrind = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}"]
-    subprocess.run([*callgrind, *args], cwd=project / variant.folder, env=env, capture_output=True, check=True)
+    subprocess.run([*callgrind, *script], cwd=project / variant.folder, env=env, capture_output=True, check=True)
     for line in Path(f"{out}-01").read_text().splitlines():  # thread 1: the one that runs the tests
         if line.startswith("summary:"):
             return int(line.split()[1])
@@ -118,6 +163,12 @@ def main() -> None:
     parser.add_argument("--measure", choices=("bytecodes", "instructions"), default="bytecodes")
     parser.add_argument("--n", type=int, default=100, help="the smaller session's tests (the other has twice as many)")
     parser.add_argument("--top", type=int, default=15, help="functions listed that add the most bytecodes")
+    parser.add_argument(
+        "--gc",
+        action="store_true",
+        help="instructions: leave the garbage collector on (its full passes, each about 100M instructions "
+        "over a big session's objects, fall in one session and not the other, and move the slope by a sixth)",
+    )
     options = parser.parse_args()
     if options.measure == "instructions" and shutil.which("valgrind") is None:
         sys.exit("--measure instructions needs valgrind on the PATH (Debian: apt-get install valgrind)")
@@ -126,8 +177,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="xp-run-cost-") as temporary:
         root = Path(temporary)
         projects = [_project(root, n) for n in sizes]
-        for variant in VARIANTS:  # warm-up: the rewritten test modules and .pyc files are cached
-            warm_up = [*command(variant, projects[0], root / f"warm-{variant.name}")[:-1], "--co"]
+        if options.measure == "instructions":
+            _helper(root)
+        for variant in VARIANTS:
+            # Warm-up, a whole session: the rewritten test modules and the .pyc files of every
+            # module a run imports are cached (compiling them would count in the first session).
+            warm_up = command(variant, projects[0], root / f"warm-{variant.name}")
             subprocess.run(warm_up, cwd=projects[0] / variant.folder, env=env, capture_output=True, check=False)
         per_run: dict[str, float] = {}
         by_function: dict[str, Counter[str]] = {}
@@ -138,7 +193,9 @@ def main() -> None:
                 by_function[variant.name] = slope
                 per_run[variant.name] = sum(slope.values()) / options.n
             else:
-                small_count, large_count = (count_instructions(variant, project, root, env) for project in projects)
+                small_count, large_count = (
+                    count_instructions(variant, project, root, env, options.gc) for project in projects
+                )
                 per_run[variant.name] = (large_count - small_count) / options.n
             print(f"  {variant.name}: {per_run[variant.name]:,.0f} {options.measure} a run", flush=True)
     bare = per_run["bare"]
