@@ -500,7 +500,7 @@ class Recorder:
             if reason:
                 run.metadata["reason"] = reason
         last = reports.get("teardown") or reports.get("call") or reports.get("setup")
-        if last is not None:
+        if last is not None and last.sections:  # none: nothing captured (each property joins them anew)
             run.stdout, run.stderr = last.capstdout, last.capstderr
         call = reports.get("call")
         if call is not None:
