@@ -16,9 +16,10 @@ changes to the plugin (a day when bare pytest ran at three times its usual time 
 ``--measure instructions``
     the machine instructions of the thread that runs the tests, from valgrind's callgrind, over
     the same span (collection stops at ``pytest_sessionfinish``, through a client request from a
-    small C helper built on the spot) and the same slope; ``PYTHONHASHSEED=0``, and the garbage
+    small C helper built on the spot) and the same slope; ``PYTHONHASHSEED=0``, ``-p no:randomly``
+    (both counts: pytest-randomly reseeds every session), and the garbage
     collector off unless ``--gc`` (a full pass is a discrete event that falls in one session and
-    not the other: see ``benchmarks/gc_freeze.py`` for its share). Closer to time,
+    not the other: the README's ``xp_gc_freeze`` paragraph measures its share). Closer to time,
     C work included (JSON, hashing), and about 50 times slower to take; needs ``valgrind`` on
     the PATH, its headers and a C compiler. (Counted to the process's end instead, a session
     folds its whole journal as it closes, or not, by the clock: the slope then drifts by half.)
@@ -99,6 +100,13 @@ if mode == "bytecodes":
 _HELPER_C = "#include <valgrind/callgrind.h>\nvoid xp_stop_collecting(void) { CALLGRIND_TOGGLE_COLLECT; }\n"
 
 
+def _pytest_args(variant: Variant, project: Path, store: Path) -> list[str]:
+    """The session's arguments (``overhead.py``'s, after ``python -m pytest``), pytest-randomly
+    left out where installed: it shuffles the tests and reseeds from a new seed every session,
+    which moved the same session's count by over a percent."""
+    return ["-p", "no:randomly", *command(variant, project, store if variant.plugin else None)[3:]]
+
+
 def _helper(scratch: Path) -> Path:
     """The shared library that tells callgrind to stop collecting (needs a C compiler and valgrind's headers)."""
     source, library = scratch / "stop_collecting.c", scratch / "stop_collecting.so"
@@ -125,7 +133,7 @@ def count_bytecodes(variant: Variant, project: Path, scratch: Path, env: dict[st
     """Bytecodes by function of one traced session of ``variant`` in ``project``."""
     out = scratch / f"{variant.name}-{project.name}.json"
     store = scratch / f"store-{variant.name}-{project.name}"
-    pytest_args = command(variant, project, store if variant.plugin else None)[3:]  # after "python -m pytest"
+    pytest_args = _pytest_args(variant, project, store)
     script = [sys.executable, "-c", _COUNTED, "bytecodes", "gc", str(out), *pytest_args]
     completed = subprocess.run(script, cwd=project / variant.folder, env=env, capture_output=True, text=True)
     if completed.returncode != 0:
@@ -139,7 +147,7 @@ def count_instructions(
     """Instructions of the main thread of one session of ``variant`` under callgrind."""
     out = scratch / f"cg-{variant.name}-{project.name}.out"
     store = scratch / f"store-{variant.name}-{project.name}"
-    pytest_args = command(variant, project, store if variant.plugin else None)[3:]  # after "python -m pytest"
+    pytest_args = _pytest_args(variant, project, store)
     collect = "gc" if collect_garbage else "no-gc"
     script = [
         sys.executable,
