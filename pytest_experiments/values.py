@@ -229,7 +229,8 @@ _PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
 _PLAIN_SCALARS = frozenset({str, float, bool, type(None)})
 _PLAIN_OR_DICT = _PLAIN_SCALARS | {int, dict}
 _STR_ONLY = frozenset({str})
-_FLOAT_ONLY = frozenset({float})
+#: The types of a dict of floats' values, checked in C: ``FLOAT_ONLY.issuperset(map(type, values))``.
+FLOAT_ONLY = frozenset({float})
 # One encoder for every hash: json.dumps with options builds a new encoder per call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -364,7 +365,7 @@ def metrics_from_result(result: Any, skipped: list[str] | None = None) -> dict[s
     """
     if (
         type(result) is dict
-        and _FLOAT_ONLY.issuperset(map(type, result.values()))
+        and FLOAT_ONLY.issuperset(map(type, result.values()))
         and _STR_ONLY.issuperset(map(type, result))
     ):
         return result.copy()  # the usual result, floats by name: its own metrics

@@ -371,17 +371,15 @@ class Recorder:
         attributes). A test method is a bound method of its item's own instance: wrapped per run,
         and never kept (it would keep the instance alive).
         """
-        if isinstance(function, MethodType):
-            return _keeping_result(function, self._keep_calling_result) if _returns_to_caller(item) else None
+        kept = not isinstance(function, MethodType)
         # By parent too: a static method of a TestCase returns to nobody, the same function in a
         # module to pytest. (The session keeps its collectors: their ids stay theirs.)
         key = (function, id(item.parent))
-        try:
+        if kept and key in self._keepers:
             return self._keepers[key]
-        except KeyError:
-            pass
         keeper = _keeping_result(function, self._keep_calling_result) if _returns_to_caller(item) else None
-        self._keepers[key] = keeper
+        if kept:
+            self._keepers[key] = keeper
         return keeper
 
     def _keep_calling_result(self, result: Any) -> None:

@@ -47,7 +47,7 @@ from typing import Any
 
 from pytest_experiments.model import Artifact, RunEnd, RunStart
 from pytest_experiments.store.liveness import Liveness, Process
-from pytest_experiments.values import RawJSON, ascii_dumps, dumps
+from pytest_experiments.values import FLOAT_ONLY, RawJSON, ascii_dumps, dumps
 
 #: The folder of journals, in a store's root.
 JOURNALS_DIR = "journals"
@@ -73,7 +73,6 @@ _ARTIFACTS = RunEnd._fields.index("artifacts")
 #: An end line's metrics when they are its result, as text: the usual trivial run returns a dict
 #: of floats, which are its metrics (printing a float is most of what writing one costs).
 SAME_AS_RESULT = "="
-_FLOAT_ONLY = frozenset({float})
 
 
 def _same_text(metrics: dict[str, float], result: Any) -> bool:
@@ -83,8 +82,8 @@ def _same_text(metrics: dict[str, float], result: Any) -> bool:
         type(result) is dict
         and metrics == result
         and list(metrics) == list(result)
-        and _FLOAT_ONLY.issuperset(map(type, metrics.values()))
-        and _FLOAT_ONLY.issuperset(map(type, result.values()))  # an int 3 equals 3.0, and prints as 3
+        and FLOAT_ONLY.issuperset(map(type, metrics.values()))
+        and FLOAT_ONLY.issuperset(map(type, result.values()))  # an int 3 equals 3.0, and prints as 3
         and 0.0 not in metrics.values()
     )
 
