@@ -333,9 +333,47 @@ def test_the_test_thread_folds_its_journal_between_runs(pytester: pytest.Pyteste
     assert _raw(store, "SELECT count(*) FROM runs WHERE status = 'passed'") == [(6,)]
 
 
+# The journal's first fold is the test thread's, between two runs, FIRST_FOLD_AFTER_S after the
+# first run started (here at once), and the next one FOLD_EVERY_S after it (here never): run 1
+# finds run 0 in the store's own table, run 2 does not find run 1 there. The heartbeat thread
+# folds nothing (THREAD_FOLDS_AFTER_S) and has no beat due: it never opens the store.
+FIRST_FOLD = """
+import sqlite3
+
+import pytest
+
+import pytest_experiments.plugin.store_access as access
+
+access.FIRST_FOLD_AFTER_S = 0.0
+access.FOLD_EVERY_S = access.FOLDER_AFTER_S = access.THREAD_FOLDS_AFTER_S = 3600.0
+
+previous = []
+
+
+@pytest.mark.experiment
+@pytest.mark.parametrize("i", range(3))
+def test_run(xp, i):
+    if previous:
+        with sqlite3.connect(xp.dir.parent.parent.parent / "experiments.sqlite") as db:
+            row = db.execute("SELECT status FROM runs WHERE run_id = ?", (previous[-1],)).fetchone()
+        assert row == (("passed",) if i == 1 else None), (i, row)
+    previous.append(xp.run_id)
+"""
+
+
+def test_the_first_fold_is_the_test_threads_soon_after_the_first_run(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_first=FIRST_FOLD)
+    store = pytester.path / "store"
+
+    result = pytester.runpytest_subprocess(f"--xp-store={store}", "-p", "no:randomly")
+
+    result.assert_outcomes(passed=3)
+    assert _raw(store, "SELECT count(*) FROM runs WHERE status = 'passed'") == [(3,)]  # the rest at close
+
+
 # A session recording for a while hands its folds to a folding process (store/folder.py). Here at
 # once (FOLDER_AFTER_S = 0), as the first run ends (FOLD_EVERY_S = 0: a fold is due after every
-# run; the process folds every 10 ms, its shortest period), the heartbeat thread's folds pushed
+# run; FOLDER_EVERY_S = 0: the process folds every 10 ms, its shortest period), the heartbeat thread's folds pushed
 # past the session. Once the folding process runs, the test thread folds nothing: each run waits until the
 # run before it is in the store's own table, which only that process can have put there, and
 # checks that the process is a child of its own (under xdist, each worker has its own, and each
@@ -352,7 +390,7 @@ import pytest
 
 import pytest_experiments.plugin.store_access as access
 
-access.FOLD_EVERY_S = 0.0
+access.FOLD_EVERY_S = access.FOLDER_EVERY_S = 0.0
 access.FOLDER_AFTER_S = 0.0
 access.FIRST_FOLD_AFTER_S = access.THREAD_FOLDS_AFTER_S = 3600.0
 

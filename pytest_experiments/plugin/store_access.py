@@ -40,13 +40,17 @@ FOLD_EVERY_S = 1.0
 #: part, which every system call of the thread running tests then waits for (5x the fold's own
 #: cost, measured), so between runs the test thread folds itself (:meth:`StoreHandle.fold_if_due`).
 THREAD_FOLDS_AFTER_S = 5.0
-#: Seconds after the first run started that the heartbeat thread opens the store and folds.
+#: Seconds after the first run started that the thread running the tests first folds its journal
+#: (between two runs, while the journal is short): a store that cannot take it is found as the
+#: session starts, not a second later.
 FIRST_FOLD_AFTER_S = 0.05
 #: A process still recording this many seconds after its first run hands its folds to a
 #: folding process (``store/folder.py``): a fold costs the thread running the tests about a
 #: third of what it spends recording a trivial run. A shorter session folds in that thread,
 #: and does not pay for starting a process.
 FOLDER_AFTER_S = 2.0
+#: Seconds between two folds by the folding process: what is left for the summary to wait for.
+FOLDER_EVERY_S = 0.25
 
 #: One line for an error met while writing the store at a path (a folder or a URL).
 describe = describe_writing
@@ -69,26 +73,28 @@ class Heartbeat(threading.Thread):
         store: Store | None = None
         period = min(FOLD_EVERY_S, self._handle.lease / 4)
         next_beat = time.monotonic() + self._handle.lease / 4
-        # The store is opened and the journal folded soon after the first run started (a store
-        # that cannot take it is found as the session starts), while the journal is short: this
-        # fold holds the interpreter's lock for its Python part, which the test thread waits for.
-        # Later folds are the test thread's (see THREAD_FOLDS_AFTER_S).
-        first = True
         try:
-            while not self._stopped.wait(min(period, FIRST_FOLD_AFTER_S) if first else period):
+            while not self._stopped.wait(period):
                 if self._handle.failure is not None:
                     return  # the session writes nothing more
+                stale = self._handle.fold_is_stale()
+                beat = time.monotonic() >= next_beat
+                # Its own connection is opened only once there is work for it (a beat, a
+                # journal left unfolded by a long test): opening a store in this thread beside
+                # the one running tests took about 1 s of wall time (measured, 10,000 trivial
+                # runs), each of its SQLite calls waiting for the interpreter's lock, and slowed
+                # the tests by a fifth all that time. Sessions shorter than a quarter lease never open it.
+                if not (stale or beat):
+                    continue
                 try:
                     store = store or Store.open(
                         self._handle.path, lease=self._handle.lease, artifacts=self._handle.artifacts
                     )
                 except Exception as exc:
                     self._handle.heartbeat_trouble = describe(exc, self._handle.path)
-                    first = False
                     continue
                 try:
-                    if first or self._handle.fold_is_stale():
-                        first = False
+                    if stale:
                         self._handle.fold(store)
                 except Exception as exc:
                     # The store cannot take the journal (full, damaged...): as a failed write,
@@ -98,11 +104,12 @@ class Heartbeat(threading.Thread):
                     if not self._stopped.is_set():
                         self._handle.fail(describe(exc, self._handle.path))
                     return
+                if not beat:
+                    continue
                 try:
-                    if time.monotonic() >= next_beat:
-                        next_beat = time.monotonic() + self._handle.lease / 4
-                        store.heartbeat(self._handle.session.session_id)
-                        self._handle.touch_journal()
+                    next_beat = time.monotonic() + self._handle.lease / 4
+                    store.heartbeat(self._handle.session.session_id)
+                    self._handle.touch_journal()
                 except Exception as exc:
                     self._handle.heartbeat_trouble = describe(exc, self._handle.path)
                 else:
@@ -154,6 +161,8 @@ class StoreHandle:
         self._folded_at = 0.0
         #: When the journal was opened (the first run started).
         self._opened_at = 0.0
+        #: When the thread running the tests next folds the journal (or looks at the folding process).
+        self._fold_due_at = 0.0
         #: The process folding the journal once this one recorded for FOLDER_AFTER_S (None: none).
         self._folder: FoldingProcess | None = None
         #: Whether one was started: a folding process that died is not started again (this
@@ -217,6 +226,7 @@ class StoreHandle:
             writer = Process(socket.gethostname(), pid, pid_namespace(), process_start(pid))
             self._journal = JournalWriter(self._store.root, writer, self.session.session_id, self.worker)
             self._folded_at = self._opened_at = time.monotonic()  # nothing to fold before the journal exists
+            self._fold_due_at = self._opened_at + min(FIRST_FOLD_AFTER_S, FOLD_EVERY_S)
             self.recorded = True
             self._heartbeat = Heartbeat(self)
             self._heartbeat.start()
@@ -274,6 +284,7 @@ class StoreHandle:
                 store.fold_journals([journal.path])
                 self._folded_size = size
             self._folded_at = time.monotonic()
+            self._fold_due_at = self._folded_at + FOLD_EVERY_S
 
     def fold_is_stale(self) -> bool:
         """Whether the journal has gone unfolded for a while: the test thread runs a long test,
@@ -282,18 +293,19 @@ class StoreHandle:
 
     def fold_if_due(self) -> None:
         """Between two runs, in the thread that runs them: fold the journal if its last fold is
-        :data:`FOLD_EVERY_S` old, or, once this process recorded for :data:`FOLDER_AFTER_S`,
-        start the folding process that folds it from then on. A store that cannot take it stops
+        :data:`FOLD_EVERY_S` old (the first, :data:`FIRST_FOLD_AFTER_S` after it was opened),
+        or, once this process recorded for :data:`FOLDER_AFTER_S`, start the folding process
+        that folds it from then on. A store that cannot take it stops
         the session's writing, as when the heartbeat thread's fold fails: the run just ended is
         kept (in the journal), and the next experiment stops the session, saying why."""
         now = time.monotonic()
         # The session's flag too: a folding process that failed raised it, and said why there.
-        if now - self._folded_at < FOLD_EVERY_S or self._store is None or self.failure is not None:
+        if now < self._fold_due_at or self._store is None or self.failure is not None:
             return
         if self._folder is None and now - self._opened_at >= FOLDER_AFTER_S:
             self._start_folder()
         if self._folder_alive():  # it folds; looked at once per FOLD_EVERY_S
-            self._folded_at = now
+            self._folded_at, self._fold_due_at = now, now + FOLD_EVERY_S
             return
         try:
             self.fold(self._store)
@@ -307,7 +319,7 @@ class StoreHandle:
         self._folder_started = True
         with contextlib.suppress(OSError):
             self._folder = FoldingProcess.start(
-                self.path, self.artifacts, self.lease, self._journal.path, self._stop_flag, FOLD_EVERY_S
+                self.path, self.artifacts, self.lease, self._journal.path, self._stop_flag, FOLDER_EVERY_S
             )
 
     def _folder_alive(self) -> bool:
@@ -359,15 +371,24 @@ class StoreHandle:
             "its running runs for dead and run them again"
         )
 
+    def settle(self) -> None:
+        """Once this process runs no more experiments (the session's summary is next): the
+        folding process folds what is left of the journal and ends, and this process waits for it.
+
+        Its last fold, in its own process, instead of the summary's reading folding up to a
+        second of runs in this one, beside (and against) the folding process's own fold.
+        """
+        if self._folder is not None:
+            folder, self._folder = self._folder, None
+            folder.finish()  # its last fold: what is left for this process's own is short
+
     def close(self) -> None:
         """Stop the heartbeat and the folding process, fold the journal one last time and close
         the connection."""
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
-        if self._folder is not None:
-            folder, self._folder = self._folder, None
-            folder.finish()  # its last fold: what is left for this process's own is short
+        self.settle()
         if self._journal is not None:
             self._retire_journal()
         if self._store is not None:
