@@ -487,6 +487,65 @@ def test_a_folding_process_folds_the_journal_beside_the_tests(
     assert journal_files(store) == []  # folded to its end as the session closed, and removed
 
 
+# The folding process folds only as its writer closes it (FOLDER_EVERY_S): the session's summary,
+# which reads the store, first has it fold what is left and end, and waits for it; the conftest's
+# summary, after ours, finds it gone and every run in the store's own table.
+SETTLED_CONFTEST = """
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import pytest_experiments.plugin.store_access as access
+
+access.FOLD_EVERY_S = access.FOLDER_AFTER_S = 0.0
+access.FOLDER_EVERY_S = access.FIRST_FOLD_AFTER_S = access.THREAD_FOLDS_AFTER_S = 3600.0
+
+
+def folding_children():
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"\\nPPid:\\t{os.getpid()}\\n" in status and b"pytest_experiments.store.folder" in command:
+            found.append(pid)
+    return found
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, config):
+    with sqlite3.connect(Path(config.getoption("xp_store")) / "experiments.sqlite") as db:
+        (stored,) = db.execute("SELECT count(*) FROM runs WHERE status = 'passed'").fetchone()
+    terminalreporter.write_line(f"settled: folding {folding_children()}, stored {stored}")
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_the_summary_waits_for_the_folding_processs_last_fold(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(SETTLED_CONFTEST)
+    pytester.makepyfile(
+        test_settled="""
+        import pytest
+
+        @pytest.mark.experiment
+        @pytest.mark.parametrize("i", range(5))
+        def test_run(i):
+            return {"i": i}
+        """
+    )
+    store = pytester.path / "store"
+
+    result = pytester.runpytest_subprocess(f"--xp-store={store}", "-p", "no:randomly")
+
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["xp: 5 runs recorded (5 passed) in *", "settled: folding [[][]], stored 5"])
+    assert journal_files(store) == []
+
+
 def test_a_folding_process_folds_into_a_postgresql_store(pytester: pytest.Pytester, postgres_database: str) -> None:
     from backends import make_backend
 

@@ -113,6 +113,7 @@ class SessionLifecycle:
             store = self._store(exitstatus)
             if store is None:
                 return {}
+            self._handle.settle()  # the folding process's last fold first: the counts read all runs
             if close:
                 store.finish_session(self.session.id, time.time(), exitstatus)
             return store.status_counts(self.session.id)
