@@ -46,6 +46,7 @@ def test_the_parameter_hash_ignores_key_order_and_tells_values_apart() -> None:
         ("../../etc", "x", "runs/etc/x"),
         ("test a/b", "r/../1", "runs/test_a_b/r_.._1"),
         ("..", "", "runs/experiment/run"),
+        ("test_x", "ü-1", "runs/test_x/_-1"),  # not a plugin id: cleaned as any other
     ],
 )
 def test_run_folders_are_built_from_safe_names(experiment: str, run_id: str, expected: str) -> None:

@@ -22,6 +22,10 @@ SIDE_DIR = "derived"
 GITIGNORE = ".gitignore"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+#: What ``_UNSAFE`` leaves alone: a run id made of these alone is its own folder name (the
+#: plugin's ids always are), told without a regular expression, which costs a run 1-2% of
+#: what recording it adds (callgrind).
+_SAFE_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 _MAX_NAME = 100
 
 
@@ -34,7 +38,8 @@ def safe_name(name: str) -> str:
 
 def relative_run_dir(experiment: str, run_id: str) -> str:
     """The run folder of ``run_id``, relative to the store root (POSIX separators)."""
-    return f"{RUNS_DIR}/{safe_name(experiment)}/{_UNSAFE.sub('_', run_id) or 'run'}"
+    folder = run_id if run_id and _SAFE_CHARACTERS.issuperset(run_id) else _UNSAFE.sub("_", run_id) or "run"
+    return f"{RUNS_DIR}/{safe_name(experiment)}/{folder}"
 
 
 def inside(root: Path, relative: str) -> Path:
