@@ -87,7 +87,7 @@ class StopCounting:
 
 if "no:experiments" not in args:
     import pytest_experiments.plugin.store_access as access
-    access.FOLD_EVERY_S = access.FOLDER_AFTER_S = 1e9
+    access.FOLD_EVERY_S = access.FOLDER_AFTER_S = access.FIRST_FOLD_AFTER_S = 1e9
 if mode == "bytecodes":
     sys.settrace(tracer)
 pytest.main(args, plugins=[StopCounting()])
