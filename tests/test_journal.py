@@ -304,7 +304,7 @@ import pytest
 import pytest_experiments.plugin.store_access as access
 
 access.FOLD_EVERY_S = 0.0  # due after every run
-access.FIRST_FOLD_AFTER_S = access.THREAD_FOLDS_AFTER_S = 3600.0  # the heartbeat thread never folds
+access.THREAD_FOLDS_AFTER_S = 3600.0  # the heartbeat thread never folds
 access.FOLDER_AFTER_S = 3600.0  # nor does a folding process
 
 previous = []
@@ -392,7 +392,7 @@ import pytest_experiments.plugin.store_access as access
 
 access.FOLD_EVERY_S = access.FOLDER_EVERY_S = 0.0
 access.FOLDER_AFTER_S = 0.0
-access.FIRST_FOLD_AFTER_S = access.THREAD_FOLDS_AFTER_S = 3600.0
+access.THREAD_FOLDS_AFTER_S = 3600.0
 
 KILL_AT = {kill_at}
 previous = []
@@ -500,7 +500,7 @@ import pytest
 import pytest_experiments.plugin.store_access as access
 
 access.FOLD_EVERY_S = access.FOLDER_AFTER_S = 0.0
-access.FOLDER_EVERY_S = access.FIRST_FOLD_AFTER_S = access.THREAD_FOLDS_AFTER_S = 3600.0
+access.FOLDER_EVERY_S = access.THREAD_FOLDS_AFTER_S = 3600.0
 
 
 def folding_children():

@@ -358,9 +358,10 @@ DAMAGE = {damage!r}
 
 import pytest_experiments.plugin.store_access as access
 
-# No fold by the heartbeat thread (its first comes 50 ms after the first run started, as that run
-# damages the store: a commit of it between the damage's checkpoint and its writing would leave
-# a WAL, which the last connection's checkpoint later writes over the damage).
+# Folds only between runs, by the test thread, the first one FOLD_EVERY_S after the first run
+# started: none by the heartbeat thread while a run damages the store (a commit of it between
+# the damage's checkpoint and its writing would leave a WAL, which the last connection's
+# checkpoint later writes over the damage).
 access.FIRST_FOLD_AFTER_S = access.THREAD_FOLDS_AFTER_S = 3600.0
 if os.environ.get("XP_TEST_FOLDER"):  # a folding process folds from the first run's end, and only it
     access.FOLD_EVERY_S = access.FOLDER_AFTER_S = 0.0
