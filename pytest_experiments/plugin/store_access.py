@@ -83,7 +83,8 @@ class Heartbeat(threading.Thread):
                 # journal left unfolded by a long test): opening a store in this thread beside
                 # the one running tests took about 1 s of wall time (measured, 10,000 trivial
                 # runs), each of its SQLite calls waiting for the interpreter's lock, and slowed
-                # the tests by a fifth all that time. Sessions shorter than a quarter lease never open it.
+                # the tests by a fifth all that time. A session shorter than a quarter of the
+                # lease never opens it.
                 if not (stale or beat):
                     continue
                 try:
@@ -295,9 +296,9 @@ class StoreHandle:
         """Between two runs, in the thread that runs them: fold the journal if its last fold is
         :data:`FOLD_EVERY_S` old (the first, :data:`FIRST_FOLD_AFTER_S` after it was opened),
         or, once this process recorded for :data:`FOLDER_AFTER_S`, start the folding process
-        that folds it from then on. A store that cannot take it stops
-        the session's writing, as when the heartbeat thread's fold fails: the run just ended is
-        kept (in the journal), and the next experiment stops the session, saying why."""
+        that folds it from then on. A store that cannot take it stops the session's writing, as
+        when the heartbeat thread's fold fails: the run just ended is kept (in the journal), and
+        the next experiment stops the session, saying why."""
         now = time.monotonic()
         # The session's flag too: a folding process that failed raised it, and said why there.
         if now < self._fold_due_at or self._store is None or self.failure is not None:
