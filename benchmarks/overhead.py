@@ -11,6 +11,10 @@ variants, for ``-n 0`` and ``-n 2``:
 ``experiments-pg`` with ``--postgres URL``: ``experiments`` recording into a fresh PostgreSQL store there
 ``experiments-gcfreeze`` with ``--with-gc-freeze``: ``experiments`` with ``xp_gc_freeze=true`` (the
                   collected tree kept out of the garbage collector's full passes)
+``experiments-against`` with ``--against PATH``: ``experiments`` with the plugin imported from another
+                  checkout of this repository (``PYTHONPATH=PATH``), such as a worktree of the commit
+                  before a change: before and after side by side, alternating in one run, the only
+                  comparison of wall times this noisy a machine allows
 
 Each repeat runs every variant once, in a rotating order, all from this one process; the table shows
 the median wall seconds, the ratio to the reference (``bare`` at the same ``-n``) and the cost added
@@ -29,6 +33,8 @@ Run it from the repository root::
     .venv/bin/python benchmarks/overhead.py              # N=2000, 5 repeats, -n 0 and -n 2
     .venv/bin/python benchmarks/overhead.py --n 500 --repeats 3 --workers 0
     .venv/bin/python benchmarks/overhead.py --n 10000 --repeats 3 --workers 0 --postgres postgresql://postgres@127.0.0.1:5432/postgres
+    git worktree add --detach /tmp/before HEAD~3
+    .venv/bin/python benchmarks/overhead.py --n 10000 --repeats 9 --workers 0 --against /tmp/before
 """
 
 from __future__ import annotations
@@ -85,6 +91,8 @@ class Variant:
     server: str | None = None
     #: Ini settings given on the command line (``-o key=value``).
     settings: tuple[str, ...] = ()
+    #: Where the plugin is imported from instead of this checkout (``PYTHONPATH``; None: here).
+    pythonpath: str | None = None
 
     @property
     def label(self) -> str:
@@ -134,9 +142,15 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def variant_environment(variant: Variant, env: dict[str, str]) -> dict[str, str]:
+    """The environment ``variant``'s pytest runs in: ``env``, with its ``PYTHONPATH`` if it has one."""
+    return env if variant.pythonpath is None else {**env, "PYTHONPATH": variant.pythonpath}
+
+
 def run_once(variant: Variant, root: Path, store: Path, n: int, env: dict[str, str]) -> tuple[float, float]:
     """Wall seconds and CPU seconds (the process and its xdist workers) of one pytest run."""
     args = command(variant, root, store if variant.plugin else None)
+    env = variant_environment(variant, env)
     cpu = _children_cpu()
     start = time.perf_counter()
     completed = subprocess.run(args, cwd=root / variant.folder, env=env, capture_output=True, text=True, check=False)
@@ -235,23 +249,35 @@ def main() -> None:
         action="store_true",
         help="also measure experiments with xp_gc_freeze=true (the variant experiments-gcfreeze)",
     )
+    parser.add_argument(
+        "--against",
+        metavar="PATH",
+        help="also measure experiments with the plugin of another checkout at PATH (the variant experiments-against)",
+    )
     options = parser.parse_args()
     if options.n < 1 or options.repeats < 1:
         parser.error("--n and --repeats must be at least 1")
+    if options.against is not None and not (Path(options.against) / "pytest_experiments" / "plugin").is_dir():
+        parser.error(
+            f"--against {options.against}: no pytest_experiments package there; give a checkout of this "
+            "repository (git worktree add --detach PATH REV)"
+        )
 
     env = environment()
     pandas_imported, plugin_import_ms, plugin_own_ms = import_check(env)
 
     gc_freeze = ("xp_gc_freeze=true",)
+    against = str(Path(options.against).resolve()) if options.against is not None else None
     variants = [
-        Variant(name, workers, folder, plugin, server, settings)
+        Variant(name, workers, folder, plugin, server, settings, pythonpath)
         for workers in options.workers
-        for name, folder, plugin, server, settings in (
-            ("bare", "bare", False, None, ()),
-            ("experiments", "xp", True, None, ()),
-            ("no-experiment", "bare", True, None, ()),
-            *([("experiments-pg", "xp", True, options.postgres, ())] if options.postgres else []),
-            *([("experiments-gcfreeze", "xp", True, None, gc_freeze)] if options.with_gc_freeze else []),
+        for name, folder, plugin, server, settings, pythonpath in (
+            ("bare", "bare", False, None, (), None),
+            ("experiments", "xp", True, None, (), None),
+            ("no-experiment", "bare", True, None, (), None),
+            *([("experiments-pg", "xp", True, options.postgres, (), None)] if options.postgres else []),
+            *([("experiments-gcfreeze", "xp", True, None, gc_freeze, None)] if options.with_gc_freeze else []),
+            *([("experiments-against", "xp", True, None, (), against)] if against else []),
         )
     ]
     root = Path(tempfile.mkdtemp(prefix="xp-overhead-"))
@@ -265,7 +291,9 @@ def main() -> None:
         for variant in variants:
             args = command(variant, root, root / f"store-warmup-{variant.name}")
             args[-1] += "::test_point[0]"
-            subprocess.run(args, cwd=root / variant.folder, env=env, capture_output=True, check=True)
+            subprocess.run(
+                args, cwd=root / variant.folder, env=variant_environment(variant, env), capture_output=True, check=True
+            )
         print(
             f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, N={options.n} tests, {options.repeats} repeats"
             f", git project: {'no' if options.no_git else 'yes'}",
