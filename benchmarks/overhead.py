@@ -16,6 +16,10 @@ variants, for ``-n 0`` and ``-n 2``:
                   before a change: before and after side by side, alternating in one run, the only
                   comparison of wall times this noisy a machine allows
 
+A session that records for over 2 s leaves a frame keeper working after it (``xp_keep_frames``,
+``frames/keeper.py``): it is waited for after each session, untimed, so that it does not take the
+other core from the next session, and how long it went on is printed.
+
 Each repeat runs every variant once, in a rotating order, all from this one process; the table shows
 the median wall seconds, the ratio to the reference (``bare`` at the same ``-n``) and the cost added
 per test, (t_variant - t_bare) / N, in microseconds, next to the targets (issue 12): ratio <= 1.10
@@ -164,8 +168,29 @@ def run_once(variant: Variant, root: Path, store: Path, n: int, env: dict[str, s
     warned = "warning" in last and "xp_gc_freeze=true" not in variant.settings
     if f"{n} passed" not in last or warned:
         sys.exit(f"{variant.label}: unexpected summary {last!r}")
+    keeping = wait_for_keeper(store)
+    if keeping is not None:
+        KEEPER_SECONDS.setdefault(variant.label, []).append(keeping)
     check_store(variant, store, n)
     return elapsed, cpu
+
+
+#: By variant, how long each session's frame keeper went on after the session (not timed).
+KEEPER_SECONDS: dict[str, list[float]] = {}
+
+
+def wait_for_keeper(store: Path) -> float | None:
+    """Wait, untimed, for the frame keeper a session leaves working in the background
+    (``frames/keeper.py``: its lock is held from before the session ends): it would take the
+    other core from the next session. Its wall seconds after the session, or None: no keeper."""
+    import fcntl
+
+    start = time.perf_counter()
+    locks = sorted(store.rglob("keeper.lock")) if store.exists() else []
+    for lock in locks:
+        with open(lock, "rb") as file:
+            fcntl.flock(file, fcntl.LOCK_EX)  # released when the keeper ends, however it ends
+    return time.perf_counter() - start if locks else None
 
 
 def check_store(variant: Variant, store: Path, n: int) -> None:
@@ -354,6 +379,11 @@ def main() -> None:
         "ratio, added µs: median wall time against bare pytest at the same -n; budget: the added µs per run the "
         "target allows here; cpu: user+sys seconds of the process tree"
     )
+    for label, seconds in KEEPER_SECONDS.items():
+        print(
+            f"{label}: the frame keeper (frames/keeper.py) went on {statistics.median(seconds):.2f} s after the "
+            "session, in the background (median; waited for before the next session, not timed)"
+        )
     bare_n0 = wall.get("bare -n 0")
     if bare_n0:
         print(f"\nbare pytest: {statistics.median(bare_n0) / options.n * 1e3:.2f} ms per test at -n 0 (whole process)")

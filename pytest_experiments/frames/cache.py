@@ -99,6 +99,30 @@ def cached(store: Store, history: bool, build: Callable[[], pd.DataFrame]) -> pd
     return frame
 
 
+class _NotNow(Exception):
+    """The store cannot say now which runs a kept frame would be made of."""
+
+
+def keep(store: Store, history: bool) -> bool:
+    """Keep ``load()``'s frame of ``store`` (``history``: every run) beside it, made or patched
+    as :func:`cached` would, so that the next ``load()`` reads it; False, having built nothing,
+    when the store cannot say now which runs it is made of (some stored as ``running``, an
+    older schema) or keeps no side files for this process.
+
+    What the session's writer runs once its runs are folded (``frames/keeper.py``): the first
+    ``load()`` after a session then reads typed columns instead of decoding every run.
+    """
+
+    def refuse() -> pd.DataFrame:
+        raise _NotNow  # what cached() builds only when it cannot keep the frame
+
+    try:
+        cached(store, history, refuse)
+    except _NotNow:
+        return False
+    return True
+
+
 def _patched(store: Store, history: bool, path: Path, meta: dict[str, Any], keyed: bool) -> pd.DataFrame | None:
     """The frame kept in ``path`` (``meta`` read of it) patched with the runs changed since,
     and kept in its place; None when the store cannot say what changed since, or the file

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 # the two in step).
 STORE_ENV_VAR = "PYTEST_XP_STORE"
 STORE_INI_KEY = "xp_store"
+#: Whether a session that recorded for more than a moment keeps ``load()``'s frames after it ends.
+KEEP_FRAMES_INI_KEY = "xp_keep_frames"
 ARTIFACTS_ENV_VAR = "PYTEST_XP_ARTIFACTS"
 ARTIFACTS_INI_KEY = "xp_artifacts"
 DEFAULT_LEASE_S = 300.0
@@ -213,6 +215,12 @@ def add_options(parser: pytest.Parser) -> None:
         type="bool",
         default=False,
     )
+    parser.addini(
+        KEEP_FRAMES_INI_KEY,
+        "after a session that recorded for over 2 s, keep load()'s frames beside the store in the background",
+        type="bool",
+        default=True,
+    )
 
 
 #: Every option's ``dest`` and every ini key (tests/test_unused.py keeps them in step with
@@ -245,9 +253,10 @@ INI_KEYS = (
     "xp_lease",
     "xp_worker_threads",
     "xp_gc_freeze",
+    KEEP_FRAMES_INI_KEY,
 )
 #: Ini keys that tune how experiments run: setting them asks for no store.
-_TUNING_KEYS = frozenset({"xp_gc_freeze"})
+_TUNING_KEYS = frozenset({"xp_gc_freeze", KEEP_FRAMES_INI_KEY})
 
 
 def given(config: pytest.Config) -> bool:

@@ -25,7 +25,7 @@ import pytest
 # Submodules by their full name: ``from package import module`` would take the copy a finished
 # in-process (pytester) session left as the package's attribute, and keep that session alive.
 import pytest_experiments.plugin.xdist as xdist
-from pytest_experiments.plugin import ACTIVE_KEY, HANDLE_KEY, add_hookspecs
+from pytest_experiments.plugin import ACTIVE_KEY, HANDLE_KEY, KEEP_FRAMES_INI_KEY, add_hookspecs
 from pytest_experiments.plugin.collectors import BUILTIN_COLLECTORS
 from pytest_experiments.plugin.gc_freeze import freeze_collected
 from pytest_experiments.plugin.pausing import Continuing, show_paused
@@ -82,6 +82,7 @@ def activate(
         controller=not worker,
         artifacts=settings.artifacts_root,
         worker=settings.worker,
+        keep_frames=config.getini(KEEP_FRAMES_INI_KEY),
     )
     config.stash[HANDLE_KEY] = handle
     config.add_cleanup(handle.close)  # after every plugin's pytest_unconfigure

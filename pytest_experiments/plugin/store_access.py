@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from pytest_experiments.model import RunEnd, RunStart, SessionStart
 from pytest_experiments.store import Store, StoreError, describe_failure, store_exists
-from pytest_experiments.store.folder import FoldingProcess, describe_writing, raise_stop_flag
+from pytest_experiments.store.folder import FoldingProcess, describe_writing, python_command, raise_stop_flag
 from pytest_experiments.store.journal import JournalWriter
 from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Process, pid_namespace, process_start
 from pytest_experiments.store.location import shown
@@ -51,6 +51,10 @@ FIRST_FOLD_AFTER_S = 0.05
 FOLDER_AFTER_S = 2.0
 #: Seconds between two folds by the folding process: what is left for the summary to wait for.
 FOLDER_EVERY_S = 0.25
+
+#: What the folding process starts once done, with ``xp_keep_frames`` (by name: it imports pandas,
+#: which the plugin does not).
+KEEPER = "pytest_experiments.frames.keeper"
 
 #: One line for an error met while writing the store at a path (a folder or a URL).
 describe = describe_writing
@@ -143,6 +147,7 @@ class StoreHandle:
         controller: bool = True,
         artifacts: Path | None = None,
         worker: str = "main",
+        keep_frames: bool = True,
     ) -> None:
         #: The store: a folder, or a server store's URL.
         self.path = path
@@ -152,6 +157,8 @@ class StoreHandle:
         self.artifacts = artifacts
         self.session = session
         self.lease = lease
+        #: Whether the folding process, once done, starts the frame keeper (``xp_keep_frames``).
+        self.keep_frames = keep_frames
         self._store: Store | None = None
         self._heartbeat: Heartbeat | None = None
         self._journal: JournalWriter | None = None
@@ -318,9 +325,14 @@ class StoreHandle:
         if self._folder_started or self._journal is None:
             return
         self._folder_started = True
+        then = None
+        if self.keep_frames:  # a session this long may have made a big store: its frames kept for load()
+            then = python_command(KEEPER, [str(self.path)])
+            if self.artifacts is not None:
+                then += ["--artifacts", str(self.artifacts)]
         with contextlib.suppress(OSError):
             self._folder = FoldingProcess.start(
-                self.path, self.artifacts, self.lease, self._journal.path, self._stop_flag, FOLDER_EVERY_S
+                self.path, self.artifacts, self.lease, self._journal.path, self._stop_flag, FOLDER_EVERY_S, then
             )
 
     def _folder_alive(self) -> bool:

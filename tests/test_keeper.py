@@ -1,0 +1,203 @@
+"""The frame keeper (``frames/keeper.py``): a session that recorded long enough to hand its folds
+to a folding process leaves ``load()``'s frames kept beside the store once it ends, so that the
+first ``load()`` after it reads them instead of building them; ``xp_keep_frames = false`` keeps
+nothing; a store with runs still running keeps nothing (the frame would be stale at once).
+
+The keeper runs after the session, detached from it: the tests wait for it to end through its
+pid (``pidfd_open``, which any process may wait on), never by sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from backends import make_backend
+from frames_reference import reference_runs_frame
+from test_store_contract import run_end, run_start, session_start
+
+from pytest_experiments import Store, load
+from pytest_experiments.frames import build, cache, patch
+from pytest_experiments.store.folder import KEEPER_LOCK
+from pytest_experiments.store.sqlite_files import SIDE_DIR
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not hasattr(os, "pidfd_open"), reason="waits on keepers by pidfd (Linux)"
+)
+
+FILES = ("load-latest.npz", "load-history.npz")
+WAIT_S = 120.0
+
+# The folding process from the first run on, so that a session of a few runs has one (and so a
+# keeper), as a session that records for over FOLDER_AFTER_S would.
+CONFTEST = """
+import pytest_experiments.plugin.store_access as access
+
+access.FOLD_EVERY_S = access.FOLDER_EVERY_S = access.FOLDER_AFTER_S = 0.0
+access.THREAD_FOLDS_AFTER_S = 3600.0
+"""
+
+MODULE = """
+import pytest
+
+@pytest.mark.experiment
+@pytest.mark.parametrize("lr", [0.1, 0.01])
+@pytest.mark.parametrize("seed", range({seeds}))
+def test_train(lr, seed, xp):
+    xp.tags["kind"] = "grid"
+    return {{"loss": lr * (seed + 1), "steps": seed}}
+"""
+
+
+def keepers_of(location: str) -> list[int]:
+    """The pids of the frame keepers working on the store at ``location``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"pytest_experiments.frames.keeper" in command and location.encode() in command:
+            found.append(int(pid))
+    return found
+
+
+def wait_for_keepers(location: str) -> int:
+    """Wait for every keeper of the store at ``location`` to end; how many there were. The
+    folding processes start them before the session ends, so after it they all exist."""
+    pids = keepers_of(location)
+    for pid in pids:
+        try:
+            descriptor = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue  # ended already
+        try:
+            ready, _, _ = select.select([descriptor], [], [], WAIT_S)
+            assert ready, f"the keeper {pid} still works after {WAIT_S} s"
+        finally:
+            os.close(descriptor)
+    return len(pids)
+
+
+def never_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make building a frame from the store fail: what loads now was kept."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("load() built the frame: it was not kept")
+
+    monkeypatch.setattr(build, "columns_frame", refuse)
+    monkeypatch.setattr(patch, "columns_frame", refuse)
+    monkeypatch.setattr(cache.patch, "described", refuse)
+
+
+@pytest.mark.parametrize("args", [(), ("-n", "2")], ids=["no-xdist", "xdist"])
+def test_the_first_load_after_a_session_reads_the_frames_its_writer_kept(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_grid=MODULE.format(seeds=15))
+    store = pytester.path / "store"
+
+    result = pytester.runpytest_subprocess(f"--xp-store={store}", "-p", "no:randomly", *args)
+
+    result.assert_outcomes(passed=30)
+    assert wait_for_keepers(str(store)) >= 1
+    assert sorted(path.name for path in (store / SIDE_DIR).iterdir()) == sorted([KEEPER_LOCK, *FILES])
+    with Store.open(store, readonly=True) as reader:
+        expected = {history: reference_runs_frame(reader.runs(history=history)) for history in (False, True)}
+    never_built(monkeypatch)
+    for history in (False, True):
+        frame = load(store, history=history)
+        pd.testing.assert_frame_equal(frame, expected[history], check_exact=True)
+        assert len(frame) == 30
+
+
+def test_a_second_session_leaves_the_kept_frames_patched_to_its_runs(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_grid=MODULE.format(seeds=10))
+    store = pytester.path / "store"
+    pytester.runpytest_subprocess(f"--xp-store={store}", "-p", "no:randomly").assert_outcomes(passed=20)
+    wait_for_keepers(str(store))
+    pytester.makepyfile(test_grid=MODULE.format(seeds=12))
+
+    result = pytester.runpytest_subprocess(f"--xp-store={store}", "-p", "no:randomly")
+
+    result.assert_outcomes(passed=24)
+    assert wait_for_keepers(str(store)) == 1
+    with Store.open(store, readonly=True) as reader:
+        expected = {history: reference_runs_frame(reader.runs(history=history)) for history in (False, True)}
+    never_built(monkeypatch)
+    assert len(load(store)) == 24
+    assert len(load(store, history=True)) == 44
+    for history in (False, True):
+        pd.testing.assert_frame_equal(load(store, history=history), expected[history], check_exact=True)
+
+
+def test_xp_keep_frames_false_leaves_no_keeper_and_no_frame(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_grid=MODULE.format(seeds=5))
+    store = pytester.path / "store"
+
+    result = pytester.runpytest_subprocess(f"--xp-store={store}", "-p", "no:randomly", "-o", "xp_keep_frames=false")
+
+    result.assert_outcomes(passed=10)
+    assert keepers_of(str(store)) == []
+    assert not (store / SIDE_DIR).exists()
+
+
+def test_a_short_session_without_a_folding_process_starts_no_keeper(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_grid=MODULE.format(seeds=2))
+    store = pytester.path / "store"
+
+    result = pytester.runpytest_subprocess(f"--xp-store={store}", "-p", "no:randomly")
+
+    result.assert_outcomes(passed=4)
+    assert keepers_of(str(store)) == []
+    assert not (store / SIDE_DIR).exists()
+
+
+def test_a_store_with_a_running_run_keeps_no_frame_until_it_ends(tmp_path: Path) -> None:
+    location = tmp_path / "store"
+    with Store.open(location, create=True) as store:
+        session = session_start("s1")
+        store.record_session(session)
+        store.start_run(run_start(session, 1, run_id="r1"))  # this process's: alive, so running
+        store.start_run(run_start(session, 2, run_id="r2"))
+        store.finish_run(run_end("r2", "passed"))
+
+        assert cache.keep(store, history=False) is False
+        assert cache.keep(store, history=True) is False
+        assert not (location / SIDE_DIR).exists()
+
+        store.finish_run(run_end("r1", "passed"))
+        assert cache.keep(store, history=False) is True
+        assert cache.keep(store, history=True) is True
+    assert sorted(path.name for path in (location / SIDE_DIR).iterdir()) == sorted(FILES)
+
+
+def test_a_keeper_keeps_a_postgresql_stores_frames_in_its_artifacts_folder(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, postgres_database: str
+) -> None:
+    pg = make_backend("postgresql", pytester.path, postgres_database)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_grid=MODULE.format(seeds=5))
+
+    result = pytester.runpytest_subprocess(
+        f"--xp-store={pg.location}", f"--xp-artifacts={pg.artifacts}", "-p", "no:randomly"
+    )
+
+    result.assert_outcomes(passed=10)
+    assert wait_for_keepers(pg.location) == 1
+    assert pg.artifacts is not None
+    (side,) = (pg.artifacts / SIDE_DIR).iterdir()
+    assert sorted(path.name for path in side.iterdir()) == sorted([KEEPER_LOCK, *FILES])
+    with pg.open(readonly=True) as reader:
+        expected = reference_runs_frame(reader.runs(history=True))
+        never_built(monkeypatch)
+        pd.testing.assert_frame_equal(load(reader, history=True), expected, check_exact=True)
