@@ -305,8 +305,16 @@ import pytest_experiments.plugin.store_access as access
 
 access.FOLD_EVERY_S = 0.0  # due after every run
 access.THREAD_FOLDS_AFTER_S = 3600.0  # the heartbeat thread never folds
-access.FOLDER_AFTER_S = 3600.0  # nor does a folding process
+access.FOLDER_AFTER_S = 0.0  # a folding process is due at once, and cannot start:
 
+
+class NoFolder:
+    @classmethod
+    def start(cls, *args, **kwargs):
+        raise OSError("cannot start a process here")  # so this thread folds on, as the plugin does then
+
+
+access.FoldingProcess = NoFolder
 previous = []
 
 
@@ -334,9 +342,10 @@ def test_the_test_thread_folds_its_journal_between_runs(pytester: pytest.Pyteste
 
 
 # The journal's first fold is the test thread's, between two runs, FIRST_FOLD_AFTER_S after the
-# first run started (here at once), and the next one FOLD_EVERY_S after it (here never): run 1
-# finds run 0 in the store's own table, run 2 does not find run 1 there. The heartbeat thread
-# folds nothing (THREAD_FOLDS_AFTER_S) and has no beat due: it never opens the store.
+# first run started (here at once), and no other one until the folding process is due
+# (FOLDER_AFTER_S, here never), however often folds are due (FOLD_EVERY_S: never, or after every
+# run): run 1 finds run 0 in the store's own table, run 2 does not find run 1 there. The
+# heartbeat thread folds nothing (THREAD_FOLDS_AFTER_S) and has no beat due: it never opens the store.
 FIRST_FOLD = """
 import sqlite3
 
@@ -345,7 +354,8 @@ import pytest
 import pytest_experiments.plugin.store_access as access
 
 access.FIRST_FOLD_AFTER_S = 0.0
-access.FOLD_EVERY_S = access.FOLDER_AFTER_S = access.THREAD_FOLDS_AFTER_S = 3600.0
+access.FOLDER_AFTER_S = access.THREAD_FOLDS_AFTER_S = 3600.0
+access.FOLD_EVERY_S = {fold_every}
 
 previous = []
 
@@ -361,8 +371,11 @@ def test_run(xp, i):
 """
 
 
-def test_the_first_fold_is_the_test_threads_soon_after_the_first_run(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_first=FIRST_FOLD)
+@pytest.mark.parametrize("fold_every", [3600.0, 0.0])
+def test_the_first_fold_is_the_test_threads_soon_after_the_first_run(
+    pytester: pytest.Pytester, fold_every: float
+) -> None:
+    pytester.makepyfile(test_first=FIRST_FOLD.replace("{fold_every}", repr(fold_every)))
     store = pytester.path / "store"
 
     result = pytester.runpytest_subprocess(f"--xp-store={store}", "-p", "no:randomly")

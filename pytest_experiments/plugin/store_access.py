@@ -3,10 +3,11 @@ and closed to writing for good once writing it failed.
 
 Runs are recorded through the process's journal (``store/journal.py``): a run's start, its
 points and its end are each one write to a file, which is folded into the store once a second at
-most: between two runs by the thread running the tests (:meth:`StoreHandle.fold_if_due`) until
-the process has recorded for :data:`FOLDER_AFTER_S`, then by a folding process of its own
-(``store/folder.py``), beside the tests; by the heartbeat thread during a long run; and by
-:meth:`StoreHandle.close` at the end. Claims (resume, retry) go to the store itself: they must be
+most. The thread running the tests folds it between two runs (:meth:`StoreHandle.fold_if_due`)
+once soon after the first run; a process still recording at :data:`FOLDER_AFTER_S` then hands
+its folds to a folding process of its own (``store/folder.py``), beside the tests, and one
+that cannot start one folds on in that thread. The heartbeat thread folds during a long run,
+and :meth:`StoreHandle.close` at the end. Claims (resume, retry) go to the store itself: they must be
 decided there, before the run's body starts.
 """
 
@@ -301,9 +302,9 @@ class StoreHandle:
 
     def fold_if_due(self) -> None:
         """Between two runs, in the thread that runs them: fold the journal if its last fold is
-        :data:`FOLD_EVERY_S` old (the first, :data:`FIRST_FOLD_AFTER_S` after it was opened),
-        or, once this process recorded for :data:`FOLDER_AFTER_S`, start the folding process
-        that folds it from then on. A store that cannot take it stops the session's writing, as
+        :data:`FOLD_EVERY_S` old (the first, :data:`FIRST_FOLD_AFTER_S` after it was opened,
+        and none after it until :data:`FOLDER_AFTER_S`), or, once this process recorded for
+        :data:`FOLDER_AFTER_S`, start the folding process that folds it from then on. A store that cannot take it stops the session's writing, as
         when the heartbeat thread's fold fails: the run just ended is kept (in the journal), and
         the next experiment stops the session, saying why."""
         now = time.monotonic()
@@ -319,6 +320,11 @@ class StoreHandle:
             self.fold(self._store)
         except Exception as exc:
             self.fail(describe(exc, self.path))
+            return
+        if not self._folder_started:
+            # The folding process starts soon: the runs until then are its first fold, not
+            # another one in this thread (about 0.1 s of it for each second of trivial runs).
+            self._fold_due_at = max(self._fold_due_at, self._opened_at + FOLDER_AFTER_S)
 
     def _start_folder(self) -> None:
         """Start the folding process, once (one that cannot start leaves the folds to this process)."""
