@@ -275,7 +275,7 @@ def _run_keeper(location: Path | str, artifacts: Path | None) -> None:
     """Run the frame keeper on ``location`` as the folding process starts it, and wait for it."""
     from pytest_experiments.store.folder import python_command
 
-    command = python_command("pytest_experiments.frames.keeper", [str(location)])
+    command = python_command("pytest_experiments.frame_keeper", [str(location)])
     if artifacts is not None:
         command += ["--artifacts", str(artifacts)]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -17,7 +17,7 @@ variants, for ``-n 0`` and ``-n 2``:
                   comparison of wall times this noisy a machine allows
 
 A session that records for over 2 s leaves a frame keeper working after it (``xp_keep_frames``,
-``frames/keeper.py``): it is waited for after each session, untimed, so that it does not take the
+``frame_keeper.py``): it is waited for after each session, untimed, so that it does not take the
 other core from the next session, and how long it went on is printed.
 
 Each repeat runs every variant once, in a rotating order, all from this one process; the table shows
@@ -181,7 +181,7 @@ KEEPER_SECONDS: dict[str, list[float]] = {}
 
 def wait_for_keeper(store: Path) -> float | None:
     """Wait, untimed, for the frame keeper a session leaves working in the background
-    (``frames/keeper.py``: its lock is held from before the session ends): it would take the
+    (``frame_keeper.py``: its lock is held from before the session ends): it would take the
     other core from the next session. Its wall seconds after the session, or None: no keeper."""
     import fcntl
 
@@ -381,7 +381,7 @@ def main() -> None:
     )
     for label, seconds in KEEPER_SECONDS.items():
         print(
-            f"{label}: the frame keeper (frames/keeper.py) went on {statistics.median(seconds):.2f} s after the "
+            f"{label}: the frame keeper (frame_keeper.py) went on {statistics.median(seconds):.2f} s after the "
             "session, in the background (median; waited for before the next session, not timed)"
         )
     bare_n0 = wall.get("bare -n 0")

@@ -1,4 +1,4 @@
-"""The frame keeper (``frames/keeper.py``): a session that recorded long enough to hand its folds
+"""The frame keeper (``frame_keeper.py``): a session that recorded long enough to hand its folds
 to a folding process leaves ``load()``'s frames kept beside the store once it ends, so that the
 first ``load()`` after it reads them instead of building them; ``xp_keep_frames = false`` keeps
 nothing; a store with runs still running keeps nothing (the frame would be stale at once).
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import select
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +24,8 @@ from test_store_contract import run_end, run_start, session_start
 
 from pytest_experiments import Store, load
 from pytest_experiments.frames import build, cache, patch
-from pytest_experiments.store.folder import KEEPER_LOCK
+from pytest_experiments.plugin.store_access import KEEPER
+from pytest_experiments.store.folder import KEEPER_LOCK, KEEPER_QUEUE_LOCK, lock_keeper, python_command
 from pytest_experiments.store.sqlite_files import SIDE_DIR
 
 pytestmark = pytest.mark.skipif(
@@ -30,6 +33,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 FILES = ("load-latest.npz", "load-history.npz")
+LOCKS = {KEEPER_LOCK, KEEPER_QUEUE_LOCK}
 WAIT_S = 120.0
 
 # The folding process from the first run on, so that a session of a few runs has one (and so a
@@ -61,7 +65,7 @@ def keepers_of(location: str) -> list[int]:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"pytest_experiments.frames.keeper" in command and location.encode() in command:
+        if b"pytest_experiments.frame_keeper" in command and location.encode() in command:
             found.append(int(pid))
     return found
 
@@ -106,7 +110,7 @@ def test_the_first_load_after_a_session_reads_the_frames_its_writer_kept(
 
     result.assert_outcomes(passed=30)
     assert wait_for_keepers(str(store)) >= 1
-    assert sorted(path.name for path in (store / SIDE_DIR).iterdir()) == sorted([KEEPER_LOCK, *FILES])
+    assert {path.name for path in (store / SIDE_DIR).iterdir()} - LOCKS == set(FILES)
     with Store.open(store, readonly=True) as reader:
         expected = {history: reference_runs_frame(reader.runs(history=history)) for history in (False, True)}
     never_built(monkeypatch)
@@ -201,3 +205,42 @@ def test_a_keeper_keeps_a_postgresql_stores_frames_in_its_artifacts_folder(
         expected = reference_runs_frame(reader.runs(history=True))
         never_built(monkeypatch)
         pd.testing.assert_frame_equal(load(reader, history=True), expected, check_exact=True)
+
+
+def _keeper(location: Path) -> subprocess.Popen[bytes]:
+    """A keeper on the store at ``location``, as a folding process starts one without the lock."""
+    return subprocess.Popen(python_command(KEEPER, [str(location)]), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_one_keeper_works_one_waits_and_a_third_ends_at_once(tmp_path: Path) -> None:
+    location = tmp_path / "store"
+    with Store.open(location, create=True) as store:
+        session = session_start("s1")
+        store.record_session(session)
+        for point in range(3):
+            store.start_run(run_start(session, point, run_id=f"r{point}"))
+            store.finish_run(run_end(f"r{point}", "passed"))
+    side = location / SIDE_DIR
+    working = lock_keeper(side, wait=True)  # this test is the keeper at work
+    assert working is not None
+    waiting = _keeper(location)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while (probe := lock_keeper(side, wait=False, name=KEEPER_QUEUE_LOCK)) is not None:
+            os.close(probe)  # the queue is free: the keeper has not taken it yet
+            assert waiting.poll() is None, waiting.communicate()[1]
+            assert time.monotonic() < deadline, "the keeper never queued"
+            time.sleep(0.01)
+
+        third = _keeper(location)
+        _, errors = third.communicate(timeout=WAIT_S)
+        assert third.returncode == 0, errors  # ended at once, the lock still held here: the waiting one keeps
+        assert waiting.poll() is None
+        assert not (side / FILES[0]).exists()
+    finally:
+        os.close(working)
+
+    _, errors = waiting.communicate(timeout=WAIT_S)
+    assert waiting.returncode == 0, errors
+    assert sorted(path.name for path in side.iterdir()) == sorted([KEEPER_LOCK, KEEPER_QUEUE_LOCK, *FILES])
+    assert len(load(location, history=True)) == 3

@@ -109,7 +109,7 @@ def keep(store: Store, history: bool) -> bool:
     when the store cannot say now which runs it is made of (some stored as ``running``, an
     older schema) or keeps no side files for this process.
 
-    What the session's writer runs once its runs are folded (``frames/keeper.py``): the first
+    What the session's writer runs once its runs are folded (``frame_keeper.py``): the first
     ``load()`` after a session then reads typed columns instead of decoding every run.
     """
 

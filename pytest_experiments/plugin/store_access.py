@@ -55,7 +55,7 @@ FOLDER_EVERY_S = 0.25
 
 #: What the folding process starts once done, with ``xp_keep_frames`` (by name: it imports pandas,
 #: which the plugin does not).
-KEEPER = "pytest_experiments.frames.keeper"
+KEEPER = "pytest_experiments.frame_keeper"
 
 #: One line for an error met while writing the store at a path (a folder or a URL).
 describe = describe_writing

@@ -16,7 +16,7 @@ own last fold meets the failure and says so.
 
 Its last act, once its store is closed, may be to start another program (``--then``) that
 works for the readers to come and that nobody waits for: the frame keeper
-(``frames/keeper.py``), which is handed the store's keeper lock taken here, so that it is held
+(``frame_keeper.py``), which is handed the store's keeper lock taken here, so that it is held
 from before the writer's session ends. No pytest.
 """
 
@@ -45,8 +45,10 @@ _CHILD = (
     "import sys; sys.path.append(sys.argv.pop(1)); from importlib import import_module; "
     "sys.exit(import_module(sys.argv.pop(1)).main())"
 )
-#: The lock a frame keeper holds while it works, in the store's side folder (``frames/keeper.py``).
+#: The lock a frame keeper holds while it works, in the store's side folder (``frame_keeper.py``).
 KEEPER_LOCK = "keeper.lock"
+#: The lock the one keeper waiting for :data:`KEEPER_LOCK` holds meanwhile (beside it).
+KEEPER_QUEUE_LOCK = "keeper.next.lock"
 
 
 def python_command(module: str, args: list[str]) -> list[str]:
@@ -56,16 +58,17 @@ def python_command(module: str, args: list[str]) -> list[str]:
     return [sys.executable, "-c", _CHILD, package_root, module, *args]
 
 
-def lock_keeper(side_folder: Path, *, wait: bool) -> int | None:
-    """A descriptor of ``side_folder``'s keeper lock, locked (``flock``, exclusive), or None when
-    another process holds it and ``wait`` is false, or it cannot be made (or no ``flock`` here)."""
+def lock_keeper(side_folder: Path, *, wait: bool, name: str = KEEPER_LOCK) -> int | None:
+    """A descriptor of ``side_folder``'s keeper lock (``name``), locked (``flock``, exclusive), or
+    None when another process holds it and ``wait`` is false, or it cannot be made (or no
+    ``flock`` here). The lock goes when the last descriptor of it is closed (the process ends)."""
     try:
         import fcntl
     except ImportError:  # Windows: no keeper
         return None
     try:
         side_folder.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(side_folder / KEEPER_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        descriptor = os.open(side_folder / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:
         return None
     try:
@@ -78,7 +81,7 @@ def lock_keeper(side_folder: Path, *, wait: bool) -> int | None:
 
 def start_detached(command: list[str], side_folder: Path | None) -> None:
     """Start ``command`` in a session of its own, not waited for (the writer's work after the
-    session: :mod:`pytest_experiments.frames.keeper`), handing it the keeper lock of
+    session: :mod:`pytest_experiments.frame_keeper`), handing it the keeper lock of
     ``side_folder`` when this process gets it at once (``--locked FD``); best effort."""
     lock = None if side_folder is None else lock_keeper(side_folder, wait=False)
     if lock is not None:

@@ -1,0 +1,96 @@
+"""The frame keeper: once a session's writer has folded its last runs, keeps ``load()``'s frames
+(the latest runs, and every run) beside the store, so that the first ``load()`` after the session
+reads typed columns rather than decoding each run's row and JSON (:func:`pytest_experiments.frames.cache.keep`).
+
+The folding process starts it as its last act (``store/folder.py``, ``--then``), detached: the
+session does not wait for it, and it runs at a lower priority, on what the tests leave of the
+machine. It is what the writer does for the readers to come, as a database keeps an index:
+nothing depends on it. A keeper that is killed, or finds runs still ``running`` (another
+process of the session has not ended yet), leaves the frames as they were, and the next
+``load()`` builds or patches them as before; its files are written whole or not at all.
+
+At most one keeper works on a store, and one waits (many sessions ending together, as the tasks
+of a cluster job do, start one each). The working one holds an exclusive lock on
+``<side folder>/keeper.lock`` (``fcntl.flock``, released by the system when the process ends,
+however it ends); the folding process takes it before starting its keeper and hands it over, so
+it is held from before the session ends. A keeper that finds it held takes
+``keeper.next.lock`` and waits; one that finds that held too ends at once: the waiting one reads
+the store after the working one is done, so it will find this keeper's session's runs (folded
+before this keeper started) and keep them. A waiting keeper holds no store connection and has
+not imported pandas. Not on Windows (no ``flock``): there is no keeper, and ``load()`` builds
+and keeps frames itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+from pytest_experiments.store import Store
+from pytest_experiments.store.folder import KEEPER_QUEUE_LOCK, lock_keeper
+
+#: A keeper still at work after this many seconds (a server that stopped answering) ends: the
+#: system's default action for SIGALRM, which releases its lock with the process.
+TIME_LIMIT_S = 600
+#: How much lower than the session's its priority is (``os.nice``): it yields to what runs next.
+NICENESS = 10
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m pytest_experiments.frame_keeper")
+    parser.add_argument("location", help="the store: a folder or a server store's URL")
+    parser.add_argument("--artifacts", type=Path, default=None, help="a server store's folder of run folders")
+    parser.add_argument("--locked", type=int, default=None, help="a descriptor of keeper.lock, locked already")
+    return parser.parse_args(argv)
+
+
+def _turn(location: Path | str, artifacts: Path | None) -> int | None:
+    """This keeper's turn: the keeper lock, once it is free, taken as the one waiting keeper;
+    None when another keeper waits already, or the store keeps no side files for this process."""
+    with Store.open(location, readonly=True, artifacts=artifacts) as store:
+        folder = store.side_folder  # closed again: no connection is held while waiting
+    if folder is None:
+        return None
+    queue = lock_keeper(folder, wait=False, name=KEEPER_QUEUE_LOCK)
+    if queue is None:
+        return None  # the keeper waiting already will keep this session's runs too
+    try:
+        return lock_keeper(folder, wait=True)
+    finally:
+        os.close(queue)  # the next keeper to come may wait now
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Keep the store's ``load()`` frames; 0 when both are kept (or another keeper will), 1 when
+    the store cannot give them now (or on failure)."""
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.alarm(TIME_LIMIT_S)
+    # The folding process ignored these (its writer handled them): a keeper ends on them as any program.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    options = _parse(sys.argv[1:] if argv is None else argv)
+    if hasattr(os, "nice"):
+        os.nice(NICENESS)
+    location: Path | str = options.location
+    try:
+        lock = options.locked if options.locked is not None else _turn(location, options.artifacts)
+        if lock is None:
+            return 0
+        try:
+            from pytest_experiments.frames import cache  # pandas: only in the keeper that works
+            from pytest_experiments.store.columns import gc_paused
+
+            with Store.open(location, readonly=True, artifacts=options.artifacts) as store, gc_paused():
+                kept = [cache.keep(store, history) for history in (False, True)]
+        finally:
+            os.close(lock)  # the lock goes with it
+    except Exception:  # nobody to tell: the next load() builds the frames, as it would have
+        return 1
+    return 0 if all(kept) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
