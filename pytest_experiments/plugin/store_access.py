@@ -304,9 +304,10 @@ class StoreHandle:
         """Between two runs, in the thread that runs them: fold the journal if its last fold is
         :data:`FOLD_EVERY_S` old (the first, :data:`FIRST_FOLD_AFTER_S` after it was opened,
         and none after it until :data:`FOLDER_AFTER_S`), or, once this process recorded for
-        :data:`FOLDER_AFTER_S`, start the folding process that folds it from then on. A store that cannot take it stops the session's writing, as
-        when the heartbeat thread's fold fails: the run just ended is kept (in the journal), and
-        the next experiment stops the session, saying why."""
+        :data:`FOLDER_AFTER_S`, start the folding process that folds it from then on. A store
+        that cannot take it stops the session's writing, as when the heartbeat thread's fold
+        fails: the run just ended is kept (in the journal), and the next experiment stops the
+        session, saying why."""
         now = time.monotonic()
         # The session's flag too: a folding process that failed raised it, and said why there.
         if now < self._fold_due_at or self._store is None or self.failure is not None:
@@ -323,7 +324,7 @@ class StoreHandle:
             return
         if not self._folder_started:
             # The folding process starts soon: the runs until then are its first fold, not
-            # another one in this thread (about 0.1 s of it for each second of trivial runs).
+            # another one in this thread (46 ms of it for the first second of trivial runs).
             self._fold_due_at = max(self._fold_due_at, self._opened_at + FOLDER_AFTER_S)
 
     def _start_folder(self) -> None:
