@@ -47,13 +47,24 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _turn(location: Path | str, artifacts: Path | None) -> int | None:
-    """This keeper's turn: the keeper lock, once it is free, taken as the one waiting keeper;
-    None when another keeper waits already, or the store keeps no side files for this process."""
+def _side_folder(location: Path | str, artifacts: Path | None) -> Path | None:
+    """Where the store keeps its frames, when it can say now which runs they are made of; None
+    when it keeps none for this process, or a store folder holds runs still ``running`` (an
+    xdist worker that ended first, while the others run: the last one's keeper keeps them).
+
+    One short read, before pandas is imported: under ``-n 2`` the first worker's keeper runs
+    beside the other worker's tests. A server store gives no such token: its keeper finds out
+    in :func:`pytest_experiments.frames.cache.keep`."""
     with Store.open(location, readonly=True, artifacts=artifacts) as store:
         folder = store.side_folder  # closed again: no connection is held while waiting
-    if folder is None:
-        return None
+        if artifacts is None and store.change_token() is None:
+            return None
+    return folder
+
+
+def _turn(folder: Path) -> int | None:
+    """This keeper's turn: the keeper lock of the side folder ``folder``, once it is free, taken
+    as the one waiting keeper; None when another keeper waits already."""
     queue = lock_keeper(folder, wait=False, name=KEEPER_QUEUE_LOCK)
     if queue is None:
         return None  # the keeper waiting already will keep this session's runs too
@@ -76,7 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         os.nice(NICENESS)
     location: Path | str = options.location
     try:
-        lock = options.locked if options.locked is not None else _turn(location, options.artifacts)
+        folder = _side_folder(location, options.artifacts)
+        if folder is None:
+            if options.locked is not None:
+                os.close(options.locked)
+            return 1
+        lock = options.locked if options.locked is not None else _turn(folder)
         if lock is None:
             return 0
         try:

@@ -244,3 +244,22 @@ def test_one_keeper_works_one_waits_and_a_third_ends_at_once(tmp_path: Path) -> 
     assert waiting.returncode == 0, errors
     assert sorted(path.name for path in side.iterdir()) == sorted([KEEPER_LOCK, KEEPER_QUEUE_LOCK, *FILES])
     assert len(load(location, history=True)) == 3
+
+
+def test_a_keeper_of_a_store_with_a_running_run_ends_keeping_nothing(tmp_path: Path) -> None:
+    location = tmp_path / "store"
+    with Store.open(location, create=True) as store:
+        session = session_start("s1")
+        store.record_session(session)
+        store.start_run(run_start(session, 1, run_id="r1"))  # this process's: alive, so running
+
+        keeper = _keeper(location)
+        _, errors = keeper.communicate(timeout=WAIT_S)
+
+        assert keeper.returncode == 1, errors
+        assert not (location / SIDE_DIR).exists()
+        store.finish_run(run_end("r1", "passed"))
+    keeper = _keeper(location)
+    _, errors = keeper.communicate(timeout=WAIT_S)
+    assert keeper.returncode == 0, errors
+    assert {path.name for path in (location / SIDE_DIR).iterdir()} - LOCKS == set(FILES)
