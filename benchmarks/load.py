@@ -272,8 +272,8 @@ def _children_cpu() -> float:
 
 
 def _run_keeper(location: Path | str, artifacts: Path | None) -> None:
-    """Run the frame keeper on ``location`` as the folding process starts it, and wait for it."""
-    from pytest_experiments.store.folder import python_command
+    """Run the frame keeper on ``location`` as a session's last process starts it, and wait for it."""
+    from pytest_experiments.store.children import python_command
 
     command = python_command("pytest_experiments.frame_keeper", [str(location)])
     if artifacts is not None:
@@ -386,8 +386,8 @@ def compare(
     calls[f"load(path, history=True) patched after +{APPENDED_RUNS} runs"] = lambda: pytest_experiments.load(
         location, history=True
     )
-    # "after keeper": what a session leaves when it records for over 2 s (xp_keep_frames): its
-    # frame keeper, run here as the folding process starts it (a process of its own, timed
+    # "after keeper": what a session of 1000 runs or more leaves (xp_keep_frames): its frame
+    # keeper, run here as the session's last process starts it (a process of its own, timed
     # apart: the session does not wait for it), after the kept frames were removed; then the
     # first load() and load(history=True) after it.
     keeper = f"frame keeper after a session ({KEEPER_LABEL})"

@@ -1,24 +1,24 @@
-"""The frame keeper: once a session's writer has folded its last runs, keeps ``load()``'s frames
-(the latest runs, and every run) beside the store, so that the first ``load()`` after the session
-reads typed columns rather than decoding each run's row and JSON (:func:`pytest_experiments.frames.cache.keep`).
+"""The frame keeper: once a session has ended, keeps ``load()``'s frames (the latest runs, and
+every run) beside the store, so that the first ``load()`` after the session reads typed columns
+rather than decoding each run's row and JSON (:func:`pytest_experiments.frames.cache.keep`).
 
-The folding process starts it as its last act (``store/folder.py``, ``--then``), detached: the
-session does not wait for it, and it runs at a lower priority, on what the tests leave of the
-machine. It is what the writer does for the readers to come, as a database keeps an index:
-nothing depends on it. A keeper that is killed, or finds runs still ``running`` (another
-process of the session has not ended yet), leaves the frames as they were, and the next
-``load()`` builds or patches them as before; its files are written whole or not at all.
+A session that recorded many runs (``xp_keep_frames``, ``plugin/store_access.py``) starts it
+as its last process closes (the controller under xdist, once every worker is done), detached
+(``store/children.py``): the session does not wait for it, and it runs at a lower priority. It
+is what the writer does for the readers to come, as a database keeps an index: nothing depends
+on it. A keeper that is killed, or finds runs still ``running`` (another session records into
+the store), leaves the frames as they were, and the next ``load()`` builds or patches them as
+before; its files are written whole or not at all.
 
 At most one keeper works on a store, and one waits (many sessions ending together, as the tasks
 of a cluster job do, start one each). The working one holds an exclusive lock on
 ``<side folder>/keeper.lock`` (``fcntl.flock``, released by the system when the process ends,
-however it ends); the folding process takes it before starting its keeper and hands it over, so
-it is held from before the session ends. A keeper that finds it held takes
-``keeper.next.lock`` and waits; one that finds that held too ends at once: the waiting one reads
-the store after the working one is done, so it will find this keeper's session's runs (folded
-before this keeper started) and keep them. A waiting keeper holds no store connection and has
-not imported pandas. Not on Windows (no ``flock``): there is no keeper, and ``load()`` builds
-and keeps frames itself.
+however it ends); the session takes it before starting its keeper and hands it over, so it is
+held from before the session ends. A keeper that finds it held takes ``keeper.next.lock`` and
+waits; one that finds that held too ends at once: the waiting one reads the store after the
+working one is done, so it will find this keeper's session's runs (stored before this keeper
+started) and keep them. A waiting keeper holds no store connection and has not imported pandas.
+Not on Windows (no ``flock``): there is no keeper, and ``load()`` builds and keeps frames itself.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 from pytest_experiments.store import Store
-from pytest_experiments.store.folder import KEEPER_QUEUE_LOCK, lock_keeper
+from pytest_experiments.store.children import KEEPER_QUEUE_LOCK, lock_keeper
 
 #: A keeper still at work after this many seconds (a server that stopped answering) ends: the
 #: system's default action for SIGALRM, which releases its lock with the process.
@@ -49,12 +49,11 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def _side_folder(location: Path | str, artifacts: Path | None) -> Path | None:
     """Where the store keeps its frames, when it can say now which runs they are made of; None
-    when it keeps none for this process, or a store folder holds runs still ``running`` (an
-    xdist worker that ended first, while the others run: the last one's keeper keeps them).
+    when it keeps none for this process, or a store folder holds runs still ``running`` (another
+    session records into it: its own keeper will keep them).
 
-    One short read, before pandas is imported: under ``-n 2`` the first worker's keeper runs
-    beside the other worker's tests. A server store gives no such token: its keeper finds out
-    in :func:`pytest_experiments.frames.cache.keep`."""
+    One short read, before pandas is imported. A server store gives no such token: its keeper
+    finds out in :func:`pytest_experiments.frames.cache.keep`."""
     with Store.open(location, readonly=True, artifacts=artifacts) as store:
         folder = store.side_folder  # closed again: no connection is held while waiting
         if artifacts is None and store.change_token() is None:
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     the store cannot give them now (or on failure)."""
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     signal.alarm(TIME_LIMIT_S)
-    # The folding process ignored these (its writer handled them): a keeper ends on them as any program.
+    # A background job of a shell ignores SIGINT: a keeper ends on it, and on SIGTERM, as any program.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     options = _parse(sys.argv[1:] if argv is None else argv)

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 # the two in step).
 STORE_ENV_VAR = "PYTEST_XP_STORE"
 STORE_INI_KEY = "xp_store"
-#: Whether a session that recorded for more than a moment keeps ``load()``'s frames after it ends.
+#: Whether a session that recorded many runs keeps ``load()``'s frames after it ends.
 KEEP_FRAMES_INI_KEY = "xp_keep_frames"
 ARTIFACTS_ENV_VAR = "PYTEST_XP_ARTIFACTS"
 ARTIFACTS_INI_KEY = "xp_artifacts"
@@ -217,7 +217,7 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini(
         KEEP_FRAMES_INI_KEY,
-        "after a session that recorded for over 2 s, keep load()'s frames beside the store in the background",
+        "after a session that recorded 1000 runs or more, keep load()'s frames beside the store in the background",
         type="bool",
         default=True,
     )

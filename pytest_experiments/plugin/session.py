@@ -143,6 +143,7 @@ class SessionLifecycle:
         failure_before = self.store_failure
         counts = self._counts(exitstatus, close=True)
         self.summary = SessionSummary(counts=counts, store_path=self._handle.path, exitstatus=exitstatus)
+        self._handle.session_runs = self.summary.total  # whether closing it leaves a frame keeper
         terminalreporter = self._config.pluginmanager.get_plugin("terminalreporter")
         if terminalreporter is not None:
             if not summary_written:

@@ -26,7 +26,8 @@ from typing import TypeVar
 
 from pytest_experiments.model import RunEnd, RunStart, SessionStart
 from pytest_experiments.store import Store, StoreError, describe_failure, store_exists
-from pytest_experiments.store.folder import FoldingProcess, describe_writing, python_command, raise_stop_flag
+from pytest_experiments.store.children import python_command, start_keeper
+from pytest_experiments.store.folder import FoldingProcess, describe_writing, raise_stop_flag
 from pytest_experiments.store.journal import JournalWriter
 from pytest_experiments.store.liveness import DEFAULT_LEASE_S, Process, pid_namespace, process_start
 from pytest_experiments.store.location import shown
@@ -53,9 +54,12 @@ FOLDER_AFTER_S = 2.0
 #: Seconds between two folds by the folding process: what is left for the summary to wait for.
 FOLDER_EVERY_S = 0.25
 
-#: What the folding process starts once done, with ``xp_keep_frames`` (by name: it imports pandas,
-#: which the plugin does not).
+#: What the session's last process starts as it closes, with ``xp_keep_frames`` (by name: it
+#: imports pandas, which the plugin does not).
 KEEPER = "pytest_experiments.frame_keeper"
+#: A session that recorded this many runs or more leaves a frame keeper: below it, building a
+#: frame costs ``load()`` a few hundredths of a second at most, and a kept one it would patch.
+KEEP_FRAMES_FROM = 1000
 
 #: One line for an error met while writing the store at a path (a folder or a URL).
 describe = describe_writing
@@ -158,8 +162,11 @@ class StoreHandle:
         self.artifacts = artifacts
         self.session = session
         self.lease = lease
-        #: Whether the folding process, once done, starts the frame keeper (``xp_keep_frames``).
+        #: Whether the controller, closing, starts the frame keeper (``xp_keep_frames``).
         self.keep_frames = keep_frames
+        #: How many runs the session recorded, all its processes together (the controller's
+        #: summary sets it): what decides whether it leaves a frame keeper.
+        self.session_runs = 0
         self._store: Store | None = None
         self._heartbeat: Heartbeat | None = None
         self._journal: JournalWriter | None = None
@@ -332,14 +339,9 @@ class StoreHandle:
         if self._folder_started or self._journal is None:
             return
         self._folder_started = True
-        then = None
-        if self.keep_frames:  # a session this long may have made a big store: its frames kept for load()
-            then = python_command(KEEPER, [str(self.path)])
-            if self.artifacts is not None:
-                then += ["--artifacts", str(self.artifacts)]
         with contextlib.suppress(OSError):
             self._folder = FoldingProcess.start(
-                self.path, self.artifacts, self.lease, self._journal.path, self._stop_flag, FOLDER_EVERY_S, then
+                self.path, self.artifacts, self.lease, self._journal.path, self._stop_flag, FOLDER_EVERY_S
             )
 
     def _folder_alive(self) -> bool:
@@ -411,9 +413,26 @@ class StoreHandle:
         self.settle()
         if self._journal is not None:
             self._retire_journal()
+        side_folder = None
         if self._store is not None:
+            with contextlib.suppress(Exception):  # no frames kept is no failure
+                side_folder = self._store.side_folder
             self._store.close()
             self._store = None
         if self._controller:
             with contextlib.suppress(OSError):
                 os.unlink(self._stop_flag)
+            if side_folder is not None:
+                self._leave_keeper(side_folder)
+
+    def _leave_keeper(self, side_folder: Path) -> None:
+        """After a session that recorded :data:`KEEP_FRAMES_FROM` runs or more, in its last
+        process (the controller, once every worker is done): start the frame keeper, which keeps
+        ``load()``'s frames for the first ``load()`` after the session (``frame_keeper.py``),
+        and do not wait for it."""
+        if not self.keep_frames or self.session_runs < KEEP_FRAMES_FROM or self.failure is not None:
+            return
+        command = python_command(KEEPER, [str(self.path)])
+        if self.artifacts is not None:
+            command += ["--artifacts", str(self.artifacts)]
+        start_keeper(command, side_folder)

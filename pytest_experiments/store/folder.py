@@ -12,19 +12,13 @@ folds, so the writer's own last fold, a reader's, and this process's may meet. A
 cannot take the journal stops the session as a failed write does: this process raises the
 session's stop flag (:func:`raise_stop_flag`), which every process of the session looks at
 before each experiment, and exits. Once its writer is closing, it raises no flag: the writer's
-own last fold meets the failure and says so.
-
-Its last act, once its store is closed, may be to start another program (``--then``) that
-works for the readers to come and that nobody waits for: the frame keeper
-(``frame_keeper.py``), which is handed the store's keeper lock taken here, so that it is held
-from before the writer's session ends. No pytest.
+own last fold meets the failure and says so. No pytest.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import select
 import signal
@@ -32,74 +26,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pytest_experiments.store.children import python_command
 from pytest_experiments.store.location import describe_failure, shown
 
 #: The shortest period between two folds (a test's setting of 0 must not spin).
 MIN_PERIOD_S = 0.01
 #: How long a closing writer waits for its folding process's last fold before folding itself.
 EXIT_WAIT_S = 60.0
-#: What runs a module's ``main`` in a new interpreter (:func:`python_command`), the package found
-#: where the interpreter looks first, then where this module is (whatever put it on this
-#: process's path): appended, never ahead of the standard library.
-_CHILD = (
-    "import sys; sys.path.append(sys.argv.pop(1)); from importlib import import_module; "
-    "sys.exit(import_module(sys.argv.pop(1)).main())"
-)
-#: The lock a frame keeper holds while it works, in the store's side folder (``frame_keeper.py``).
-KEEPER_LOCK = "keeper.lock"
-#: The lock the one keeper waiting for :data:`KEEPER_LOCK` holds meanwhile (beside it).
-KEEPER_QUEUE_LOCK = "keeper.next.lock"
-
-
-def python_command(module: str, args: list[str]) -> list[str]:
-    """The command that runs ``module.main()`` (it reads ``sys.argv``) with ``args``, in this
-    interpreter, this package found where this process found it."""
-    package_root = str(Path(__file__).resolve().parents[2])
-    return [sys.executable, "-c", _CHILD, package_root, module, *args]
-
-
-def lock_keeper(side_folder: Path, *, wait: bool, name: str = KEEPER_LOCK) -> int | None:
-    """A descriptor of ``side_folder``'s keeper lock (``name``), locked (``flock``, exclusive), or
-    None when another process holds it and ``wait`` is false, or it cannot be made (or no
-    ``flock`` here). The lock goes when the last descriptor of it is closed (the process ends)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no keeper
-        return None
-    try:
-        side_folder.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(side_folder / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(descriptor)
-        return None
-    return descriptor
-
-
-def start_detached(command: list[str], side_folder: Path | None) -> None:
-    """Start ``command`` in a session of its own, not waited for (the writer's work after the
-    session: :mod:`pytest_experiments.frame_keeper`), handing it the keeper lock of
-    ``side_folder`` when this process gets it at once (``--locked FD``); best effort."""
-    lock = None if side_folder is None else lock_keeper(side_folder, wait=False)
-    if lock is not None:
-        command = [*command, "--locked", str(lock)]
-    try:
-        subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            pass_fds=() if lock is None else (lock,),
-            start_new_session=True,  # not in the session's process group: its signals are not this one's
-        )
-    except OSError:
-        pass  # no keeper: the next load() builds the frames
-    finally:
-        if lock is not None:
-            os.close(lock)  # the keeper's copy holds the lock now (or nobody's, if it did not start)
 
 
 def describe_writing(error: BaseException, location: Path | str) -> str:
@@ -140,20 +73,15 @@ class FoldingProcess:
         journal: Path,
         stop_flag: str,
         every: float,
-        then: list[str] | None = None,
     ) -> FoldingProcess:
         """Start folding ``journal`` into the store at ``location`` every ``every`` seconds;
-        raises ``OSError`` if it cannot start. ``then``: a command it starts once its last fold
-        is done (:func:`start_detached`), and does not wait for.
-        """
+        raises ``OSError`` if it cannot start."""
         if not sys.executable:
             raise OSError("no Python interpreter to start")
         args = python_command(__name__, [str(location), str(journal), stop_flag])
         args += ["--lease", repr(lease), "--every", repr(every)]
         if artifacts is not None:
             args += ["--artifacts", str(artifacts)]
-        if then is not None:
-            args += ["--then", json.dumps(then)]
         process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return cls(process)
 
@@ -181,7 +109,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--lease", type=float, required=True)
     parser.add_argument("--every", type=float, required=True, help="seconds between two folds")
     parser.add_argument("--artifacts", type=Path, default=None)
-    parser.add_argument("--then", type=json.loads, default=None, help="a command (JSON list) to start at the end")
     return parser.parse_args(argv)
 
 
@@ -207,13 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             while not closing:
                 closing = _writer_closed(max(options.every, MIN_PERIOD_S))
                 store.fold_journals([options.journal])
-            side_folder = store.side_folder
     except Exception as exc:
         if not closing:  # a closing writer's own last fold meets the failure, and says so
             raise_stop_flag(options.stop_flag, describe_writing(exc, location))
         return 1
-    if options.then:  # the store closed first: nothing of this process's connection goes with it
-        start_detached([str(part) for part in options.then], side_folder)
     return 0
 
 
