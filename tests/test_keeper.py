@@ -168,20 +168,28 @@ def test_a_session_of_fewer_runs_than_keep_frames_from_starts_no_keeper(pytester
     assert not (store / SIDE_DIR).exists()
 
 
+def record(store: Store, *, passed: int = 0, running: int = 0) -> None:
+    """Record ``passed`` finished runs (``p0``...) and ``running`` started ones (``r0``..., by this
+    process, which lives: running) in one session of ``store``."""
+    session = session_start("s1")
+    store.record_session(session)
+    for point in range(passed):
+        store.start_run(run_start(session, point, run_id=f"p{point}"))
+        store.finish_run(run_end(f"p{point}", "passed"))
+    for point in range(running):
+        store.start_run(run_start(session, passed + point, run_id=f"r{point}"))
+
+
 def test_a_store_with_a_running_run_keeps_no_frame_until_it_ends(tmp_path: Path) -> None:
     location = tmp_path / "store"
     with Store.open(location, create=True) as store:
-        session = session_start("s1")
-        store.record_session(session)
-        store.start_run(run_start(session, 1, run_id="r1"))  # this process's: alive, so running
-        store.start_run(run_start(session, 2, run_id="r2"))
-        store.finish_run(run_end("r2", "passed"))
+        record(store, passed=1, running=1)
 
         assert cache.keep(store, history=False) is False
         assert cache.keep(store, history=True) is False
         assert not (location / SIDE_DIR).exists()
 
-        store.finish_run(run_end("r1", "passed"))
+        store.finish_run(run_end("r0", "passed"))
         assert cache.keep(store, history=False) is True
         assert cache.keep(store, history=True) is True
     assert sorted(path.name for path in (location / SIDE_DIR).iterdir()) == sorted(FILES)
@@ -217,11 +225,7 @@ def _keeper(location: Path) -> subprocess.Popen[bytes]:
 def test_one_keeper_works_one_waits_and_a_third_ends_at_once(tmp_path: Path) -> None:
     location = tmp_path / "store"
     with Store.open(location, create=True) as store:
-        session = session_start("s1")
-        store.record_session(session)
-        for point in range(3):
-            store.start_run(run_start(session, point, run_id=f"r{point}"))
-            store.finish_run(run_end(f"r{point}", "passed"))
+        record(store, passed=3)
     side = location / SIDE_DIR
     working = lock_keeper(side, wait=True)  # this test is the keeper at work
     assert working is not None
@@ -251,16 +255,14 @@ def test_one_keeper_works_one_waits_and_a_third_ends_at_once(tmp_path: Path) -> 
 def test_a_keeper_of_a_store_with_a_running_run_ends_keeping_nothing(tmp_path: Path) -> None:
     location = tmp_path / "store"
     with Store.open(location, create=True) as store:
-        session = session_start("s1")
-        store.record_session(session)
-        store.start_run(run_start(session, 1, run_id="r1"))  # this process's: alive, so running
+        record(store, running=1)
 
         keeper = _keeper(location)
         _, errors = keeper.communicate(timeout=WAIT_S)
 
         assert keeper.returncode == 1, errors
         assert not (location / SIDE_DIR).exists()
-        store.finish_run(run_end("r1", "passed"))
+        store.finish_run(run_end("r0", "passed"))
     keeper = _keeper(location)
     _, errors = keeper.communicate(timeout=WAIT_S)
     assert keeper.returncode == 0, errors
