@@ -413,26 +413,30 @@ class StoreHandle:
         self.settle()
         if self._journal is not None:
             self._retire_journal()
-        side_folder = None
+        side_folder = self._keeper_folder()  # asked while the store is open and the stop flag there
         if self._store is not None:
-            with contextlib.suppress(Exception):  # no frames kept is no failure
-                side_folder = self._store.side_folder
             self._store.close()
             self._store = None
         if self._controller:
             with contextlib.suppress(OSError):
                 os.unlink(self._stop_flag)
-            if side_folder is not None:
-                self._leave_keeper(side_folder)
+        if side_folder is not None:  # the frame keeper: started last, and not waited for
+            command = python_command(KEEPER, [str(self.path)])
+            if self.artifacts is not None:
+                command += ["--artifacts", str(self.artifacts)]
+            start_keeper(command, side_folder)
 
-    def _leave_keeper(self, side_folder: Path) -> None:
-        """After a session that recorded :data:`KEEP_FRAMES_FROM` runs or more, in its last
-        process (the controller, once every worker is done): start the frame keeper, which keeps
-        ``load()``'s frames for the first ``load()`` after the session (``frame_keeper.py``),
-        and do not wait for it."""
-        if not self.keep_frames or self.session_runs < KEEP_FRAMES_FROM or self.failure is not None:
-            return
-        command = python_command(KEEPER, [str(self.path)])
-        if self.artifacts is not None:
-            command += ["--artifacts", str(self.artifacts)]
-        start_keeper(command, side_folder)
+    def _keeper_folder(self) -> Path | None:
+        """Where this process, closing, has a frame keeper keep ``load()``'s frames for the first
+        ``load()`` after the session (``frame_keeper.py``): the store's side folder when this is
+        the session's last process (the controller, once every worker is done), the session
+        recorded :data:`KEEP_FRAMES_FROM` runs or more and wrote the store without a failure;
+        else None."""
+        if not (self._controller and self.keep_frames and self.session_runs >= KEEP_FRAMES_FROM):
+            return None
+        if self._store is None or self.failure is not None:
+            return None
+        try:
+            return self._store.side_folder
+        except Exception:  # no frames kept is no failure
+            return None

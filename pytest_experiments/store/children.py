@@ -58,7 +58,10 @@ def start_keeper(command: list[str], side_folder: Path) -> None:
     """Start the frame keeper ``command`` in the background, in a process session of its own
     (the terminal's Ctrl-C is not for it), nobody's child and not waited for, handing it the
     keeper lock of ``side_folder`` when this process gets it at once (``--locked FD``), so that
-    the lock is held from before this process ends. Best effort: nothing is raised."""
+    the lock is held from before this process ends. Best effort: nothing is raised. Not on
+    Windows (no ``flock``, no ``/bin/sh``)."""
+    if os.name != "posix":
+        return
     lock = lock_keeper(side_folder, wait=False)
     if lock is not None:
         command = [*command, "--locked", str(lock)]
