@@ -288,3 +288,57 @@ def test_a_store_copied_elsewhere_loads_its_own_folders(root: Path, tmp_path: Pa
     assert set(original["run_id"]) == set(copied["run_id"])
     assert all(Path(folder).is_relative_to(copy) for folder in copied["dir"])
     assert all(Path(folder).is_relative_to(root) for folder in load(root, history=True)["dir"])
+
+
+# A writer of a kept frame that stops half-way through its file (its part written, then blocked
+# on its stdin), to be killed there: a SIGKILL runs no cleanup, as for a frame keeper killed with
+# its cluster job.
+KILLED_WRITER = """
+import sys
+import numpy as np
+from pytest_experiments import load
+from pytest_experiments.frames import cache
+
+def half_then_wait(file, **arrays):
+    file.write(b"PK" + bytes(4096))
+    file.flush()
+    print("writing", flush=True)
+    sys.stdin.read()
+
+cache.np.savez = half_then_wait
+load(sys.argv[1], history=True)
+"""
+
+
+def test_a_part_left_by_a_writer_killed_while_writing_is_removed_once_stale(root: Path) -> None:
+    import signal
+    import subprocess
+
+    side = root / SIDE_DIR
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == "writing\n"  # the part is on disk, the writer blocked
+        writer.send_signal(signal.SIGKILL)
+        assert writer.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        writer.communicate()
+    (left,) = side.glob(f"{FILES[True]}.*.tmp")
+    fresh = side / f"{FILES[True]}.999999-00000000.tmp"  # another writer's, at work now
+    fresh.write_bytes(b"PK")
+    load(root, history=True)
+    assert left.exists()  # an hour is not over: it may still be its writer's
+    an_hour_ago = time.time() - cache._PARTIAL_STALE_S - 60
+    os.utime(left, (an_hour_ago, an_hour_ago))
+    with sqlite3.connect(root / DB_NAME) as db:  # a change: the next load() writes the file again
+        db.execute("UPDATE runs SET duration = duration + 1 WHERE rowid = (SELECT min(rowid) FROM runs)")
+
+    load(root, history=True)
+
+    assert not left.exists()
+    assert fresh.exists()
+    assert kept(root, True) is not None

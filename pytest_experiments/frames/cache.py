@@ -20,7 +20,8 @@ kept frame is read as it is). A store that gives no changes (an older SQLite sch
 frame with the token read before and after it was built. A store that can give neither now
 (runs stored as ``running``, journals not folded yet) or has no side folder for this reader
 (who does not own the store folder or artefacts root) keeps nothing. Never half-read: written
-under a temporary name then renamed, and a file that does not read back whole, with the
+under a temporary name then renamed (the part a writer killed while writing leaves is removed by
+a later writer once it is an hour old), and a file that does not read back whole, with the
 dtypes it names and notes that fit it, is ignored and replaced. Never executed: ``numpy.load``
 with ``allow_pickle=False`` and JSON for the column names, kinds and notes. A reader that
 cannot write (a read-only folder) builds the frame each time, as before.
@@ -32,6 +33,7 @@ import contextlib
 import json
 import os
 import secrets
+import time
 import zipfile
 from collections.abc import Callable
 from itertools import pairwise
@@ -61,6 +63,8 @@ _MOST_CHANGED = 0.25
 #: 0.06 s of 0.1 at 100,000 runs, most of a patched call).
 _REWRITTEN_FROM = 10_000
 _REWRITE_SHARE = 0.01
+#: A part of a kept file untouched this long (seconds) was left by a writer killed while writing it.
+_PARTIAL_STALE_S = 3600.0
 #: The types of decoded JSON: what an ``object`` column of a frame holds (nested ones too).
 _JSON_TYPES = frozenset({str, int, float, bool, type(None), list, dict})
 # What a file that is not one of ours, or not whole, raises on reading (numpy, zipfile, JSON).
@@ -217,6 +221,7 @@ def _write(path: Path, meta: dict[str, Any], frame: pd.DataFrame, notes: patch.N
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     # A name of its own (threads of one process too), in the same folder so that the rename is atomic.
     partial = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    _sweep_partials(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)  # the side folder's parent is the store's own
         with open(partial, "xb") as file:
@@ -227,6 +232,22 @@ def _write(path: Path, meta: dict[str, Any], frame: pd.DataFrame, notes: patch.N
     except BaseException:  # Ctrl-C while writing: no part left behind either
         _remove(partial)
         raise
+
+
+def _sweep_partials(path: Path) -> None:
+    """Remove the parts of ``path`` that writers killed while writing left behind (a SIGKILL
+    runs no cleanup: a frame keeper killed with its cluster job, say). A part is a writer's
+    own as long as it writes it, and a write takes seconds: one untouched for
+    :data:`_PARTIAL_STALE_S` is nobody's (its writer may be on another host: its pid says nothing)."""
+    now = time.time()
+    try:
+        parts = list(path.parent.glob(f"{path.name}.*.tmp"))
+    except OSError:
+        return
+    for part in parts:
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
+            if now - part.stat().st_mtime > _PARTIAL_STALE_S:
+                part.unlink()
 
 
 def _remove(path: Path) -> None:
