@@ -273,9 +273,10 @@ def _children_cpu() -> float:
 
 def _run_keeper(location: Path | str, artifacts: Path | None) -> None:
     """Run the frame keeper on ``location`` as a session's last process starts it, and wait for it."""
+    import pytest_experiments.frame_keeper as keeper
     from pytest_experiments.store.children import python_command
 
-    command = python_command("pytest_experiments.frame_keeper", [str(location)])
+    command = python_command(keeper.__name__, [str(location)])
     if artifacts is not None:
         command += ["--artifacts", str(artifacts)]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -185,8 +185,10 @@ def wait_for_keeper(store: Path) -> float | None:
     other core from the next session. Its wall seconds after the session, or None: no keeper."""
     import fcntl
 
+    from pytest_experiments.store.children import KEEPER_LOCK
+
     start = time.perf_counter()
-    locks = sorted(store.rglob("keeper.lock")) if store.exists() else []
+    locks = sorted(store.rglob(KEEPER_LOCK)) if store.exists() else []
     for lock in locks:
         with open(lock, "rb") as file:
             fcntl.flock(file, fcntl.LOCK_EX)  # released when the keeper ends, however it ends

@@ -67,7 +67,7 @@ def keepers_of(location: str) -> list[int]:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"pytest_experiments.frame_keeper" in command and location.encode() in command:
+        if KEEPER.encode() in command and location.encode() in command:
             found.append(int(pid))
     return found
 
